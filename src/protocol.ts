@@ -1,0 +1,81 @@
+/**
+ * The typed messages between the main isolate, a task's host process and the Worker inside it.
+ * Each direction is one discriminated union, validated on receipt: nothing crosses as `any`.
+ *
+ * Main → host travels as JSON lines on the host's stdin. Host → main travels as JSON lines on the
+ * host's stdout, each prefixed with a per-process channel marker, so that anything else the task
+ * writes to the raw stdout is still captured as a log line and can never pass for a message.
+ */
+import { z } from "zod";
+
+export const LogStream = z.enum(["stdout", "stderr"]);
+export type LogStream = z.infer<typeof LogStream>;
+
+const Failure = z.object({ code: z.string().max(64), message: z.string().max(64 * 1024) });
+
+/** What a task needs to run; identical for the host process and its Worker. */
+export const TaskSpec = z.object({
+  taskId: z.string(),
+  kind: z.string(),
+  prompt: z.string().optional(),
+  params: z.record(z.string(), z.unknown()),
+  /** Absolute path of a custom kind's module; built-in kinds have none. */
+  modulePath: z.string().optional(),
+  grynyaUrl: z.string(),
+  maxLogLineBytes: z.number().int().positive(),
+  maxResultBytes: z.number().int().positive(),
+});
+export type TaskSpec = z.infer<typeof TaskSpec>;
+
+/** Main isolate → host process (and host → Worker). */
+export const HostCommand = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("start"), spec: TaskSpec }),
+  z.object({ type: z.literal("cancel"), reason: z.string() }),
+]);
+export type HostCommand = z.infer<typeof HostCommand>;
+
+/** Worker → host → main isolate: everything a task reports. */
+export const TaskEvent = z.discriminatedUnion("type", [
+  /** The host is up and waiting for its task (lets spares be counted as warm). */
+  z.object({ type: z.literal("ready") }),
+  /** The task's own code is about to run. */
+  z.object({ type: z.literal("running"), time: z.number() }),
+  z.object({ type: z.literal("log"), stream: LogStream, time: z.number(), text: z.string() }),
+  z.object({
+    type: z.literal("progress"),
+    done: z.number().finite(),
+    total: z.number().finite().optional(),
+    message: z.string().max(1024).optional(),
+  }),
+  z.object({ type: z.literal("result"), value: z.unknown() }),
+  z.object({ type: z.literal("failure"), error: Failure }),
+]);
+export type TaskEvent = z.infer<typeof TaskEvent>;
+
+/** Cuts `text` to at most `maxBytes` UTF-8 bytes, marking the cut. */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  if (text.length * 3 <= maxBytes) return text;
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= maxBytes) return text;
+  const marker = ` …[${bytes.length - maxBytes} bytes cut]`;
+  const keep = new TextDecoder().decode(bytes.subarray(0, Math.max(0, maxBytes - marker.length)));
+  return keep.replace(/\uFFFD$/, "") + marker;
+}
+
+/** UTF-8 length without allocating. */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c < 0xdc00) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** Kinds built into the task worker; the main isolate knows them by name only. */
+export const BUILTIN_KIND_NAMES: readonly string[] = [];

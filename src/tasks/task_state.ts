@@ -1,0 +1,72 @@
+/** The lifecycle of a task as a discriminated union, changed only through `transition`. */
+import type { TaskFailure } from "../errors.ts";
+
+export type TaskStatus = TaskState["status"];
+export type TerminalStatus = "succeeded" | "failed" | "cancelled" | "timed_out";
+
+export type TaskState =
+  | { readonly status: "queued"; readonly queuedAt: number }
+  | { readonly status: "running"; readonly queuedAt: number; readonly startedAt: number }
+  | {
+    readonly status: "succeeded";
+    readonly startedAt: number | undefined;
+    readonly finishedAt: number;
+    readonly result: unknown;
+  }
+  | {
+    readonly status: "failed" | "cancelled" | "timed_out";
+    readonly startedAt: number | undefined;
+    readonly finishedAt: number;
+    readonly error: TaskFailure;
+  };
+
+export const TASK_STATUSES = [
+  "queued",
+  "running",
+  "succeeded",
+  "failed",
+  "cancelled",
+  "timed_out",
+] as const satisfies readonly TaskStatus[];
+
+export function isTerminal(state: TaskState): boolean {
+  return state.status !== "queued" && state.status !== "running";
+}
+
+const ALLOWED: Record<TaskStatus, readonly TaskStatus[]> = {
+  queued: ["running", "cancelled", "failed"],
+  running: ["succeeded", "failed", "cancelled", "timed_out"],
+  succeeded: [],
+  failed: [],
+  cancelled: [],
+  timed_out: [],
+};
+
+export class IllegalTransitionError extends Error {
+  override name = "IllegalTransitionError";
+}
+
+/** Returns the next state, or throws when the move is not allowed (terminal states never change). */
+export function transition(current: TaskState, next: TaskState): TaskState {
+  if (!ALLOWED[current.status].includes(next.status)) {
+    throw new IllegalTransitionError(`A task cannot go from ${current.status} to ${next.status}`);
+  }
+  return next;
+}
+
+export function startedAtOf(state: TaskState): number | undefined {
+  switch (state.status) {
+    case "queued":
+      return undefined;
+    case "running":
+    case "succeeded":
+    case "failed":
+    case "cancelled":
+    case "timed_out":
+      return state.startedAt;
+    default: {
+      const _exhaustive: never = state;
+      return _exhaustive;
+    }
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The entry of a task's own process. It waits on stdin for its task, runs it in a Worker with
+ * scoped permissions, and relays the Worker's events to stdout behind a channel marker. It exits
+ * once the task ends, and at once when stdin closes: a host never outlives its server.
+ */
+import { HostCommand, TaskEvent, type TaskSpec } from "../protocol.ts";
+import { readLines } from "../lines.ts";
+
+/** Deno's net permission compares names: allow exactly the host the grynya URL names. */
+export function netAllowance(url: string): string {
+  const u = new URL(url);
+  const port = u.port || (u.protocol === "https:" ? "443" : "80");
+  return `${u.hostname}:${port}`;
+}
+
+export function workerPermissions(spec: TaskSpec): Deno.PermissionOptionsObject {
+  return {
+    net: [netAllowance(spec.grynyaUrl)],
+    read: spec.modulePath ? [spec.modulePath] : false,
+    write: false,
+    env: false,
+    run: false,
+    ffi: false,
+    sys: false,
+    import: false,
+  };
+}
+
+export async function runHost(): Promise<void> {
+  const encoder = new TextEncoder();
+  const stdin = readLines(Deno.stdin.readable, 16 * 1024 * 1024);
+  const first = await stdin.next();
+  if (first.done) Deno.exit(0);
+  const { channel } = JSON.parse(first.value.line) as { channel: string };
+
+  let writes = Promise.resolve();
+  const send = (event: TaskEvent) => {
+    const bytes = encoder.encode(`${channel}${JSON.stringify(event)}\n`);
+    writes = writes.then(() => Deno.stdout.write(bytes)).then(() => {});
+    return writes;
+  };
+  const finish = async (event: TaskEvent) => {
+    await send(event);
+    Deno.exit(0);
+  };
+
+  await send({ type: "ready" });
+  let worker: Worker | undefined;
+  for await (const { line } of stdin) {
+    const command = HostCommand.parse(JSON.parse(line));
+    if (command.type === "start" && !worker) {
+      worker = startWorker(command.spec, send, finish);
+    } else if (command.type === "cancel") {
+      if (!worker) Deno.exit(0);
+      worker.postMessage(command);
+    }
+  }
+  // stdin closed: the server is gone or wants us gone.
+  Deno.exit(0);
+}
+
+function startWorker(
+  spec: TaskSpec,
+  send: (event: TaskEvent) => Promise<void>,
+  finish: (event: TaskEvent) => Promise<void>,
+): Worker {
+  const worker = new Worker(new URL("./task_worker.ts", import.meta.url), {
+    type: "module",
+    name: `task ${spec.taskId}`,
+    deno: { permissions: workerPermissions(spec) },
+  });
+  worker.onmessage = (e: MessageEvent) => {
+    const parsed = TaskEvent.safeParse(e.data);
+    if (!parsed.success) {
+      void finish({
+        type: "failure",
+        error: { code: "protocol_error", message: `Malformed event from the task: ${parsed.error}` },
+      });
+      return;
+    }
+    const event = parsed.data;
+    if (event.type === "result" || event.type === "failure") void finish(event);
+    else void send(event);
+  };
+  worker.onerror = (e: ErrorEvent) => {
+    e.preventDefault();
+    void finish({
+      type: "failure",
+      error: { code: "uncaught_error", message: e.message || "The task's worker failed" },
+    });
+  };
+  worker.postMessage({ type: "start", spec } satisfies HostCommand);
+  return worker;
+}
+
+if (import.meta.main) await runHost();

@@ -1,0 +1,85 @@
+/// <reference lib="deno.worker" />
+/**
+ * The Worker that runs one task's code, with the scoped permissions its host gave it. It receives
+ * `start` and `cancel` from the host and reports everything as `TaskEvent`s.
+ */
+import { pathToFileURL } from "node:url";
+import { HostCommand, type TaskEvent, type TaskSpec, utf8Length } from "../protocol.ts";
+import { captureConsole } from "./console_capture.ts";
+import { createTaskContext, type TaskKind } from "./task_context.ts";
+import { BUILTIN_KINDS } from "./kinds/builtin_kinds.ts";
+
+const abort = new AbortController();
+let finished = false;
+
+function emit(event: TaskEvent): void {
+  if (finished) return;
+  if (event.type === "result" || event.type === "failure") finished = true;
+  self.postMessage(event);
+}
+
+function fail(code: string, error: unknown): void {
+  const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  emit({ type: "failure", error: { code, message: message.slice(0, 32 * 1024) } });
+}
+
+// A task must not end its own process behind the supervisor's back: Deno.exit() ends the task.
+Object.defineProperty(Deno, "exit", {
+  value: (code?: number) => {
+    fail("exit_called", `The task called Deno.exit(${code ?? ""}); tasks end by returning`);
+    self.close();
+    throw new Error("Deno.exit() is not available to tasks");
+  },
+});
+
+self.addEventListener("unhandledrejection", (e) => {
+  e.preventDefault();
+  fail("unhandled_rejection", e.reason);
+});
+self.addEventListener("error", (e) => {
+  e.preventDefault();
+  fail("uncaught_error", e.error ?? e.message);
+});
+
+async function loadKind(spec: TaskSpec): Promise<TaskKind> {
+  const builtin = BUILTIN_KINDS[spec.kind];
+  if (builtin) return builtin;
+  if (!spec.modulePath) throw new Error(`No module for kind "${spec.kind}"`);
+  const mod = await import(pathToFileURL(spec.modulePath).href);
+  if (typeof mod.default !== "function") {
+    throw new TypeError(
+      `${spec.modulePath} must have a default export that is a function (ctx) => result`,
+    );
+  }
+  return mod.default as TaskKind;
+}
+
+async function run(spec: TaskSpec): Promise<void> {
+  captureConsole(emit, spec.maxLogLineBytes);
+  let kind: TaskKind;
+  try {
+    kind = await loadKind(spec);
+  } catch (error) {
+    return fail("load_error", error);
+  }
+  emit({ type: "running", time: Date.now() });
+  try {
+    const value = await kind(createTaskContext(spec, abort.signal, emit));
+    const json = JSON.stringify(value ?? null);
+    if (utf8Length(json) > spec.maxResultBytes) {
+      return fail(
+        "result_too_large",
+        `The result is ${utf8Length(json)} bytes; the limit is ${spec.maxResultBytes} (KLYM_MAX_RESULT_BYTES)`,
+      );
+    }
+    emit({ type: "result", value: JSON.parse(json) });
+  } catch (error) {
+    fail(abort.signal.aborted ? "aborted" : "task_error", error);
+  }
+}
+
+self.onmessage = (e: MessageEvent) => {
+  const command = HostCommand.parse(e.data);
+  if (command.type === "start") void run(command.spec);
+  else abort.abort(new DOMException(command.reason, "AbortError"));
+};
