@@ -18,7 +18,7 @@ const LINE_SLACK_BYTES = 64 * 1024;
 
 export interface ProcessOptions {
   grynyaUrl: string;
-  tasksDir: string | undefined;
+  tasksDir?: string | undefined;
   taskMemoryMb: number;
   maxLogLineBytes: number;
   maxResultBytes: number;

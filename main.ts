@@ -1,0 +1,38 @@
+/**
+ * Klym: an MCP server that runs long tasks in the background.
+ * Reads config, wires the parts, serves; `--task-host` makes this binary a task's own process.
+ */
+import { ConfigError, loadConfig } from "./src/config.ts";
+import { setupLogging } from "./src/logging.ts";
+import { startKlym } from "./src/klym.ts";
+import { runHost } from "./src/worker/host.ts";
+
+const SHUTDOWN_DEADLINE_MS = 5000;
+
+async function main(): Promise<number> {
+  if (Deno.args[0] === "--task-host") {
+    await runHost();
+    return 0;
+  }
+  await setupLogging(Deno.env.get("KLYM_LOG_LEVEL"));
+  let config;
+  try {
+    config = loadConfig(Deno.env.toObject(), Deno.args);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
+    return 2;
+  }
+  const klym = await startKlym(config);
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  for (const signal of signals) Deno.addSignalListener(signal, () => stop(signal));
+  const why = await Promise.race([stopped, klym.done.then(() => "stdio closed")]);
+  const deadline = setTimeout(() => Deno.exit(1), SHUTDOWN_DEADLINE_MS);
+  await klym.close();
+  clearTimeout(deadline);
+  void why;
+  return 0;
+}
+
+Deno.exit(await main());

@@ -1,0 +1,78 @@
+/** Wires the parts together: task registry, process pool, and the MCP face over HTTP or stdio. */
+import { getLogger } from "@logtape/logtape";
+import { StdioServerTransport } from "@modelcontextprotocol/server/stdio";
+import type { Config } from "./config.ts";
+import { KindCatalog } from "./tasks/kind_catalog.ts";
+import { ProcessPool } from "./tasks/process_pool.ts";
+import { TaskRegistry } from "./tasks/task_registry.ts";
+import { createMcpServer } from "./server/mcp_server.ts";
+import { HttpApp } from "./server/http_app.ts";
+
+const logger = getLogger(["klym"]);
+
+export interface Klym {
+  readonly registry: TaskRegistry;
+  /** The HTTP address, when serving HTTP. */
+  readonly url: string | undefined;
+  /** Resolves when the stdio client disconnects (never, for HTTP). */
+  readonly done: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startKlym(config: Config): Promise<Klym> {
+  const kinds = new KindCatalog(config.tasksDir);
+  if (config.tasksDir) {
+    try {
+      Deno.statSync(config.tasksDir);
+    } catch {
+      logger.warn("KLYM_TASKS_DIR {dir} does not exist; no custom kinds", { dir: config.tasksDir });
+    }
+  }
+  const pool = new ProcessPool(config, config.warmSpares);
+  const registry = new TaskRegistry(config, kinds, pool);
+  pool.warm();
+
+  if (config.stdio) {
+    const server = createMcpServer(registry, config);
+    const transport = new StdioServerTransport();
+    const { promise: done, resolve } = Promise.withResolvers<void>();
+    transport.onclose = () => resolve();
+    await server.connect(transport);
+    logger.info("Serving one client over stdio");
+    return {
+      registry,
+      url: undefined,
+      done,
+      async close() {
+        await registry.shutdown();
+        await server.close();
+      },
+    };
+  }
+
+  const app: HttpApp = new HttpApp({
+    config,
+    createServer: () => createMcpServer(registry, config),
+    health: (): Record<string, unknown> => ({ tasks: registry.counts(), sessions: app.sessionCount }),
+  });
+  const { promise: listening, resolve: onListen } = Promise.withResolvers<Deno.NetAddr>();
+  const http = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    onListen: (addr) => onListen(addr as Deno.NetAddr),
+  }, app.fetch);
+  const addr = await listening;
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  const url = `http://${host}:${addr.port}`;
+  logger.info("Serving MCP at {url}/mcp (Streamable HTTP) and {url}/sse (SSE)", { url });
+  return {
+    registry,
+    url,
+    done: new Promise(() => {}),
+    async close() {
+      await registry.shutdown();
+      await app.close();
+      await http.shutdown();
+    },
+  };
+}

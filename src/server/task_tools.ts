@@ -1,0 +1,192 @@
+/**
+ * The four MCP tools of the contract. Each validates its input with zod (the SDK turns a schema
+ * failure into an `isError` result naming the field), and turns a `TaskError` into an `isError`
+ * result whose message says the fix.
+ */
+import type { CallToolResult, McpServer } from "@modelcontextprotocol/server";
+import { z } from "zod";
+import { TaskError } from "../errors.ts";
+import type { Config } from "../config.ts";
+import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
+import { startedAtOf, TASK_STATUSES } from "../tasks/task_state.ts";
+
+export const MAX_LOG_LINES_PER_READ = 1000;
+const DEFAULT_LOG_LINES_PER_READ = 200;
+const DEFAULT_LIST_LIMIT = 50;
+const MAX_LIST_LIMIT = 1000;
+
+const iso = (ms: number | undefined) => ms === undefined ? undefined : new Date(ms).toISOString();
+
+const Status = z.enum(TASK_STATUSES);
+const Progress = z.object({
+  done: z.number(),
+  total: z.number().optional(),
+  message: z.string().optional(),
+});
+const Failure = z.object({ code: z.string(), message: z.string() });
+const TaskId = z.string({ error: '"task_id" must be the string returned by start_async_agent_task' })
+  .min(1, '"task_id" must not be empty')
+  .max(128, '"task_id" is too long; pass the id returned by start_async_agent_task');
+
+const Summary = z.object({
+  task_id: z.string(),
+  kind: z.string(),
+  status: Status,
+  created_at: z.string(),
+  started_at: z.string().optional(),
+  finished_at: z.string().optional(),
+  progress: Progress.optional(),
+  error: Failure.optional(),
+});
+
+function summary(task: TaskRecord): z.infer<typeof Summary> {
+  const state = task.state;
+  const startedAt = startedAtOf(state);
+  return {
+    task_id: task.id,
+    kind: task.kind,
+    status: state.status,
+    created_at: iso(task.createdAt)!,
+    ...(startedAt === undefined ? {} : { started_at: iso(startedAt)! }),
+    ...("finishedAt" in state ? { finished_at: iso(state.finishedAt)! } : {}),
+    ...(task.progress ? { progress: task.progress } : {}),
+    ...("error" in state ? { error: state.error } : {}),
+  };
+}
+
+function ok<T extends Record<string, unknown>>(structured: T): CallToolResult {
+  return { content: [{ type: "text", text: JSON.stringify(structured) }], structuredContent: structured };
+}
+
+function toolError(error: unknown): CallToolResult {
+  if (error instanceof TaskError) {
+    return { isError: true, content: [{ type: "text", text: `${error.code}: ${error.message}` }] };
+  }
+  throw error;
+}
+
+async function guarded(run: () => CallToolResult | Promise<CallToolResult>): Promise<CallToolResult> {
+  try {
+    return await run();
+  } catch (error) {
+    return toolError(error);
+  }
+}
+
+export function registerTaskTools(server: McpServer, registry: TaskRegistry, config: Config): void {
+  server.registerTool("start_async_agent_task", {
+    title: "Start a background task",
+    description:
+      "Starts a long-running task in the background and returns its task_id at once, without waiting for the work. " +
+      "Then poll check_task_status with that task_id every few seconds, passing back next_log_cursor as log_cursor " +
+      "to read only new log lines, until status is succeeded, failed, cancelled or timed_out; those never change again. " +
+      `Known kinds: ${registry.kinds.list().join(", ") || "none"}. ` +
+      "Stop a task with cancel_task.",
+    inputSchema: z.object({
+      kind: z.string({ error: '"kind" must be a string naming a task kind' }).default("agent")
+        .describe("The task kind to run (default agent)."),
+      prompt: z.string({ error: '"prompt" must be a string' }).optional()
+        .describe(`What the task should do; at most ${config.maxPromptBytes} bytes.`),
+      params: z.record(z.string(), z.unknown(), {
+        error: '"params" must be a JSON object such as {"key": "value"}',
+      }).optional().describe(`Kind-specific inputs; at most ${config.maxParamsBytes} bytes as JSON.`),
+      timeout_s: z.number({ error: '"timeout_s" must be a number of seconds' }).int(
+        '"timeout_s" must be a whole number of seconds',
+      ).min(1, '"timeout_s" must be at least 1').max(
+        config.maxTimeoutS,
+        `"timeout_s" must be at most ${config.maxTimeoutS} (KLYM_MAX_TIMEOUT_S)`,
+      ).optional().describe(
+        `Deadline in seconds (default ${config.defaultTimeoutS}, max ${config.maxTimeoutS}); past it the task ends as timed_out.`,
+      ),
+    }),
+    outputSchema: z.object({ task_id: z.string(), status: Status, created_at: z.string() }),
+  }, ({ kind, prompt, params, timeout_s }) =>
+    guarded(() => {
+      const task = registry.start({ kind, prompt, params, timeoutS: timeout_s });
+      return ok({ task_id: task.id, status: task.state.status, created_at: iso(task.createdAt)! });
+    }));
+
+  server.registerTool("check_task_status", {
+    title: "Check a background task",
+    description:
+      "Returns a task's status, progress, the log lines (stdout/stderr) written since log_cursor, and its result or error once finished. " +
+      "Pass next_log_cursor back as log_cursor on the next call to get only new lines; logs_dropped counts lines lost to the per-task log limit. " +
+      "Keep polling while status is queued or running; succeeded, failed, cancelled and timed_out are final.",
+    inputSchema: z.object({
+      task_id: TaskId,
+      log_cursor: z.number({ error: '"log_cursor" must be a number: the next_log_cursor of the previous call' })
+        .int('"log_cursor" must be a whole number').min(0, '"log_cursor" must be 0 or more').default(0)
+        .describe("Return log lines after this one (0 = from the start)."),
+      max_log_lines: z.number({ error: '"max_log_lines" must be a number' }).int().min(
+        0,
+        '"max_log_lines" must be 0 or more',
+      ).max(MAX_LOG_LINES_PER_READ, `"max_log_lines" must be at most ${MAX_LOG_LINES_PER_READ}`)
+        .default(DEFAULT_LOG_LINES_PER_READ).describe("At most this many lines in one answer."),
+    }),
+    outputSchema: Summary.extend({
+      logs: z.array(z.object({
+        seq: z.number(),
+        stream: z.enum(["stdout", "stderr"]),
+        time: z.string(),
+        text: z.string(),
+      })),
+      next_log_cursor: z.number(),
+      more_logs: z.boolean(),
+      logs_dropped: z.number(),
+      result: z.unknown().optional(),
+    }),
+  }, ({ task_id, log_cursor, max_log_lines }) =>
+    guarded(() => {
+      const task = registry.get(task_id);
+      if (log_cursor > task.logs.lastSeq) {
+        throw new TaskError(
+          "INVALID_INPUT",
+          `"log_cursor" ${log_cursor} is past the task's last log line (${task.logs.lastSeq}); pass the next_log_cursor you were given, or 0`,
+        );
+      }
+      const page = task.logs.read(log_cursor, max_log_lines);
+      return ok({
+        ...summary(task),
+        logs: page.lines,
+        next_log_cursor: page.nextCursor,
+        more_logs: page.nextCursor < task.logs.lastSeq,
+        logs_dropped: task.logs.dropped,
+        ...(task.state.status === "succeeded" ? { result: task.state.result } : {}),
+      });
+    }));
+
+  server.registerTool("cancel_task", {
+    title: "Cancel a background task",
+    description:
+      "Ends a queued or running task as cancelled: its code is asked to stop, and its process is killed after a short grace if it does not. " +
+      "Idempotent: a task that already finished keeps its status, which is returned.",
+    inputSchema: z.object({
+      task_id: TaskId,
+      reason: z.string().max(1000, '"reason" must be at most 1000 characters').optional(),
+    }),
+    outputSchema: z.object({ task_id: z.string(), status: Status }),
+  }, ({ task_id, reason }) =>
+    guarded(() => {
+      const task = registry.cancel(task_id, reason ?? "cancelled by the client");
+      return ok({ task_id: task.id, status: task.state.status });
+    }));
+
+  server.registerTool("list_tasks", {
+    title: "List background tasks",
+    description:
+      "Lists queued, running and recently finished tasks, newest first, optionally only those with one status. " +
+      "Finished tasks are kept for a limited time (KLYM_RETENTION_S).",
+    inputSchema: z.object({
+      status: Status.optional().describe("Only tasks with this status."),
+      limit: z.number().int().min(1, '"limit" must be at least 1').max(
+        MAX_LIST_LIMIT,
+        `"limit" must be at most ${MAX_LIST_LIMIT}`,
+      ).default(DEFAULT_LIST_LIMIT),
+    }),
+    outputSchema: z.object({
+      tasks: z.array(Summary),
+      counts: z.record(z.string(), z.number()),
+    }),
+  }, ({ status, limit }) =>
+    guarded(() => ok({ tasks: registry.list(status, limit).map(summary), counts: registry.counts() })));
+}
