@@ -53,7 +53,10 @@ export async function startKlym(config: Config): Promise<Klym> {
   const app: HttpApp = new HttpApp({
     config,
     createServer: () => createMcpServer(registry, config),
-    health: (): Record<string, unknown> => ({ tasks: registry.counts(), sessions: app.sessionCount }),
+    health: (): Record<string, unknown> => ({
+      tasks: registry.counts(),
+      sessions: app.sessionCount,
+    }),
   });
   const { promise: listening, resolve: onListen } = Promise.withResolvers<Deno.NetAddr>();
   const http = Deno.serve({

@@ -58,7 +58,9 @@ export function truncateUtf8(text: string, maxBytes: number): string {
   const bytes = new TextEncoder().encode(text);
   if (bytes.length <= maxBytes) return text;
   const marker = ` …[${bytes.length - maxBytes} bytes cut]`;
-  const keep = new TextDecoder().decode(bytes.subarray(0, Math.max(0, maxBytes - marker.length)));
+  const keep = new TextDecoder().decode(
+    bytes.subarray(0, Math.max(0, maxBytes - utf8Length(marker))),
+  );
   return keep.replace(/\uFFFD$/, "") + marker;
 }
 

@@ -113,8 +113,18 @@ export class HttpApp {
       const given = header.startsWith("Bearer ") ? header.slice(7) : "";
       if (!sameSecret(given, token)) {
         return new Response(
-          JSON.stringify({ jsonrpc: "2.0", error: { code: -32001, message: "Unauthorized: send Authorization: Bearer <KLYM_AUTH_TOKEN>" }, id: null }),
-          { status: 401, headers: { "content-type": "application/json", "www-authenticate": "Bearer" } },
+          JSON.stringify({
+            jsonrpc: "2.0",
+            error: {
+              code: -32001,
+              message: "Unauthorized: send Authorization: Bearer <KLYM_AUTH_TOKEN>",
+            },
+            id: null,
+          }),
+          {
+            status: 401,
+            headers: { "content-type": "application/json", "www-authenticate": "Bearer" },
+          },
         );
       }
     }
@@ -127,7 +137,10 @@ export class HttpApp {
     const declared = Number(req.headers.get("content-length") ?? "0");
     if (declared > max) {
       await req.body?.cancel();
-      return jsonRpcError(413, `Request body of ${declared} bytes exceeds ${max} (KLYM_MAX_REQUEST_BODY_BYTES)`);
+      return jsonRpcError(
+        413,
+        `Request body of ${declared} bytes exceeds ${max} (KLYM_MAX_REQUEST_BODY_BYTES)`,
+      );
     }
     const read = await readRequestBody(req, max);
     if (read.tooLarge) {
@@ -157,7 +170,10 @@ export class HttpApp {
       return await session.transport.handleRequest(req, { parsedBody: body });
     }
     if (req.method !== "POST" || !isInitializeRequest(body)) {
-      return jsonRpcError(400, "Bad Request: no Mcp-Session-Id header; start with an initialize request");
+      return jsonRpcError(
+        400,
+        "Bad Request: no Mcp-Session-Id header; start with an initialize request",
+      );
     }
     if (this.#sessions.size >= this.options.config.maxSessions) return this.#tooManySessions();
     const server = this.options.createServer();
@@ -219,7 +235,10 @@ export class HttpApp {
     const cutoff = Date.now() - this.options.config.sessionIdleS * 1000;
     for (const [id, session] of this.#sessions) {
       // An open SSE stream is a live client; its keepalives would fail if it had gone.
-      if (session.lastSeen < cutoff && session.transport instanceof WebStandardStreamableHTTPServerTransport) {
+      if (
+        session.lastSeen < cutoff &&
+        session.transport instanceof WebStandardStreamableHTTPServerTransport
+      ) {
         logger.info("Evicting idle session {id}", { id });
         void this.#drop(id);
       }

@@ -24,7 +24,9 @@ const Progress = z.object({
   message: z.string().optional(),
 });
 const Failure = z.object({ code: z.string(), message: z.string() });
-const TaskId = z.string({ error: '"task_id" must be the string returned by start_async_agent_task' })
+const TaskId = z.string({
+  error: '"task_id" must be the string returned by start_async_agent_task',
+})
   .min(1, '"task_id" must not be empty')
   .max(128, '"task_id" is too long; pass the id returned by start_async_agent_task');
 
@@ -55,7 +57,10 @@ function summary(task: TaskRecord): z.infer<typeof Summary> {
 }
 
 function ok<T extends Record<string, unknown>>(structured: T): CallToolResult {
-  return { content: [{ type: "text", text: JSON.stringify(structured) }], structuredContent: structured };
+  return {
+    content: [{ type: "text", text: JSON.stringify(structured) }],
+    structuredContent: structured,
+  };
 }
 
 function toolError(error: unknown): CallToolResult {
@@ -65,7 +70,9 @@ function toolError(error: unknown): CallToolResult {
   throw error;
 }
 
-async function guarded(run: () => CallToolResult | Promise<CallToolResult>): Promise<CallToolResult> {
+async function guarded(
+  run: () => CallToolResult | Promise<CallToolResult>,
+): Promise<CallToolResult> {
   try {
     return await run();
   } catch (error) {
@@ -89,7 +96,9 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
         .describe(`What the task should do; at most ${config.maxPromptBytes} bytes.`),
       params: z.record(z.string(), z.unknown(), {
         error: '"params" must be a JSON object such as {"key": "value"}',
-      }).optional().describe(`Kind-specific inputs; at most ${config.maxParamsBytes} bytes as JSON.`),
+      }).optional().describe(
+        `Kind-specific inputs; at most ${config.maxParamsBytes} bytes as JSON.`,
+      ),
       timeout_s: z.number({ error: '"timeout_s" must be a number of seconds' }).int(
         '"timeout_s" must be a whole number of seconds',
       ).min(1, '"timeout_s" must be at least 1').max(
@@ -114,8 +123,11 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
       "Keep polling while status is queued or running; succeeded, failed, cancelled and timed_out are final.",
     inputSchema: z.object({
       task_id: TaskId,
-      log_cursor: z.number({ error: '"log_cursor" must be a number: the next_log_cursor of the previous call' })
-        .int('"log_cursor" must be a whole number').min(0, '"log_cursor" must be 0 or more').default(0)
+      log_cursor: z.number({
+        error: '"log_cursor" must be a number: the next_log_cursor of the previous call',
+      })
+        .int('"log_cursor" must be a whole number').min(0, '"log_cursor" must be 0 or more')
+        .default(0)
         .describe("Return log lines after this one (0 = from the start)."),
       max_log_lines: z.number({ error: '"max_log_lines" must be a number' }).int().min(
         0,
@@ -171,22 +183,28 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
       return ok({ task_id: task.id, status: task.state.status });
     }));
 
-  server.registerTool("list_tasks", {
-    title: "List background tasks",
-    description:
-      "Lists queued, running and recently finished tasks, newest first, optionally only those with one status. " +
-      "Finished tasks are kept for a limited time (KLYM_RETENTION_S).",
-    inputSchema: z.object({
-      status: Status.optional().describe("Only tasks with this status."),
-      limit: z.number().int().min(1, '"limit" must be at least 1').max(
-        MAX_LIST_LIMIT,
-        `"limit" must be at most ${MAX_LIST_LIMIT}`,
-      ).default(DEFAULT_LIST_LIMIT),
-    }),
-    outputSchema: z.object({
-      tasks: z.array(Summary),
-      counts: z.record(z.string(), z.number()),
-    }),
-  }, ({ status, limit }) =>
-    guarded(() => ok({ tasks: registry.list(status, limit).map(summary), counts: registry.counts() })));
+  server.registerTool(
+    "list_tasks",
+    {
+      title: "List background tasks",
+      description:
+        "Lists queued, running and recently finished tasks, newest first, optionally only those with one status. " +
+        "Finished tasks are kept for a limited time (KLYM_RETENTION_S).",
+      inputSchema: z.object({
+        status: Status.optional().describe("Only tasks with this status."),
+        limit: z.number().int().min(1, '"limit" must be at least 1').max(
+          MAX_LIST_LIMIT,
+          `"limit" must be at most ${MAX_LIST_LIMIT}`,
+        ).default(DEFAULT_LIST_LIMIT),
+      }),
+      outputSchema: z.object({
+        tasks: z.array(Summary),
+        counts: z.record(z.string(), z.number()),
+      }),
+    },
+    ({ status, limit }) =>
+      guarded(() =>
+        ok({ tasks: registry.list(status, limit).map(summary), counts: registry.counts() })
+      ),
+  );
 }

@@ -201,7 +201,9 @@ export class TaskProcess {
   /** Output written around `console` (e.g. `Deno.stdout.write`, runtime crash reports) is kept too. */
   #rawLog(stream: "stdout" | "stderr", line: string): void {
     if (!this.#sink) {
-      if (line.trim()) logger.debug("Idle task process {pid} wrote: {line}", { pid: this.pid, line });
+      if (line.trim()) {
+        logger.debug("Idle task process {pid} wrote: {line}", { pid: this.pid, line });
+      }
       return;
     }
     this.#emit({

@@ -59,7 +59,6 @@ type RegistryLimits = Pick<
   | "grynyaUrl"
 >;
 
-
 export class TaskRegistry {
   readonly #tasks = new Map<string, TaskRecord>();
   readonly #queue: TaskRecord[] = [];
@@ -83,7 +82,9 @@ export class TaskRegistry {
 
   /** Admits a task and returns at once; it runs when a slot is free. */
   start(request: StartRequest): TaskRecord {
-    if (this.#closing) throw new TaskError("SHUTTING_DOWN", "Cannot start task: Klym is shutting down");
+    if (this.#closing) {
+      throw new TaskError("SHUTTING_DOWN", "Cannot start task: Klym is shutting down");
+    }
     this.kinds.resolve(request.kind);
     const timeoutS = request.timeoutS ?? this.limits.defaultTimeoutS;
     if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > this.limits.maxTimeoutS) {
@@ -185,6 +186,10 @@ export class TaskRegistry {
     }
     await Promise.allSettled([...this.#slots]);
     await this.pool.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
   }
 
   #freeSlots(): number {

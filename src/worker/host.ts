@@ -74,7 +74,10 @@ function startWorker(
     if (!parsed.success) {
       void finish({
         type: "failure",
-        error: { code: "protocol_error", message: `Malformed event from the task: ${parsed.error}` },
+        error: {
+          code: "protocol_error",
+          message: `Malformed event from the task: ${parsed.error}`,
+        },
       });
       return;
     }

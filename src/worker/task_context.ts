@@ -25,7 +25,9 @@ export function createTaskContext(
 ): TaskContext {
   const notYet = (what: string) =>
     Promise.reject(
-      new Error(`ctx.${what} is not available in this version of Klym: grynya access is not built yet`),
+      new Error(
+        `ctx.${what} is not available in this version of Klym: grynya access is not built yet`,
+      ),
     );
   return {
     taskId: spec.taskId,

@@ -69,7 +69,9 @@ async function run(spec: TaskSpec): Promise<void> {
     if (utf8Length(json) > spec.maxResultBytes) {
       return fail(
         "result_too_large",
-        `The result is ${utf8Length(json)} bytes; the limit is ${spec.maxResultBytes} (KLYM_MAX_RESULT_BYTES)`,
+        `The result is ${
+          utf8Length(json)
+        } bytes; the limit is ${spec.maxResultBytes} (KLYM_MAX_RESULT_BYTES)`,
       );
     }
     emit({ type: "result", value: JSON.parse(json) });

@@ -1,0 +1,179 @@
+/** Starts the real Klym server as a child process on a free port and connects MCP clients to it. */
+import {
+  Client,
+  SSEClientTransport,
+  StreamableHTTPClientTransport,
+} from "@modelcontextprotocol/client";
+import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
+import { readLines } from "../../src/lines.ts";
+
+export const REPO = new URL("../../", import.meta.url).pathname;
+export const FIXTURE_TASKS = new URL("../fixtures/tasks/", import.meta.url).pathname;
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+export type HttpTransportName = "http" | "sse";
+
+export interface KlymProcess extends AsyncDisposable {
+  readonly url: string;
+  readonly pid: number;
+  /** Everything the server logged to stderr so far. */
+  readonly logs: string[];
+  connect(transport?: HttpTransportName): Promise<Client>;
+  signal(signal: Deno.Signal): void;
+  exited: Promise<Deno.CommandStatus>;
+}
+
+const baseEnv = (env: Record<string, string>) => ({
+  KLYM_TASKS_DIR: FIXTURE_TASKS,
+  KLYM_LOG_LEVEL: "debug",
+  ...env,
+});
+
+export async function startKlym(env: Record<string, string> = {}): Promise<KlymProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"],
+    env: baseEnv(env),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const logs: string[] = [];
+  const { promise: listening, resolve, reject } = Promise.withResolvers<string>();
+  const pump = (async () => {
+    for await (const { line } of readLines(child.stderr, 1 << 20)) {
+      logs.push(line);
+      const url = line.includes("Serving MCP at") ? JSON.parse(line).properties?.url : undefined;
+      if (url) resolve(url);
+    }
+    reject(new Error(`Klym exited before listening:\n${logs.join("\n")}`));
+  })();
+  const exited = child.status.then(async (status) => {
+    await pump;
+    return status;
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const url = await listening.finally(() => clearTimeout(timer));
+  const clients: Client[] = [];
+  return {
+    url,
+    pid: child.pid,
+    logs,
+    exited,
+    async connect(transport = "http") {
+      const client = new Client({ name: "klym-test", version: "1.0.0" });
+      await client.connect(
+        transport === "http"
+          ? new StreamableHTTPClientTransport(new URL(`${url}/mcp`))
+          : new SSEClientTransport(new URL(`${url}/sse`)),
+      );
+      clients.push(client);
+      return client;
+    },
+    signal(signal) {
+      child.kill(signal);
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.allSettled(clients.map((c) => c.close()));
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+      const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/** A client speaking to Klym over stdio, Klym being its child process. */
+export async function connectStdio(env: Record<string, string> = {}): Promise<Client> {
+  const client = new Client({ name: "klym-test", version: "1.0.0" });
+  await client.connect(
+    new StdioClientTransport({
+      command: Deno.execPath(),
+      args: ["run", "-A", "--unstable-worker-options", MAIN, "--stdio"],
+      env: { ...baseEnv(env), PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" },
+      stderr: "ignore",
+    }),
+  );
+  return client;
+}
+
+/** Calls a tool and returns its structured content, failing loudly on a tool error. */
+export async function call<T = Record<string, unknown>>(
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+): Promise<T> {
+  const result = await client.callTool({ name, arguments: args });
+  if (result.isError) {
+    throw new Error(`${name} failed: ${JSON.stringify(result.content)}`);
+  }
+  return result.structuredContent as T;
+}
+
+/** Calls a tool that must fail and returns its error text. */
+export async function callError(
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+): Promise<string> {
+  const result = await client.callTool({ name, arguments: args });
+  if (!result.isError) throw new Error(`${name} succeeded unexpectedly: ${JSON.stringify(result)}`);
+  return (result.content as { text: string }[]).map((c) => c.text).join("\n");
+}
+
+export interface Status {
+  task_id: string;
+  status: string;
+  logs: { seq: number; stream: string; text: string }[];
+  next_log_cursor: number;
+  logs_dropped: number;
+  result?: unknown;
+  error?: { code: string; message: string };
+  progress?: { done: number; total?: number; message?: string };
+}
+
+const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
+
+/** Polls check_task_status as an assistant would until the task is final; gathers every log line. */
+export async function waitFinal(
+  client: Client,
+  taskId: string,
+  timeoutMs = 30_000,
+): Promise<Status & { allLogs: Status["logs"] }> {
+  const deadline = Date.now() + timeoutMs;
+  const allLogs: Status["logs"] = [];
+  let cursor = 0;
+  while (true) {
+    const status = await call<Status>(client, "check_task_status", {
+      task_id: taskId,
+      log_cursor: cursor,
+    });
+    allLogs.push(...status.logs);
+    cursor = status.next_log_cursor;
+    if (FINAL.has(status.status) && status.logs.length === 0) return { ...status, allLogs };
+    if (Date.now() > deadline) {
+      throw new Error(`Task ${taskId} not final after ${timeoutMs} ms: ${JSON.stringify(status)}`);
+    }
+    if (!FINAL.has(status.status)) await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Child processes of `pid` (Linux), for checking that task processes are gone. */
+export function childPids(pid: number): number[] {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim().split(/\s+/)
+      .filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** CPU seconds used so far by a process and its reaped children (Linux). */
+export function cpuSeconds(pid: number): number {
+  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks / 100;
+}

@@ -1,0 +1,38 @@
+/** A real task registry with real task processes, configured for tests. */
+import { loadConfig } from "../../src/config.ts";
+import { KindCatalog } from "../../src/tasks/kind_catalog.ts";
+import { ProcessPool } from "../../src/tasks/process_pool.ts";
+import { TaskRegistry } from "../../src/tasks/task_registry.ts";
+import type { TaskRecord } from "../../src/tasks/task_registry.ts";
+import { isTerminal } from "../../src/tasks/task_state.ts";
+import { FIXTURE_TASKS } from "./klym_process.ts";
+
+export function makeRegistry(env: Record<string, string> = {}): TaskRegistry {
+  const config = loadConfig({
+    KLYM_TASKS_DIR: FIXTURE_TASKS,
+    KLYM_WARM_SPARES: "0",
+    KLYM_TASK_MEMORY_MB: "128",
+    ...env,
+  }, []);
+  const pool = new ProcessPool(config, config.warmSpares);
+  pool.warm();
+  return new TaskRegistry(config, new KindCatalog(config.tasksDir), pool);
+}
+
+/** Resolves when the task is terminal (polling the registry like a client would). */
+export async function settled(task: TaskRecord, timeoutMs = 20_000): Promise<TaskRecord> {
+  const deadline = Date.now() + timeoutMs;
+  while (!isTerminal(task.state)) {
+    if (Date.now() > deadline) throw new Error(`Task ${task.kind} still ${task.state.status}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return task;
+}
+
+export function errorOf(task: TaskRecord): { code: string; message: string } | undefined {
+  return "error" in task.state ? task.state.error : undefined;
+}
+
+export function resultOf(task: TaskRecord): unknown {
+  return task.state.status === "succeeded" ? task.state.result : undefined;
+}

@@ -1,0 +1,296 @@
+import assert from "node:assert/strict";
+import { TaskError } from "../../src/errors.ts";
+import { errorOf, makeRegistry, resultOf, settled } from "../helpers/registry.ts";
+
+const rejects = (fn: () => unknown, code: string, pattern: RegExp) =>
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof TaskError, String(e));
+    assert.equal(e.code, code);
+    assert.match(e.message, pattern);
+    return true;
+  });
+
+Deno.test("a task's output, progress and result reach the registry in order", async () => {
+  await using registry = makeRegistry();
+  const task = registry.start({ kind: "hello", prompt: "p", params: { a: 1 } });
+  assert.equal(task.state.status, "running");
+  await settled(task);
+  assert.deepEqual(resultOf(task), { taskId: task.id, prompt: "p", params: { a: 1 } });
+  assert.deepEqual(task.logs.read(0, 10).lines.map((l) => [l.seq, l.stream, l.text]), [
+    [1, "stdout", "hello from hello"],
+    [2, "stderr", "a warning"],
+    [3, "stdout", "{ nested: { n: 1 } }"],
+  ]);
+  assert.deepEqual(task.progress, { done: 1, total: 2, message: "half way" });
+});
+
+Deno.test("each way a task can break ends it as failed with its cause", async (t) => {
+  await using registry = makeRegistry({ KLYM_TASK_MEMORY_MB: "64" });
+  const cases = {
+    fail: ["task_error", /task gave up/],
+    throw: ["load_error", /broken at load/],
+    rejection: ["unhandled_rejection", /nobody caught me/],
+    exit: ["exit_called", /Deno\.exit\(7\)/],
+    oom: ["out_of_memory", /KLYM_TASK_MEMORY_MB/],
+  } as const;
+  const tasks = Object.keys(cases).map((kind) => registry.start({ kind }));
+  const neighbour = registry.start({ kind: "sleep", params: { ms: 1500 } });
+  for (const task of tasks) {
+    await t.step(task.kind, async () => {
+      await settled(task);
+      const [code, message] = cases[task.kind as keyof typeof cases];
+      assert.equal(task.state.status, "failed");
+      assert.equal(errorOf(task)?.code, code);
+      assert.match(errorOf(task)!.message, message);
+    });
+  }
+  await settled(neighbour);
+  assert.equal(neighbour.state.status, "succeeded", "the neighbour is not disturbed");
+});
+
+Deno.test("output written around console is captured as log lines", async () => {
+  await using registry = makeRegistry();
+  const task = await settled(registry.start({ kind: "raw_stdout" }));
+  assert.equal(resultOf(task), "ok");
+  assert.deepEqual(task.logs.read(0, 10).lines.map((l) => [l.stream, l.text]), [[
+    "stdout",
+    "raw line",
+  ]]);
+});
+
+Deno.test("running tasks never exceed KLYM_MAX_CONCURRENT; the rest wait in FIFO order", async () => {
+  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "2" });
+  let peak = 0;
+  const sampler = setInterval(() => peak = Math.max(peak, registry.counts().running), 5);
+  const tasks = Array.from(
+    { length: 5 },
+    () => registry.start({ kind: "sleep", params: { ms: 300 } }),
+  );
+  assert.deepEqual(tasks.map((t) => t.state.status), [
+    "running",
+    "running",
+    "queued",
+    "queued",
+    "queued",
+  ]);
+  for (const task of tasks) await settled(task);
+  clearInterval(sampler);
+  assert.equal(peak, 2);
+  assert.ok(tasks.every((t) => t.state.status === "succeeded"));
+  const starts = tasks.map((t) => "startedAt" in t.state ? t.state.startedAt! : 0);
+  assert.deepEqual([...starts].sort((a, b) => a - b), starts, "started in the order they came");
+});
+
+Deno.test("beyond KLYM_MAX_QUEUED, start is refused with a clear error", async () => {
+  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "1", KLYM_MAX_QUEUED: "2" });
+  const admitted = [0, 1, 2].map(() => registry.start({ kind: "cooperative" }));
+  assert.deepEqual(admitted.map((t) => t.state.status), ["running", "queued", "queued"]);
+  rejects(
+    () => registry.start({ kind: "hello" }),
+    "QUEUE_FULL",
+    /queue limit is 2 \(KLYM_MAX_QUEUED\)/,
+  );
+  registry.cancel(admitted[2]!.id);
+  assert.equal(registry.start({ kind: "hello" }).state.status, "queued", "a freed place is usable");
+  for (const task of registry.list()) registry.cancel(task.id);
+  await registry.whenIdle();
+});
+
+Deno.test("prompt, params and timeout limits hold at their edge and refuse one past it", async () => {
+  await using registry = makeRegistry({
+    KLYM_MAX_PROMPT_BYTES: "10",
+    KLYM_MAX_PARAMS_BYTES: "20",
+    KLYM_MAX_TIMEOUT_S: "5",
+    KLYM_DEFAULT_TIMEOUT_S: "5",
+    KLYM_MAX_CONCURRENT: "1",
+  });
+  const first = registry.start({ kind: "cooperative" });
+  const ok = [
+    registry.start({ kind: "hello", prompt: "x".repeat(10) }),
+    registry.start({ kind: "hello", params: { k: "x".repeat(12) } }), // {"k":"…"} is 20 bytes
+    registry.start({ kind: "hello", timeoutS: 5 }),
+    registry.start({ kind: "hello", timeoutS: 1 }),
+  ];
+  rejects(
+    () => registry.start({ kind: "hello", prompt: "x".repeat(11) }),
+    "INVALID_INPUT",
+    /"prompt" is 11 bytes, the limit is 10 \(KLYM_MAX_PROMPT_BYTES\)/,
+  );
+  rejects(
+    () => registry.start({ kind: "hello", params: { k: "x".repeat(13) } }),
+    "INVALID_INPUT",
+    /"params" is 21 bytes as JSON, the limit is 20/,
+  );
+  rejects(
+    () => registry.start({ kind: "hello", timeoutS: 6 }),
+    "INVALID_INPUT",
+    /between 1 and 5 \(KLYM_MAX_TIMEOUT_S\), received 6/,
+  );
+  rejects(() => registry.start({ kind: "hello", timeoutS: 0 }), "INVALID_INPUT", /received 0/);
+  registry.cancel(first.id);
+  for (const task of ok) assert.equal((await settled(task)).state.status, "succeeded");
+});
+
+Deno.test("unknown kinds list the known ones; names with path characters are refused", async () => {
+  await using registry = makeRegistry();
+  rejects(
+    () => registry.start({ kind: "nope" }),
+    "UNKNOWN_KIND",
+    /unknown "kind" "nope"; known kinds: .*hello.*spin/,
+  );
+  for (const kind of ["../etc/passwd", "a/b", "hello.ts", "", ".hidden", "x".repeat(65)]) {
+    rejects(() => registry.start({ kind }), "UNKNOWN_KIND", /"kind" must be a name of letters/);
+  }
+});
+
+Deno.test("a result at KLYM_MAX_RESULT_BYTES is kept; one byte more fails the task", async () => {
+  await using registry = makeRegistry({ KLYM_MAX_RESULT_BYTES: "1000" });
+  const fits = registry.start({ kind: "big_result", params: { bytes: 998 } }); // plus two quotes
+  const over = registry.start({ kind: "big_result", params: { bytes: 999 } });
+  assert.equal((await settled(fits)).state.status, "succeeded");
+  assert.equal((resultOf(fits) as string).length, 998);
+  await settled(over);
+  assert.equal(errorOf(over)?.code, "result_too_large");
+  assert.match(errorOf(over)!.message, /1001 bytes; the limit is 1000 \(KLYM_MAX_RESULT_BYTES\)/);
+});
+
+Deno.test("past KLYM_LOG_LIMIT_BYTES the oldest lines are dropped and counted", async () => {
+  await using registry = makeRegistry({ KLYM_LOG_LIMIT_BYTES: "10240" });
+  const task = await settled(
+    registry.start({ kind: "print_lines", params: { lines: 500, width: 36 } }),
+  );
+  assert.equal(task.state.status, "succeeded");
+  assert.equal(task.logs.size, Math.floor(10240 / (64 + 36)));
+  assert.equal(task.logs.dropped + task.logs.size, 500);
+  assert.match(task.logs.read(0, 1000).lines.at(-1)!.text, /^0000499 /, "the newest line is kept");
+});
+
+Deno.test("a line longer than KLYM_MAX_LOG_LINE_BYTES is cut, not lost", async () => {
+  await using registry = makeRegistry({ KLYM_MAX_LOG_LINE_BYTES: "100" });
+  const task = await settled(
+    registry.start({ kind: "print_lines", params: { lines: 2, width: 500 } }),
+  );
+  const lines = task.logs.read(0, 10).lines;
+  assert.equal(lines.length, 2);
+  assert.ok(lines.every((l) => new TextEncoder().encode(l.text).length <= 100));
+  assert.match(lines[0]!.text, /^0000000 x+ …\[\d+ bytes cut\]$/);
+});
+
+Deno.test("a task stuck in a CPU loop times out and its process is killed", async () => {
+  await using registry = makeRegistry({ KLYM_CANCEL_GRACE_MS: "200" });
+  const started = Date.now();
+  const task = await settled(registry.start({ kind: "spin", timeoutS: 1 }));
+  assert.equal(task.state.status, "timed_out");
+  assert.match(errorOf(task)!.message, /timeout of 1 s/);
+  await registry.whenIdle();
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed < 1000 + 2000, `process gone after ${elapsed} ms`);
+  assert.equal(registry.pool.liveCount, 0);
+});
+
+Deno.test("cancel ends a CPU loop within 2 s and is idempotent", async () => {
+  await using registry = makeRegistry();
+  const task = registry.start({ kind: "spin" });
+  while (task.logs.size === 0) await new Promise((r) => setTimeout(r, 10));
+  const cancelledAt = Date.now();
+  assert.equal(registry.cancel(task.id, "enough").state.status, "cancelled");
+  await registry.whenIdle();
+  assert.ok(Date.now() - cancelledAt < 2000, `${Date.now() - cancelledAt} ms`);
+  assert.equal(errorOf(task)?.message, "enough");
+  assert.equal(registry.cancel(task.id).state.status, "cancelled");
+  const done = await settled(registry.start({ kind: "hello" }));
+  assert.equal(
+    registry.cancel(done.id).state.status,
+    "succeeded",
+    "a finished task keeps its status",
+  );
+});
+
+Deno.test("a cooperative task sees ctx.signal abort and its last words are kept", async () => {
+  await using registry = makeRegistry({ KLYM_CANCEL_GRACE_MS: "2000" });
+  const task = registry.start({ kind: "cooperative" });
+  while (task.logs.size === 0) await new Promise((r) => setTimeout(r, 10));
+  registry.cancel(task.id, "stop please");
+  await registry.whenIdle();
+  assert.equal(task.state.status, "cancelled");
+  assert.equal(resultOf(task), undefined, "no result is recorded after a cancel");
+  assert.deepEqual(task.logs.read(0, 10).lines.map((l) => l.text), [
+    "waiting for abort",
+    "aborted: cancelled",
+  ]);
+});
+
+Deno.test("a queued task can be cancelled and never runs", async () => {
+  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "1" });
+  const blocker = registry.start({ kind: "cooperative" });
+  const queued = registry.start({ kind: "hello" });
+  assert.equal(registry.cancel(queued.id).state.status, "cancelled");
+  registry.cancel(blocker.id);
+  await registry.whenIdle();
+  assert.equal(queued.logs.size, 0);
+  assert.equal("startedAt" in queued.state && queued.state.startedAt, undefined);
+});
+
+Deno.test("a storm of cancels racing completions and timeouts leaves one terminal state each", async () => {
+  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "6", KLYM_CANCEL_GRACE_MS: "100" });
+  const tasks = Array.from({ length: 30 }, (_, i) =>
+    registry.start({
+      kind: i % 3 === 0 ? "spin" : "sleep",
+      params: { ms: 50 + (i * 37) % 400, tick_ms: 20 },
+      timeoutS: 1,
+    }));
+  const cancels = tasks.map((task, i) =>
+    new Promise<void>((resolve) =>
+      setTimeout(() => {
+        registry.cancel(task.id);
+        registry.cancel(task.id);
+        resolve();
+      }, (i * 53) % 700)
+    )
+  );
+  await Promise.all(cancels);
+  await registry.whenIdle();
+  const seen = tasks.map((t) => t.state);
+  for (const task of tasks) {
+    assert.ok(
+      ["succeeded", "cancelled", "timed_out"].includes(task.state.status),
+      task.state.status,
+    );
+    if (task.state.status === "succeeded") assert.ok(task.kind === "sleep");
+    if (task.kind === "spin") assert.notEqual(task.state.status, "succeeded");
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(tasks.map((t) => t.state), seen, "terminal states never change");
+  assert.equal(registry.pool.liveCount, 0);
+});
+
+Deno.test("finished tasks are forgotten beyond KLYM_MAX_FINISHED and after KLYM_RETENTION_S", async () => {
+  await using registry = makeRegistry({
+    KLYM_MAX_FINISHED: "2",
+    KLYM_RETENTION_S: "1",
+    KLYM_MAX_CONCURRENT: "1",
+  });
+  const [a, b, c] = [0, 1, 2].map(() => registry.start({ kind: "hello" }));
+  for (const task of [a!, b!, c!]) await settled(task);
+  rejects(() => registry.get(a!.id), "TASK_NOT_FOUND", /list_tasks shows the known ids/);
+  assert.equal(registry.get(c!.id).state.status, "succeeded");
+  await new Promise((r) => setTimeout(r, 2200));
+  rejects(() => registry.get(c!.id), "TASK_NOT_FOUND", /KLYM_RETENTION_S \(1 s\)/);
+});
+
+Deno.test("shutdown cancels queued and running tasks with reason shutdown and leaves no process", async () => {
+  const registry = makeRegistry({ KLYM_MAX_CONCURRENT: "2" });
+  const tasks = [
+    registry.start({ kind: "spin" }),
+    registry.start({ kind: "cooperative" }),
+    registry.start({ kind: "hello" }),
+  ];
+  await new Promise((r) => setTimeout(r, 300));
+  await registry.shutdown();
+  for (const task of tasks) {
+    assert.equal(task.state.status, "cancelled");
+    assert.equal(errorOf(task)?.code, "shutdown");
+  }
+  assert.equal(registry.pool.liveCount, 0);
+  rejects(() => registry.start({ kind: "hello" }), "SHUTTING_DOWN", /shutting down/);
+});
