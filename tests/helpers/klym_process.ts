@@ -127,7 +127,7 @@ export async function callError(
 export interface Status {
   task_id: string;
   status: string;
-  logs: { seq: number; stream: string; text: string }[];
+  logs: { seq: number; stream: string; time: string; text: string }[];
   next_log_cursor: number;
   logs_dropped: number;
   result?: unknown;
