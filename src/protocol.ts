@@ -27,6 +27,10 @@ export const TaskSpec = z.object({
 });
 export type TaskSpec = z.infer<typeof TaskSpec>;
 
+/** The first line a host process reads: how to frame its output, and whom its Worker may reach. */
+export const HostHello = z.object({ channel: z.string().min(8), grynyaUrl: z.string() });
+export type HostHello = z.infer<typeof HostHello>;
+
 /** Main isolate → host process (and host → Worker). */
 export const HostCommand = z.discriminatedUnion("type", [
   z.object({ type: z.literal("start"), spec: TaskSpec }),

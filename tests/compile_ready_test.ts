@@ -57,7 +57,7 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
   const channel = "@@test@@";
   const writer = child.stdin.getWriter();
   const send = (m: unknown) => writer.write(new TextEncoder().encode(JSON.stringify(m) + "\n"));
-  await send({ channel });
+  await send({ channel, grynyaUrl: "http://127.0.0.1:8000/sse" });
   await send({
     type: "start",
     spec: {

@@ -5,7 +5,13 @@
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { setPriority } from "node:os";
 import { getLogger } from "@logtape/logtape";
-import { HostCommand, TaskEvent, type TaskSpec, truncateUtf8 } from "../protocol.ts";
+import {
+  HostCommand,
+  type HostHello,
+  TaskEvent,
+  type TaskSpec,
+  truncateUtf8,
+} from "../protocol.ts";
 import { readLines } from "../lines.ts";
 import { netAllowance } from "../worker/host.ts";
 
@@ -100,7 +106,7 @@ export class TaskProcess {
     this.#stdin = this.#child.stdin.getWriter();
     const { promise: ready, resolve: markReady } = Promise.withResolvers<void>();
     this.ready = ready;
-    void this.#write({ channel: this.#channel });
+    void this.#write({ channel: this.#channel, grynyaUrl: options.grynyaUrl } satisfies HostHello);
     const stdout = this.#pumpStdout(markReady);
     const stderr = this.#pumpStderr();
     this.exited = this.#child.status.then(async (status) => {

@@ -3,7 +3,7 @@
  * scoped permissions, and relays the Worker's events to stdout behind a channel marker. It exits
  * once the task ends, and at once when stdin closes: a host never outlives its server.
  */
-import { HostCommand, TaskEvent, type TaskSpec } from "../protocol.ts";
+import { HostCommand, HostHello, TaskEvent } from "../protocol.ts";
 import { readLines } from "../lines.ts";
 
 /** Deno's net permission compares names: allow exactly the host the grynya URL names. */
@@ -13,10 +13,14 @@ export function netAllowance(url: string): string {
   return `${u.hostname}:${port}`;
 }
 
-export function workerPermissions(spec: TaskSpec): Deno.PermissionOptionsObject {
+/** Network to grynya only; read access to the task's own module, if it has one; nothing else. */
+export function workerPermissions(
+  grynyaUrl: string,
+  modulePath: string | undefined,
+): Deno.PermissionOptionsObject {
   return {
-    net: [netAllowance(spec.grynyaUrl)],
-    read: spec.modulePath ? [spec.modulePath] : false,
+    net: [netAllowance(grynyaUrl)],
+    read: modulePath ? [modulePath] : false,
     write: false,
     env: false,
     run: false,
@@ -31,11 +35,11 @@ export async function runHost(): Promise<void> {
   const stdin = readLines(Deno.stdin.readable, 16 * 1024 * 1024);
   const first = await stdin.next();
   if (first.done) Deno.exit(0);
-  const { channel } = JSON.parse(first.value.line) as { channel: string };
+  const hello = HostHello.parse(JSON.parse(first.value.line));
 
   let writes = Promise.resolve();
   const send = (event: TaskEvent) => {
-    const bytes = encoder.encode(`${channel}${JSON.stringify(event)}\n`);
+    const bytes = encoder.encode(`${hello.channel}${JSON.stringify(event)}\n`);
     writes = writes.then(() => Deno.stdout.write(bytes)).then(() => {});
     return writes;
   };
@@ -44,12 +48,22 @@ export async function runHost(): Promise<void> {
     Deno.exit(0);
   };
 
+  // Built-in kinds need no read access, so their Worker can be up before the task arrives.
+  let spare: Worker | undefined = createWorker(workerPermissions(hello.grynyaUrl, undefined));
   await send({ type: "ready" });
   let worker: Worker | undefined;
   for await (const { line } of stdin) {
     const command = HostCommand.parse(JSON.parse(line));
     if (command.type === "start" && !worker) {
-      worker = startWorker(command.spec, send, finish);
+      const { spec } = command;
+      const fits = !spec.modulePath && spec.grynyaUrl === hello.grynyaUrl;
+      worker = fits && spare
+        ? spare
+        : createWorker(workerPermissions(spec.grynyaUrl, spec.modulePath));
+      if (worker !== spare) spare?.terminate();
+      spare = undefined;
+      relay(worker, send, finish);
+      worker.postMessage(command);
     } else if (command.type === "cancel") {
       if (!worker) Deno.exit(0);
       worker.postMessage(command);
@@ -59,16 +73,18 @@ export async function runHost(): Promise<void> {
   Deno.exit(0);
 }
 
-function startWorker(
-  spec: TaskSpec,
+function createWorker(permissions: Deno.PermissionOptionsObject): Worker {
+  return new Worker(new URL("./task_worker.ts", import.meta.url), {
+    type: "module",
+    deno: { permissions },
+  });
+}
+
+function relay(
+  worker: Worker,
   send: (event: TaskEvent) => Promise<void>,
   finish: (event: TaskEvent) => Promise<void>,
-): Worker {
-  const worker = new Worker(new URL("./task_worker.ts", import.meta.url), {
-    type: "module",
-    name: `task ${spec.taskId}`,
-    deno: { permissions: workerPermissions(spec) },
-  });
+): void {
   worker.onmessage = (e: MessageEvent) => {
     const parsed = TaskEvent.safeParse(e.data);
     if (!parsed.success) {
@@ -92,8 +108,6 @@ function startWorker(
       error: { code: "uncaught_error", message: e.message || "The task's worker failed" },
     });
   };
-  worker.postMessage({ type: "start", spec } satisfies HostCommand);
-  return worker;
 }
 
 if (import.meta.main) await runHost();
