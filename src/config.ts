@@ -3,6 +3,7 @@
  * environment (`KLYM_*`) and, for the common ones, from a command-line flag.
  */
 import { z } from "zod";
+import { DEFAULT_WRITE_TEMPLATE, type GrynyaSettings, WriteTemplate } from "./protocol.ts";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
@@ -15,6 +16,16 @@ export const ConfigSchema = z.object({
   authToken: z.string().min(16, "must be at least 16 characters").optional(),
   allowedOrigins: z.array(z.string()).default([]),
   grynyaUrl: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8000/sse"),
+  grynyaTransport: z.enum(["auto", "sse", "http"]).default("auto"),
+  grynyaToken: z.string().min(1).optional(),
+  /** Extra HTTP headers for grynya, as a JSON object of strings. */
+  grynyaHeaders: z.record(z.string(), z.string()).default({}),
+  grynyaConnectTimeoutMs: int(100, 600_000).default(10_000),
+  grynyaCallTimeoutMs: int(100, 3_600_000).default(60_000),
+  /** Reconnect attempts (with backoff) after the connection to grynya is lost. */
+  grynyaReconnects: int(0, 20).default(3),
+  /** How `ctx.save` writes into grynya's graph: a JSON file path or inline JSON (see README). */
+  grynyaWrite: WriteTemplate.default(DEFAULT_WRITE_TEMPLATE),
   tasksDir: z.string().min(1).optional(),
   /** Running task processes; more tasks wait `queued`. */
   maxConcurrent: int(1, 1024).default(8),
@@ -68,6 +79,13 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   authToken: "KLYM_AUTH_TOKEN",
   allowedOrigins: "KLYM_ALLOWED_ORIGINS",
   grynyaUrl: "KLYM_GRYNYA_URL",
+  grynyaTransport: "KLYM_GRYNYA_TRANSPORT",
+  grynyaToken: "KLYM_GRYNYA_TOKEN",
+  grynyaHeaders: "KLYM_GRYNYA_HEADERS",
+  grynyaConnectTimeoutMs: "KLYM_GRYNYA_CONNECT_TIMEOUT_MS",
+  grynyaCallTimeoutMs: "KLYM_GRYNYA_CALL_TIMEOUT_MS",
+  grynyaReconnects: "KLYM_GRYNYA_RECONNECTS",
+  grynyaWrite: "KLYM_GRYNYA_WRITE",
   tasksDir: "KLYM_TASKS_DIR",
   maxConcurrent: "KLYM_MAX_CONCURRENT",
   maxQueued: "KLYM_MAX_QUEUED",
@@ -92,9 +110,47 @@ const FLAGS: Record<string, keyof Config> = {
   "--host": "host",
   "--port": "port",
   "--grynya-url": "grynyaUrl",
+  "--grynya-transport": "grynyaTransport",
   "--tasks-dir": "tasksDir",
   "--max-concurrent": "maxConcurrent",
 };
+
+function fromEnv(key: keyof Config, value: string, name: string): unknown {
+  switch (key) {
+    case "allowedOrigins":
+      return value.split(",").map((s) => s.trim()).filter(Boolean);
+    case "stdio":
+      return value === "1" || value === "true";
+    case "grynyaHeaders":
+      return parseJson(value, name);
+    case "grynyaWrite":
+      return parseJson(value.trimStart().startsWith("{") ? value : readFile(value, name), name);
+    default:
+      return value;
+  }
+}
+
+function parseJson(text: string, name: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(
+      `Invalid configuration: ${name} is not valid JSON (${(error as Error).message})`,
+    );
+  }
+}
+
+function readFile(path: string, name: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new ConfigError(
+      `Invalid configuration: ${name} names the file "${path}", which cannot be read (${
+        (error as Error).message
+      })`,
+    );
+  }
+}
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -110,11 +166,7 @@ export function loadConfig(env: Record<string, string | undefined>, args: string
   for (const [key, name] of Object.entries(ENV_NAMES) as [keyof Config, string][]) {
     const value = env[name];
     if (value === undefined || value === "") continue;
-    raw[key] = key === "allowedOrigins"
-      ? value.split(",").map((s) => s.trim()).filter(Boolean)
-      : key === "stdio"
-      ? value === "1" || value === "true"
-      : value;
+    raw[key] = fromEnv(key, value, name);
   }
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
@@ -136,11 +188,28 @@ export function loadConfig(env: Record<string, string | undefined>, args: string
   const parsed = ConfigSchema.safeParse(raw);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
-      const key = issue.path[0] as keyof Config | undefined;
+      const [key, ...rest] = issue.path as [keyof Config | undefined, ...PropertyKey[]];
       const name = key ? ENV_NAMES[key] : "config";
-      return `${name}: ${issue.message}`;
+      const where = rest.length ? ` at ${rest.join(".")}` : "";
+      return `${name}${where}: ${issue.message}`;
     });
     throw new ConfigError(`Invalid configuration: ${problems.join("; ")}`);
   }
   return parsed.data;
+}
+
+/** What a task needs to know to reach grynya. */
+export function grynyaSettings(config: Config): GrynyaSettings {
+  return {
+    url: config.grynyaUrl,
+    transport: config.grynyaTransport,
+    headers: {
+      ...config.grynyaHeaders,
+      ...(config.grynyaToken ? { authorization: `Bearer ${config.grynyaToken}` } : {}),
+    },
+    connectTimeoutMs: config.grynyaConnectTimeoutMs,
+    callTimeoutMs: config.grynyaCallTimeoutMs,
+    reconnects: config.grynyaReconnects,
+    write: config.grynyaWrite,
+  };
 }

@@ -1,7 +1,7 @@
 /** Wires the parts together: task registry, process pool, and the MCP face over HTTP or stdio. */
 import { getLogger } from "@logtape/logtape";
 import { StdioServerTransport } from "@modelcontextprotocol/server/stdio";
-import type { Config } from "./config.ts";
+import { type Config, grynyaSettings } from "./config.ts";
 import { KindCatalog } from "./tasks/kind_catalog.ts";
 import { ProcessPool } from "./tasks/process_pool.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
@@ -29,7 +29,7 @@ export async function startKlym(config: Config): Promise<Klym> {
     }
   }
   const pool = new ProcessPool(config, config.warmSpares);
-  const registry = new TaskRegistry(config, kinds, pool);
+  const registry = new TaskRegistry(config, grynyaSettings(config), kinds, pool);
   pool.warm();
 
   if (config.stdio) {

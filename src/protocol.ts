@@ -13,6 +13,48 @@ export type LogStream = z.infer<typeof LogStream>;
 
 const Failure = z.object({ code: z.string().max(64), message: z.string().max(64 * 1024) });
 
+/** A call to one of grynya's tools, its arguments with `{{task_id}}`, `{{kind}}`, `{{text}}`, `{{time}}` placeholders. */
+export const ToolTemplate = z.object({
+  tool: z.string().min(1),
+  arguments: z.record(z.string(), z.unknown()),
+});
+
+/** How `ctx.save` writes into grynya's graph: `create` for a task's first save, `append` after. */
+export const WriteTemplate = z.object({ create: ToolTemplate, append: ToolTemplate });
+export type WriteTemplate = z.infer<typeof WriteTemplate>;
+
+/** Fits `@modelcontextprotocol/server-memory`: one entity per task, one observation per save. */
+export const DEFAULT_WRITE_TEMPLATE: WriteTemplate = {
+  create: {
+    tool: "create_entities",
+    arguments: {
+      entities: [{
+        name: "klym-task-{{task_id}}",
+        entityType: "klym_task",
+        observations: ["{{time}} {{kind}}: {{text}}"],
+      }],
+    },
+  },
+  append: {
+    tool: "add_observations",
+    arguments: {
+      observations: [{ entityName: "klym-task-{{task_id}}", contents: ["{{time}} {{text}}"] }],
+    },
+  },
+};
+
+/** How a task reaches grynya. */
+export const GrynyaSettings = z.object({
+  url: z.string(),
+  transport: z.enum(["auto", "sse", "http"]),
+  headers: z.record(z.string(), z.string()),
+  connectTimeoutMs: z.number().int().positive(),
+  callTimeoutMs: z.number().int().positive(),
+  reconnects: z.number().int().min(0),
+  write: WriteTemplate,
+});
+export type GrynyaSettings = z.infer<typeof GrynyaSettings>;
+
 /** What a task needs to run; identical for the host process and its Worker. */
 export const TaskSpec = z.object({
   taskId: z.string(),
@@ -21,7 +63,7 @@ export const TaskSpec = z.object({
   params: z.record(z.string(), z.unknown()),
   /** Absolute path of a custom kind's module; built-in kinds have none. */
   modulePath: z.string().optional(),
-  grynyaUrl: z.string(),
+  grynya: GrynyaSettings,
   maxLogLineBytes: z.number().int().positive(),
   maxResultBytes: z.number().int().positive(),
 });
@@ -84,4 +126,4 @@ export function utf8Length(text: string): number {
 }
 
 /** Kinds built into the task worker; the main isolate knows them by name only. */
-export const BUILTIN_KIND_NAMES: readonly string[] = [];
+export const BUILTIN_KIND_NAMES: readonly string[] = ["report", "graph_write"];

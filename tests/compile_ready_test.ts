@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { readLines } from "../src/lines.ts";
+import { grynyaSettings, loadConfig } from "../src/config.ts";
 import { FIXTURE_TASKS, REPO } from "./helpers/klym_process.ts";
 
 function sourceFiles(dir: string): string[] {
@@ -65,7 +66,7 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
       kind: "snoop",
       params: { other_url: "http://127.0.0.1:8001/" },
       modulePath: `${FIXTURE_TASKS}snoop.ts`,
-      grynyaUrl: "http://127.0.0.1:8000/sse",
+      grynya: grynyaSettings(loadConfig({}, [])),
       maxLogLineBytes: 1024,
       maxResultBytes: 65536,
     },

@@ -5,7 +5,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { TaskError, type TaskFailure } from "../errors.ts";
-import { type TaskEvent, utf8Length } from "../protocol.ts";
+import { type GrynyaSettings, type TaskEvent, utf8Length } from "../protocol.ts";
 import type { Config } from "../config.ts";
 import { LogBuffer } from "./log_buffer.ts";
 import { isTerminal, type TaskState, type TaskStatus, transition } from "./task_state.ts";
@@ -56,7 +56,6 @@ type RegistryLimits = Pick<
   | "maxResultBytes"
   | "retentionS"
   | "maxFinished"
-  | "grynyaUrl"
 >;
 
 export class TaskRegistry {
@@ -73,6 +72,7 @@ export class TaskRegistry {
 
   constructor(
     readonly limits: RegistryLimits,
+    readonly grynya: GrynyaSettings,
     readonly kinds: KindCatalog,
     readonly pool: ProcessPool,
     readonly now: () => number = Date.now,
@@ -244,7 +244,7 @@ export class TaskRegistry {
         ...(task.prompt === undefined ? {} : { prompt: task.prompt }),
         params: task.params,
         ...this.#modulePathOf(task.kind),
-        grynyaUrl: this.limits.grynyaUrl,
+        grynya: this.grynya,
         maxLogLineBytes: this.limits.maxLogLineBytes,
         maxResultBytes: this.limits.maxResultBytes,
       },

@@ -56,10 +56,10 @@ export async function runHost(): Promise<void> {
     const command = HostCommand.parse(JSON.parse(line));
     if (command.type === "start" && !worker) {
       const { spec } = command;
-      const fits = !spec.modulePath && spec.grynyaUrl === hello.grynyaUrl;
+      const fits = !spec.modulePath && spec.grynya.url === hello.grynyaUrl;
       worker = fits && spare
         ? spare
-        : createWorker(workerPermissions(spec.grynyaUrl, spec.modulePath));
+        : createWorker(workerPermissions(spec.grynya.url, spec.modulePath));
       if (worker !== spare) spare?.terminate();
       spare = undefined;
       relay(worker, send, finish);

@@ -1,5 +1,7 @@
 /** The `ctx` a task kind receives: its inputs, its abort signal and the ways to report back. */
 import type { TaskEvent, TaskSpec } from "../protocol.ts";
+import { GrynyaClient } from "./grynya_client.ts";
+import { GraphWriter, type SaveRecord } from "./graph_writer.ts";
 
 export interface TaskContext {
   readonly taskId: string;
@@ -10,26 +12,29 @@ export interface TaskContext {
   readonly signal: AbortSignal;
   /** Shows in `check_task_status` as `progress`. */
   progress(done: number, total?: number, message?: string): void;
-  /** A connected MCP client to grynya. */
-  grynya(): Promise<never>;
-  /** Stores an intermediate result in grynya's graph. */
-  save(value: unknown): Promise<never>;
+  /** A connected MCP client to grynya (connected on first use, closed when the task ends). */
+  grynya(): Promise<GrynyaClient>;
+  /** Stores an intermediate result in grynya's graph through its write tool. */
+  save(value: unknown): Promise<SaveRecord>;
 }
 
 export type TaskKind = (ctx: TaskContext) => unknown;
+
+export interface OwnedContext {
+  readonly ctx: TaskContext;
+  readonly writer: GraphWriter;
+  /** Closes what the task opened (its grynya connection). */
+  dispose(): Promise<void>;
+}
 
 export function createTaskContext(
   spec: TaskSpec,
   signal: AbortSignal,
   emit: (event: TaskEvent) => void,
-): TaskContext {
-  const notYet = (what: string) =>
-    Promise.reject(
-      new Error(
-        `ctx.${what} is not available in this version of Klym: grynya access is not built yet`,
-      ),
-    );
-  return {
+): OwnedContext {
+  const grynya = new GrynyaClient(spec.grynya, signal);
+  const writer = new GraphWriter(grynya, spec.grynya.write, spec);
+  const ctx: TaskContext = {
     taskId: spec.taskId,
     kind: spec.kind,
     prompt: spec.prompt,
@@ -46,7 +51,11 @@ export function createTaskContext(
         ...(message === undefined ? {} : { message: String(message).slice(0, 1024) }),
       });
     },
-    grynya: () => notYet("grynya()"),
-    save: () => notYet("save()"),
+    grynya: async () => {
+      await grynya.connect();
+      return grynya;
+    },
+    save: (value) => writer.save(value),
   };
+  return { ctx, writer, dispose: () => grynya.close() };
 }

@@ -8,6 +8,7 @@ import { HostCommand, type TaskEvent, type TaskSpec, utf8Length } from "../proto
 import { captureConsole } from "./console_capture.ts";
 import { createTaskContext, type TaskKind } from "./task_context.ts";
 import { BUILTIN_KINDS } from "./kinds/builtin_kinds.ts";
+import { TaskFailure } from "./task_failure.ts";
 
 const abort = new AbortController();
 let finished = false;
@@ -18,9 +19,15 @@ function emit(event: TaskEvent): void {
   self.postMessage(event);
 }
 
-function fail(code: string, error: unknown): void {
+function failureEvent(code: string, error: unknown): TaskEvent {
+  // A kind's own TaskFailure carries its code and a message meant for people: no stack.
+  if (error instanceof TaskFailure) [code, error] = [error.code, error.message];
   const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  emit({ type: "failure", error: { code, message: message.slice(0, 32 * 1024) } });
+  return { type: "failure", error: { code, message: message.slice(0, 32 * 1024) } };
+}
+
+function fail(code: string, error: unknown): void {
+  emit(failureEvent(code, error));
 }
 
 // A task must not end its own process behind the supervisor's back: Deno.exit() ends the task.
@@ -63,21 +70,28 @@ async function run(spec: TaskSpec): Promise<void> {
     return fail("load_error", error);
   }
   emit({ type: "running", time: Date.now() });
+  const owned = createTaskContext(spec, abort.signal, emit);
+  let outcome: TaskEvent;
   try {
-    const value = await kind(createTaskContext(spec, abort.signal, emit));
-    const json = JSON.stringify(value ?? null);
-    if (utf8Length(json) > spec.maxResultBytes) {
-      return fail(
-        "result_too_large",
-        `The result is ${
-          utf8Length(json)
-        } bytes; the limit is ${spec.maxResultBytes} (KLYM_MAX_RESULT_BYTES)`,
-      );
-    }
-    emit({ type: "result", value: JSON.parse(json) });
+    outcome = resultEvent(await kind(owned.ctx), spec.maxResultBytes);
   } catch (error) {
-    fail(abort.signal.aborted ? "aborted" : "task_error", error);
+    outcome = failureEvent(abort.signal.aborted ? "aborted" : "task_error", error);
   }
+  // Close grynya before reporting: the host exits as soon as the task's end is reported.
+  await owned.dispose();
+  emit(outcome);
+}
+
+function resultEvent(value: unknown, maxResultBytes: number): TaskEvent {
+  const json = JSON.stringify(value ?? null);
+  const bytes = utf8Length(json);
+  if (bytes > maxResultBytes) {
+    return failureEvent(
+      "result_too_large",
+      `The result is ${bytes} bytes; the limit is ${maxResultBytes} (KLYM_MAX_RESULT_BYTES)`,
+    );
+  }
+  return { type: "result", value: JSON.parse(json) };
 }
 
 self.onmessage = (e: MessageEvent) => {

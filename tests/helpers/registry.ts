@@ -1,5 +1,5 @@
 /** A real task registry with real task processes, configured for tests. */
-import { loadConfig } from "../../src/config.ts";
+import { grynyaSettings, loadConfig } from "../../src/config.ts";
 import { KindCatalog } from "../../src/tasks/kind_catalog.ts";
 import { ProcessPool } from "../../src/tasks/process_pool.ts";
 import { TaskRegistry } from "../../src/tasks/task_registry.ts";
@@ -16,7 +16,7 @@ export function makeRegistry(env: Record<string, string> = {}): TaskRegistry {
   }, []);
   const pool = new ProcessPool(config, config.warmSpares);
   pool.warm();
-  return new TaskRegistry(config, new KindCatalog(config.tasksDir), pool);
+  return new TaskRegistry(config, grynyaSettings(config), new KindCatalog(config.tasksDir), pool);
 }
 
 /** Resolves when the task is terminal (polling the registry like a client would). */

@@ -1,0 +1,17 @@
+/** Kind `graph_write`: store `params.text` (or the prompt, or `params.value` as JSON) in grynya's graph. */
+import type { TaskContext } from "../task_context.ts";
+import { TaskFailure } from "../task_failure.ts";
+
+export async function graphWrite(ctx: TaskContext) {
+  const { text, value } = ctx.params;
+  const content = typeof text === "string" ? text : value !== undefined ? value : ctx.prompt;
+  if (content === undefined || content === "") {
+    throw new TaskFailure(
+      "invalid_params",
+      'graph_write needs something to save: "params.text" (a string), "params.value" (any JSON) or a "prompt"',
+    );
+  }
+  const saved = await ctx.save(content);
+  console.log(`saved to grynya with ${saved.tool}`);
+  return { saved };
+}

@@ -1,0 +1,49 @@
+/**
+ * Kind `report`, the proof of life: connect to grynya, list what it offers, log it, save the
+ * report into the graph, and answer with the facts.
+ */
+import type { TaskContext } from "../task_context.ts";
+
+export const REPORT_TEXT = "Бачу базу та інструменти, полет нормальний";
+
+export async function report(ctx: TaskContext) {
+  const timings: Record<string, number> = {};
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      timings[`${name}_ms`] = Math.round((performance.now() - t0) * 10) / 10;
+    }
+  };
+  const grynya = await timed("connect", () => ctx.grynya());
+  const info = grynya.info!;
+  console.log(`connected to grynya ${info.name} ${info.version} over ${info.transport}`);
+  ctx.progress(1, 3, "connected");
+
+  const caps = grynya.capabilities() ?? {};
+  const { tools } = await timed("list_tools", () => grynya.listTools());
+  console.log(`tools (${tools.length}): ${tools.map((t) => t.name).join(", ")}`);
+  const resources = caps.resources
+    ? (await timed("list_resources", () => grynya.listResources())).resources.map((r) => r.uri)
+    : [];
+  const prompts = caps.prompts
+    ? (await timed("list_prompts", () => grynya.listPrompts())).prompts.map((p) => p.name)
+    : [];
+  if (resources.length) console.log(`resources (${resources.length}): ${resources.join(", ")}`);
+  if (prompts.length) console.log(`prompts (${prompts.length}): ${prompts.join(", ")}`);
+  ctx.progress(2, 3, "listed");
+
+  const facts = {
+    server: { name: info.name, version: info.version },
+    transport: info.transport,
+    tools: tools.map((t) => t.name),
+    resources,
+    prompts,
+  };
+  const saved = await timed("save", () => ctx.save(`${REPORT_TEXT}: ${JSON.stringify(facts)}`));
+  console.log(`report saved to the graph with ${saved.tool}`);
+  ctx.progress(3, 3, "saved");
+  console.log(REPORT_TEXT);
+  return { text: REPORT_TEXT, ...facts, saved, timings };
+}

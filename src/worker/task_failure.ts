@@ -1,0 +1,7 @@
+/** A failure a task kind reports with its own code (e.g. `grynya_unreachable`). */
+export class TaskFailure extends Error {
+  override name = "TaskFailure";
+  constructor(readonly code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
