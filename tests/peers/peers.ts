@@ -1,0 +1,266 @@
+/**
+ * Starts real third-party MCP servers ("peers") on 127.0.0.1 for integration tests.
+ * Install them first with `deno run -A tests/peers/setup.ts`.
+ *
+ * Each peer runs in its own process group (session), so stop() also reaches processes it spawned,
+ * such as the stdio server behind mcp-proxy.
+ */
+
+const DIR = new URL(".", import.meta.url).pathname;
+const NODE_MODULES = `${DIR}npm/node_modules`;
+const VENV_BIN = `${DIR}.venv/bin`;
+const MEMORY_JS = `${NODE_MODULES}/@modelcontextprotocol/server-memory/dist/index.js`;
+const EVERYTHING_JS = `${NODE_MODULES}/@modelcontextprotocol/server-everything/dist/index.js`;
+
+export type PeerTransport = "sse" | "http";
+
+export interface Peer extends AsyncDisposable {
+  /** Full MCP endpoint: `http://127.0.0.1:PORT/sse` or `.../mcp`. */
+  readonly url: string;
+  readonly port: number;
+  /** Pid of the peer's main process; also the id of its process group. */
+  readonly pid: number;
+  /** The last few KiB the peer wrote to stdout and stderr. */
+  output(): string;
+  /** Kills the peer's whole process group and waits for it; safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** How long to wait for the peer to accept MCP connections. Default 20 s. */
+  timeoutMs?: number;
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** `@modelcontextprotocol/server-memory` (stdio) behind the Python mcp-proxy. */
+export function startMemoryPeer(
+  opts: { transport: PeerTransport; memoryFile: string } & StartOptions,
+): Promise<Peer> {
+  const port = freePort();
+  const memoryFile = opts.memoryFile.startsWith("/")
+    ? opts.memoryFile
+    : `${Deno.cwd()}/${opts.memoryFile}`;
+  return startPeer({
+    name: "server-memory via mcp-proxy",
+    // mcp-proxy hands the stdio server only a minimal environment, so the file goes in with -e.
+    cmd: [
+      `${VENV_BIN}/mcp-proxy`,
+      ...["--host", "127.0.0.1", "--port", String(port)],
+      ...["-e", "MEMORY_FILE_PATH", memoryFile],
+      ...["--", "node", MEMORY_JS],
+    ],
+    port,
+    transport: opts.transport,
+  }, opts);
+}
+
+/** tests/peers/graph_server.py, a FastMCP knowledge graph standing in for grynya; SSE only. */
+export function startFastMcpPeer(opts: StartOptions = {}): Promise<Peer> {
+  const port = freePort();
+  return startPeer({
+    name: "graph_server.py (FastMCP)",
+    cmd: [`${VENV_BIN}/python`, `${DIR}graph_server.py`, "--port", String(port)],
+    port,
+    transport: "sse",
+  }, opts);
+}
+
+/** `@modelcontextprotocol/server-everything` in its own `sse` or `streamableHttp` mode. */
+export function startEverythingPeer(
+  opts: { transport: PeerTransport } & StartOptions,
+): Promise<Peer> {
+  const port = freePort();
+  return startPeer({
+    name: `server-everything (${opts.transport})`,
+    // It binds all interfaces and has no host option; loopback.mjs pins its listen() to 127.0.0.1.
+    cmd: [
+      "node",
+      ...["--import", new URL("loopback.mjs", import.meta.url).href],
+      ...[EVERYTHING_JS, opts.transport === "sse" ? "sse" : "streamableHttp"],
+    ],
+    env: { PORT: String(port) },
+    port,
+    transport: opts.transport,
+  }, opts);
+}
+
+interface PeerSpec {
+  name: string;
+  cmd: string[];
+  env?: Record<string, string>;
+  port: number;
+  transport: PeerTransport;
+}
+
+const OUTPUT_KEEP = 8192;
+const STOP_GRACE_MS = 3000;
+
+async function startPeer(spec: PeerSpec, opts: StartOptions): Promise<Peer> {
+  const [cmd, ...args] = spec.cmd as [string, ...string[]];
+  const url = `http://127.0.0.1:${spec.port}/${spec.transport === "sse" ? "sse" : "mcp"}`;
+  for (const path of spec.cmd.filter((a) => a.startsWith(DIR))) {
+    if (!(await exists(path))) {
+      throw new Error(
+        `peer ${spec.name}: ${path} is missing; run: deno run -A tests/peers/setup.ts`,
+      );
+    }
+  }
+
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: DIR,
+    env: spec.env ?? {},
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    detached: true, // setsid(): the child leads a new process group we can signal as a whole
+  }).spawn();
+
+  // Drain both pipes all the time (a full pipe would block the peer), keeping only a tail.
+  let output = "";
+  const readers = [child.stdout, child.stderr].map((s) =>
+    s.pipeThrough(new TextDecoderStream()).getReader()
+  );
+  const drained = Promise.all(readers.map(async (reader) => {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      output += r.value;
+      if (output.length > 2 * OUTPUT_KEEP) output = output.slice(-OUTPUT_KEEP);
+    }
+  }));
+  let exitStatus: Deno.CommandStatus | undefined;
+  const status = child.status.then((s) => (exitStatus = s));
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      // TERM the leader alone first, so a proxy can shut down and reap its own stdio server;
+      // KILL the group if that takes too long.
+      const killer = setTimeout(() => kill(-child.pid, "SIGKILL"), STOP_GRACE_MS);
+      if (!exitStatus) kill(child.pid, "SIGTERM");
+      await status;
+      clearTimeout(killer);
+      kill(-child.pid, "SIGKILL"); // whatever the leader left behind in its group
+      // Pipes reach EOF once every process holding them is gone; don't hang if one escaped.
+      const canceller = setTimeout(() => readers.forEach((r) => r.cancel()), STOP_GRACE_MS);
+      await drained.catch(() => {});
+      clearTimeout(canceller);
+    })();
+
+  const peer: Peer = {
+    url,
+    port: spec.port,
+    pid: child.pid,
+    output: () => output.slice(-OUTPUT_KEEP),
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (!exitStatus && Date.now() < deadline) {
+    try {
+      await probe(url, spec.transport);
+      return peer;
+    } catch (e) {
+      lastError = e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const why = exitStatus
+    ? `exited with code ${exitStatus.code} before accepting connections`
+    : `did not accept MCP connections at ${url} within ${timeoutMs} ms (last error: ${
+      describe(lastError)
+    })`;
+  await stop();
+  throw new Error(`peer ${spec.name} ${why}\n--- its output (tail) ---\n${peer.output()}`);
+}
+
+/**
+ * One MCP-level readiness check, bounded to 2 s. SSE: the stream must announce its message
+ * endpoint. Streamable HTTP: an initialize request must get a session, which is then deleted.
+ */
+async function probe(url: string, transport: PeerTransport): Promise<void> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(new Error("probe timed out")), 2000);
+  try {
+    if (transport === "sse") {
+      const res = await fetch(url, {
+        headers: { accept: "text/event-stream" },
+        signal: abort.signal,
+      });
+      if (!res.ok || !res.body) {
+        await res.body?.cancel();
+        throw new Error(`GET ${url}: HTTP ${res.status}`);
+      }
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      while (!text.includes("event: endpoint")) {
+        const r = await reader.read();
+        if (r.done) throw new Error(`GET ${url}: stream ended without an endpoint event`);
+        text += r.value;
+      }
+      await reader.cancel();
+      return;
+    }
+    const res = await fetch(url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 0,
+        method: "initialize",
+        params: {
+          protocolVersion: "2025-03-26",
+          capabilities: {},
+          clientInfo: { name: "klym-peer-probe", version: "0" },
+        },
+      }),
+      signal: abort.signal,
+    });
+    const body = await res.text();
+    const session = res.headers.get("mcp-session-id");
+    if (!res.ok || !body.includes('"result"')) {
+      throw new Error(`POST ${url}: HTTP ${res.status} ${body}`);
+    }
+    if (session) {
+      const del = await fetch(url, {
+        method: "DELETE",
+        headers: { "mcp-session-id": session },
+        signal: abort.signal,
+      });
+      await del.body?.cancel();
+    }
+  } finally {
+    clearTimeout(timer);
+    abort.abort(); // releases a connection an error left open; a no-op after success
+  }
+}
+
+/** Deno.kill, except that a process or group that is already gone (ESRCH) is fine. */
+function kill(pid: number, signal: Deno.Signal): void {
+  try {
+    Deno.kill(pid, signal);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return error.cause ? `${error.message}: ${describe(error.cause)}` : error.message;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
