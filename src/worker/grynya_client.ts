@@ -189,10 +189,17 @@ export class GrynyaClient {
       throw error;
     }
     // A stream cut by grynya closes the transport: forget the client so the next call reconnects.
-    const previous = transport.onclose;
+    const onclose = transport.onclose;
     transport.onclose = () => {
-      previous?.();
+      onclose?.();
       if (this.#client === client) this.#client = undefined;
+    };
+    // The SSE client would silently retry a cut stream while calls wait for answers that cannot
+    // come: a transport error ends this connection, failing pending calls now so they reconnect.
+    const onerror = transport.onerror;
+    transport.onerror = (error) => {
+      onerror?.(error);
+      void this.#drop(client);
     };
     const server = client.getServerVersion();
     this.#info = {

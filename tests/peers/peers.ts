@@ -29,6 +29,8 @@ export interface Peer extends AsyncDisposable {
 export interface StartOptions {
   /** How long to wait for the peer to accept MCP connections. Default 20 s. */
   timeoutMs?: number;
+  /** Listen on this port (e.g. to restart a peer where its clients expect it). Default: a free one. */
+  port?: number;
 }
 
 /** A TCP port that was free on 127.0.0.1 a moment ago. */
@@ -43,7 +45,7 @@ export function freePort(): number {
 export function startMemoryPeer(
   opts: { transport: PeerTransport; memoryFile: string } & StartOptions,
 ): Promise<Peer> {
-  const port = freePort();
+  const port = opts.port ?? freePort();
   const memoryFile = opts.memoryFile.startsWith("/")
     ? opts.memoryFile
     : `${Deno.cwd()}/${opts.memoryFile}`;
@@ -63,7 +65,7 @@ export function startMemoryPeer(
 
 /** tests/peers/graph_server.py, a FastMCP knowledge graph standing in for grynya; SSE only. */
 export function startFastMcpPeer(opts: StartOptions = {}): Promise<Peer> {
-  const port = freePort();
+  const port = opts.port ?? freePort();
   return startPeer({
     name: "graph_server.py (FastMCP)",
     cmd: [`${VENV_BIN}/python`, `${DIR}graph_server.py`, "--port", String(port)],
@@ -76,7 +78,7 @@ export function startFastMcpPeer(opts: StartOptions = {}): Promise<Peer> {
 export function startEverythingPeer(
   opts: { transport: PeerTransport } & StartOptions,
 ): Promise<Peer> {
-  const port = freePort();
+  const port = opts.port ?? freePort();
   return startPeer({
     name: `server-everything (${opts.transport})`,
     // It binds all interfaces and has no host option; loopback.mjs pins its listen() to 127.0.0.1.

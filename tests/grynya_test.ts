@@ -1,0 +1,281 @@
+/** Klym reaching grynya: real third-party MCP servers on 127.0.0.1 as grynya's stand-ins. */
+import assert from "node:assert/strict";
+import { Client, SSEClientTransport } from "@modelcontextprotocol/client";
+import { call, type KlymProcess, startKlym, waitFinal } from "./helpers/klym_process.ts";
+import { establishedTo } from "./helpers/tcp.ts";
+import {
+  freePort,
+  type Peer,
+  startEverythingPeer,
+  startFastMcpPeer,
+  startMemoryPeer,
+} from "./peers/peers.ts";
+
+const REPORT_TEXT = "Бачу базу та інструменти, полет нормальний";
+
+async function runTask(klym: KlymProcess, kind: string, params: Record<string, unknown> = {}) {
+  const client = await klym.connect();
+  const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+    kind,
+    params,
+  });
+  return { taskId: task_id, final: await waitFinal(client, task_id) };
+}
+
+async function readGraph(
+  url: string,
+): Promise<{ entities: { name: string; observations: string[] }[] }> {
+  const client = new Client({ name: "graph-reader", version: "1" });
+  await client.connect(new SSEClientTransport(new URL(url)));
+  try {
+    const result = await client.callTool({ name: "read_graph", arguments: {} });
+    const structured = result.structuredContent as { entities?: unknown } | undefined;
+    if (structured?.entities) return structured as never;
+    return JSON.parse((result.content as { type: string; text: string }[])[0]!.text);
+  } finally {
+    await client.close();
+  }
+}
+
+const memoryFile = () => Deno.makeTempFileSync({ suffix: ".jsonl" });
+
+const PEERS: [string, () => Promise<Peer>, string[]][] = [
+  [
+    "server-memory over SSE",
+    () => startMemoryPeer({ transport: "sse", memoryFile: memoryFile() }),
+    ["create_entities", "read_graph"],
+  ],
+  [
+    "server-memory over Streamable HTTP",
+    () => startMemoryPeer({ transport: "http", memoryFile: memoryFile() }),
+    ["create_entities", "read_graph"],
+  ],
+  ["FastMCP over SSE", () => startFastMcpPeer(), ["create_entities", "read_graph", "hang"]],
+  ["server-everything over SSE", () => startEverythingPeer({ transport: "sse" }), ["echo"]],
+  ["server-everything over Streamable HTTP", () => startEverythingPeer({ transport: "http" }), [
+    "echo",
+  ]],
+];
+
+for (const [name, start, expectedTools] of PEERS) {
+  Deno.test(`report sees the tools of ${name}`, async () => {
+    await using peer = await start();
+    await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url });
+    const { final } = await runTask(klym, "report");
+    const writes = expectedTools.includes("create_entities");
+    if (!writes) {
+      // server-everything has no graph: the report is seen, and its save fails clearly.
+      assert.equal(final.status, "failed");
+      assert.equal(final.error?.code, "grynya_write_rejected");
+      assert.match(
+        final.error!.message,
+        new RegExp(`grynya at ${peer.url} rejected create_entities: .*create_entities`),
+      );
+      assert.ok(final.allLogs.some((l) => /tools \(\d+\): .*echo/.test(l.text)));
+      return;
+    }
+    assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+    const result = final.result as {
+      text: string;
+      tools: string[];
+      transport: string;
+      server: { name: string };
+    };
+    assert.equal(result.text, REPORT_TEXT);
+    for (const tool of expectedTools) {
+      assert.ok(result.tools.includes(tool), `${tool} in ${result.tools}`);
+    }
+    assert.equal(result.transport, peer.url.endsWith("/mcp") ? "http" : "sse");
+    assert.ok(result.server.name.length > 0);
+    assert.ok(final.allLogs.some((l) => l.text === REPORT_TEXT));
+    const graph = await readGraph(peer.url.replace(/\/mcp$/, "/sse"));
+    const node = graph.entities.find((e) => e.name.startsWith("klym-task-"));
+    assert.ok(node, "the report was saved into the graph");
+    assert.match(node.observations[0]!, new RegExp(REPORT_TEXT));
+  });
+}
+
+Deno.test("graph_write stores a node that read_graph shows; later saves append to it", async () => {
+  await using peer = await startMemoryPeer({ transport: "sse", memoryFile: memoryFile() });
+  await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url });
+  const { taskId, final } = await runTask(klym, "graph_write", { text: "the sky is blue" });
+  assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+  const saved = await runTask(klym, "save_twice");
+  assert.deepEqual(saved.final.result, { tools: ["create_entities", "add_observations"] });
+  const graph = await readGraph(peer.url);
+  const node = graph.entities.find((e) => e.name === `klym-task-${taskId}`);
+  assert.ok(node, JSON.stringify(graph));
+  assert.match(node.observations[0]!, /graph_write: the sky is blue$/);
+  const twice = graph.entities.find((e) => e.name === `klym-task-${saved.taskId}`)!;
+  assert.equal(twice.observations.length, 2);
+  assert.match(twice.observations[1]!, /\{"step":2,"note":"second finding"\}$/);
+});
+
+Deno.test("graph_write without anything to save fails naming the params", async () => {
+  await using peer = await startFastMcpPeer();
+  await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url });
+  const { final } = await runTask(klym, "graph_write");
+  assert.equal(final.error?.code, "invalid_params");
+  assert.match(final.error!.message, /"params.text"/);
+});
+
+Deno.test("a write grynya rejects fails with grynya's message", async () => {
+  await using peer = await startFastMcpPeer();
+  const template = {
+    create: {
+      tool: "add_observations",
+      arguments: { observations: [{ entityName: "nobody", contents: ["{{text}}"] }] },
+    },
+    append: { tool: "add_observations", arguments: {} },
+  };
+  await using klym = await startKlym({
+    KLYM_GRYNYA_URL: peer.url,
+    KLYM_GRYNYA_WRITE: JSON.stringify(template),
+  });
+  const { final } = await runTask(klym, "graph_write", { text: "x" });
+  assert.equal(final.error?.code, "grynya_write_rejected");
+  assert.match(
+    final.error!.message,
+    /rejected add_observations: .*Entity with name nobody not found/,
+  );
+});
+
+Deno.test("grynya down: report fails as grynya_unreachable with the URL, within the connect timeout", async () => {
+  const url = `http://127.0.0.1:${freePort()}/sse`;
+  await using klym = await startKlym({ KLYM_GRYNYA_URL: url, KLYM_GRYNYA_RECONNECTS: "1" });
+  const started = Date.now();
+  const { final } = await runTask(klym, "report");
+  assert.equal(final.status, "failed");
+  assert.equal(final.error?.code, "grynya_unreachable");
+  assert.match(final.error!.message, new RegExp(`Cannot reach grynya at ${url} \\(2 attempts`));
+  assert.ok(Date.now() - started < 5000, `${Date.now() - started} ms`);
+});
+
+Deno.test("a grynya that accepts but never answers fails the connect within its timeout", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn);
+  })();
+  try {
+    await using klym = await startKlym({
+      KLYM_GRYNYA_URL: `http://127.0.0.1:${port}/sse`,
+      KLYM_GRYNYA_CONNECT_TIMEOUT_MS: "500",
+      KLYM_GRYNYA_RECONNECTS: "0",
+    });
+    const started = Date.now();
+    const { final } = await runTask(klym, "report");
+    assert.equal(final.error?.code, "grynya_unreachable");
+    assert.match(
+      final.error!.message,
+      /no answer within 500 ms \(KLYM_GRYNYA_CONNECT_TIMEOUT_MS\)/,
+    );
+    assert.ok(Date.now() - started < 4000, `${Date.now() - started} ms`);
+  } finally {
+    listener.close();
+    await accepting.catch(() => {});
+    for (const conn of held) conn.close();
+  }
+});
+
+Deno.test("a tool call that never answers fails at the per-call timeout", async () => {
+  await using peer = await startFastMcpPeer();
+  await using klym = await startKlym({
+    KLYM_GRYNYA_URL: peer.url,
+    KLYM_GRYNYA_CALL_TIMEOUT_MS: "800",
+  });
+  const started = Date.now();
+  const { final } = await runTask(klym, "grynya_calls", { tool: "hang" });
+  assert.equal(final.error?.code, "grynya_timeout");
+  assert.match(
+    final.error!.message,
+    new RegExp(`grynya at ${peer.url} did not answer tools/call hang within 800 ms`),
+  );
+  assert.ok(Date.now() - started < 5000);
+});
+
+Deno.test("grynya restarting mid-task: the task reconnects and carries on", async () => {
+  const port = freePort();
+  let peer = await startFastMcpPeer({ port });
+  await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url, KLYM_GRYNYA_RECONNECTS: "6" });
+  const client = await klym.connect();
+  const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+    kind: "grynya_calls",
+    params: { times: 8, pause_ms: 250 },
+  });
+  await new Promise((r) => setTimeout(r, 700));
+  await peer.stop();
+  peer = await startFastMcpPeer({ port });
+  try {
+    const final = await waitFinal(client, task_id);
+    assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+    assert.deepEqual(final.result, { calls: 8 });
+  } finally {
+    await peer.stop();
+  }
+});
+
+Deno.test("grynya gone for good mid-task: a clear failure, not a hang", async () => {
+  const peer = await startFastMcpPeer();
+  await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url, KLYM_GRYNYA_RECONNECTS: "2" });
+  const client = await klym.connect();
+  const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+    kind: "grynya_calls",
+    params: { tool: "slow", args: { seconds: 30 } },
+  });
+  await new Promise((r) => setTimeout(r, 800));
+  await peer.stop(); // cuts the SSE stream while the call is in flight
+  const started = Date.now();
+  const final = await waitFinal(client, task_id);
+  assert.equal(final.status, "failed");
+  assert.match(final.error!.code, /^grynya_(unreachable|error)$/);
+  assert.match(final.error!.message, new RegExp(peer.url.replace(/[/.]/g, "\\$&")));
+  assert.ok(Date.now() - started < 10_000, `${Date.now() - started} ms`);
+});
+
+Deno.test("a task cancelled while connected leaves no connection open on grynya", async () => {
+  for (const transport of ["sse", "http"] as const) {
+    await using peer = await startMemoryPeer({ transport, memoryFile: memoryFile() });
+    await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url, KLYM_WARM_SPARES: "0" });
+    const client = await klym.connect();
+    const baseline = establishedTo(peer.port); // the harness's own probe may keep one
+    const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+      kind: "grynya_hold",
+    });
+    for (let i = 0; i < 100; i++) {
+      const status = await call<{ logs: unknown[] }>(client, "check_task_status", { task_id });
+      if (status.logs.length) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(establishedTo(peer.port) > baseline, `${transport}: connected while running`);
+    await call(client, "cancel_task", { task_id });
+    let open = establishedTo(peer.port);
+    for (let i = 0; i < 60 && open > baseline; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      open = establishedTo(peer.port);
+    }
+    assert.equal(open, baseline, `${transport}: connections left on the peer`);
+  }
+});
+
+Deno.test("many tasks report against one grynya at once", async () => {
+  await using peer = await startFastMcpPeer();
+  await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url, KLYM_MAX_CONCURRENT: "8" });
+  const client = await klym.connect();
+  const ids = await Promise.all(
+    Array.from(
+      { length: 16 },
+      () =>
+        call<{ task_id: string }>(client, "start_async_agent_task", { kind: "report" }).then((s) =>
+          s.task_id
+        ),
+    ),
+  );
+  for (const id of ids) {
+    const final = await waitFinal(client, id);
+    assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+  }
+  const graph = await readGraph(peer.url);
+  assert.equal(graph.entities.filter((e) => e.name.startsWith("klym-task-")).length, 16);
+});
