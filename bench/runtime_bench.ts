@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- a benchmark prints its figures
 /**
  * Figures for the task runtime, measured against the real server over Streamable HTTP.
  * Run: deno task bench. Prints one line per figure; nothing here passes or fails.

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- task code: console is how a task writes its log
 /**
  * Kind `report`, the proof of life: connect to grynya, list what it offers, log it, save the
  * report into the graph, and answer with the facts.
