@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { DEFAULT_WRITE_TEMPLATE, type GrynyaSettings, WriteTemplate } from "./protocol.ts";
+import { parseModelId } from "./llm/model_catalog.ts";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
@@ -27,6 +28,18 @@ export const ConfigSchema = z.object({
   /** How `ctx.save` writes into grynya's graph: a JSON file path or inline JSON (see README). */
   grynyaWrite: WriteTemplate.default(DEFAULT_WRITE_TEMPLATE),
   tasksDir: z.string().min(1).optional(),
+  /** The default model, `provider:model`; `models` are more a task may name. */
+  model: z.string().min(3).optional(),
+  models: z.array(z.string().min(3)).default([]),
+  openaiCompatibleUrl: z.url({ protocol: /^https?$/ }).optional(),
+  openaiCompatibleKey: z.string().min(1).optional(),
+  /** One model call, retries included. */
+  llmTimeoutMs: int(1000, 3_600_000).default(120_000),
+  /** Retries of a model call on 429/5xx and network errors, with backoff. */
+  llmRetries: int(0, 10).default(2),
+  /** Agent loop limits: model turns, and input+output tokens across them. */
+  agentMaxSteps: int(1, 1000).default(30),
+  agentMaxTokens: int(1000, 100_000_000).default(500_000),
   /** Running task processes; more tasks wait `queued`. */
   maxConcurrent: int(1, 1024).default(8),
   /** Tasks waiting for a slot; beyond it `start_async_agent_task` is refused. */
@@ -60,6 +73,14 @@ export const ConfigSchema = z.object({
       message: `must not exceed KLYM_MAX_TIMEOUT_S (${c.maxTimeoutS})`,
     });
   }
+  for (const [key, id] of [["model", c.model], ...c.models.map((m) => ["models", m])] as const) {
+    if (id === undefined) continue;
+    try {
+      parseModelId(id, c);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", path: [key], message: (error as Error).message });
+    }
+  }
   if (!c.stdio && !isLoopback(c.host) && !c.authToken) {
     ctx.addIssue({
       code: "custom",
@@ -87,6 +108,14 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   grynyaReconnects: "KLYM_GRYNYA_RECONNECTS",
   grynyaWrite: "KLYM_GRYNYA_WRITE",
   tasksDir: "KLYM_TASKS_DIR",
+  model: "KLYM_MODEL",
+  models: "KLYM_MODELS",
+  openaiCompatibleUrl: "KLYM_OPENAI_COMPATIBLE_URL",
+  openaiCompatibleKey: "KLYM_OPENAI_COMPATIBLE_KEY",
+  llmTimeoutMs: "KLYM_LLM_TIMEOUT_MS",
+  llmRetries: "KLYM_LLM_RETRIES",
+  agentMaxSteps: "KLYM_AGENT_MAX_STEPS",
+  agentMaxTokens: "KLYM_AGENT_MAX_TOKENS",
   maxConcurrent: "KLYM_MAX_CONCURRENT",
   maxQueued: "KLYM_MAX_QUEUED",
   defaultTimeoutS: "KLYM_DEFAULT_TIMEOUT_S",
@@ -112,12 +141,14 @@ const FLAGS: Record<string, keyof Config> = {
   "--grynya-url": "grynyaUrl",
   "--grynya-transport": "grynyaTransport",
   "--tasks-dir": "tasksDir",
+  "--model": "model",
   "--max-concurrent": "maxConcurrent",
 };
 
 function fromEnv(key: keyof Config, value: string, name: string): unknown {
   switch (key) {
     case "allowedOrigins":
+    case "models":
       return value.split(",").map((s) => s.trim()).filter(Boolean);
     case "stdio":
       return value === "1" || value === "true";

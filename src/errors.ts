@@ -4,7 +4,8 @@ export type TaskErrorCode =
   | "UNKNOWN_KIND"
   | "INVALID_INPUT"
   | "QUEUE_FULL"
-  | "SHUTTING_DOWN";
+  | "SHUTTING_DOWN"
+  | "NO_MODEL";
 
 export class TaskError extends Error {
   override name = "TaskError";

@@ -7,6 +7,8 @@ import { ProcessPool } from "./tasks/process_pool.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
 import { createMcpServer } from "./server/mcp_server.ts";
 import { HttpApp } from "./server/http_app.ts";
+import { ModelCatalog } from "./llm/model_catalog.ts";
+import { LlmService } from "./llm/llm_service.ts";
 
 const logger = getLogger(["klym"]);
 
@@ -29,7 +31,8 @@ export async function startKlym(config: Config): Promise<Klym> {
     }
   }
   const pool = new ProcessPool(config, config.warmSpares);
-  const registry = new TaskRegistry(config, grynyaSettings(config), kinds, pool);
+  const llm = new LlmService(new ModelCatalog(config, (name) => Deno.env.get(name)), config);
+  const registry = new TaskRegistry(config, grynyaSettings(config), llm, kinds, pool);
   pool.warm();
 
   if (config.stdio) {

@@ -64,6 +64,10 @@ export const TaskSpec = z.object({
   /** Absolute path of a custom kind's module; built-in kinds have none. */
   modulePath: z.string().optional(),
   grynya: GrynyaSettings,
+  agent: z.object({
+    maxSteps: z.number().int().positive(),
+    maxTokens: z.number().int().positive(),
+  }),
   maxLogLineBytes: z.number().int().positive(),
   maxResultBytes: z.number().int().positive(),
 });
@@ -73,10 +77,59 @@ export type TaskSpec = z.infer<typeof TaskSpec>;
 export const HostHello = z.object({ channel: z.string().min(8), grynyaUrl: z.string() });
 export type HostHello = z.infer<typeof HostHello>;
 
+/** One turn of a model conversation, in Klym's own provider-neutral shape. */
+export const LlmMessage = z.discriminatedUnion("role", [
+  z.object({ role: z.literal("user"), text: z.string() }),
+  z.object({
+    role: z.literal("assistant"),
+    text: z.string(),
+    toolCalls: z.array(z.object({ id: z.string(), name: z.string(), args: z.unknown() })),
+  }),
+  z.object({
+    role: z.literal("tool"),
+    results: z.array(z.object({
+      id: z.string(),
+      name: z.string(),
+      output: z.string(),
+      isError: z.boolean(),
+    })),
+  }),
+]);
+export type LlmMessage = z.infer<typeof LlmMessage>;
+
+export const LlmTool = z.object({
+  name: z.string(),
+  description: z.string().optional(),
+  inputSchema: z.record(z.string(), z.unknown()),
+});
+export type LlmTool = z.infer<typeof LlmTool>;
+
+/** What a task asks of the model; the main isolate picks the provider and holds the keys. */
+export const LlmRequest = z.object({
+  model: z.string().optional(),
+  system: z.string().optional(),
+  messages: z.array(LlmMessage).min(1),
+  tools: z.array(LlmTool).optional(),
+  maxTokens: z.number().int().positive().optional(),
+  temperature: z.number().min(0).max(2).optional(),
+});
+export type LlmRequest = z.infer<typeof LlmRequest>;
+
+export const LlmResponse = z.object({
+  model: z.string(),
+  text: z.string(),
+  toolCalls: z.array(z.object({ id: z.string(), name: z.string(), args: z.unknown() })),
+  usage: z.object({ inputTokens: z.number(), outputTokens: z.number() }),
+  finishReason: z.string(),
+});
+export type LlmResponse = z.infer<typeof LlmResponse>;
+
 /** Main isolate → host process (and host → Worker). */
 export const HostCommand = z.discriminatedUnion("type", [
   z.object({ type: z.literal("start"), spec: TaskSpec }),
   z.object({ type: z.literal("cancel"), reason: z.string() }),
+  z.object({ type: z.literal("llm_response"), id: z.number().int(), response: LlmResponse }),
+  z.object({ type: z.literal("llm_error"), id: z.number().int(), error: Failure }),
 ]);
 export type HostCommand = z.infer<typeof HostCommand>;
 
@@ -94,6 +147,9 @@ export const TaskEvent = z.discriminatedUnion("type", [
     message: z.string().max(1024).optional(),
   }),
   z.object({ type: z.literal("result"), value: z.unknown() }),
+  /** The task asks the model something through the main isolate (one id per call). */
+  z.object({ type: z.literal("llm_request"), id: z.number().int(), request: LlmRequest }),
+  z.object({ type: z.literal("llm_cancel"), id: z.number().int() }),
   z.object({ type: z.literal("failure"), error: Failure }),
 ]);
 export type TaskEvent = z.infer<typeof TaskEvent>;
@@ -126,4 +182,4 @@ export function utf8Length(text: string): number {
 }
 
 /** Kinds built into the task worker; the main isolate knows them by name only. */
-export const BUILTIN_KIND_NAMES: readonly string[] = ["report", "graph_write"];
+export const BUILTIN_KIND_NAMES: readonly string[] = ["agent", "report", "graph_write"];

@@ -67,6 +67,7 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
       params: { other_url: "http://127.0.0.1:8001/" },
       modulePath: `${FIXTURE_TASKS}snoop.ts`,
       grynya: grynyaSettings(loadConfig({}, [])),
+      agent: { maxSteps: 1, maxTokens: 1000 },
       maxLogLineBytes: 1024,
       maxResultBytes: 65536,
     },

@@ -3,6 +3,7 @@ import { McpServer } from "@modelcontextprotocol/server";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { registerTaskTools } from "./task_tools.ts";
+import { registerLlmTools } from "./llm_tools.ts";
 
 export const SERVER_INFO = { name: "klym", version: "0.1.0" } as const;
 
@@ -13,5 +14,6 @@ export function createMcpServer(registry: TaskRegistry, config: Config): McpServ
       "poll check_task_status with it (passing next_log_cursor back) until the status is final; cancel_task stops a task.",
   });
   registerTaskTools(server, registry, config);
+  registerLlmTools(server, registry.llm, config.maxPromptBytes);
   return server;
 }

@@ -3,12 +3,14 @@
  * failure into an `isError` result naming the field), and turns a `TaskError` into an `isError`
  * result whose message says the fix.
  */
-import type { CallToolResult, McpServer } from "@modelcontextprotocol/server";
+import type { McpServer } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import { TaskError } from "../errors.ts";
 import type { Config } from "../config.ts";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import { startedAtOf, TASK_STATUSES } from "../tasks/task_state.ts";
+import { samplerFor } from "../llm/sampling.ts";
+import { guarded, ok } from "./tool_results.ts";
 
 export const MAX_LOG_LINES_PER_READ = 1000;
 const DEFAULT_LOG_LINES_PER_READ = 200;
@@ -56,30 +58,6 @@ function summary(task: TaskRecord): z.infer<typeof Summary> {
   };
 }
 
-function ok<T extends Record<string, unknown>>(structured: T): CallToolResult {
-  return {
-    content: [{ type: "text", text: JSON.stringify(structured) }],
-    structuredContent: structured,
-  };
-}
-
-function toolError(error: unknown): CallToolResult {
-  if (error instanceof TaskError) {
-    return { isError: true, content: [{ type: "text", text: `${error.code}: ${error.message}` }] };
-  }
-  throw error;
-}
-
-async function guarded(
-  run: () => CallToolResult | Promise<CallToolResult>,
-): Promise<CallToolResult> {
-  try {
-    return await run();
-  } catch (error) {
-    return toolError(error);
-  }
-}
-
 export function registerTaskTools(server: McpServer, registry: TaskRegistry, config: Config): void {
   server.registerTool("start_async_agent_task", {
     title: "Start a background task",
@@ -99,6 +77,8 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
       }).optional().describe(
         `Kind-specific inputs; at most ${config.maxParamsBytes} bytes as JSON.`,
       ),
+      model: z.string({ error: '"model" must be a string such as "openai:gpt-4o-mini"' }).optional()
+        .describe("A configured model (list_models) for this task; default KLYM_MODEL."),
       timeout_s: z.number({ error: '"timeout_s" must be a number of seconds' }).int(
         '"timeout_s" must be a whole number of seconds',
       ).min(1, '"timeout_s" must be at least 1').max(
@@ -109,9 +89,16 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
       ),
     }),
     outputSchema: z.object({ task_id: z.string(), status: Status, created_at: z.string() }),
-  }, ({ kind, prompt, params, timeout_s }) =>
+  }, ({ kind, prompt, params, model, timeout_s }) =>
     guarded(() => {
-      const task = registry.start({ kind, prompt, params, timeoutS: timeout_s });
+      const task = registry.start({
+        kind,
+        prompt,
+        params,
+        model,
+        timeoutS: timeout_s,
+        sampler: samplerFor(server),
+      });
       return ok({ task_id: task.id, status: task.state.status, created_at: iso(task.createdAt)! });
     }));
 

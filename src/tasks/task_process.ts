@@ -132,6 +132,11 @@ export class TaskProcess {
     void this.#write({ type: "start", spec } satisfies HostCommand);
   }
 
+  /** Sends a command (e.g. a model's answer) to the task. */
+  send(command: HostCommand): void {
+    void this.#write(command);
+  }
+
   /** Cooperative stop through the task's `ctx.signal`, then SIGKILL after `graceMs`. */
   async stop(reason: string, graceMs: number): Promise<ProcessExit> {
     void this.#write({ type: "cancel", reason } satisfies HostCommand);

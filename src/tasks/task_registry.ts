@@ -5,7 +5,10 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { TaskError, type TaskFailure } from "../errors.ts";
-import { type GrynyaSettings, type TaskEvent, utf8Length } from "../protocol.ts";
+import { type GrynyaSettings, type LlmRequest, type TaskEvent, utf8Length } from "../protocol.ts";
+import { LlmError, type LlmService, NO_MODEL_MESSAGE } from "../llm/llm_service.ts";
+import type { Sampler } from "../llm/sampling.ts";
+import { linkedAbort } from "../abort.ts";
 import type { Config } from "../config.ts";
 import { LogBuffer } from "./log_buffer.ts";
 import { isTerminal, type TaskState, type TaskStatus, transition } from "./task_state.ts";
@@ -17,6 +20,10 @@ const logger = getLogger(["klym", "tasks"]);
 
 export interface StartRequest {
   kind: string;
+  /** A configured model for this task's `ctx.llm` calls (default: KLYM_MODEL). */
+  model?: string | undefined;
+  /** The starting client's own model, for `ctx.llm` when no model is configured. */
+  sampler?: Sampler | undefined;
   prompt?: string | undefined;
   params?: Record<string, unknown> | undefined;
   timeoutS?: number | undefined;
@@ -31,6 +38,7 @@ export interface Progress {
 export interface TaskRecord {
   readonly id: string;
   readonly kind: string;
+  readonly model: string | undefined;
   readonly prompt: string | undefined;
   readonly params: Record<string, unknown>;
   readonly timeoutS: number;
@@ -56,15 +64,28 @@ type RegistryLimits = Pick<
   | "maxResultBytes"
   | "retentionS"
   | "maxFinished"
+  | "agentMaxSteps"
+  | "agentMaxTokens"
 >;
+
+/** A running task's process and what its model calls depend on. */
+interface Running {
+  readonly process: TaskProcess;
+  readonly sampler: Sampler | undefined;
+  /** Aborts every model call of the task when it ends. */
+  readonly llmAbort: AbortController;
+  readonly llmCalls: Map<number, AbortController>;
+}
 
 export class TaskRegistry {
   readonly #tasks = new Map<string, TaskRecord>();
   readonly #queue: TaskRecord[] = [];
-  readonly #running = new Map<string, TaskProcess>();
+  readonly #running = new Map<string, Running>();
   /** Processes not yet exited, whether or not their task is still running. */
   readonly #slots = new Set<Promise<ProcessExit>>();
   readonly #finished: string[] = [];
+  /** The starting client's sampler of each unfinished task. */
+  readonly #samplers = new Map<string, Sampler>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #closing = false;
   #counter = 0;
@@ -73,6 +94,7 @@ export class TaskRegistry {
   constructor(
     readonly limits: RegistryLimits,
     readonly grynya: GrynyaSettings,
+    readonly llm: LlmService,
     readonly kinds: KindCatalog,
     readonly pool: ProcessPool,
     readonly now: () => number = Date.now,
@@ -86,6 +108,19 @@ export class TaskRegistry {
       throw new TaskError("SHUTTING_DOWN", "Cannot start task: Klym is shutting down");
     }
     this.kinds.resolve(request.kind);
+    if (request.model !== undefined) {
+      try {
+        this.llm.catalog.get(request.model);
+      } catch (error) {
+        throw new TaskError(
+          "INVALID_INPUT",
+          `Cannot start task: "model": ${(error as Error).message}`,
+        );
+      }
+    }
+    if (request.kind === "agent" && !this.llm.available(request.sampler)) {
+      throw new TaskError("NO_MODEL", `Cannot start an agent task: ${NO_MODEL_MESSAGE}`);
+    }
     const timeoutS = request.timeoutS ?? this.limits.defaultTimeoutS;
     if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > this.limits.maxTimeoutS) {
       throw new TaskError(
@@ -120,6 +155,7 @@ export class TaskRegistry {
     const task: TaskRecord = {
       id: `t_${now.toString(36)}${(this.#counter++).toString(36)}${randomSuffix()}`,
       kind: request.kind,
+      model: request.model,
       prompt: request.prompt,
       params,
       timeoutS,
@@ -130,6 +166,7 @@ export class TaskRegistry {
       codeStartedAt: undefined,
     };
     this.#tasks.set(task.id, task);
+    if (request.sampler) this.#samplers.set(task.id, request.sampler);
     this.#queue.push(task);
     this.#pump();
     return task;
@@ -219,7 +256,12 @@ export class TaskRegistry {
       startedAt: now,
     });
     const process = this.pool.acquire();
-    this.#running.set(task.id, process);
+    this.#running.set(task.id, {
+      process,
+      sampler: this.#samplers.get(task.id),
+      llmAbort: new AbortController(),
+      llmCalls: new Map(),
+    });
     const timer = setTimeout(() => {
       this.#settle(task, "timed_out", {
         code: "timed_out",
@@ -245,6 +287,7 @@ export class TaskRegistry {
         params: task.params,
         ...this.#modulePathOf(task.kind),
         grynya: this.grynya,
+        agent: { maxSteps: this.limits.agentMaxSteps, maxTokens: this.limits.agentMaxTokens },
         maxLogLineBytes: this.limits.maxLogLineBytes,
         maxResultBytes: this.limits.maxResultBytes,
       },
@@ -280,6 +323,12 @@ export class TaskRegistry {
       case "failure":
         this.#settle(task, "failed", event.error);
         return;
+      case "llm_request":
+        void this.#answerModel(task, event.id, event.request);
+        return;
+      case "llm_cancel":
+        this.#running.get(task.id)?.llmCalls.get(event.id)?.abort();
+        return;
       default: {
         const _exhaustive: never = event;
         return _exhaustive;
@@ -300,17 +349,48 @@ export class TaskRegistry {
         ? { status, startedAt, finishedAt, result: outcome }
         : { status: status as "failed", startedAt, finishedAt, error: outcome as TaskFailure },
     );
+    this.#samplers.delete(task.id);
     const queued = this.#queue.indexOf(task);
     if (queued !== -1) this.#queue.splice(queued, 1);
     const running = this.#running.get(task.id);
     if (running) {
       const reason = status === "succeeded" || status === "failed" ? "finished" : status;
-      void running.stop(reason, this.limits.cancelGraceMs);
+      running.llmAbort.abort();
+      void running.process.stop(reason, this.limits.cancelGraceMs);
     }
     this.#finished.push(task.id);
     logger.info("Task {taskId} ({kind}) {status}", { taskId: task.id, kind: task.kind, status });
     this.#trimFinished();
     this.#updateIdle();
+  }
+
+  /** Relays one model call of a task; cancel from either side aborts the provider's request. */
+  async #answerModel(task: TaskRecord, id: number, request: LlmRequest): Promise<void> {
+    const running = this.#running.get(task.id);
+    if (!running) return;
+    const call = new AbortController();
+    running.llmCalls.set(id, call);
+    using abort = linkedAbort([running.llmAbort.signal, call.signal]);
+    const signal = abort.signal;
+    try {
+      const response = await this.llm.generate(
+        {
+          ...request,
+          ...(request.model ?? task.model ? { model: request.model ?? task.model } : {}),
+        },
+        signal,
+        running.sampler,
+      );
+      running.process.send({ type: "llm_response", id, response });
+    } catch (error) {
+      if (signal.aborted) return;
+      const failure = error instanceof LlmError
+        ? { code: error.code, message: error.message }
+        : { code: "model_error", message: error instanceof Error ? error.message : String(error) };
+      running.process.send({ type: "llm_error", id, error: failure });
+    } finally {
+      running.llmCalls.delete(id);
+    }
   }
 
   #trimFinished(): void {

@@ -64,7 +64,7 @@ export async function runHost(): Promise<void> {
       spare = undefined;
       relay(worker, send, finish);
       worker.postMessage(command);
-    } else if (command.type === "cancel") {
+    } else if (command.type !== "start") {
       if (!worker) Deno.exit(0);
       worker.postMessage(command);
     }

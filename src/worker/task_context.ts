@@ -2,6 +2,7 @@
 import type { TaskEvent, TaskSpec } from "../protocol.ts";
 import { GrynyaClient } from "./grynya_client.ts";
 import { GraphWriter, type SaveRecord } from "./graph_writer.ts";
+import type { LlmRelay } from "./llm_relay.ts";
 
 export interface TaskContext {
   readonly taskId: string;
@@ -16,6 +17,10 @@ export interface TaskContext {
   grynya(): Promise<GrynyaClient>;
   /** Stores an intermediate result in grynya's graph through its write tool. */
   save(value: unknown): Promise<SaveRecord>;
+  /** The model, reached through the server (keys never enter a task). */
+  readonly llm: Pick<LlmRelay, "generate">;
+  /** Limits of the agent loop set by the server. */
+  readonly limits: TaskSpec["agent"];
 }
 
 export type TaskKind = (ctx: TaskContext) => unknown;
@@ -31,6 +36,7 @@ export function createTaskContext(
   spec: TaskSpec,
   signal: AbortSignal,
   emit: (event: TaskEvent) => void,
+  llm: LlmRelay,
 ): OwnedContext {
   const grynya = new GrynyaClient(spec.grynya, signal);
   const writer = new GraphWriter(grynya, spec.grynya.write, spec);
@@ -56,6 +62,8 @@ export function createTaskContext(
       return grynya;
     },
     save: (value) => writer.save(value),
+    llm,
+    limits: spec.agent,
   };
   return { ctx, writer, dispose: () => grynya.close() };
 }

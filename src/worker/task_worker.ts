@@ -9,6 +9,7 @@ import { captureConsole } from "./console_capture.ts";
 import { createTaskContext, type TaskKind } from "./task_context.ts";
 import { BUILTIN_KINDS } from "./kinds/builtin_kinds.ts";
 import { TaskFailure } from "./task_failure.ts";
+import { LlmRelay } from "./llm_relay.ts";
 
 const abort = new AbortController();
 let finished = false;
@@ -70,7 +71,7 @@ async function run(spec: TaskSpec): Promise<void> {
     return fail("load_error", error);
   }
   emit({ type: "running", time: Date.now() });
-  const owned = createTaskContext(spec, abort.signal, emit);
+  const owned = createTaskContext(spec, abort.signal, emit, llm);
   let outcome: TaskEvent;
   try {
     outcome = resultEvent(await kind(owned.ctx), spec.maxResultBytes);
@@ -94,8 +95,21 @@ function resultEvent(value: unknown, maxResultBytes: number): TaskEvent {
   return { type: "result", value: JSON.parse(json) };
 }
 
+const llm = new LlmRelay(emit, abort.signal);
+
 self.onmessage = (e: MessageEvent) => {
   const command = HostCommand.parse(e.data);
-  if (command.type === "start") void run(command.spec);
-  else abort.abort(new DOMException(command.reason, "AbortError"));
+  switch (command.type) {
+    case "start":
+      return void run(command.spec);
+    case "cancel":
+      return abort.abort(new DOMException(command.reason, "AbortError"));
+    case "llm_response":
+    case "llm_error":
+      return llm.settle(command);
+    default: {
+      const _exhaustive: never = command;
+      return _exhaustive;
+    }
+  }
 };

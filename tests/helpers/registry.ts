@@ -3,6 +3,8 @@ import { grynyaSettings, loadConfig } from "../../src/config.ts";
 import { KindCatalog } from "../../src/tasks/kind_catalog.ts";
 import { ProcessPool } from "../../src/tasks/process_pool.ts";
 import { TaskRegistry } from "../../src/tasks/task_registry.ts";
+import { ModelCatalog } from "../../src/llm/model_catalog.ts";
+import { LlmService } from "../../src/llm/llm_service.ts";
 import type { TaskRecord } from "../../src/tasks/task_registry.ts";
 import { isTerminal } from "../../src/tasks/task_state.ts";
 import { FIXTURE_TASKS } from "./klym_process.ts";
@@ -16,7 +18,14 @@ export function makeRegistry(env: Record<string, string> = {}): TaskRegistry {
   }, []);
   const pool = new ProcessPool(config, config.warmSpares);
   pool.warm();
-  return new TaskRegistry(config, grynyaSettings(config), new KindCatalog(config.tasksDir), pool);
+  const llm = new LlmService(new ModelCatalog(config, () => undefined), config);
+  return new TaskRegistry(
+    config,
+    grynyaSettings(config),
+    llm,
+    new KindCatalog(config.tasksDir),
+    pool,
+  );
 }
 
 /** Resolves when the task is terminal (polling the registry like a client would). */

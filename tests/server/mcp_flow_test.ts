@@ -16,7 +16,9 @@ async function theContract(client: Client) {
   assert.deepEqual(tools.map((t) => t.name).sort(), [
     "cancel_task",
     "check_task_status",
+    "list_models",
     "list_tasks",
+    "llm_generate",
     "start_async_agent_task",
   ]);
   for (const tool of tools) assert.ok(tool.outputSchema, `${tool.name} declares its output`);

@@ -1,0 +1,88 @@
+/**
+ * The zero-config path: ask the connected MCP client's own model through `sampling/createMessage`,
+ * with tools when the client declares `sampling.tools`.
+ */
+import type { McpServer } from "@modelcontextprotocol/server";
+import type { LlmRequest, LlmResponse } from "../protocol.ts";
+
+export type Sampler = (
+  request: LlmRequest,
+  signal: AbortSignal,
+  timeoutMs: number,
+) => Promise<LlmResponse>;
+
+const SAMPLING_MODEL = "client-sampling";
+const DEFAULT_MAX_TOKENS = 4096;
+
+type Content = Record<string, unknown> & { type: string };
+
+/** A sampler for the client of `server`, or `undefined` when that client does not sample. */
+export function samplerFor(server: McpServer): Sampler | undefined {
+  const caps = server.server.getClientCapabilities();
+  if (!caps?.sampling) return undefined;
+  const withTools = Boolean((caps.sampling as { tools?: unknown }).tools);
+  return async (request, signal, timeoutMs) => {
+    if (request.tools?.length && !withTools) {
+      throw new Error(
+        "The client's sampling does not support tools (sampling.tools); configure KLYM_MODEL",
+      );
+    }
+    const params = {
+      messages: request.messages.map(toSamplingMessage),
+      maxTokens: request.maxTokens ?? DEFAULT_MAX_TOKENS,
+      ...(request.system ? { systemPrompt: request.system } : {}),
+      ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+      ...(request.tools?.length
+        ? {
+          tools: request.tools.map((t) => ({
+            name: t.name,
+            ...(t.description ? { description: t.description } : {}),
+            inputSchema: { type: "object", ...t.inputSchema },
+          })),
+        }
+        : {}),
+    };
+    const result = await server.server.createMessage(params as never, {
+      signal,
+      timeout: timeoutMs,
+    });
+    const content =
+      (Array.isArray(result.content) ? result.content : [result.content]) as Content[];
+    return {
+      model: `${SAMPLING_MODEL}:${result.model}`,
+      text: content.filter((c) => c.type === "text").map((c) => String(c.text)).join(""),
+      toolCalls: content.filter((c) => c.type === "tool_use").map((c) => ({
+        id: String(c.id),
+        name: String(c.name),
+        args: c.input,
+      })),
+      usage: { inputTokens: 0, outputTokens: 0 },
+      finishReason: String(result.stopReason ?? "unknown"),
+    };
+  };
+}
+
+function toSamplingMessage(m: LlmRequest["messages"][number]) {
+  switch (m.role) {
+    case "user":
+      return { role: "user", content: { type: "text", text: m.text } };
+    case "assistant":
+      return {
+        role: "assistant",
+        content: [
+          ...(m.text ? [{ type: "text", text: m.text }] : []),
+          ...m.toolCalls.map((c) => ({ type: "tool_use", id: c.id, name: c.name, input: c.args })),
+        ],
+      };
+    case "tool":
+      return {
+        role: "user",
+        content: m.results.map((r) => ({
+          type: "tool_result",
+          toolUseId: r.id,
+          content: [{ type: "text", text: r.output }],
+          ...(r.isError ? { isError: true } : {}),
+        })),
+      };
+  }
+}

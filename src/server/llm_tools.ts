@@ -1,0 +1,91 @@
+/** The provider face of Klym: one-shot completions and the configured models. */
+import type { McpServer } from "@modelcontextprotocol/server";
+import { z } from "zod";
+import type { LlmService } from "../llm/llm_service.ts";
+import { samplerFor } from "../llm/sampling.ts";
+import { guarded, ok } from "./tool_results.ts";
+
+export const MAX_GENERATE_TOKENS = 32_768;
+
+export function registerLlmTools(server: McpServer, llm: LlmService, maxPromptBytes: number): void {
+  server.registerTool("llm_generate", {
+    title: "Generate text with a configured model",
+    description:
+      "One-shot completion with one of Klym's configured models (see list_models), or, when none is configured, " +
+      "with the calling client's own model through MCP sampling. Waits for the answer; for long work use start_async_agent_task.",
+    inputSchema: z.object({
+      prompt: z.string({ error: '"prompt" must be a string' }).min(1, '"prompt" must not be empty')
+        .max(
+          maxPromptBytes,
+          `"prompt" must be at most ${maxPromptBytes} characters (KLYM_MAX_PROMPT_BYTES)`,
+        ),
+      system: z.string({ error: '"system" must be a string' }).max(maxPromptBytes).optional(),
+      model: z.string({ error: '"model" must be a string such as "openai:gpt-4o-mini"' })
+        .optional(),
+      max_tokens: z.number({ error: '"max_tokens" must be a number' }).int().min(
+        1,
+        '"max_tokens" must be at least 1',
+      )
+        .max(MAX_GENERATE_TOKENS, `"max_tokens" must be at most ${MAX_GENERATE_TOKENS}`).optional(),
+      temperature: z.number({ error: '"temperature" must be a number' }).min(
+        0,
+        '"temperature" must be between 0 and 2',
+      )
+        .max(2, '"temperature" must be between 0 and 2').optional(),
+    }),
+    outputSchema: z.object({
+      text: z.string(),
+      model: z.string(),
+      usage: z.object({ input_tokens: z.number(), output_tokens: z.number() }),
+      finish_reason: z.string(),
+    }),
+  }, ({ prompt, system, model, max_tokens, temperature }, ctx) =>
+    guarded(async () => {
+      const response = await llm.generate(
+        {
+          messages: [{ role: "user", text: prompt }],
+          ...(system === undefined ? {} : { system }),
+          ...(model === undefined ? {} : { model }),
+          ...(max_tokens === undefined ? {} : { maxTokens: max_tokens }),
+          ...(temperature === undefined ? {} : { temperature }),
+        },
+        ctx.mcpReq.signal,
+        samplerFor(server),
+      );
+      return ok({
+        text: response.text,
+        model: response.model,
+        usage: {
+          input_tokens: response.usage.inputTokens,
+          output_tokens: response.usage.outputTokens,
+        },
+        finish_reason: response.finishReason,
+      });
+    }));
+
+  server.registerTool("list_models", {
+    title: "List configured models",
+    description:
+      "The models Klym can use (KLYM_MODEL, KLYM_MODELS), the default one, and whether the calling client's sampling is available as a fallback.",
+    inputSchema: z.object({}),
+    outputSchema: z.object({
+      models: z.array(
+        z.object({ id: z.string(), provider: z.string(), name: z.string(), default: z.boolean() }),
+      ),
+      default_model: z.string().optional(),
+      client_sampling: z.boolean(),
+    }),
+  }, () =>
+    guarded(() =>
+      ok({
+        models: llm.catalog.list().map((m) => ({
+          id: m.id,
+          provider: m.provider,
+          name: m.name,
+          default: m.isDefault,
+        })),
+        ...(llm.catalog.defaultId ? { default_model: llm.catalog.defaultId } : {}),
+        client_sampling: samplerFor(server) !== undefined,
+      })
+    ));
+}
