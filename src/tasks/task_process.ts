@@ -18,7 +18,7 @@ import { netAllowance } from "../worker/host.ts";
 const logger = getLogger(["klym", "process"]);
 
 /** Lower CPU priority for task processes keeps the server's own latency flat under load. */
-const TASK_NICENESS = 10;
+const TASK_NICENESS = 19;
 /** Extra room on top of the result limit for a message line's envelope. */
 const LINE_SLACK_BYTES = 64 * 1024;
 
