@@ -16,6 +16,8 @@ export const ConfigSchema = z.object({
   stdio: z.boolean().default(false),
   authToken: z.string().min(16, "must be at least 16 characters").optional(),
   allowedOrigins: z.array(z.string()).default([]),
+  /** Host names clients may use in the Host header, beyond localhost and the bind address. */
+  allowedHosts: z.array(z.string()).default([]),
   grynyaUrl: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8000/sse"),
   grynyaTransport: z.enum(["auto", "sse", "http"]).default("auto"),
   grynyaToken: z.string().min(1).optional(),
@@ -99,6 +101,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   stdio: "KLYM_STDIO",
   authToken: "KLYM_AUTH_TOKEN",
   allowedOrigins: "KLYM_ALLOWED_ORIGINS",
+  allowedHosts: "KLYM_ALLOWED_HOSTS",
   grynyaUrl: "KLYM_GRYNYA_URL",
   grynyaTransport: "KLYM_GRYNYA_TRANSPORT",
   grynyaToken: "KLYM_GRYNYA_TOKEN",
@@ -148,6 +151,7 @@ const FLAGS: Record<string, keyof Config> = {
 function fromEnv(key: keyof Config, value: string, name: string): unknown {
   switch (key) {
     case "allowedOrigins":
+    case "allowedHosts":
     case "models":
       return value.split(",").map((s) => s.trim()).filter(Boolean);
     case "stdio":

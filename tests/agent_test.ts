@@ -183,6 +183,13 @@ Deno.test("bounded failures: a repeated call is a loop, failing turns and max_st
       /Every tool call failed in 3 model turns in a row/,
     ],
     [
+      "token budget",
+      (_r, n) => ({ toolCalls: [{ name: "report_progress", args: { done: n } }] }),
+      { max_tokens: 1000 },
+      "token_budget",
+      /tokens used, the budget is 1000/,
+    ],
+    [
       "max steps",
       (_r, n) => ({ toolCalls: [{ name: "report_progress", args: { done: n } }] }),
       { max_steps: 2 },
@@ -250,6 +257,23 @@ Deno.test("cancel during a model call aborts the provider's HTTP request", async
     await new Promise((r) => setTimeout(r, 20));
   }
   assert.equal(establishedTo(port), 0, "the model request was aborted");
+});
+
+Deno.test("a model that does not answer within KLYM_LLM_TIMEOUT_MS fails the call clearly", async () => {
+  await using graph = await startFastMcpPeer();
+  await using model = startScriptedModel(() => ({ hang: true }));
+  await using klym = await startKlym(
+    modelEnv(model, { KLYM_GRYNYA_URL: graph.url, KLYM_LLM_TIMEOUT_MS: "1000" }),
+  );
+  const started = Date.now();
+  const { client, taskId } = await startAgent(klym, "think");
+  const final = await waitFinal(client, taskId);
+  assert.equal(final.error?.code, "model_timeout");
+  assert.match(
+    final.error!.message,
+    /openai-compatible:scripted did not answer within 1000 ms \(KLYM_LLM_TIMEOUT_MS\)/,
+  );
+  assert.ok(Date.now() - started < 5000);
 });
 
 Deno.test("a timeout during a grynya call ends the agent as timed_out", async () => {

@@ -19,6 +19,7 @@ import { SseServerTransport } from "./sse_server_transport.ts";
 
 const logger = getLogger(["klym", "http"]);
 const MESSAGES_PATH = "/messages";
+const SWEEP_MS = 10_000;
 
 type SessionTransport = WebStandardStreamableHTTPServerTransport | SseServerTransport;
 
@@ -31,7 +32,13 @@ interface Session {
 export interface HttpAppOptions {
   config: Pick<
     Config,
-    "host" | "authToken" | "allowedOrigins" | "maxRequestBodyBytes" | "sessionIdleS" | "maxSessions"
+    | "host"
+    | "authToken"
+    | "allowedOrigins"
+    | "allowedHosts"
+    | "maxRequestBodyBytes"
+    | "sessionIdleS"
+    | "maxSessions"
   >;
   createServer: () => McpServer;
   health: () => Record<string, unknown>;
@@ -51,18 +58,22 @@ function sameSecret(a: string, b: string): boolean {
 
 export class HttpApp {
   readonly #sessions = new Map<string, Session>();
-  readonly #allowedHosts: string[];
+  /** `undefined`: any Host (a wildcard bind with no list; the bearer token guards it). */
+  readonly #allowedHosts: string[] | undefined;
   readonly #allowedOrigins: string[];
   readonly #sweeper: ReturnType<typeof setInterval>;
 
   constructor(readonly options: HttpAppOptions) {
-    const { host, allowedOrigins } = options.config;
-    this.#allowedHosts = [
+    const { host, allowedOrigins, allowedHosts } = options.config;
+    const wildcard = host === "0.0.0.0" || host === "::";
+    this.#allowedHosts = wildcard && allowedHosts.length === 0 ? undefined : [
       ...localhostAllowedHostnames(),
-      ...(isLoopback(host) || host === "0.0.0.0" || host === "::" ? [] : [host]),
+      ...(isLoopback(host) || wildcard ? [] : [host]),
+      ...allowedHosts,
     ];
     this.#allowedOrigins = [...localhostAllowedOrigins(), ...allowedOrigins];
-    this.#sweeper = setInterval(() => this.#evictIdle(), 10_000);
+    const sweepMs = Math.min(SWEEP_MS, options.config.sessionIdleS * 500);
+    this.#sweeper = setInterval(() => this.#evictIdle(), sweepMs);
   }
 
   get sessionCount(): number {
@@ -99,7 +110,7 @@ export class HttpApp {
 
   /** DNS-rebinding protection and auth; `undefined` lets the request through. */
   #guard(req: Request): Response | undefined {
-    if (!this.#allowedHosts.includes("*")) {
+    if (this.#allowedHosts) {
       const host = validateHostHeader(req.headers.get("host"), this.#allowedHosts);
       if (!host.ok) return jsonRpcError(403, `Forbidden: Host header not allowed`);
     }

@@ -64,6 +64,30 @@ Deno.test("DNS-rebinding Host and Origin headers are refused with 403 and no ses
   await local.body?.cancel();
 });
 
+Deno.test("KLYM_ALLOWED_HOSTS admits more Host names; a wildcard bind with a token takes any", async () => {
+  {
+    await using klym = await startKlym({ KLYM_ALLOWED_HOSTS: "klym.internal" });
+    const body = JSON.stringify(INIT);
+    assert.equal(
+      (await rawStatus(klym.url, "POST", "/mcp", "klym.internal:8765", body)).status,
+      200,
+    );
+    assert.equal((await rawStatus(klym.url, "POST", "/mcp", "other.internal", body)).status, 403);
+  }
+  const token = "wildcard-token-0123456789";
+  await using open = await startKlym({ KLYM_HOST: "0.0.0.0", KLYM_AUTH_TOKEN: token });
+  const url = open.url.replace("0.0.0.0", "127.0.0.1");
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  await conn.write(new TextEncoder().encode(
+    `GET /sse HTTP/1.1\r\nHost: 10.1.2.3:${port}\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+  ));
+  const buf = new Uint8Array(256);
+  const n = await conn.read(buf);
+  conn.close();
+  assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 200/);
+});
+
 Deno.test("a body over KLYM_MAX_REQUEST_BODY_BYTES gets 413 before parsing; one at the limit passes", async () => {
   await using klym = await startKlym({ KLYM_MAX_REQUEST_BODY_BYTES: "2048" });
   const pad = (n: number) => {
@@ -127,6 +151,27 @@ Deno.test("beyond KLYM_MAX_SESSIONS a new session gets 503", async () => {
   const second = await post(`${klym.url}/mcp`, INIT);
   assert.equal(second.status, 503);
   assert.match((await second.json()).error.message, /KLYM_MAX_SESSIONS/);
+});
+
+Deno.test("Streamable HTTP sessions idle past KLYM_SESSION_IDLE_S are closed; used ones stay", async () => {
+  await using klym = await startKlym({ KLYM_SESSION_IDLE_S: "2" });
+  const idle = await post(`${klym.url}/mcp`, INIT);
+  const idleId = idle.headers.get("mcp-session-id")!;
+  await idle.body?.cancel();
+  const busy = await klym.connect();
+  const sessions = async () => (await (await fetch(`${klym.url}/healthz`)).json()).sessions;
+  assert.equal(await sessions(), 2);
+  for (let i = 0; i < 8; i++) {
+    await busy.callTool({ name: "list_tasks", arguments: {} });
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.equal(await sessions(), 1, "only the idle session was closed");
+  const gone = await post(`${klym.url}/mcp`, { jsonrpc: "2.0", id: 2, method: "tools/list" }, {
+    "mcp-session-id": idleId,
+    "mcp-protocol-version": "2025-11-25",
+  });
+  assert.equal(gone.status, 404);
+  await gone.body?.cancel();
 });
 
 Deno.test("clients that vanish mid-stream or write to closed sessions leave no leak and no crash", async () => {
