@@ -74,7 +74,12 @@ export const TaskSpec = z.object({
 export type TaskSpec = z.infer<typeof TaskSpec>;
 
 /** The first line a host process reads: how to frame its output, and whom its Worker may reach. */
-export const HostHello = z.object({ channel: z.string().min(8), grynyaUrl: z.string() });
+export const HostHello = z.object({
+  channel: z.string().min(8),
+  grynyaUrl: z.string(),
+  /** Custom kinds' folder: a spare Worker may read it until its task's module is loaded. */
+  tasksDir: z.string().optional(),
+});
 export type HostHello = z.infer<typeof HostHello>;
 
 /** One turn of a model conversation, in Klym's own provider-neutral shape. */

@@ -1,12 +1,16 @@
 /** Which task kinds exist: the built-in ones and one `<kind>.ts` module per custom kind. */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { TaskError } from "../errors.ts";
 import { BUILTIN_KIND_NAMES } from "../protocol.ts";
 
 const KIND_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 
 export class KindCatalog {
-  constructor(readonly tasksDir: string | undefined) {}
+  readonly tasksDir: string | undefined;
+
+  constructor(tasksDir: string | undefined) {
+    this.tasksDir = tasksDir === undefined ? undefined : resolve(tasksDir);
+  }
 
   /** The module path of a custom kind, `undefined` for a built-in one; throws for an unknown kind. */
   resolve(kind: string): string | undefined {

@@ -4,6 +4,7 @@
  */
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { setPriority } from "node:os";
+import { resolve } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import {
   HostCommand,
@@ -106,7 +107,13 @@ export class TaskProcess {
     this.#stdin = this.#child.stdin.getWriter();
     const { promise: ready, resolve: markReady } = Promise.withResolvers<void>();
     this.ready = ready;
-    void this.#write({ channel: this.#channel, grynyaUrl: options.grynyaUrl } satisfies HostHello);
+    void this.#write(
+      {
+        channel: this.#channel,
+        grynyaUrl: options.grynyaUrl,
+        ...(options.tasksDir ? { tasksDir: resolve(options.tasksDir) } : {}),
+      } satisfies HostHello,
+    );
     const stdout = this.#pumpStdout(markReady);
     const stderr = this.#pumpStderr();
     this.exited = this.#child.status.then(async (status) => {

@@ -13,14 +13,17 @@ export function netAllowance(url: string): string {
   return `${u.hostname}:${port}`;
 }
 
-/** Network to grynya only; read access to the task's own module, if it has one; nothing else. */
+/**
+ * Network to grynya only; read access to the task's module (or, for a spare, the folder it will
+ * come from), which the Worker drops once the module is loaded; nothing else.
+ */
 export function workerPermissions(
   grynyaUrl: string,
-  modulePath: string | undefined,
+  readable: string | undefined,
 ): Deno.PermissionOptionsObject {
   return {
     net: [netAllowance(grynyaUrl)],
-    read: modulePath ? [modulePath] : false,
+    read: readable ? [readable] : false,
     write: false,
     env: false,
     run: false,
@@ -49,14 +52,16 @@ export async function runHost(): Promise<void> {
   };
 
   // Built-in kinds need no read access, so their Worker can be up before the task arrives.
-  let spare: Worker | undefined = createWorker(workerPermissions(hello.grynyaUrl, undefined));
+  // A Worker ready before the task arrives: its module graph loads while the host waits.
+  let spare: Worker | undefined = createWorker(workerPermissions(hello.grynyaUrl, hello.tasksDir));
   await send({ type: "ready" });
   let worker: Worker | undefined;
   for await (const { line } of stdin) {
     const command = HostCommand.parse(JSON.parse(line));
     if (command.type === "start" && !worker) {
       const { spec } = command;
-      const fits = !spec.modulePath && spec.grynya.url === hello.grynyaUrl;
+      const fits = spec.grynya.url === hello.grynyaUrl &&
+        (!spec.modulePath || (hello.tasksDir !== undefined && inFolder(spec.modulePath, hello.tasksDir)));
       worker = fits && spare
         ? spare
         : createWorker(workerPermissions(spec.grynya.url, spec.modulePath));
@@ -71,6 +76,11 @@ export async function runHost(): Promise<void> {
   }
   // stdin closed: the server is gone or wants us gone.
   Deno.exit(0);
+}
+
+function inFolder(path: string, folder: string): boolean {
+  return path.startsWith(folder.endsWith("/") || folder.endsWith("\\") ? folder : `${folder}/`) ||
+    path.startsWith(`${folder}\\`);
 }
 
 function createWorker(permissions: Deno.PermissionOptionsObject): Worker {

@@ -70,6 +70,8 @@ async function run(spec: TaskSpec): Promise<void> {
   } catch (error) {
     return fail("load_error", error);
   }
+  // The module is loaded: the task's own code runs with no read access at all.
+  await Deno.permissions.revoke({ name: "read" });
   emit({ type: "running", time: Date.now() });
   const owned = createTaskContext(spec, abort.signal, emit, llm);
   let outcome: TaskEvent;
