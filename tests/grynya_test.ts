@@ -279,3 +279,59 @@ Deno.test("many tasks report against one grynya at once", async () => {
   const graph = await readGraph(peer.url);
   assert.equal(graph.entities.filter((e) => e.name.startsWith("klym-task-")).length, 16);
 });
+
+Deno.test("a forced transport is used as asked; auto falls back to SSE on a 4xx", async () => {
+  await using sse = await startFastMcpPeer();
+  {
+    await using klym = await startKlym({
+      KLYM_GRYNYA_URL: sse.url,
+      KLYM_GRYNYA_TRANSPORT: "http",
+      KLYM_GRYNYA_RECONNECTS: "0",
+    });
+    const { final } = await runTask(klym, "report");
+    assert.equal(final.error?.code, "grynya_unreachable");
+    assert.match(final.error!.message, /transport http/);
+  }
+  for (const transport of ["sse", "auto"]) {
+    await using klym = await startKlym({
+      KLYM_GRYNYA_URL: sse.url,
+      KLYM_GRYNYA_TRANSPORT: transport,
+    });
+    const { final } = await runTask(klym, "report");
+    assert.equal((final.result as { transport: string }).transport, "sse", transport);
+  }
+});
+
+Deno.test("the grynya token and headers reach grynya on every request", async () => {
+  await using peer = await startFastMcpPeer();
+  const seen: (string | null)[][] = [];
+  // A recording reverse proxy in front of grynya (same host, so the task may reach it).
+  const upstream = new URL(peer.url);
+  const proxy = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    seen.push([req.headers.get("authorization"), req.headers.get("x-team")]);
+    const url = new URL(req.url);
+    url.port = upstream.port;
+    return fetch(url, {
+      method: req.method,
+      headers: req.headers,
+      body: req.body,
+      signal: req.signal,
+    });
+  });
+  try {
+    await using klym = await startKlym({
+      KLYM_GRYNYA_URL: `http://127.0.0.1:${proxy.addr.port}/sse`,
+      KLYM_GRYNYA_TOKEN: "grynya-secret",
+      KLYM_GRYNYA_HEADERS: '{"x-team": "klym"}',
+    });
+    const { final } = await runTask(klym, "report");
+    assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+    assert.ok(seen.length >= 3);
+    for (const [auth, team] of seen) {
+      assert.equal(auth, "Bearer grynya-secret");
+      assert.equal(team, "klym");
+    }
+  } finally {
+    await proxy.shutdown();
+  }
+});

@@ -48,6 +48,8 @@ const OWN_TOOLS: LlmTool[] = [
   },
 ];
 
+const elapsed = (since: number) => Math.round((performance.now() - since) * 10) / 10;
+
 const preview = (value: unknown) => {
   const text = (typeof value === "string" ? value : JSON.stringify(value)).replace(/\s+/g, " ");
   return text.length > LOG_PREVIEW_CHARS ? `${text.slice(0, LOG_PREVIEW_CHARS)}…` : text;
@@ -124,6 +126,7 @@ export async function agent(ctx: TaskContext) {
         } tokens used, the budget is ${tokenBudget}`,
       );
     }
+    const modelStart = performance.now();
     const response = await ctx.llm.generate({
       system,
       messages,
@@ -136,7 +139,9 @@ export async function agent(ctx: TaskContext) {
     usedModel = response.model;
     usage.inputTokens += response.usage.inputTokens;
     usage.outputTokens += response.usage.outputTokens;
-    if (response.text) console.log(`step ${step}: model: ${preview(response.text)}`);
+    const modelMs = elapsed(modelStart);
+    if (response.text) console.log(`step ${step}: model (${modelMs} ms): ${preview(response.text)}`);
+    else console.log(`step ${step}: model answered in ${modelMs} ms`);
 
     if (response.toolCalls.length === 0) {
       console.log(`step ${step}: final answer`);
@@ -161,9 +166,11 @@ export async function agent(ctx: TaskContext) {
           `The model called ${call.name} with the same arguments ${MAX_REPEATED_CALLS} times in a row; stopped at step ${step}`,
         );
       }
+      const toolStart = performance.now();
       const { output, isError } = await runTool(ctx, grynya, toolNames, call, writes);
+      const toolMs = elapsed(toolStart);
       if (isError) failures++;
-      console.log(`step ${step}: ← ${isError ? "error: " : ""}${preview(output)}`);
+      console.log(`step ${step}: ← (${toolMs} ms) ${isError ? "error: " : ""}${preview(output)}`);
       results.push({
         id: call.id,
         name: call.name,
