@@ -39,6 +39,10 @@ export async function runHost(): Promise<void> {
   const first = await stdin.next();
   if (first.done) Deno.exit(0);
   const hello = HostHello.parse(JSON.parse(first.value.line));
+  // A compiled binary runs its hosts with every permission: drop what no task may inherit.
+  for (const name of ["env", "run", "write", "ffi", "sys"] as const) {
+    await Deno.permissions.revoke({ name });
+  }
 
   let writes = Promise.resolve();
   const send = (event: TaskEvent) => {
@@ -61,7 +65,8 @@ export async function runHost(): Promise<void> {
     if (command.type === "start" && !worker) {
       const { spec } = command;
       const fits = spec.grynya.url === hello.grynyaUrl &&
-        (!spec.modulePath || (hello.tasksDir !== undefined && inFolder(spec.modulePath, hello.tasksDir)));
+        (!spec.modulePath ||
+          (hello.tasksDir !== undefined && inFolder(spec.modulePath, hello.tasksDir)));
       worker = fits && spare
         ? spare
         : createWorker(workerPermissions(spec.grynya.url, spec.modulePath));

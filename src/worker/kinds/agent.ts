@@ -140,8 +140,9 @@ export async function agent(ctx: TaskContext) {
     usage.inputTokens += response.usage.inputTokens;
     usage.outputTokens += response.usage.outputTokens;
     const modelMs = elapsed(modelStart);
-    if (response.text) console.log(`step ${step}: model (${modelMs} ms): ${preview(response.text)}`);
-    else console.log(`step ${step}: model answered in ${modelMs} ms`);
+    if (response.text) {
+      console.log(`step ${step}: model (${modelMs} ms): ${preview(response.text)}`);
+    } else console.log(`step ${step}: model answered in ${modelMs} ms`);
 
     if (response.toolCalls.length === 0) {
       console.log(`step ${step}: final answer`);
