@@ -19,7 +19,6 @@ function rssMb(pid: number): number {
 
 await using grynya = await startFastMcpPeer();
 /** Each agent asks for `steps` create_entities calls (distinct names), then answers. */
-const stepsWanted = new Map<string, number>();
 await using model = startScriptedModel(async (request) => {
   const prompt = request.messages.find((m) => m.role === "user")!.content as string;
   const [id, steps, delayMs] = prompt.split(" ");
@@ -33,7 +32,6 @@ await using model = startScriptedModel(async (request) => {
     }],
   };
 });
-void stepsWanted;
 
 async function runAgent(client: Client, id: string, steps: number, delayMs = 0): Promise<number> {
   const t0 = performance.now();

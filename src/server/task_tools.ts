@@ -38,6 +38,8 @@ const Summary = z.object({
   status: Status,
   created_at: z.string(),
   started_at: z.string().optional(),
+  /** When the task's own code began, after its process and module were ready. */
+  code_started_at: z.string().optional(),
   finished_at: z.string().optional(),
   progress: Progress.optional(),
   error: Failure.optional(),
@@ -52,6 +54,7 @@ function summary(task: TaskRecord): z.infer<typeof Summary> {
     status: state.status,
     created_at: iso(task.createdAt)!,
     ...(startedAt === undefined ? {} : { started_at: iso(startedAt)! }),
+    ...(task.codeStartedAt === undefined ? {} : { code_started_at: iso(task.codeStartedAt)! }),
     ...("finishedAt" in state ? { finished_at: iso(state.finishedAt)! } : {}),
     ...(task.progress ? { progress: task.progress } : {}),
     ...("error" in state ? { error: state.error } : {}),
@@ -106,7 +109,8 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
     title: "Check a background task",
     description:
       "Returns a task's status, progress, the log lines (stdout/stderr) written since log_cursor, and its result or error once finished. " +
-      "Pass next_log_cursor back as log_cursor on the next call to get only new lines; logs_dropped counts lines lost to the per-task log limit. " +
+      "Pass next_log_cursor back as log_cursor on the next call to get only new lines; logs_dropped counts lines lost to the per-task log limit, " +
+      "logs_missed those of them after your cursor that you will never see. " +
       "Keep polling while status is queued or running; succeeded, failed, cancelled and timed_out are final.",
     inputSchema: z.object({
       task_id: TaskId,
@@ -132,6 +136,7 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
       next_log_cursor: z.number(),
       more_logs: z.boolean(),
       logs_dropped: z.number(),
+      logs_missed: z.number(),
       result: z.unknown().optional(),
     }),
   }, ({ task_id, log_cursor, max_log_lines }) =>
@@ -150,6 +155,7 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
         next_log_cursor: page.nextCursor,
         more_logs: page.nextCursor < task.logs.lastSeq,
         logs_dropped: task.logs.dropped,
+        logs_missed: page.missed,
         ...(task.state.status === "succeeded" ? { result: task.state.result } : {}),
       });
     }));

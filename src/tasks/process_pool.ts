@@ -29,10 +29,6 @@ export class ProcessPool {
     return this.#live.size;
   }
 
-  pids(): number[] {
-    return [...this.#live].map((p) => p.pid);
-  }
-
   #spawn(): TaskProcess {
     const process = new TaskProcess(this.options);
     this.#live.add(process);
@@ -50,10 +46,5 @@ export class ProcessPool {
     const spares = this.#spares.splice(0);
     for (const spare of spares) spare.kill();
     await Promise.all(spares.map((s) => s.exited));
-  }
-
-  /** Waits until every process the pool started has exited. */
-  async drained(): Promise<void> {
-    await Promise.all([...this.#live].map((p) => p.exited));
   }
 }

@@ -138,3 +138,32 @@ Deno.test("bad input gets a tool error naming the field and the fix", async () =
   // None of it disturbed the server.
   assert.equal((await call(client, "list_tasks", {})).tasks instanceof Array, true);
 });
+
+Deno.test("a reader behind the log limit is told what it missed, and code_started_at is reported", async () => {
+  await using klym = await startKlym({ KLYM_LOG_LIMIT_BYTES: "10240" });
+  const client = await klym.connect();
+  const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+    kind: "print_lines",
+    params: { lines: 500, width: 36 },
+  });
+  const final = await waitFinal(client, task_id);
+  const first = await call<Status & { logs_missed: number; code_started_at: string }>(
+    client,
+    "check_task_status",
+    { task_id, log_cursor: 0, max_log_lines: 1 },
+  );
+  assert.equal(first.logs_dropped, 500 - 102);
+  assert.equal(first.logs_missed, 500 - 102);
+  assert.equal(first.logs[0]!.seq, 500 - 102 + 1);
+  const next = await call<{ logs_missed: number }>(client, "check_task_status", {
+    task_id,
+    log_cursor: first.next_log_cursor,
+    max_log_lines: 0,
+  });
+  assert.equal(next.logs_missed, 0);
+  assert.equal(final.allLogs.length, 102);
+  assert.ok(
+    Date.parse(first.code_started_at) >=
+      Date.parse((final as unknown as { started_at: string }).started_at),
+  );
+});
