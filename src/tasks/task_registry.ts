@@ -38,6 +38,8 @@ export interface Progress {
 export interface TaskRecord {
   readonly id: string;
   readonly kind: string;
+  /** A custom kind's module, resolved at admission; built-in kinds have none. */
+  readonly modulePath: string | undefined;
   readonly model: string | undefined;
   readonly prompt: string | undefined;
   readonly params: Record<string, unknown>;
@@ -107,7 +109,32 @@ export class TaskRegistry {
     if (this.#closing) {
       throw new TaskError("SHUTTING_DOWN", "Cannot start task: Klym is shutting down");
     }
-    this.kinds.resolve(request.kind);
+    const { modulePath, timeoutS, params } = this.#admit(request);
+    const now = this.now();
+    const task: TaskRecord = {
+      id: `t_${now.toString(36)}${(this.#counter++).toString(36)}${randomSuffix()}`,
+      kind: request.kind,
+      modulePath,
+      model: request.model,
+      prompt: request.prompt,
+      params,
+      timeoutS,
+      createdAt: now,
+      logs: new LogBuffer(this.limits.logLimitBytes),
+      state: { status: "queued", queuedAt: now },
+      progress: undefined,
+      codeStartedAt: undefined,
+    };
+    this.#tasks.set(task.id, task);
+    if (request.sampler) this.#samplers.set(task.id, request.sampler);
+    this.#queue.push(task);
+    this.#pump();
+    return task;
+  }
+
+  /** Checks a start request against the kinds, models and limits; throws a `TaskError` naming the fix. */
+  #admit(request: StartRequest) {
+    const modulePath = this.kinds.resolve(request.kind);
     if (request.model !== undefined) {
       try {
         this.llm.catalog.get(request.model);
@@ -151,25 +178,7 @@ export class TaskRegistry {
         `Cannot start task: ${this.#running.size} tasks are running and ${this.#queue.length} are queued, the queue limit is ${this.limits.maxQueued} (KLYM_MAX_QUEUED); wait for tasks to finish or cancel some`,
       );
     }
-    const now = this.now();
-    const task: TaskRecord = {
-      id: `t_${now.toString(36)}${(this.#counter++).toString(36)}${randomSuffix()}`,
-      kind: request.kind,
-      model: request.model,
-      prompt: request.prompt,
-      params,
-      timeoutS,
-      createdAt: now,
-      logs: new LogBuffer(this.limits.logLimitBytes),
-      state: { status: "queued", queuedAt: now },
-      progress: undefined,
-      codeStartedAt: undefined,
-    };
-    this.#tasks.set(task.id, task);
-    if (request.sampler) this.#samplers.set(task.id, request.sampler);
-    this.#queue.push(task);
-    this.#pump();
-    return task;
+    return { modulePath, timeoutS, params };
   }
 
   get(id: string): TaskRecord {
@@ -285,7 +294,7 @@ export class TaskRegistry {
         kind: task.kind,
         ...(task.prompt === undefined ? {} : { prompt: task.prompt }),
         params: task.params,
-        ...this.#modulePathOf(task.kind),
+        ...(task.modulePath ? { modulePath: task.modulePath } : {}),
         grynya: this.grynya,
         agent: { maxSteps: this.limits.agentMaxSteps, maxTokens: this.limits.agentMaxTokens },
         maxLogLineBytes: this.limits.maxLogLineBytes,
@@ -293,11 +302,6 @@ export class TaskRegistry {
       },
       (event) => this.#onEvent(task, event),
     );
-  }
-
-  #modulePathOf(kind: string): { modulePath?: string } {
-    const path = this.kinds.resolve(kind);
-    return path ? { modulePath: path } : {};
   }
 
   #onEvent(task: TaskRecord, event: TaskEvent): void {

@@ -43,7 +43,9 @@ Deno.test("memory exhaustion and Deno.exit() fail their tasks while a neighbour 
   assert.equal(exitFinal.error?.code, "exit_called");
   const ok = await waitFinal(client, neighbour);
   assert.equal(ok.status, "succeeded");
-  assert.deepEqual(ok.result, { slept: 1500, ticks: 15 });
+  const { slept, ticks } = ok.result as { slept: number; ticks: number };
+  assert.equal(slept, 1500);
+  assert.ok(ticks >= 1 && ticks <= 15, `${ticks} ticks of 100 ms`);
 });
 
 Deno.test("the server answers promptly while 4 tasks spin, and its CPU use drops after cancel", async () => {
