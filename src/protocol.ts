@@ -140,7 +140,7 @@ export type HostCommand = z.infer<typeof HostCommand>;
 
 /** Worker → host → main isolate: everything a task reports. */
 export const TaskEvent = z.discriminatedUnion("type", [
-  /** The host is up and waiting for its task (lets spares be counted as warm). */
+  /** The host is up and waiting for its task. */
   z.object({ type: z.literal("ready") }),
   /** The task's own code is about to run. */
   z.object({ type: z.literal("running"), time: z.number() }),
@@ -169,6 +169,19 @@ export function truncateUtf8(text: string, maxBytes: number): string {
     bytes.subarray(0, Math.max(0, maxBytes - utf8Length(marker))),
   );
   return keep.replace(/\uFFFD$/, "") + marker;
+}
+
+/** The problem with a text over its byte limit, naming the field and the knob; `undefined` if it fits. */
+export function byteLimitProblem(
+  field: string,
+  text: string,
+  maxBytes: number,
+  knob: string,
+): string | undefined {
+  const bytes = utf8Length(text);
+  return bytes > maxBytes
+    ? `"${field}" is ${bytes} bytes, the limit is ${maxBytes} (${knob})`
+    : undefined;
 }
 
 /** UTF-8 length without allocating. */

@@ -450,3 +450,25 @@ Deno.test("custom kinds reach the model through ctx.llm, without the key", async
   assert.deepEqual(final.result, { text: "you said hello", model: "openai-compatible:scripted" });
   assert.equal(model.authorizations[0], `Bearer ${API_KEY}`);
 });
+
+Deno.test("prompts are limited in UTF-8 bytes, the same for llm_generate and tasks", async () => {
+  await using model = startScriptedModel(() => ({ text: "ok" }));
+  await using klym = await startKlym(modelEnv(model, { KLYM_MAX_PROMPT_BYTES: "10" }));
+  const client = await klym.connect();
+  const fits = "яяяяя"; // 10 bytes in 5 characters
+  const over = "яяяяяa"; // 11 bytes
+  assert.equal((await call<{ text: string }>(client, "llm_generate", { prompt: fits })).text, "ok");
+  assert.match(
+    await callError(client, "llm_generate", { prompt: over }),
+    /"prompt" is 11 bytes, the limit is 10 \(KLYM_MAX_PROMPT_BYTES\)/,
+  );
+  assert.match(
+    await callError(client, "llm_generate", { prompt: "x", system: over }),
+    /"system" is 11 bytes, the limit is 10/,
+  );
+  assert.match(
+    await callError(client, "start_async_agent_task", { kind: "hello", prompt: over }),
+    /"prompt" is 11 bytes, the limit is 10 \(KLYM_MAX_PROMPT_BYTES\)/,
+  );
+  await call(client, "start_async_agent_task", { kind: "hello", prompt: fits });
+});

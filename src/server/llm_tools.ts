@@ -4,8 +4,17 @@ import { z } from "zod";
 import type { LlmService } from "../llm/llm_service.ts";
 import { samplerFor } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
+import { byteLimitProblem } from "../protocol.ts";
 
 export const MAX_GENERATE_TOKENS = 32_768;
+
+/** A string within KLYM_MAX_PROMPT_BYTES, counted in UTF-8 bytes like a task's prompt. */
+function text(field: string, maxBytes: number) {
+  return z.string({ error: `"${field}" must be a string` }).superRefine((value, ctx) => {
+    const problem = byteLimitProblem(field, value, maxBytes, "KLYM_MAX_PROMPT_BYTES");
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+}
 
 export function registerLlmTools(server: McpServer, llm: LlmService, maxPromptBytes: number): void {
   server.registerTool("llm_generate", {
@@ -14,12 +23,8 @@ export function registerLlmTools(server: McpServer, llm: LlmService, maxPromptBy
       "One-shot completion with one of Klym's configured models (see list_models), or, when none is configured, " +
       "with the calling client's own model through MCP sampling. Waits for the answer; for long work use start_async_agent_task.",
     inputSchema: z.object({
-      prompt: z.string({ error: '"prompt" must be a string' }).min(1, '"prompt" must not be empty')
-        .max(
-          maxPromptBytes,
-          `"prompt" must be at most ${maxPromptBytes} characters (KLYM_MAX_PROMPT_BYTES)`,
-        ),
-      system: z.string({ error: '"system" must be a string' }).max(maxPromptBytes).optional(),
+      prompt: text("prompt", maxPromptBytes).min(1, '"prompt" must not be empty'),
+      system: text("system", maxPromptBytes).optional(),
       model: z.string({ error: '"model" must be a string such as "openai:gpt-4o-mini"' })
         .optional(),
       max_tokens: z.number({ error: '"max_tokens" must be a number' }).int().min(

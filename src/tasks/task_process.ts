@@ -86,7 +86,6 @@ export class TaskProcess {
   #sink: EventSink | undefined;
   #buffered: TaskEvent[] = [];
   #killed = false;
-  readonly ready: Promise<void>;
   readonly exited: Promise<ProcessExit>;
 
   constructor(readonly options: ProcessOptions) {
@@ -105,8 +104,6 @@ export class TaskProcess {
       // Not permitted on every platform; the task then runs at normal priority.
     }
     this.#stdin = this.#child.stdin.getWriter();
-    const { promise: ready, resolve: markReady } = Promise.withResolvers<void>();
-    this.ready = ready;
     void this.#write(
       {
         channel: this.#channel,
@@ -114,11 +111,10 @@ export class TaskProcess {
         ...(options.tasksDir ? { tasksDir: resolve(options.tasksDir) } : {}),
       } satisfies HostHello,
     );
-    const stdout = this.#pumpStdout(markReady);
+    const stdout = this.#pumpStdout();
     const stderr = this.#pumpStderr();
     this.exited = this.#child.status.then(async (status) => {
       await Promise.allSettled([stdout, stderr]);
-      markReady();
       return {
         code: status.code,
         signal: status.signal,
@@ -178,7 +174,7 @@ export class TaskProcess {
     else this.#buffered.push(event);
   }
 
-  async #pumpStdout(markReady: () => void): Promise<void> {
+  async #pumpStdout(): Promise<void> {
     const maxLine = this.options.maxResultBytes + LINE_SLACK_BYTES;
     for await (const { line, truncated } of readLines(this.#child.stdout, maxLine)) {
       if (!line.startsWith(this.#channel)) {
@@ -203,8 +199,7 @@ export class TaskProcess {
         });
         continue;
       }
-      if (parsed.data.type === "ready") markReady();
-      else this.#emit(parsed.data);
+      this.#emit(parsed.data);
     }
   }
 

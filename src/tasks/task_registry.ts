@@ -5,7 +5,13 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { TaskError, type TaskFailure } from "../errors.ts";
-import { type GrynyaSettings, type LlmRequest, type TaskEvent, utf8Length } from "../protocol.ts";
+import {
+  byteLimitProblem,
+  type GrynyaSettings,
+  type LlmRequest,
+  type TaskEvent,
+  utf8Length,
+} from "../protocol.ts";
 import { LlmError, type LlmService, NO_MODEL_MESSAGE } from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import { linkedAbort } from "../abort.ts";
@@ -155,14 +161,17 @@ export class TaskRegistry {
         `Cannot start task: "timeout_s" must be a whole number between 1 and ${this.limits.maxTimeoutS} (KLYM_MAX_TIMEOUT_S), received ${timeoutS}`,
       );
     }
-    if (request.prompt !== undefined) {
-      const bytes = utf8Length(request.prompt);
-      if (bytes > this.limits.maxPromptBytes) {
-        throw new TaskError(
-          "INVALID_INPUT",
-          `Cannot start task: "prompt" is ${bytes} bytes, the limit is ${this.limits.maxPromptBytes} (KLYM_MAX_PROMPT_BYTES); shorten it or pass large data by reference`,
-        );
-      }
+    const promptProblem = request.prompt === undefined ? undefined : byteLimitProblem(
+      "prompt",
+      request.prompt,
+      this.limits.maxPromptBytes,
+      "KLYM_MAX_PROMPT_BYTES",
+    );
+    if (promptProblem) {
+      throw new TaskError(
+        "INVALID_INPUT",
+        `Cannot start task: ${promptProblem}; shorten it or pass large data by reference`,
+      );
     }
     const params = request.params ?? {};
     const paramsBytes = utf8Length(JSON.stringify(params));

@@ -5,6 +5,7 @@
  */
 import { HostCommand, HostHello, TaskEvent } from "../protocol.ts";
 import { readLines } from "../lines.ts";
+import { isAbsolute, relative } from "node:path";
 
 /** Deno's net permission compares names: allow exactly the host the grynya URL names. */
 export function netAllowance(url: string): string {
@@ -55,7 +56,6 @@ export async function runHost(): Promise<void> {
     Deno.exit(0);
   };
 
-  // Built-in kinds need no read access, so their Worker can be up before the task arrives.
   // A Worker ready before the task arrives: its module graph loads while the host waits.
   let spare: Worker | undefined = createWorker(workerPermissions(hello.grynyaUrl, hello.tasksDir));
   await send({ type: "ready" });
@@ -84,8 +84,8 @@ export async function runHost(): Promise<void> {
 }
 
 function inFolder(path: string, folder: string): boolean {
-  return path.startsWith(folder.endsWith("/") || folder.endsWith("\\") ? folder : `${folder}/`) ||
-    path.startsWith(`${folder}\\`);
+  const rel = relative(folder, path);
+  return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel);
 }
 
 function createWorker(permissions: Deno.PermissionOptionsObject): Worker {
