@@ -5,7 +5,7 @@
 import { ConfigError, loadConfig } from "./src/config.ts";
 import { setupLogging } from "./src/logging.ts";
 import { startKlym } from "./src/klym.ts";
-import { runHost } from "./src/worker/host.ts";
+import { runHost } from "./src/host/host.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 

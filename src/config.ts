@@ -42,6 +42,17 @@ export const ConfigSchema = z.object({
   /** Agent loop limits: model turns, and input+output tokens across them. */
   agentMaxSteps: int(1, 1000).default(30),
   agentMaxTokens: int(1000, 100_000_000).default(500_000),
+  /** Model calls and tokens of a task of any other kind, counted by the server. */
+  taskMaxLlmCalls: int(1, 100_000).default(100),
+  taskMaxTokens: int(1000, 100_000_000).default(500_000),
+  /** Model calls one task may have in flight at once. */
+  taskLlmConcurrency: int(1, 64).default(4),
+  /** Ceiling of `maxTokens` in any model call a task makes. */
+  llmMaxOutputTokens: int(1, 1_000_000).default(32_768),
+  /** One model request from a task, as JSON. */
+  maxLlmRequestBytes: int(1024, 64 * 1024 ** 2).default(4 * 1024 ** 2),
+  /** One grynya call from a task (tool arguments, a save's value), as JSON. */
+  maxGrynyaCallBytes: int(1024, 64 * 1024 ** 2).default(1024 ** 2),
   /** Running task processes; more tasks wait `queued`. */
   maxConcurrent: int(1, 1024).default(8),
   /** Tasks waiting for a slot; beyond it `start_async_agent_task` is refused. */
@@ -60,8 +71,12 @@ export const ConfigSchema = z.object({
   /** How long finished tasks stay visible, and how many at most. */
   retentionS: int(1, 30 * 86_400).default(3600),
   maxFinished: int(1, 1_000_000).default(1000),
+  /** Bytes of logs, results and inputs kept for finished tasks, all together. */
+  retainedBytes: int(1024 ** 2, 64 * 1024 ** 3).default(256 * 1024 ** 2),
+  /** One tool answer; `check_task_status` and `list_tasks` return fewer items to stay within it. */
+  maxAnswerBytes: int(64 * 1024, 256 * 1024 ** 2).default(4 * 1024 ** 2),
   /** V8 heap cap of each task's process. */
-  taskMemoryMb: int(32, 65_536).default(512),
+  taskMemoryMb: int(128, 65_536).default(512),
   /** Task processes started ahead of need, so a task's code starts without a spawn. */
   warmSpares: int(0, 64).default(1),
   maxRequestBodyBytes: int(1024, 64 * 1024 ** 2).default(4 * 1024 * 1024),
@@ -82,6 +97,15 @@ export const ConfigSchema = z.object({
     } catch (error) {
       ctx.addIssue({ code: "custom", path: [key], message: (error as Error).message });
     }
+  }
+  const answerFloor = 2 * (c.maxResultBytes + c.maxLogLineBytes) + 64 * 1024;
+  if (c.maxAnswerBytes < answerFloor) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["maxAnswerBytes"],
+      message:
+        `must be at least ${answerFloor} (twice KLYM_MAX_RESULT_BYTES and KLYM_MAX_LOG_LINE_BYTES, plus 64 KiB), received ${c.maxAnswerBytes}`,
+    });
   }
   if (!c.stdio && !isLoopback(c.host) && !c.authToken) {
     ctx.addIssue({
@@ -119,6 +143,12 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   llmRetries: "KLYM_LLM_RETRIES",
   agentMaxSteps: "KLYM_AGENT_MAX_STEPS",
   agentMaxTokens: "KLYM_AGENT_MAX_TOKENS",
+  taskMaxLlmCalls: "KLYM_TASK_MAX_LLM_CALLS",
+  taskMaxTokens: "KLYM_TASK_MAX_TOKENS",
+  taskLlmConcurrency: "KLYM_TASK_LLM_CONCURRENCY",
+  llmMaxOutputTokens: "KLYM_LLM_MAX_OUTPUT_TOKENS",
+  maxLlmRequestBytes: "KLYM_MAX_LLM_REQUEST_BYTES",
+  maxGrynyaCallBytes: "KLYM_MAX_GRYNYA_CALL_BYTES",
   maxConcurrent: "KLYM_MAX_CONCURRENT",
   maxQueued: "KLYM_MAX_QUEUED",
   defaultTimeoutS: "KLYM_DEFAULT_TIMEOUT_S",
@@ -131,6 +161,8 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   maxResultBytes: "KLYM_MAX_RESULT_BYTES",
   retentionS: "KLYM_RETENTION_S",
   maxFinished: "KLYM_MAX_FINISHED",
+  retainedBytes: "KLYM_RETAINED_BYTES",
+  maxAnswerBytes: "KLYM_MAX_ANSWER_BYTES",
   taskMemoryMb: "KLYM_TASK_MEMORY_MB",
   warmSpares: "KLYM_WARM_SPARES",
   maxRequestBodyBytes: "KLYM_MAX_REQUEST_BODY_BYTES",

@@ -4,6 +4,7 @@ import { StdioServerTransport } from "@modelcontextprotocol/server/stdio";
 import { type Config, grynyaSettings } from "./config.ts";
 import { KindCatalog } from "./tasks/kind_catalog.ts";
 import { ProcessPool } from "./tasks/process_pool.ts";
+import { processOptions } from "./tasks/task_process.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
 import { createMcpServer } from "./server/mcp_server.ts";
 import { HttpApp } from "./server/http_app.ts";
@@ -30,7 +31,7 @@ export async function startKlym(config: Config): Promise<Klym> {
       logger.warn("KLYM_TASKS_DIR {dir} does not exist; no custom kinds", { dir: config.tasksDir });
     }
   }
-  const pool = new ProcessPool(config, config.warmSpares);
+  const pool = new ProcessPool(processOptions(config, kinds.realTasksDir()), config.warmSpares);
   const llm = new LlmService(new ModelCatalog(config, (name) => Deno.env.get(name)), config);
   const registry = new TaskRegistry(config, grynyaSettings(config), llm, kinds, pool);
   pool.warm();

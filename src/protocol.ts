@@ -1,17 +1,25 @@
 /**
- * The typed messages between the main isolate, a task's host process and the Worker inside it.
- * Each direction is one discriminated union, validated on receipt: nothing crosses as `any`.
+ * The typed messages between the server (main isolate), a task's host process, and the Worker that
+ * runs the task's code inside it. Each direction is one discriminated union, validated on receipt:
+ * nothing crosses as `any`, and nothing a task sends is trusted for its shape, its size or its time.
  *
- * Main → host travels as JSON lines on the host's stdin. Host → main travels as JSON lines on the
- * host's stdout, each prefixed with a per-process channel marker, so that anything else the task
- * writes to the raw stdout is still captured as a log line and can never pass for a message.
+ * Server → host travels as JSON lines on the host's stdin. Host → server travels as JSON lines on
+ * the host's stdout, each behind a per-process channel marker that task code never sees, so that
+ * whatever else reaches that stdout is kept as a log line and can never pass for a message.
+ * Host ↔ Worker travels by `postMessage`; the Worker's side is typed by the same unions.
  */
 import { z } from "zod";
 
 export const LogStream = z.enum(["stdout", "stderr"]);
 export type LogStream = z.infer<typeof LogStream>;
 
-const Failure = z.object({ code: z.string().max(64), message: z.string().max(64 * 1024) });
+/** How something failed, as plain data; messages are cut to this many characters on receipt. */
+export const MAX_FAILURE_CHARS = 4096;
+export const Failure = z.object({
+  code: z.string().min(1).max(64),
+  message: z.string().transform((m) => m.slice(0, MAX_FAILURE_CHARS)),
+});
+export type Failure = z.infer<typeof Failure>;
 
 /** A call to one of grynya's tools, its arguments with `{{task_id}}`, `{{kind}}`, `{{text}}`, `{{time}}` placeholders. */
 export const ToolTemplate = z.object({
@@ -43,7 +51,7 @@ export const DEFAULT_WRITE_TEMPLATE: WriteTemplate = {
   },
 };
 
-/** How a task reaches grynya. */
+/** How a task's host reaches grynya. The token lives here, and so only in the host process. */
 export const GrynyaSettings = z.object({
   url: z.string(),
   transport: z.enum(["auto", "sse", "http"]),
@@ -55,41 +63,52 @@ export const GrynyaSettings = z.object({
 });
 export type GrynyaSettings = z.infer<typeof GrynyaSettings>;
 
-/** What a task needs to run; identical for the host process and its Worker. */
-export const TaskSpec = z.object({
+/** What the server lets a task spend on the model; enforced by the server, shown to the task. */
+export const ModelBudget = z.object({
+  calls: z.number().int().positive(),
+  tokens: z.number().int().positive(),
+});
+export type ModelBudget = z.infer<typeof ModelBudget>;
+
+/** What task code sees of its task: no settings, no credentials. */
+export const WorkerSpec = z.object({
   taskId: z.string(),
   kind: z.string(),
   prompt: z.string().optional(),
   params: z.record(z.string(), z.unknown()),
-  /** Absolute path of a custom kind's module; built-in kinds have none. */
+  budget: ModelBudget,
+});
+export type WorkerSpec = z.infer<typeof WorkerSpec>;
+
+/** What a host needs to run a task: the Worker's part, the module, and how to reach grynya. */
+export const TaskSpec = WorkerSpec.extend({
+  /** Real path of a custom kind's module, checked at admission; built-in kinds have none. */
   modulePath: z.string().optional(),
   grynya: GrynyaSettings,
-  agent: z.object({
-    maxSteps: z.number().int().positive(),
-    maxTokens: z.number().int().positive(),
-  }),
-  maxLogLineBytes: z.number().int().positive(),
-  maxResultBytes: z.number().int().positive(),
 });
 export type TaskSpec = z.infer<typeof TaskSpec>;
 
-/** The first line a host process reads: how to frame its output, and whom its Worker may reach. */
-export const HostHello = z.object({
-  channel: z.string().min(8),
-  grynyaUrl: z.string(),
-  /** Custom kinds' folder: a spare Worker may read it until its task's module is loaded. */
-  tasksDir: z.string().optional(),
+/** The limits a host enforces on what its Worker sends, fixed when the process is spawned. */
+export const HostLimits = z.object({
+  memoryMb: z.number().int().positive(),
+  /** Log bytes that may wait in the host while the server reads slowly (KLYM_LOG_LIMIT_BYTES). */
+  logLimitBytes: z.number().int().positive(),
+  maxLogLineBytes: z.number().int().positive(),
+  maxResultBytes: z.number().int().positive(),
+  maxLlmRequestBytes: z.number().int().positive(),
+  maxGrynyaCallBytes: z.number().int().positive(),
 });
+export type HostLimits = z.infer<typeof HostLimits>;
+
+/** The first line a host reads: how to frame its output, and its limits. */
+export const HostHello = z.object({ channel: z.string().min(16), limits: HostLimits });
 export type HostHello = z.infer<typeof HostHello>;
 
 /** One turn of a model conversation, in Klym's own provider-neutral shape. */
+const ToolCall = z.object({ id: z.string(), name: z.string(), args: z.unknown() });
 export const LlmMessage = z.discriminatedUnion("role", [
   z.object({ role: z.literal("user"), text: z.string() }),
-  z.object({
-    role: z.literal("assistant"),
-    text: z.string(),
-    toolCalls: z.array(z.object({ id: z.string(), name: z.string(), args: z.unknown() })),
-  }),
+  z.object({ role: z.literal("assistant"), text: z.string(), toolCalls: z.array(ToolCall) }),
   z.object({
     role: z.literal("tool"),
     results: z.array(z.object({
@@ -109,7 +128,7 @@ export const LlmTool = z.object({
 });
 export type LlmTool = z.infer<typeof LlmTool>;
 
-/** What a task asks of the model; the main isolate picks the provider and holds the keys. */
+/** What a task asks of the model; the server picks the provider, holds the keys and the budget. */
 export const LlmRequest = z.object({
   model: z.string().optional(),
   system: z.string().optional(),
@@ -123,81 +142,106 @@ export type LlmRequest = z.infer<typeof LlmRequest>;
 export const LlmResponse = z.object({
   model: z.string(),
   text: z.string(),
-  toolCalls: z.array(z.object({ id: z.string(), name: z.string(), args: z.unknown() })),
+  toolCalls: z.array(ToolCall),
   usage: z.object({ inputTokens: z.number(), outputTokens: z.number() }),
   finishReason: z.string(),
 });
 export type LlmResponse = z.infer<typeof LlmResponse>;
 
-/** Main isolate → host process (and host → Worker). */
+const CallId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const Progress = z.object({
+  type: z.literal("progress"),
+  done: z.number().finite(),
+  total: z.number().finite().optional(),
+  message: z.string().transform((m) => m.slice(0, 1024)).optional(),
+});
+const LlmRequestEvent = z.object({
+  type: z.literal("llm_request"),
+  id: CallId,
+  request: LlmRequest,
+});
+const LlmCancel = z.object({ type: z.literal("llm_cancel"), id: CallId });
+const FailureEvent = z.object({ type: z.literal("failure"), error: Failure });
+const ModelAnswer = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("llm_response"), id: CallId, response: LlmResponse }),
+  z.object({ type: z.literal("llm_error"), id: CallId, error: Failure }),
+]);
+export type ModelAnswer = z.infer<typeof ModelAnswer>;
+
+/** Server → host. */
 export const HostCommand = z.discriminatedUnion("type", [
   z.object({ type: z.literal("start"), spec: TaskSpec }),
   z.object({ type: z.literal("cancel"), reason: z.string() }),
-  z.object({ type: z.literal("llm_response"), id: z.number().int(), response: LlmResponse }),
-  z.object({ type: z.literal("llm_error"), id: z.number().int(), error: Failure }),
+  ...ModelAnswer.options,
 ]);
 export type HostCommand = z.infer<typeof HostCommand>;
 
-/** Worker → host → main isolate: everything a task reports. */
-export const TaskEvent = z.discriminatedUnion("type", [
-  /** The host is up and waiting for its task. */
-  z.object({ type: z.literal("ready") }),
-  /** The task's own code is about to run. */
-  z.object({ type: z.literal("running"), time: z.number() }),
-  z.object({ type: z.literal("log"), stream: LogStream, time: z.number(), text: z.string() }),
+/** Host → server: everything a task reports, already bounded by its host; the server checks again. */
+export const HostEvent = z.discriminatedUnion("type", [
+  /** The task's own code is about to run (the server stamps the time). */
+  z.object({ type: z.literal("running") }),
+  /** Log lines in order, and how many the host had to drop because the server read too slowly. */
   z.object({
-    type: z.literal("progress"),
-    done: z.number().finite(),
-    total: z.number().finite().optional(),
-    message: z.string().max(1024).optional(),
+    type: z.literal("logs"),
+    lines: z.array(z.tuple([LogStream, z.string()])).max(10_000),
+    dropped: z.number().int().min(0),
   }),
-  z.object({ type: z.literal("result"), value: z.unknown() }),
-  /** The task asks the model something through the main isolate (one id per call). */
-  z.object({ type: z.literal("llm_request"), id: z.number().int(), request: LlmRequest }),
-  z.object({ type: z.literal("llm_cancel"), id: z.number().int() }),
-  z.object({ type: z.literal("failure"), error: Failure }),
+  Progress,
+  /** The result as JSON text: stored as text, so its size in memory is its size in bytes. */
+  z.object({ type: z.literal("result"), json: z.string() }),
+  FailureEvent,
+  LlmRequestEvent,
+  LlmCancel,
 ]);
-export type TaskEvent = z.infer<typeof TaskEvent>;
+export type HostEvent = z.infer<typeof HostEvent>;
 
-/** Cuts `text` to at most `maxBytes` UTF-8 bytes, marking the cut. */
-export function truncateUtf8(text: string, maxBytes: number): string {
-  if (text.length * 3 <= maxBytes) return text;
-  const bytes = new TextEncoder().encode(text);
-  if (bytes.length <= maxBytes) return text;
-  const marker = ` …[${bytes.length - maxBytes} bytes cut]`;
-  const keep = new TextDecoder().decode(
-    bytes.subarray(0, Math.max(0, maxBytes - utf8Length(marker))),
-  );
-  return keep.replace(/\uFFFD$/, "") + marker;
+/** What task code may ask of grynya through its host. */
+export const GrynyaCall = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("connect") }),
+  z.object({ op: z.literal("list_tools") }),
+  z.object({ op: z.literal("list_resources") }),
+  z.object({ op: z.literal("read_resource"), uri: z.string() }),
+  z.object({ op: z.literal("list_prompts") }),
+  z.object({
+    op: z.literal("get_prompt"),
+    name: z.string(),
+    args: z.record(z.string(), z.string()),
+  }),
+  z.object({
+    op: z.literal("call_tool"),
+    name: z.string(),
+    args: z.record(z.string(), z.unknown()),
+  }),
+  z.object({ op: z.literal("save"), value: z.unknown() }),
+]);
+export type GrynyaCall = z.infer<typeof GrynyaCall>;
+
+/** Worker → host: what task code reports or asks for. Untrusted: the host validates and bounds it. */
+export const WorkerEvent = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("running") }),
+  z.object({ type: z.literal("log"), stream: LogStream, text: z.string() }),
+  Progress,
+  z.object({ type: z.literal("result"), json: z.string() }),
+  FailureEvent,
+  LlmRequestEvent,
+  LlmCancel,
+  z.object({ type: z.literal("grynya"), id: CallId, call: GrynyaCall }),
+]);
+export type WorkerEvent = z.infer<typeof WorkerEvent>;
+
+/** Host → Worker. */
+export type WorkerCommand =
+  | { type: "start"; spec: WorkerSpec; moduleUrl?: string }
+  | { type: "cancel"; reason: string }
+  | ModelAnswer
+  | { type: "grynya_result"; id: number; value: unknown }
+  | { type: "grynya_error"; id: number; error: Failure };
+
+/** What the host reports when a save landed in grynya's graph. */
+export interface SaveRecord {
+  readonly tool: string;
+  readonly time: string;
 }
 
-/** The problem with a text over its byte limit, naming the field and the knob; `undefined` if it fits. */
-export function byteLimitProblem(
-  field: string,
-  text: string,
-  maxBytes: number,
-  knob: string,
-): string | undefined {
-  const bytes = utf8Length(text);
-  return bytes > maxBytes
-    ? `"${field}" is ${bytes} bytes, the limit is ${maxBytes} (${knob})`
-    : undefined;
-}
-
-/** UTF-8 length without allocating. */
-export function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c < 0xdc00) {
-      bytes += 4;
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
-}
-
-/** Kinds built into the task worker; the main isolate knows them by name only. */
+/** Kinds built into the task worker; the server knows them by name only. */
 export const BUILTIN_KIND_NAMES: readonly string[] = ["agent", "report", "graph_write"];

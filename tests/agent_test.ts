@@ -189,7 +189,7 @@ Deno.test("bounded failures: a repeated call is a loop, failing turns and max_st
       (_r, n) => ({ toolCalls: [{ name: "report_progress", args: { done: n } }] }),
       { max_tokens: 1000 },
       "token_budget",
-      /tokens used, the budget is 1000/,
+      /budget is 1000/,
     ],
     [
       "max steps",
@@ -218,22 +218,29 @@ Deno.test("agent params are checked against their limits", async () => {
   await using klym = await startKlym(
     modelEnv(model, { KLYM_GRYNYA_URL: graph.url, KLYM_AGENT_MAX_STEPS: "5" }),
   );
-  const cases: [Record<string, unknown>, RegExp][] = [
-    [
-      { max_steps: 6 },
-      /"params.max_steps" must be a whole number between 1 and 5 \(KLYM_AGENT_MAX_STEPS\), received 6/,
-    ],
-    [
-      { tools: ["read_graph", "teleport"] },
-      /"params.tools" names tools grynya does not offer: teleport/,
-    ],
-  ];
-  for (const [params, message] of cases) {
-    const { client, taskId } = await startAgent(klym, "go", params);
-    const final = await waitFinal(client, taskId);
-    assert.equal(final.error?.code, "invalid_params");
-    assert.match(final.error!.message, message);
+  // Budgets are the server's to enforce, so they are checked before the task exists.
+  const client = await klym.connect();
+  for (
+    const [name, value, max, knob] of [
+      ["max_steps", 6, 5, "KLYM_AGENT_MAX_STEPS"],
+      ["max_tokens", 0, 500000, "KLYM_AGENT_MAX_TOKENS"],
+      ["max_tokens", 1.5, 500000, "KLYM_AGENT_MAX_TOKENS"],
+    ] as const
+  ) {
+    assert.match(
+      await callError(client, "start_async_agent_task", {
+        prompt: "go",
+        params: { [name]: value },
+      }),
+      new RegExp(
+        `INVALID_INPUT: .*"params.${name}" must be a whole number between 1 and ${max} \\(${knob}\\), received ${value}`,
+      ),
+    );
   }
+  const { taskId } = await startAgent(klym, "go", { tools: ["read_graph", "teleport"] });
+  const final = await waitFinal(client, taskId);
+  assert.equal(final.error?.code, "invalid_params");
+  assert.match(final.error!.message, /"params.tools" names tools grynya does not offer: teleport/);
   const edge = await startAgent(klym, "go", { max_steps: 5, tools: ["read_graph"] });
   assert.equal((await waitFinal(edge.client, edge.taskId)).status, "succeeded");
   assert.deepEqual(model.requests.at(-1)!.tools!.map((t) => t.function.name), [

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { readLines } from "../src/lines.ts";
 import { grynyaSettings, loadConfig } from "../src/config.ts";
+import { processOptions } from "../src/tasks/task_process.ts";
 import { FIXTURE_TASKS, REPO } from "./helpers/klym_process.ts";
 
 function sourceFiles(dir: string): string[] {
@@ -42,7 +43,7 @@ Deno.test("src/ imports modules statically, so the compiler sees them all", () =
       .map((l) => l.trim());
     // The one dynamic import loads a user's custom kind from KLYM_TASKS_DIR at run time.
     const allowed = file.endsWith("src/worker/task_worker.ts")
-      ? ["const mod = await import(pathToFileURL(spec.modulePath).href);"]
+      ? ["if (moduleUrl) provideKind((await import(moduleUrl)).default);"]
       : [];
     assert.deepEqual(dynamic, allowed, file);
   }
@@ -55,10 +56,12 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
     stdout: "piped",
     stderr: "null",
   }).spawn();
-  const channel = "@@test@@";
+  const channel = "@@test-channel@@";
   const writer = child.stdin.getWriter();
   const send = (m: unknown) => writer.write(new TextEncoder().encode(JSON.stringify(m) + "\n"));
-  await send({ channel, grynyaUrl: "http://127.0.0.1:8000/sse" });
+  const config = loadConfig({}, []);
+  const { grynyaUrl: _url, tasksDir: _dir, ...limits } = processOptions(config, undefined);
+  await send({ channel, limits });
   await send({
     type: "start",
     spec: {
@@ -66,10 +69,8 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
       kind: "snoop",
       params: { other_url: "http://127.0.0.1:8001/" },
       modulePath: `${FIXTURE_TASKS}snoop.ts`,
-      grynya: grynyaSettings(loadConfig({}, [])),
-      agent: { maxSteps: 1, maxTokens: 1000 },
-      maxLogLineBytes: 1024,
-      maxResultBytes: 65536,
+      grynya: grynyaSettings(config),
+      budget: { calls: 1, tokens: 1000 },
     },
   });
   const events = [];
@@ -78,8 +79,8 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
   }
   await writer.close().catch(() => {});
   assert.equal((await child.status).code, 0);
-  assert.deepEqual(events.map((e) => e.type), ["ready", "running", "result"]);
-  for (const [what, how] of Object.entries(events[2].value as Record<string, string>)) {
+  assert.deepEqual(events.map((e) => e.type), ["running", "result"]);
+  for (const [what, how] of Object.entries(JSON.parse(events[1].json) as Record<string, string>)) {
     assert.match(how, /^NotCapable/, `${what}: ${how}`);
   }
 });

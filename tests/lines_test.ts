@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readLines } from "../src/lines.ts";
-import { truncateUtf8, utf8Length } from "../src/protocol.ts";
+import { truncateUtf8, utf8Length } from "../src/text.ts";
 
 function streamOf(...chunks: string[]): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();

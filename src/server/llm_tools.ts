@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { LlmService } from "../llm/llm_service.ts";
 import { samplerFor } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
-import { byteLimitProblem } from "../protocol.ts";
+import { byteLimitProblem } from "../text.ts";
 
 export const MAX_GENERATE_TOKENS = 32_768;
 

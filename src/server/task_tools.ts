@@ -11,11 +11,14 @@ import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import { startedAtOf, TASK_STATUSES } from "../tasks/task_state.ts";
 import { samplerFor } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
+import { utf8Length } from "../text.ts";
 
 export const MAX_LOG_LINES_PER_READ = 1000;
 const DEFAULT_LOG_LINES_PER_READ = 200;
 const DEFAULT_LIST_LIMIT = 50;
 const MAX_LIST_LIMIT = 1000;
+/** Room kept in every answer for the fields around logs and tasks. */
+const ANSWER_OVERHEAD_BYTES = 16 * 1024;
 
 const iso = (ms: number | undefined) => ms === undefined ? undefined : new Date(ms).toISOString();
 
@@ -148,7 +151,11 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
           `"log_cursor" ${log_cursor} is past the task's last log line (${task.logs.lastSeq}); pass the next_log_cursor you were given, or 0`,
         );
       }
-      const page = task.logs.read(log_cursor, max_log_lines);
+      const resultJson = task.state.status === "succeeded" ? task.state.resultJson : undefined;
+      // An answer carries its content twice (structured and as JSON text): logs get what is left.
+      const room = (config.maxAnswerBytes - ANSWER_OVERHEAD_BYTES) / 2 -
+        (resultJson === undefined ? 0 : utf8Length(resultJson));
+      const page = task.logs.read(log_cursor, max_log_lines, room);
       return ok({
         ...summary(task),
         logs: page.lines,
@@ -156,7 +163,7 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
         more_logs: page.nextCursor < task.logs.lastSeq,
         logs_dropped: task.logs.dropped,
         logs_missed: page.missed,
-        ...(task.state.status === "succeeded" ? { result: task.state.result } : {}),
+        ...(resultJson === undefined ? {} : { result: JSON.parse(resultJson) }),
       });
     }));
 
@@ -193,11 +200,23 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
       outputSchema: z.object({
         tasks: z.array(Summary),
         counts: z.record(z.string(), z.number()),
+        /** True when fewer tasks than asked were returned to keep the answer within its cap. */
+        truncated: z.boolean(),
       }),
     },
     ({ status, limit }) =>
-      guarded(() =>
-        ok({ tasks: registry.list(status, limit).map(summary), counts: registry.counts() })
-      ),
+      guarded(() => {
+        const room = (config.maxAnswerBytes - ANSWER_OVERHEAD_BYTES) / 2;
+        const tasks: z.infer<typeof Summary>[] = [];
+        let bytes = 0;
+        const found = registry.list(status, limit);
+        for (const task of found) {
+          const item = summary(task);
+          bytes += utf8Length(JSON.stringify(item));
+          if (bytes > room) break;
+          tasks.push(item);
+        }
+        return ok({ tasks, counts: registry.counts(), truncated: tasks.length < found.length });
+      }),
   );
 }

@@ -1,9 +1,17 @@
 /**
  * A task's captured output: numbered lines kept within a byte budget. The oldest lines go first
- * and are counted, so a reader always knows what it missed. Reads are incremental by `seq`.
+ * and are counted, so a reader always knows what it missed. Reads are incremental by `seq`. Times
+ * are the server's own clock at receipt, kept as numbers and formatted only when read.
  */
 import type { LogStream } from "../protocol.ts";
-import { utf8Length } from "../protocol.ts";
+import { utf8Length } from "../text.ts";
+
+interface StoredLine {
+  readonly seq: number;
+  readonly stream: LogStream;
+  readonly time: number;
+  readonly text: string;
+}
 
 export interface LogLine {
   readonly seq: number;
@@ -20,10 +28,11 @@ export interface LogPage {
   readonly missed: number;
 }
 
-const LINE_OVERHEAD_BYTES = 64;
+/** What a line costs beyond its text: its object, number and stream. */
+export const LINE_OVERHEAD_BYTES = 64;
 
 export class LogBuffer {
-  #lines: LogLine[] = [];
+  #lines: StoredLine[] = [];
   #head = 0;
   #bytes = 0;
   #nextSeq = 1;
@@ -31,6 +40,7 @@ export class LogBuffer {
 
   constructor(readonly limitBytes: number) {}
 
+  /** Lines lost to the byte budget, here or before they reached the server. */
   get dropped(): number {
     return this.#dropped;
   }
@@ -43,8 +53,13 @@ export class LogBuffer {
     return this.#nextSeq - 1;
   }
 
-  append(stream: LogStream, text: string, time = Date.now()): void {
-    const line = { seq: this.#nextSeq++, stream, time: new Date(time).toISOString(), text };
+  /** Bytes held now (text plus per-line overhead). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  append(stream: LogStream, text: string, time: number): void {
+    const line = { seq: this.#nextSeq++, stream, time, text };
     this.#lines.push(line);
     this.#bytes += cost(line);
     while (this.#bytes > this.limitBytes && this.size > 0) {
@@ -58,17 +73,47 @@ export class LogBuffer {
     }
   }
 
-  /** Lines with `seq > cursor`, at most `max` of them. */
-  read(cursor: number, max: number): LogPage {
-    const firstSeq = this.#nextSeq - this.size;
-    const from = Math.max(cursor + 1, firstSeq);
-    const start = this.#head + (from - firstSeq);
-    const lines = this.#lines.slice(start, start + max);
-    const missed = Math.max(0, firstSeq - (cursor + 1));
-    return { lines, nextCursor: lines.at(-1)?.seq ?? Math.max(cursor, firstSeq - 1), missed };
+  /**
+   * Counts lines dropped before they reached the server (its host dropped the oldest waiting
+   * ones). They take their numbers, so a reader's cursor knows it missed them.
+   */
+  countDropped(lines: number): void {
+    this.#nextSeq += lines;
+    this.#dropped += lines;
+  }
+
+  /** Lines with `seq > cursor`: at most `max` of them, and at most `maxBytes` as JSON. */
+  read(cursor: number, max: number, maxBytes = Infinity): LogPage {
+    const start = this.#firstAfter(cursor);
+    const lines: LogLine[] = [];
+    let bytes = 0;
+    for (let i = start; i < this.#lines.length && lines.length < max; i++) {
+      const line = this.#lines[i]!;
+      if (maxBytes !== Infinity) {
+        bytes += utf8Length(JSON.stringify(line.text)) + LINE_OVERHEAD_BYTES;
+        if (bytes > maxBytes && lines.length > 0) break;
+      }
+      lines.push({ ...line, time: new Date(line.time).toISOString() });
+    }
+    // Numbers between the cursor and the next kept line belong to dropped lines.
+    const nextKept = this.#lines[start]?.seq ?? this.#nextSeq;
+    const missed = Math.max(0, nextKept - (cursor + 1));
+    return { lines, nextCursor: lines.at(-1)?.seq ?? Math.max(cursor, nextKept - 1), missed };
+  }
+
+  /** Index of the first kept line with `seq > cursor` (lines are in seq order, maybe with gaps). */
+  #firstAfter(cursor: number): number {
+    let low = this.#head;
+    let high = this.#lines.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.#lines[mid]!.seq <= cursor) low = mid + 1;
+      else high = mid;
+    }
+    return low;
   }
 }
 
-function cost(line: LogLine): number {
+function cost(line: StoredLine): number {
   return utf8Length(line.text) + LINE_OVERHEAD_BYTES;
 }

@@ -1,27 +1,44 @@
 /**
  * Hands out task processes, keeping a few spawned ahead of need so a task's code starts without
- * paying for a process start and module load.
+ * paying for a process start and module load. A spawn that fails (out of file descriptors or
+ * processes, a missing executable) throws from `acquire` for the task that asked; a failed spare
+ * is logged and tried again on the next acquire.
  */
+import { getLogger } from "@logtape/logtape";
 import { type ProcessOptions, TaskProcess } from "./task_process.ts";
+
+const logger = getLogger(["klym", "pool"]);
+
+export type Spawn = (options: ProcessOptions) => TaskProcess;
 
 export class ProcessPool {
   readonly #spares: TaskProcess[] = [];
   readonly #live = new Set<TaskProcess>();
   #closed = false;
 
-  constructor(readonly options: ProcessOptions, readonly warmSpares: number) {}
+  constructor(
+    readonly options: ProcessOptions,
+    readonly warmSpares: number,
+    readonly spawn: Spawn = (o) => new TaskProcess(o),
+  ) {}
 
-  /** Starts the spares; call once the server is ready to serve. */
+  /** Starts the spares; call once the server is ready to serve. Never throws. */
   warm(): void {
     while (!this.#closed && this.#spares.length < this.warmSpares) {
-      this.#spares.push(this.#spawn());
+      try {
+        this.#spares.push(this.#spawn());
+      } catch (error) {
+        logger.warn("Cannot start a spare task process: {error}", { error: String(error) });
+        return;
+      }
     }
   }
 
+  /** A process for a task: a spare, or a fresh spawn (which may throw the OS error). */
   acquire(): TaskProcess {
     if (this.#closed) throw new Error("The process pool is closed");
     const spare = this.#spares.shift();
-    queueMicrotask(() => this.warm());
+    setTimeout(() => this.warm(), 0);
     return spare ?? this.#spawn();
   }
 
@@ -30,7 +47,7 @@ export class ProcessPool {
   }
 
   #spawn(): TaskProcess {
-    const process = new TaskProcess(this.options);
+    const process = this.spawn(this.options);
     this.#live.add(process);
     void process.exited.then(() => {
       this.#live.delete(process);

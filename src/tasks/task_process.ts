@@ -1,51 +1,89 @@
 /**
- * One task's child process, seen from the main isolate: spawn it with scoped permissions, read its
- * events and raw output, ask it to stop, and kill it when it does not.
+ * A task's own process, seen from the server: it spawns the host, hands it its task, and reads its
+ * output. Reading is bounded work per event-loop turn whatever the output's shape (bare newlines,
+ * one endless line, many short lines, invalid UTF-8), so no task can starve the server. Every
+ * message is validated and bounded by its type; one that breaks the protocol becomes a
+ * `protocol_violation` failure. Times are the server's, stamped by the registry on receipt.
  */
-import { fileURLToPath as fromFileUrl } from "node:url";
 import { setPriority } from "node:os";
-import { resolve } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
 import { getLogger } from "@logtape/logtape";
 import {
   HostCommand,
+  HostEvent,
   type HostHello,
-  TaskEvent,
+  type HostLimits,
   type TaskSpec,
-  truncateUtf8,
 } from "../protocol.ts";
 import { readLines } from "../lines.ts";
-import { netAllowance } from "../worker/host.ts";
+import { truncateUtf8, utf8Length } from "../text.ts";
+import { netAllowance } from "../net_allowance.ts";
+import type { Config } from "../config.ts";
 
 const logger = getLogger(["klym", "process"]);
 
 /** Lower CPU priority for task processes keeps the server's own latency flat under load. */
 const TASK_NICENESS = 19;
-/** Extra room on top of the result limit for a message line's envelope. */
-const LINE_SLACK_BYTES = 64 * 1024;
+/** Room on top of the largest message body for its envelope. */
+const ENVELOPE_BYTES = 64 * 1024;
+/** Output read from one pipe before the reader lets the server's other work run. */
+export const TURN_BYTES = 16 * 1024;
+/** What one line costs against `TURN_BYTES` beyond its text, so that empty lines count too. */
+const LINE_COST = 64;
+/** Lines of the host's own stderr kept to explain how its process ended. */
+const STDERR_TAIL_LINES = 20;
 
-export interface ProcessOptions {
+export interface ProcessOptions extends HostLimits {
   grynyaUrl: string;
+  /** The tasks folder's real path: the host process may read it (and Klym's `src/`). */
   tasksDir?: string | undefined;
-  taskMemoryMb: number;
-  maxLogLineBytes: number;
-  maxResultBytes: number;
+}
+
+/** The process options a configuration asks for. */
+export function processOptions(
+  config: Pick<
+    Config,
+    | "grynyaUrl"
+    | "taskMemoryMb"
+    | "logLimitBytes"
+    | "maxLogLineBytes"
+    | "maxResultBytes"
+    | "maxLlmRequestBytes"
+    | "maxGrynyaCallBytes"
+  >,
+  realTasksDir: string | undefined,
+): ProcessOptions {
+  return {
+    grynyaUrl: config.grynyaUrl,
+    tasksDir: realTasksDir,
+    memoryMb: config.taskMemoryMb,
+    logLimitBytes: config.logLimitBytes,
+    maxLogLineBytes: config.maxLogLineBytes,
+    maxResultBytes: config.maxResultBytes,
+    maxLlmRequestBytes: config.maxLlmRequestBytes,
+    maxGrynyaCallBytes: config.maxGrynyaCallBytes,
+  };
 }
 
 export interface ProcessExit {
   code: number;
   signal: Deno.Signal | null;
-  /** The last lines the process wrote to stderr outside any task log (crash reports). */
+  /** The last lines the process wrote to stderr (crash reports). */
   stderrTail: string;
 }
 
-export type EventSink = (event: TaskEvent) => void;
+/** A validated event, or raw output the process wrote outside the protocol. */
+export type ProcessEvent =
+  | HostEvent
+  | { type: "raw"; stream: "stdout" | "stderr"; text: string };
+
+export type EventSink = (event: ProcessEvent) => void;
 
 /** The command that starts a host process, under `deno run` or inside a compiled binary. */
 export function hostCommand(options: ProcessOptions): { command: string; args: string[] } {
-  const v8 = `--v8-flags=--max-old-space-size=${options.taskMemoryMb}`;
   if (Deno.build.standalone) {
-    // Runtime flags cannot be passed to a compiled binary: it re-invokes itself, and the host
-    // scopes the Worker's permissions instead.
+    // Runtime flags cannot be passed to a compiled binary: it re-invokes itself, the heap cap
+    // comes from DENO_V8_FLAGS, and the host drops what it need not hold.
     return { command: Deno.execPath(), args: ["--task-host"] };
   }
   const srcDir = fromFileUrl(new URL("../", import.meta.url));
@@ -56,12 +94,15 @@ export function hostCommand(options: ProcessOptions): { command: string; args: s
       "run",
       "--quiet",
       "--no-prompt",
+      // Task code never makes its process fetch a module: only what ships with Klym loads.
+      "--cached-only",
+      "--no-remote",
       `--config=${fromFileUrl(new URL("../../deno.json", import.meta.url))}`,
       "--unstable-worker-options",
       `--allow-read=${read.join(",")}`,
       `--allow-net=${netAllowance(options.grynyaUrl)}`,
-      v8,
-      fromFileUrl(new URL("../worker/host.ts", import.meta.url)),
+      `--v8-flags=--max-old-space-size=${options.memoryMb}`,
+      fromFileUrl(new URL("../host/host.ts", import.meta.url)),
     ],
   };
 }
@@ -73,9 +114,12 @@ function childEnv(options: ProcessOptions): Record<string, string> {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }
-  if (Deno.build.standalone) env.DENO_V8_FLAGS = `--max-old-space-size=${options.taskMemoryMb}`;
+  if (Deno.build.standalone) env.DENO_V8_FLAGS = `--max-old-space-size=${options.memoryMb}`;
   return env;
 }
+
+/** Lets timers, I/O and other requests run before more output is read. */
+const nextTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 export class TaskProcess {
   readonly #child: Deno.ChildProcess;
@@ -83,13 +127,16 @@ export class TaskProcess {
   readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
   readonly #encoder = new TextEncoder();
   readonly #stderrTail: string[] = [];
+  readonly #maxMessageBytes: number;
   #sink: EventSink | undefined;
-  #buffered: TaskEvent[] = [];
   #killed = false;
   readonly exited: Promise<ProcessExit>;
 
+  /** Spawns the host; throws the OS error when the process cannot be started. */
   constructor(readonly options: ProcessOptions) {
     const { command, args } = hostCommand(options);
+    this.#maxMessageBytes = Math.max(options.maxResultBytes, options.maxLlmRequestBytes) +
+      ENVELOPE_BYTES;
     this.#child = new Deno.Command(command, {
       args,
       stdin: "piped",
@@ -104,22 +151,13 @@ export class TaskProcess {
       // Not permitted on every platform; the task then runs at normal priority.
     }
     this.#stdin = this.#child.stdin.getWriter();
-    void this.#write(
-      {
-        channel: this.#channel,
-        grynyaUrl: options.grynyaUrl,
-        ...(options.tasksDir ? { tasksDir: resolve(options.tasksDir) } : {}),
-      } satisfies HostHello,
-    );
-    const stdout = this.#pumpStdout();
-    const stderr = this.#pumpStderr();
+    const { grynyaUrl: _url, tasksDir: _dir, ...limits } = options;
+    void this.#write({ channel: this.#channel, limits } satisfies HostHello);
+    const stdout = this.#pump("stdout", this.#child.stdout);
+    const stderr = this.#pump("stderr", this.#child.stderr);
     this.exited = this.#child.status.then(async (status) => {
       await Promise.allSettled([stdout, stderr]);
-      return {
-        code: status.code,
-        signal: status.signal,
-        stderrTail: this.#stderrTail.join("\n"),
-      };
+      return { code: status.code, signal: status.signal, stderrTail: this.#stderrTail.join("\n") };
     });
   }
 
@@ -130,12 +168,10 @@ export class TaskProcess {
   /** Hands the process its task; events start flowing to `sink`. */
   start(spec: TaskSpec, sink: EventSink): void {
     this.#sink = sink;
-    for (const event of this.#buffered) sink(event);
-    this.#buffered = [];
     void this.#write({ type: "start", spec } satisfies HostCommand);
   }
 
-  /** Sends a command (e.g. a model's answer) to the task. */
+  /** Sends a command (e.g. a model's answer) to the task's host. */
   send(command: HostCommand): void {
     void this.#write(command);
   }
@@ -169,74 +205,101 @@ export class TaskProcess {
     }
   }
 
-  #emit(event: TaskEvent): void {
+  async #pump(stream: "stdout" | "stderr", pipe: ReadableStream<Uint8Array>): Promise<void> {
+    const maxLine = stream === "stdout" ? this.#maxMessageBytes : this.options.maxLogLineBytes;
+    let budget = TURN_BYTES;
+    for await (const { line, truncated } of readLines(pipe, maxLine)) {
+      if (stream === "stdout") this.#onStdout(line, truncated);
+      else this.#onStderr(line);
+      budget -= line.length + LINE_COST;
+      if (budget <= 0) {
+        budget = TURN_BYTES;
+        await nextTurn();
+      }
+    }
+  }
+
+  #onStderr(line: string): void {
+    this.#stderrTail.push(truncateUtf8(line, 1024));
+    if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
+    this.#raw("stderr", line);
+  }
+
+  #onStdout(line: string, truncated: boolean): void {
+    const at = line.indexOf(this.#channel);
+    if (at === -1) return this.#raw("stdout", line);
+    // Output without a final newline, written outside the protocol, ends where a message begins.
+    if (at > 0) this.#raw("stdout", line.slice(0, at));
+    if (truncated) {
+      return this.#violation(`a message longer than ${this.#maxMessageBytes} bytes`);
+    }
+    let data: unknown;
+    try {
+      data = JSON.parse(line.slice(at + this.#channel.length));
+    } catch {
+      return this.#violation("a message that is not JSON");
+    }
+    const parsed = HostEvent.safeParse(data);
+    if (!parsed.success) {
+      return this.#violation(truncateUtf8(parsed.error.message.replace(/\s+/g, " "), 500));
+    }
+    const problem = this.#oversize(parsed.data);
+    if (problem) return this.#violation(problem);
+    this.#emit(parsed.data);
+  }
+
+  /** Each message type has its own limit, whatever the host let through. */
+  #oversize(event: HostEvent): string | undefined {
+    const { maxLogLineBytes, maxResultBytes, maxLlmRequestBytes } = this.options;
+    switch (event.type) {
+      case "logs":
+        return event.lines.some(([, text]) => utf8Length(text) > maxLogLineBytes + 64)
+          ? `a log line over ${maxLogLineBytes} bytes (KLYM_MAX_LOG_LINE_BYTES)`
+          : undefined;
+      case "result":
+        return utf8Length(event.json) > maxResultBytes
+          ? `a result over ${maxResultBytes} bytes (KLYM_MAX_RESULT_BYTES)`
+          : undefined;
+      case "llm_request":
+        return utf8Length(JSON.stringify(event.request)) > maxLlmRequestBytes
+          ? `a model request over ${maxLlmRequestBytes} bytes (KLYM_MAX_LLM_REQUEST_BYTES)`
+          : undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  #violation(what: string): void {
+    logger.warn("Task process {pid} broke the protocol: {what}", { pid: this.pid, what });
+    this.#emit({
+      type: "failure",
+      error: { code: "protocol_violation", message: `The task's process sent ${what}` },
+    });
+  }
+
+  #emit(event: ProcessEvent): void {
     if (this.#sink) this.#sink(event);
-    else this.#buffered.push(event);
-  }
-
-  async #pumpStdout(): Promise<void> {
-    const maxLine = this.options.maxResultBytes + LINE_SLACK_BYTES;
-    for await (const { line, truncated } of readLines(this.#child.stdout, maxLine)) {
-      if (!line.startsWith(this.#channel)) {
-        this.#rawLog("stdout", line);
-        continue;
-      }
-      if (truncated) {
-        this.#emit({
-          type: "failure",
-          error: {
-            code: "result_too_large",
-            message: `A message from the task exceeded ${maxLine} bytes (KLYM_MAX_RESULT_BYTES)`,
-          },
-        });
-        continue;
-      }
-      const parsed = TaskEvent.safeParse(parseJson(line.slice(this.#channel.length)));
-      if (!parsed.success) {
-        logger.warn("Malformed event from task process {pid}: {error}", {
-          pid: this.pid,
-          error: parsed.error.message,
-        });
-        continue;
-      }
-      this.#emit(parsed.data);
+    else if (event.type !== "raw") {
+      logger.warn("Idle task process {pid} sent {type} before its task", {
+        pid: this.pid,
+        type: event.type,
+      });
     }
   }
 
-  async #pumpStderr(): Promise<void> {
-    for await (const { line } of readLines(this.#child.stderr, this.options.maxLogLineBytes)) {
-      this.#stderrTail.push(line);
-      if (this.#stderrTail.length > 20) this.#stderrTail.shift();
-      this.#rawLog("stderr", line);
-    }
-  }
-
-  /** Output written around `console` (e.g. `Deno.stdout.write`, runtime crash reports) is kept too. */
-  #rawLog(stream: "stdout" | "stderr", line: string): void {
+  /** Output written outside the protocol (runtime crash reports) is kept as log lines. */
+  #raw(stream: "stdout" | "stderr", line: string): void {
     if (!this.#sink) {
       if (line.trim()) {
         logger.debug("Idle task process {pid} wrote: {line}", { pid: this.pid, line });
       }
       return;
     }
-    this.#emit({
-      type: "log",
-      stream,
-      time: Date.now(),
-      text: truncateUtf8(line, this.options.maxLogLineBytes),
-    });
+    this.#emit({ type: "raw", stream, text: truncateUtf8(line, this.options.maxLogLineBytes) });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.kill();
     await this.exited;
-  }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }

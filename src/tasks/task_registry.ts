@@ -1,39 +1,27 @@
 /**
- * The main isolate's book of tasks: admission and limits, the FIFO queue, the running slots,
- * deadlines and cancel, and retention of finished tasks. Every status change goes through
- * `#settle`/`#begin`, which call `transition`, so each task reaches exactly one terminal state.
+ * The server's book of tasks: the FIFO queue, the running slots, deadlines and cancel, and
+ * retention of finished tasks within a count, an age and a byte budget. Every status change goes
+ * through `#settle`/`#launch`, which call `transition`, so each task reaches exactly one terminal
+ * state. Nothing a task sends can throw out of here: a bad event ends that task, not the server.
  */
 import { getLogger } from "@logtape/logtape";
-import { TaskError, type TaskFailure } from "../errors.ts";
-import {
-  byteLimitProblem,
-  type GrynyaSettings,
-  type LlmRequest,
-  type TaskEvent,
-  utf8Length,
-} from "../protocol.ts";
-import { LlmError, type LlmService, NO_MODEL_MESSAGE } from "../llm/llm_service.ts";
+import { TaskError } from "../errors.ts";
+import type { Failure, GrynyaSettings, ModelBudget } from "../protocol.ts";
+import type { LlmService } from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
-import { linkedAbort } from "../abort.ts";
 import type { Config } from "../config.ts";
+import { utf8Length } from "../text.ts";
 import { LogBuffer } from "./log_buffer.ts";
 import { isTerminal, type TaskState, type TaskStatus, transition } from "./task_state.ts";
 import type { ProcessPool } from "./process_pool.ts";
-import type { ProcessExit, TaskProcess } from "./task_process.ts";
+import type { ProcessEvent, ProcessExit, TaskProcess } from "./task_process.ts";
 import type { KindCatalog } from "./kind_catalog.ts";
+import { type AdmissionLimits, admit, type StartRequest } from "./admission.ts";
+import { ModelBroker, type ModelLimits } from "./model_broker.ts";
+
+export type { StartRequest } from "./admission.ts";
 
 const logger = getLogger(["klym", "tasks"]);
-
-export interface StartRequest {
-  kind: string;
-  /** A configured model for this task's `ctx.llm` calls (default: KLYM_MODEL). */
-  model?: string | undefined;
-  /** The starting client's own model, for `ctx.llm` when no model is configured. */
-  sampler?: Sampler | undefined;
-  prompt?: string | undefined;
-  params?: Record<string, unknown> | undefined;
-  timeoutS?: number | undefined;
-}
 
 export interface Progress {
   readonly done: number;
@@ -49,6 +37,7 @@ export interface TaskRecord {
   readonly model: string | undefined;
   readonly prompt: string | undefined;
   readonly params: Record<string, unknown>;
+  readonly budget: ModelBudget;
   readonly timeoutS: number;
   readonly createdAt: number;
   readonly logs: LogBuffer;
@@ -58,31 +47,33 @@ export interface TaskRecord {
   codeStartedAt: number | undefined;
 }
 
-type RegistryLimits = Pick<
-  Config,
-  | "maxConcurrent"
-  | "maxQueued"
-  | "defaultTimeoutS"
-  | "maxTimeoutS"
-  | "cancelGraceMs"
-  | "logLimitBytes"
-  | "maxLogLineBytes"
-  | "maxPromptBytes"
-  | "maxParamsBytes"
-  | "maxResultBytes"
-  | "retentionS"
-  | "maxFinished"
-  | "agentMaxSteps"
-  | "agentMaxTokens"
->;
+export type RegistryLimits =
+  & AdmissionLimits
+  & ModelLimits
+  & Pick<
+    Config,
+    | "maxConcurrent"
+    | "maxQueued"
+    | "cancelGraceMs"
+    | "logLimitBytes"
+    | "retentionS"
+    | "maxFinished"
+    | "retainedBytes"
+  >;
 
-/** A running task's process and what its model calls depend on. */
+/** A running task's process and its model calls. */
 interface Running {
   readonly process: TaskProcess;
-  readonly sampler: Sampler | undefined;
-  /** Aborts every model call of the task when it ends. */
-  readonly llmAbort: AbortController;
-  readonly llmCalls: Map<number, AbortController>;
+  readonly models: ModelBroker;
+}
+
+/** Bytes a task holds in the server: its inputs, its logs, its result or error. */
+export function retainedBytes(task: TaskRecord): number {
+  const state = task.state;
+  return utf8Length(task.prompt ?? "") + utf8Length(JSON.stringify(task.params)) +
+    task.logs.bytes +
+    (state.status === "succeeded" ? utf8Length(state.resultJson) : 0) +
+    ("error" in state ? utf8Length(state.error.message) : 0);
 }
 
 export class TaskRegistry {
@@ -96,7 +87,6 @@ export class TaskRegistry {
   readonly #samplers = new Map<string, Sampler>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #closing = false;
-  #counter = 0;
   #idle: PromiseWithResolvers<void> | undefined;
 
   constructor(
@@ -115,15 +105,27 @@ export class TaskRegistry {
     if (this.#closing) {
       throw new TaskError("SHUTTING_DOWN", "Cannot start task: Klym is shutting down");
     }
-    const { modulePath, timeoutS, params } = this.#admit(request);
+    const { modulePath, timeoutS, params, budget } = admit(
+      request,
+      this.limits,
+      this.kinds,
+      this.llm,
+    );
+    if (this.#queue.length >= this.limits.maxQueued && this.#freeSlots() === 0) {
+      throw new TaskError(
+        "QUEUE_FULL",
+        `Cannot start task: ${this.#running.size} tasks are running and ${this.#queue.length} are queued, the queue limit is ${this.limits.maxQueued} (KLYM_MAX_QUEUED); wait for tasks to finish or cancel some`,
+      );
+    }
     const now = this.now();
     const task: TaskRecord = {
-      id: `t_${now.toString(36)}${(this.#counter++).toString(36)}${randomSuffix()}`,
+      id: newTaskId(now),
       kind: request.kind,
       modulePath,
       model: request.model,
       prompt: request.prompt,
       params,
+      budget,
       timeoutS,
       createdAt: now,
       logs: new LogBuffer(this.limits.logLimitBytes),
@@ -138,64 +140,12 @@ export class TaskRegistry {
     return task;
   }
 
-  /** Checks a start request against the kinds, models and limits; throws a `TaskError` naming the fix. */
-  #admit(request: StartRequest) {
-    const modulePath = this.kinds.resolve(request.kind);
-    if (request.model !== undefined) {
-      try {
-        this.llm.catalog.get(request.model);
-      } catch (error) {
-        throw new TaskError(
-          "INVALID_INPUT",
-          `Cannot start task: "model": ${(error as Error).message}`,
-        );
-      }
-    }
-    if (request.kind === "agent" && !this.llm.available(request.sampler)) {
-      throw new TaskError("NO_MODEL", `Cannot start an agent task: ${NO_MODEL_MESSAGE}`);
-    }
-    const timeoutS = request.timeoutS ?? this.limits.defaultTimeoutS;
-    if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > this.limits.maxTimeoutS) {
-      throw new TaskError(
-        "INVALID_INPUT",
-        `Cannot start task: "timeout_s" must be a whole number between 1 and ${this.limits.maxTimeoutS} (KLYM_MAX_TIMEOUT_S), received ${timeoutS}`,
-      );
-    }
-    const promptProblem = request.prompt === undefined ? undefined : byteLimitProblem(
-      "prompt",
-      request.prompt,
-      this.limits.maxPromptBytes,
-      "KLYM_MAX_PROMPT_BYTES",
-    );
-    if (promptProblem) {
-      throw new TaskError(
-        "INVALID_INPUT",
-        `Cannot start task: ${promptProblem}; shorten it or pass large data by reference`,
-      );
-    }
-    const params = request.params ?? {};
-    const paramsBytes = utf8Length(JSON.stringify(params));
-    if (paramsBytes > this.limits.maxParamsBytes) {
-      throw new TaskError(
-        "INVALID_INPUT",
-        `Cannot start task: "params" is ${paramsBytes} bytes as JSON, the limit is ${this.limits.maxParamsBytes} (KLYM_MAX_PARAMS_BYTES)`,
-      );
-    }
-    if (this.#queue.length >= this.limits.maxQueued && this.#freeSlots() === 0) {
-      throw new TaskError(
-        "QUEUE_FULL",
-        `Cannot start task: ${this.#running.size} tasks are running and ${this.#queue.length} are queued, the queue limit is ${this.limits.maxQueued} (KLYM_MAX_QUEUED); wait for tasks to finish or cancel some`,
-      );
-    }
-    return { modulePath, timeoutS, params };
-  }
-
   get(id: string): TaskRecord {
     const task = this.#tasks.get(id);
     if (!task) {
       throw new TaskError(
         "TASK_NOT_FOUND",
-        `No task "${id}"; it never existed or was forgotten after KLYM_RETENTION_S (${this.limits.retentionS} s). list_tasks shows the known ids`,
+        `No task "${id}"; it never existed or was forgotten after KLYM_RETENTION_S (${this.limits.retentionS} s), KLYM_MAX_FINISHED or KLYM_RETAINED_BYTES. list_tasks shows the known ids`,
       );
     }
     return task;
@@ -232,6 +182,11 @@ export class TaskRegistry {
     return this.#idle.promise;
   }
 
+  /** How many task processes are alive (running tasks and those still winding down). */
+  get processCount(): number {
+    return this.#slots.size;
+  }
+
   /** Cancels everything with reason "shutdown" and waits for every task process to be gone. */
   async shutdown(): Promise<void> {
     this.#closing = true;
@@ -266,20 +221,34 @@ export class TaskRegistry {
   }
 
   #launch(task: TaskRecord): void {
-    const now = this.now();
     if (task.state.status !== "queued") return;
     task.state = transition(task.state, {
       status: "running",
       queuedAt: task.state.queuedAt,
-      startedAt: now,
+      startedAt: this.now(),
     });
-    const process = this.pool.acquire();
-    this.#running.set(task.id, {
-      process,
-      sampler: this.#samplers.get(task.id),
-      llmAbort: new AbortController(),
-      llmCalls: new Map(),
-    });
+    let process: TaskProcess;
+    try {
+      process = this.pool.acquire();
+    } catch (error) {
+      this.#settle(task, "failed", {
+        code: "spawn_failed",
+        message: `Cannot start the task's process: ${
+          error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+        }`,
+      });
+      return;
+    }
+    const sampler = this.#samplers.get(task.id);
+    const models = new ModelBroker(
+      this.llm,
+      task.budget,
+      this.limits,
+      task.model,
+      sampler,
+      (answer) => process.send(answer),
+    );
+    this.#running.set(task.id, { process, models });
     const timer = setTimeout(() => {
       this.#settle(task, "timed_out", {
         code: "timed_out",
@@ -303,25 +272,40 @@ export class TaskRegistry {
         kind: task.kind,
         ...(task.prompt === undefined ? {} : { prompt: task.prompt }),
         params: task.params,
+        budget: task.budget,
         ...(task.modulePath ? { modulePath: task.modulePath } : {}),
         grynya: this.grynya,
-        agent: { maxSteps: this.limits.agentMaxSteps, maxTokens: this.limits.agentMaxTokens },
-        maxLogLineBytes: this.limits.maxLogLineBytes,
-        maxResultBytes: this.limits.maxResultBytes,
       },
       (event) => this.#onEvent(task, event),
     );
   }
 
-  #onEvent(task: TaskRecord, event: TaskEvent): void {
+  #onEvent(task: TaskRecord, event: ProcessEvent): void {
+    try {
+      this.#apply(task, event);
+    } catch (error) {
+      this.#settle(task, "failed", {
+        code: "protocol_violation",
+        message: `The task's event could not be applied: ${String(error).slice(0, 500)}`,
+      });
+    }
+  }
+
+  #apply(task: TaskRecord, event: ProcessEvent): void {
+    const now = this.now();
     // Lines written while a cancelled task winds down are kept; nothing else counts after the end.
-    if (event.type === "log") return task.logs.append(event.stream, event.text, event.time);
+    if (event.type === "raw") return task.logs.append(event.stream, event.text, now);
+    if (event.type === "logs") {
+      // The host dropped the oldest lines waiting there: they came before this batch.
+      if (event.dropped > 0) task.logs.countDropped(event.dropped);
+      for (const [stream, text] of event.lines) task.logs.append(stream, text, now);
+      return;
+    }
     if (isTerminal(task.state)) return;
+    const running = this.#running.get(task.id);
     switch (event.type) {
-      case "ready":
-        return;
       case "running":
-        task.codeStartedAt = event.time;
+        task.codeStartedAt = now;
         return;
       case "progress":
         task.progress = {
@@ -331,17 +315,13 @@ export class TaskRegistry {
         };
         return;
       case "result":
-        this.#settle(task, "succeeded", event.value);
-        return;
+        return this.#settle(task, "succeeded", event.json);
       case "failure":
-        this.#settle(task, "failed", event.error);
-        return;
+        return this.#settle(task, "failed", event.error);
       case "llm_request":
-        void this.#answerModel(task, event.id, event.request);
-        return;
+        return void running?.models.request(event.id, event.request);
       case "llm_cancel":
-        this.#running.get(task.id)?.llmCalls.get(event.id)?.abort();
-        return;
+        return running?.models.cancel(event.id);
       default: {
         const _exhaustive: never = event;
         return _exhaustive;
@@ -350,17 +330,17 @@ export class TaskRegistry {
   }
 
   /** The one place a task ends. A second ending of the same task is ignored. */
-  #settle(task: TaskRecord, status: "succeeded", result: unknown): void;
-  #settle(task: TaskRecord, status: "failed" | "cancelled" | "timed_out", error: TaskFailure): void;
-  #settle(task: TaskRecord, status: TaskStatus, outcome: unknown): void {
+  #settle(task: TaskRecord, status: "succeeded", resultJson: string): void;
+  #settle(task: TaskRecord, status: "failed" | "cancelled" | "timed_out", error: Failure): void;
+  #settle(task: TaskRecord, status: TaskStatus, outcome: string | Failure): void {
     if (isTerminal(task.state)) return;
     const finishedAt = this.now();
     const startedAt = task.state.status === "running" ? task.state.startedAt : undefined;
     task.state = transition(
       task.state,
       status === "succeeded"
-        ? { status, startedAt, finishedAt, result: outcome }
-        : { status: status as "failed", startedAt, finishedAt, error: outcome as TaskFailure },
+        ? { status, startedAt, finishedAt, resultJson: outcome as string }
+        : { status: status as "failed", startedAt, finishedAt, error: outcome as Failure },
     );
     this.#samplers.delete(task.id);
     const queued = this.#queue.indexOf(task);
@@ -368,7 +348,7 @@ export class TaskRegistry {
     const running = this.#running.get(task.id);
     if (running) {
       const reason = status === "succeeded" || status === "failed" ? "finished" : status;
-      running.llmAbort.abort();
+      running.models.close();
       void running.process.stop(reason, this.limits.cancelGraceMs);
     }
     this.#finished.push(task.id);
@@ -377,38 +357,17 @@ export class TaskRegistry {
     this.#updateIdle();
   }
 
-  /** Relays one model call of a task; cancel from either side aborts the provider's request. */
-  async #answerModel(task: TaskRecord, id: number, request: LlmRequest): Promise<void> {
-    const running = this.#running.get(task.id);
-    if (!running) return;
-    const call = new AbortController();
-    running.llmCalls.set(id, call);
-    using abort = linkedAbort([running.llmAbort.signal, call.signal]);
-    const signal = abort.signal;
-    try {
-      const response = await this.llm.generate(
-        {
-          ...request,
-          ...(request.model ?? task.model ? { model: request.model ?? task.model } : {}),
-        },
-        signal,
-        running.sampler,
-      );
-      running.process.send({ type: "llm_response", id, response });
-    } catch (error) {
-      if (signal.aborted) return;
-      const failure = error instanceof LlmError
-        ? { code: error.code, message: error.message }
-        : { code: "model_error", message: error instanceof Error ? error.message : String(error) };
-      running.process.send({ type: "llm_error", id, error: failure });
-    } finally {
-      running.llmCalls.delete(id);
-    }
-  }
-
+  /** Forgets the oldest finished tasks beyond KLYM_MAX_FINISHED and KLYM_RETAINED_BYTES. */
   #trimFinished(): void {
     while (this.#finished.length > this.limits.maxFinished) {
       this.#tasks.delete(this.#finished.shift()!);
+    }
+    let bytes = 0;
+    for (const id of this.#finished) bytes += retainedBytes(this.#tasks.get(id)!);
+    while (bytes > this.limits.retainedBytes && this.#finished.length > 0) {
+      const id = this.#finished.shift()!;
+      bytes -= retainedBytes(this.#tasks.get(id)!);
+      this.#tasks.delete(id);
     }
   }
 
@@ -420,11 +379,13 @@ export class TaskRegistry {
       this.#finished.shift();
       if (task) this.#tasks.delete(task.id);
     }
+    this.#trimFinished();
   }
 }
 
-function describeExit(exit: ProcessExit): TaskFailure {
-  if (/heap out of memory|Reached heap limit/i.test(exit.stderrTail)) {
+/** How a process that ended before its task reported an outcome ended, from the OS's word. */
+export function describeExit(exit: ProcessExit): Failure {
+  if (/out of memory|heap limit|allocation failed|memory allocation of/i.test(exit.stderrTail)) {
     return {
       code: "out_of_memory",
       message: "The task ran out of memory (KLYM_TASK_MEMORY_MB) and its process was ended",
@@ -435,11 +396,14 @@ function describeExit(exit: ProcessExit): TaskFailure {
   return {
     code: "process_exited",
     message: `The task's process ended (${how}) before the task reported a result${
-      tail ? `: ${tail}` : ""
+      tail ? `: ${tail.slice(0, 1000)}` : ""
     }`,
   };
 }
 
-function randomSuffix(): string {
-  return crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
+/** `t_` and 128 random bits: ids cannot be guessed. */
+function newTaskId(now: number): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  const random = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `t_${now.toString(36)}${random}`;
 }

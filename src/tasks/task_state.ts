@@ -1,5 +1,5 @@
 /** The lifecycle of a task as a discriminated union, changed only through `transition`. */
-import type { TaskFailure } from "../errors.ts";
+import type { Failure } from "../protocol.ts";
 
 export type TaskStatus = TaskState["status"];
 export type TerminalStatus = "succeeded" | "failed" | "cancelled" | "timed_out";
@@ -11,13 +11,14 @@ export type TaskState =
     readonly status: "succeeded";
     readonly startedAt: number | undefined;
     readonly finishedAt: number;
-    readonly result: unknown;
+    /** The result as JSON text: compact, and counted in bytes against KLYM_RETAINED_BYTES. */
+    readonly resultJson: string;
   }
   | {
     readonly status: "failed" | "cancelled" | "timed_out";
     readonly startedAt: number | undefined;
     readonly finishedAt: number;
-    readonly error: TaskFailure;
+    readonly error: Failure;
   };
 
 export const TASK_STATUSES = [
@@ -34,7 +35,7 @@ export function isTerminal(state: TaskState): boolean {
 }
 
 const ALLOWED: Record<TaskStatus, readonly TaskStatus[]> = {
-  queued: ["running", "cancelled", "failed"],
+  queued: ["running", "cancelled"],
   running: ["succeeded", "failed", "cancelled", "timed_out"],
   succeeded: [],
   failed: [],

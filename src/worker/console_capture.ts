@@ -1,9 +1,14 @@
 /**
- * Turns `console.*` inside a task into log events, in call order, so stdout and stderr lines keep
- * their relative order (two OS pipes would not).
+ * Turns a task's output into log lines posted to its host: `console.*` in call order, and bytes
+ * written to `Deno.stdout`/`Deno.stderr`, which are replaced so that no task output reaches the
+ * process's real stdout (that pipe carries the host's messages) and a partial line never glues onto
+ * a message. Lines are cut here for cheap transport; the host enforces the real limit.
  */
-import type { LogStream, TaskEvent } from "../protocol.ts";
-import { truncateUtf8 } from "../protocol.ts";
+import type { LogStream } from "../protocol.ts";
+import { truncateUtf8 } from "../text.ts";
+
+/** The largest log line a Worker sends; the host cuts to KLYM_MAX_LOG_LINE_BYTES. */
+const WORKER_LINE_BYTES = 1024 * 1024;
 
 const STREAM_OF: Record<string, LogStream> = {
   log: "stdout",
@@ -16,19 +21,64 @@ const STREAM_OF: Record<string, LogStream> = {
   trace: "stderr",
 };
 
+export type LineSink = (stream: LogStream, text: string) => void;
+
 function format(args: unknown[]): string {
   return args.map((a) => typeof a === "string" ? a : Deno.inspect(a, { colors: false, depth: 6 }))
     .join(" ");
 }
 
-export function captureConsole(emit: (event: TaskEvent) => void, maxLineBytes: number): void {
+/** Splits written bytes into lines; a line longer than the cap is sent in pieces. */
+class LineWriter {
+  readonly #decoder = new TextDecoder();
+  #pending = "";
+
+  constructor(readonly stream: LogStream, readonly sink: LineSink) {}
+
+  write(bytes: Uint8Array): number {
+    const text = this.#pending + this.#decoder.decode(bytes, { stream: true });
+    const lines = text.split("\n");
+    this.#pending = lines.pop() ?? "";
+    for (const line of lines) this.sink(this.stream, truncateUtf8(line, WORKER_LINE_BYTES));
+    if (this.#pending.length > WORKER_LINE_BYTES) this.flush();
+    return bytes.length;
+  }
+
+  flush(): void {
+    const rest = this.#pending + this.#decoder.decode();
+    this.#pending = "";
+    if (rest) this.sink(this.stream, truncateUtf8(rest, WORKER_LINE_BYTES));
+  }
+}
+
+/** A stand-in for `Deno.stdout`/`Deno.stderr` that turns writes into log lines. */
+function outputFile(writer: LineWriter) {
+  return {
+    write: (bytes: Uint8Array) => Promise.resolve(writer.write(bytes)),
+    writeSync: (bytes: Uint8Array) => writer.write(bytes),
+    writable: new WritableStream<Uint8Array>({ write: (chunk) => void writer.write(chunk) }),
+    isTerminal: () => false,
+    close: () => writer.flush(),
+  };
+}
+
+/** Captures all task output; returns a function that flushes partial lines (call before the end). */
+export function captureOutput(sink: LineSink): () => void {
   const target = console as unknown as Record<string, unknown>;
   for (const [method, stream] of Object.entries(STREAM_OF)) {
     target[method] = (...args: unknown[]) => {
       const text = method === "trace"
         ? `Trace: ${format(args)}\n${new Error().stack?.split("\n").slice(2).join("\n") ?? ""}`
         : format(args);
-      emit({ type: "log", stream, time: Date.now(), text: truncateUtf8(text, maxLineBytes) });
+      sink(stream, truncateUtf8(text, WORKER_LINE_BYTES));
     };
   }
+  const stdout = new LineWriter("stdout", sink);
+  const stderr = new LineWriter("stderr", sink);
+  Object.defineProperty(Deno, "stdout", { value: outputFile(stdout), configurable: false });
+  Object.defineProperty(Deno, "stderr", { value: outputFile(stderr), configurable: false });
+  return () => {
+    stdout.flush();
+    stderr.flush();
+  };
 }

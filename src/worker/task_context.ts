@@ -1,8 +1,42 @@
-/** The `ctx` a task kind receives: its inputs, its abort signal and the ways to report back. */
-import type { TaskEvent, TaskSpec } from "../protocol.ts";
-import { GrynyaClient } from "./grynya_client.ts";
-import { GraphWriter, type SaveRecord } from "./graph_writer.ts";
-import type { LlmRelay } from "./llm_relay.ts";
+/**
+ * The `ctx` a task kind receives: its inputs, its abort signal and the ways to report back. Every
+ * capability goes through the host: grynya and graph writes are made by the host process, model
+ * calls by the server. Task code holds no connection, no permission and no credential.
+ */
+import type { CallToolResult } from "@modelcontextprotocol/client";
+import type {
+  LlmRequest,
+  LlmResponse,
+  LogStream,
+  ModelBudget,
+  SaveRecord,
+  WorkerSpec,
+} from "../protocol.ts";
+import type { HostLink } from "./host_link.ts";
+
+export interface GrynyaInfo {
+  readonly name: string;
+  readonly version: string;
+  readonly transport: "sse" | "http";
+}
+
+export interface ToolInfo {
+  readonly name: string;
+  readonly description?: string;
+  readonly inputSchema: Record<string, unknown>;
+}
+
+/** The task's view of grynya: each call is made by the host, bounded by its timeouts. */
+export interface GrynyaHandle {
+  readonly info: GrynyaInfo;
+  capabilities(): Record<string, unknown>;
+  listTools(): Promise<{ tools: ToolInfo[] }>;
+  listResources(): Promise<{ resources: { uri: string; name?: string }[] }>;
+  readResource(uri: string): Promise<{ contents: unknown[] }>;
+  listPrompts(): Promise<{ prompts: { name: string; description?: string }[] }>;
+  getPrompt(name: string, args?: Record<string, string>): Promise<{ messages: unknown[] }>;
+  callTool(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
+}
 
 export interface TaskContext {
   readonly taskId: string;
@@ -13,34 +47,48 @@ export interface TaskContext {
   readonly signal: AbortSignal;
   /** Shows in `check_task_status` as `progress`. */
   progress(done: number, total?: number, message?: string): void;
-  /** A connected MCP client to grynya (connected on first use, closed when the task ends). */
-  grynya(): Promise<GrynyaClient>;
+  /** grynya, reached through the host (connected on first use, closed when the task ends). */
+  grynya(): Promise<GrynyaHandle>;
   /** Stores an intermediate result in grynya's graph through its write tool. */
   save(value: unknown): Promise<SaveRecord>;
   /** The model, reached through the server (keys never enter a task). */
-  readonly llm: Pick<LlmRelay, "generate">;
-  /** Limits of the agent loop set by the server. */
-  readonly limits: TaskSpec["agent"];
+  readonly llm: {
+    generate(request: LlmRequest, options?: { signal?: AbortSignal }): Promise<LlmResponse>;
+  };
+  /** What the server lets this task spend on the model (it refuses calls beyond it). */
+  readonly budget: ModelBudget;
 }
 
 export type TaskKind = (ctx: TaskContext) => unknown;
 
-export interface OwnedContext {
-  readonly ctx: TaskContext;
-  readonly writer: GraphWriter;
-  /** Closes what the task opened (its grynya connection). */
-  dispose(): Promise<void>;
-}
+export type ReportProgress = (done: number, total?: number, message?: string) => void;
+export type WriteLine = (stream: LogStream, text: string) => void;
 
 export function createTaskContext(
-  spec: TaskSpec,
+  spec: WorkerSpec,
   signal: AbortSignal,
-  emit: (event: TaskEvent) => void,
-  llm: LlmRelay,
-): OwnedContext {
-  const grynya = new GrynyaClient(spec.grynya, signal);
-  const writer = new GraphWriter(grynya, spec.grynya.write, spec);
-  const ctx: TaskContext = {
+  progress: ReportProgress,
+  link: HostLink,
+): TaskContext {
+  let handle: Promise<GrynyaHandle> | undefined;
+  const op = <T>(call: Parameters<HostLink["grynya"]>[0]) => link.grynya(call) as Promise<T>;
+  const connect = async (): Promise<GrynyaHandle> => {
+    const { info, capabilities } = await op<{
+      info: GrynyaInfo;
+      capabilities: Record<string, unknown>;
+    }>({ op: "connect" });
+    return {
+      info,
+      capabilities: () => capabilities,
+      listTools: () => op({ op: "list_tools" }),
+      listResources: () => op({ op: "list_resources" }),
+      readResource: (uri) => op({ op: "read_resource", uri }),
+      listPrompts: () => op({ op: "list_prompts" }),
+      getPrompt: (name, args = {}) => op({ op: "get_prompt", name, args }),
+      callTool: (name, args = {}) => op({ op: "call_tool", name, args }),
+    };
+  };
+  return {
     taskId: spec.taskId,
     kind: spec.kind,
     prompt: spec.prompt,
@@ -50,20 +98,28 @@ export function createTaskContext(
       if (!Number.isFinite(done) || (total !== undefined && !Number.isFinite(total))) {
         throw new TypeError(`ctx.progress needs finite numbers, received ${done}, ${total}`);
       }
-      emit({
-        type: "progress",
-        done,
-        ...(total === undefined ? {} : { total }),
-        ...(message === undefined ? {} : { message: String(message).slice(0, 1024) }),
+      progress(done, total, message === undefined ? undefined : String(message).slice(0, 1024));
+    },
+    grynya: () =>
+      handle ??= connect().catch((error) => {
+        handle = undefined;
+        throw error;
+      }),
+    save: (value) => {
+      if (typeof value !== "string" && JSON.stringify(value) === undefined) {
+        return Promise.reject(new TypeError("ctx.save needs text or a JSON value"));
+      }
+      return op<SaveRecord>({
+        op: "save",
+        value: typeof value === "string" ? value : toJson(value),
       });
     },
-    grynya: async () => {
-      await grynya.connect();
-      return grynya;
-    },
-    save: (value) => writer.save(value),
-    llm,
-    limits: spec.agent,
+    llm: { generate: (request, options) => link.generate(request, options) },
+    budget: spec.budget,
   };
-  return { ctx, writer, dispose: () => grynya.close() };
+}
+
+/** A JSON value as plain data (drops functions and class instances the way JSON does). */
+function toJson(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value));
 }

@@ -1,117 +1,144 @@
 /// <reference lib="deno.worker" />
 /**
- * The Worker that runs one task's code, with the scoped permissions its host gave it. It receives
- * `start` and `cancel` from the host and reports everything as `TaskEvent`s.
+ * The runtime of one task's Worker. The Worker has no permission of any kind from its first line;
+ * `lockdown.ts` is evaluated before any task code, and the kind's module is loaded by the host as
+ * part of this Worker's entry (see `src/host/worker_entry.ts`), never by task code. It receives
+ * `start`, `cancel` and answers from its host and reports everything as `WorkerEvent`s.
  */
-import { pathToFileURL } from "node:url";
-import { HostCommand, type TaskEvent, type TaskSpec, utf8Length } from "../protocol.ts";
-import { captureConsole } from "./console_capture.ts";
+import "./lockdown.ts";
+import type { WorkerCommand, WorkerEvent, WorkerSpec } from "../protocol.ts";
+import { captureOutput } from "./console_capture.ts";
 import { createTaskContext, type TaskKind } from "./task_context.ts";
 import { BUILTIN_KINDS } from "./kinds/builtin_kinds.ts";
-import { TaskFailure } from "./task_failure.ts";
-import { LlmRelay } from "./llm_relay.ts";
+import { TaskFailure } from "../task_failure.ts";
+import { HostLink } from "./host_link.ts";
 
+/** Taken before task code runs, so that replacing the globals later changes nothing here. */
+const post = self.postMessage.bind(self) as (event: WorkerEvent) => void;
+const close = self.close.bind(self);
 const abort = new AbortController();
 let finished = false;
+/** Until the task's function runs, any failure is its module's: a load error. */
+let started = false;
 
-function emit(event: TaskEvent): void {
+function emit(event: WorkerEvent): void {
   if (finished) return;
   if (event.type === "result" || event.type === "failure") finished = true;
-  self.postMessage(event);
+  post(event);
 }
 
-function failureEvent(code: string, error: unknown): TaskEvent {
+function failureEvent(code: string, error: unknown): WorkerEvent {
   // A kind's own TaskFailure carries its code and a message meant for people: no stack.
   if (error instanceof TaskFailure) [code, error] = [error.code, error.message];
   const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  return { type: "failure", error: { code, message: message.slice(0, 32 * 1024) } };
+  return { type: "failure", error: { code, message: message.slice(0, 4096) } };
 }
 
-function fail(code: string, error: unknown): void {
-  emit(failureEvent(code, error));
-}
+const fail = (code: string, error: unknown) => emit(failureEvent(code, error));
+const flushOutput = captureOutput((stream, text) => emit({ type: "log", stream, text }));
 
-// A task must not end its own process behind the supervisor's back: Deno.exit() ends the task.
+// A task must not end its process behind the supervisor's back: Deno.exit() ends the task.
 Object.defineProperty(Deno, "exit", {
   value: (code?: number) => {
+    flushOutput();
     fail("exit_called", `The task called Deno.exit(${code ?? ""}); tasks end by returning`);
-    self.close();
+    close();
     throw new Error("Deno.exit() is not available to tasks");
   },
+  configurable: false,
 });
-
 self.addEventListener("unhandledrejection", (e) => {
   e.preventDefault();
-  fail("unhandled_rejection", e.reason);
+  fail(started ? "unhandled_rejection" : "load_error", e.reason);
 });
 self.addEventListener("error", (e) => {
   e.preventDefault();
-  fail("uncaught_error", e.error ?? e.message);
+  fail(started ? "uncaught_error" : "load_error", e.error ?? e.message);
 });
 
-async function loadKind(spec: TaskSpec): Promise<TaskKind> {
-  const builtin = BUILTIN_KINDS[spec.kind];
-  if (builtin) return builtin;
-  if (!spec.modulePath) throw new Error(`No module for kind "${spec.kind}"`);
-  const mod = await import(pathToFileURL(spec.modulePath).href);
-  if (typeof mod.default !== "function") {
-    throw new TypeError(
-      `${spec.modulePath} must have a default export that is a function (ctx) => result`,
+const link = new HostLink(emit, abort.signal);
+const provided = Promise.withResolvers<TaskKind>();
+let spec: WorkerSpec | undefined;
+
+/** Called by the Worker's entry with the custom kind's default export, once its module is loaded. */
+export function provideKind(kind: unknown): void {
+  if (typeof kind === "function") provided.resolve(kind as TaskKind);
+  else {
+    provided.reject(
+      new TypeError(
+        "A kind's module must have a default export that is a function (ctx) => result",
+      ),
     );
   }
-  return mod.default as TaskKind;
 }
 
-async function run(spec: TaskSpec): Promise<void> {
-  captureConsole(emit, spec.maxLogLineBytes);
+async function loadKind(spec: WorkerSpec, moduleUrl: string | undefined): Promise<TaskKind> {
+  const builtin = BUILTIN_KINDS[spec.kind];
+  if (builtin) return builtin;
+  // A compiled binary has no module graph to hand to a Worker at creation: it imports the kind
+  // here (its loader does not check read permissions; see the README's isolation section).
+  if (moduleUrl) provideKind((await import(moduleUrl)).default);
+  return await provided.promise;
+}
+
+async function run(command: Extract<WorkerCommand, { type: "start" }>): Promise<void> {
+  spec = command.spec;
   let kind: TaskKind;
   try {
-    kind = await loadKind(spec);
+    kind = await loadKind(spec, command.moduleUrl);
   } catch (error) {
     return fail("load_error", error);
   }
-  // The module is loaded: the task's own code runs with no read access at all.
-  await Deno.permissions.revoke({ name: "read" });
-  emit({ type: "running", time: Date.now() });
-  const owned = createTaskContext(spec, abort.signal, emit, llm);
-  let outcome: TaskEvent;
+  started = true;
+  emit({ type: "running" });
+  const ctx = createTaskContext(
+    spec,
+    abort.signal,
+    (done, total, message) =>
+      emit({
+        type: "progress",
+        done,
+        ...(total === undefined ? {} : { total }),
+        ...(message === undefined ? {} : { message }),
+      }),
+    link,
+  );
+  let outcome: WorkerEvent;
   try {
-    outcome = resultEvent(await kind(owned.ctx), spec.maxResultBytes);
+    outcome = resultEvent(await kind(ctx));
   } catch (error) {
     outcome = failureEvent(abort.signal.aborted ? "aborted" : "task_error", error);
   }
-  // Close grynya before reporting: the host exits as soon as the task's end is reported.
-  await owned.dispose();
+  flushOutput();
   emit(outcome);
 }
 
-function resultEvent(value: unknown, maxResultBytes: number): TaskEvent {
-  const json = JSON.stringify(value ?? null);
-  const bytes = utf8Length(json);
-  if (bytes > maxResultBytes) {
-    return failureEvent(
-      "result_too_large",
-      `The result is ${bytes} bytes; the limit is ${maxResultBytes} (KLYM_MAX_RESULT_BYTES)`,
-    );
+function resultEvent(value: unknown): WorkerEvent {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value ?? null);
+  } catch (error) {
+    return failureEvent("task_error", new TypeError(`The result is not JSON: ${error}`));
   }
-  return { type: "result", value: JSON.parse(json) };
+  return { type: "result", json: json ?? "null" };
 }
 
-const llm = new LlmRelay(emit, abort.signal);
-
-self.onmessage = (e: MessageEvent) => {
-  const command = HostCommand.parse(e.data);
+self.addEventListener("message", (e: MessageEvent<WorkerCommand>) => {
+  const command = e.data;
   switch (command.type) {
     case "start":
-      return void run(command.spec);
+      if (!spec) void run(command);
+      return;
     case "cancel":
       return abort.abort(new DOMException(command.reason, "AbortError"));
     case "llm_response":
     case "llm_error":
-      return llm.settle(command);
+    case "grynya_result":
+    case "grynya_error":
+      return link.settle(command);
     default: {
       const _exhaustive: never = command;
       return _exhaustive;
     }
   }
-};
+});

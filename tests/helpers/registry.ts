@@ -2,6 +2,7 @@
 import { grynyaSettings, loadConfig } from "../../src/config.ts";
 import { KindCatalog } from "../../src/tasks/kind_catalog.ts";
 import { ProcessPool } from "../../src/tasks/process_pool.ts";
+import { processOptions } from "../../src/tasks/task_process.ts";
 import { TaskRegistry } from "../../src/tasks/task_registry.ts";
 import { ModelCatalog } from "../../src/llm/model_catalog.ts";
 import { LlmService } from "../../src/llm/llm_service.ts";
@@ -13,17 +14,18 @@ export function makeRegistry(env: Record<string, string> = {}): TaskRegistry {
   const config = loadConfig({
     KLYM_TASKS_DIR: FIXTURE_TASKS,
     KLYM_WARM_SPARES: "0",
-    KLYM_TASK_MEMORY_MB: "128",
+    KLYM_TASK_MEMORY_MB: "256",
     ...env,
   }, []);
-  const pool = new ProcessPool(config, config.warmSpares);
+  const kinds = new KindCatalog(config.tasksDir);
+  const pool = new ProcessPool(processOptions(config, kinds.realTasksDir()), config.warmSpares);
   pool.warm();
   const llm = new LlmService(new ModelCatalog(config, () => undefined), config);
   return new TaskRegistry(
     config,
     grynyaSettings(config),
     llm,
-    new KindCatalog(config.tasksDir),
+    kinds,
     pool,
   );
 }
@@ -43,5 +45,5 @@ export function errorOf(task: TaskRecord): { code: string; message: string } | u
 }
 
 export function resultOf(task: TaskRecord): unknown {
-  return task.state.status === "succeeded" ? task.state.result : undefined;
+  return task.state.status === "succeeded" ? JSON.parse(task.state.resultJson) : undefined;
 }

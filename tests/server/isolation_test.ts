@@ -26,7 +26,7 @@ Deno.test("a task is denied env, files, writes, subprocesses, other hosts, sys a
 });
 
 Deno.test("memory exhaustion and Deno.exit() fail their tasks while a neighbour finishes", async () => {
-  await using klym = await startKlym({ KLYM_TASK_MEMORY_MB: "64" });
+  await using klym = await startKlym({ KLYM_TASK_MEMORY_MB: "128" });
   const client = await klym.connect();
   const start = (kind: string, params = {}) =>
     call(client, "start_async_agent_task", { kind, params }).then((s) => String(s.task_id));
@@ -35,10 +35,7 @@ Deno.test("memory exhaustion and Deno.exit() fail their tasks while a neighbour 
   const oomFinal = await waitFinal(client, oom);
   assert.equal(oomFinal.status, "failed");
   assert.equal(oomFinal.error?.code, "out_of_memory");
-  assert.ok(
-    oomFinal.allLogs.some((l) => l.stream === "stderr" && /heap/i.test(l.text)),
-    "the crash report is in the logs",
-  );
+  assert.match(oomFinal.error!.message, /KLYM_TASK_MEMORY_MB/);
   const exitFinal = await waitFinal(client, exit);
   assert.equal(exitFinal.error?.code, "exit_called");
   const ok = await waitFinal(client, neighbour);

@@ -150,17 +150,26 @@ Deno.test("a reader behind the log limit is told what it missed, and code_starte
   const first = await call<Status & { logs_missed: number; code_started_at: string }>(
     client,
     "check_task_status",
-    { task_id, log_cursor: 0, max_log_lines: 1 },
+    { task_id, log_cursor: 0, max_log_lines: 1000 },
   );
-  assert.equal(first.logs_dropped, 500 - 102);
-  assert.equal(first.logs_missed, 500 - 102);
-  assert.equal(first.logs[0]!.seq, 500 - 102 + 1);
-  const next = await call<{ logs_missed: number }>(client, "check_task_status", {
-    task_id,
-    log_cursor: first.next_log_cursor,
-    max_log_lines: 0,
-  });
-  assert.equal(next.logs_missed, 0);
+  // 10240 bytes hold 102 lines of 36 characters (64 bytes of overhead each); lines dropped in the
+  // task's host, before the server read them, count as dropped too and leave gaps in the numbers.
+  const kept = first.logs.length;
+  assert.ok(kept >= 1 && kept <= 102, `${kept} lines kept`);
+  assert.equal(first.logs_dropped, 500 - kept);
+  assert.equal(first.logs.at(-1)!.seq, 500, "the newest line is kept");
+  let missed = 0;
+  for (let cursor = 0; cursor < 500;) {
+    const page = await call<Status & { logs_missed: number }>(client, "check_task_status", {
+      task_id,
+      log_cursor: cursor,
+      max_log_lines: 1,
+    });
+    missed += page.logs_missed;
+    assert.equal(page.logs.length, 1);
+    cursor = page.next_log_cursor;
+  }
+  assert.equal(missed, 500 - kept, "a reader is told of every line it will never see");
   // Polling while it ran saw some lines before they were dropped: never a line twice, none out of order.
   const seqs = final.allLogs.map((l) => l.seq);
   assert.ok(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!), "strictly increasing");

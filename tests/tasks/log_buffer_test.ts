@@ -3,7 +3,7 @@ import { LogBuffer } from "../../src/tasks/log_buffer.ts";
 
 Deno.test("lines are numbered from 1 and read incrementally without loss or repeat", () => {
   const logs = new LogBuffer(1 << 20);
-  for (let i = 0; i < 10; i++) logs.append(i % 2 ? "stderr" : "stdout", `line ${i}`);
+  for (let i = 0; i < 10; i++) logs.append(i % 2 ? "stderr" : "stdout", `line ${i}`, 0);
   const seen: string[] = [];
   let cursor = 0;
   for (let round = 0; round < 5; round++) {
@@ -22,9 +22,9 @@ Deno.test("lines are numbered from 1 and read incrementally without loss or repe
 Deno.test("at the byte limit the oldest lines are dropped and counted", () => {
   const perLine = 64 + 10; // overhead + ten ASCII bytes
   const logs = new LogBuffer(perLine * 5);
-  for (let i = 0; i < 5; i++) logs.append("stdout", `0123456-${i}`);
+  for (let i = 0; i < 5; i++) logs.append("stdout", `0123456-${i}`, 0);
   assert.equal(logs.dropped, 0, "exactly at the limit nothing is dropped");
-  logs.append("stdout", "0123456-5");
+  logs.append("stdout", "0123456-5", 0);
   assert.equal(logs.dropped, 1, "one byte past it, the oldest line goes");
   assert.equal(logs.size, 5);
   const page = logs.read(0, 100);
@@ -35,7 +35,7 @@ Deno.test("at the byte limit the oldest lines are dropped and counted", () => {
 
 Deno.test("a reader behind dropped lines resumes at the oldest kept line", () => {
   const logs = new LogBuffer(200);
-  for (let i = 0; i < 100; i++) logs.append("stdout", `${i}`.padStart(40, "."));
+  for (let i = 0; i < 100; i++) logs.append("stdout", `${i}`.padStart(40, "."), 0);
   const page = logs.read(3, 10);
   assert.equal(page.lines[0]!.seq, logs.lastSeq - logs.size + 1);
   assert.equal(page.missed, page.lines[0]!.seq - 4);
@@ -44,9 +44,9 @@ Deno.test("a reader behind dropped lines resumes at the oldest kept line", () =>
 
 Deno.test("multi-byte text counts its UTF-8 bytes", () => {
   const logs = new LogBuffer(64 + 6);
-  logs.append("stdout", "бачу"); // 8 bytes
+  logs.append("stdout", "бачу", 0); // 8 bytes
   assert.equal(logs.dropped, 1);
   const fits = new LogBuffer(64 + 8);
-  fits.append("stdout", "бачу");
+  fits.append("stdout", "бачу", 0);
   assert.equal(fits.dropped, 0);
 });

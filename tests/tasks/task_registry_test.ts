@@ -25,7 +25,7 @@ Deno.test("a task's output, progress and result reach the registry in order", as
 });
 
 Deno.test("each way a task can break ends it as failed with its cause", async (t) => {
-  await using registry = makeRegistry({ KLYM_TASK_MEMORY_MB: "64" });
+  await using registry = makeRegistry({ KLYM_TASK_MEMORY_MB: "128" });
   const cases = {
     fail: ["task_error", /task gave up/],
     throw: ["load_error", /broken at load/],

@@ -14,7 +14,8 @@ Deno.test("a task moves queued → running → each terminal state", () => {
     );
   }
   assert.equal(
-    transition(running, { status: "succeeded", startedAt: 2, finishedAt: 3, result: 1 }).status,
+    transition(running, { status: "succeeded", startedAt: 2, finishedAt: 3, resultJson: "1" })
+      .status,
     "succeeded",
   );
 });
@@ -29,7 +30,12 @@ Deno.test("a queued task can be cancelled but cannot succeed or time out", () =>
   assert.equal(transition(queued, cancelled).status, "cancelled");
   assert.throws(
     () =>
-      transition(queued, { status: "succeeded", startedAt: undefined, finishedAt: 3, result: 1 }),
+      transition(queued, {
+        status: "succeeded",
+        startedAt: undefined,
+        finishedAt: 3,
+        resultJson: "1",
+      }),
     IllegalTransitionError,
   );
   assert.throws(
@@ -45,7 +51,7 @@ Deno.test("a queued task can be cancelled but cannot succeed or time out", () =>
 });
 
 Deno.test("terminal states never change", () => {
-  const done: TaskState = { status: "succeeded", startedAt: 2, finishedAt: 3, result: 1 };
+  const done: TaskState = { status: "succeeded", startedAt: 2, finishedAt: 3, resultJson: "1" };
   for (const next of [queued, running, { ...done }]) {
     assert.throws(() => transition(done, next), /cannot go from succeeded/);
   }

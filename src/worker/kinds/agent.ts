@@ -5,10 +5,9 @@
  * it gives a final answer, or a step limit, the token budget, a repeated-call loop, cancel or the
  * deadline ends it. Every step is logged; the status shows steps, tokens and the last action.
  */
-import type { LlmMessage, LlmTool } from "../../protocol.ts";
-import type { TaskContext } from "../task_context.ts";
-import { TaskFailure } from "../task_failure.ts";
-import type { SaveRecord } from "../graph_writer.ts";
+import type { LlmMessage, LlmTool, SaveRecord } from "../../protocol.ts";
+import type { GrynyaHandle, TaskContext } from "../task_context.ts";
+import { TaskFailure } from "../../task_failure.ts";
 
 /** The same call (tool and arguments) this many times in a row is a loop. */
 export const MAX_REPEATED_CALLS = 3;
@@ -55,26 +54,14 @@ const preview = (value: unknown) => {
   return text.length > LOG_PREVIEW_CHARS ? `${text.slice(0, LOG_PREVIEW_CHARS)}…` : text;
 };
 
-function intParam(ctx: TaskContext, name: string, max: number, knob: string): number {
-  const value = ctx.params[name];
-  if (value === undefined) return max;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
-    throw new TaskFailure(
-      "invalid_params",
-      `"params.${name}" must be a whole number between 1 and ${max} (${knob}), received ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  return value;
-}
-
 export async function agent(ctx: TaskContext) {
   if (!ctx.prompt) {
     throw new TaskFailure("invalid_params", 'An agent task needs a "prompt" saying what to do');
   }
-  const maxSteps = intParam(ctx, "max_steps", ctx.limits.maxSteps, "KLYM_AGENT_MAX_STEPS");
-  const tokenBudget = intParam(ctx, "max_tokens", ctx.limits.maxTokens, "KLYM_AGENT_MAX_TOKENS");
+  // The server checked params.max_steps and params.max_tokens at start and enforces the budget;
+  // the loop stops on its own before the server would refuse a call.
+  const maxSteps = ctx.budget.calls;
+  const tokenBudget = ctx.budget.tokens;
   const system = typeof ctx.params.system === "string" ? ctx.params.system : DEFAULT_SYSTEM;
   const model = typeof ctx.params.model === "string" ? ctx.params.model : undefined;
 
@@ -204,7 +191,7 @@ export async function agent(ctx: TaskContext) {
 
 async function runTool(
   ctx: TaskContext,
-  grynya: Awaited<ReturnType<TaskContext["grynya"]>>,
+  grynya: GrynyaHandle,
   toolNames: Set<string>,
   call: { name: string; args: unknown },
   writes: SaveRecord[],
@@ -223,7 +210,11 @@ async function runTool(
     if (typeof args.text !== "string" || !args.text) {
       return { output: 'save_progress needs "text", a non-empty string', isError: true };
     }
-    writes.push(await ctx.save(args.text));
+    try {
+      writes.push(await ctx.save(args.text));
+    } catch (error) {
+      return toolFailure(error);
+    }
     return { output: "saved", isError: false };
   }
   if (call.name === "report_progress") {
@@ -237,9 +228,22 @@ async function runTool(
     );
     return { output: "reported", isError: false };
   }
-  const result = await grynya.callTool(call.name, args);
+  let result;
+  try {
+    result = await grynya.callTool(call.name, args);
+  } catch (error) {
+    return toolFailure(error);
+  }
   const output =
     (result.content ?? []).map((c) => c.type === "text" ? c.text : `[${c.type}]`).join("\n") ||
     JSON.stringify(result.structuredContent ?? null);
   return { output, isError: Boolean(result.isError) };
+}
+
+/** grynya refusing a call goes back to the model; losing grynya (or the task's end) ends the task. */
+const FATAL_CODES = new Set(["grynya_unreachable", "grynya_timeout"]);
+
+function toolFailure(error: unknown): { output: string; isError: true } {
+  if (!(error instanceof TaskFailure) || FATAL_CODES.has(error.code)) throw error;
+  return { output: `${error.code}: ${error.message}`, isError: true };
 }

@@ -1,7 +1,7 @@
 // deno-lint-ignore-file no-console -- task code: console is how a task writes its log
 /** Kind `graph_write`: store `params.text` (or the prompt, or `params.value` as JSON) in grynya's graph. */
 import type { TaskContext } from "../task_context.ts";
-import { TaskFailure } from "../task_failure.ts";
+import { TaskFailure } from "../../task_failure.ts";
 
 export async function graphWrite(ctx: TaskContext) {
   const { text, value } = ctx.params;

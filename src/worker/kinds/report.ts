@@ -18,7 +18,7 @@ export async function report(ctx: TaskContext) {
     }
   };
   const grynya = await timed("connect", () => ctx.grynya());
-  const info = grynya.info!;
+  const info = grynya.info;
   console.log(`connected to grynya ${info.name} ${info.version} over ${info.transport}`);
   ctx.progress(1, 3, "connected");
 

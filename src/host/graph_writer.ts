@@ -2,14 +2,9 @@
  * `ctx.save`: writes an intermediate result into grynya's graph through grynya's own write tool,
  * shaped by the configured template (the graph's schema is the user's, not Klym's).
  */
-import type { WriteTemplate } from "../protocol.ts";
+import type { SaveRecord, WriteTemplate } from "../protocol.ts";
 import type { GrynyaClient } from "./grynya_client.ts";
-import { TaskFailure } from "./task_failure.ts";
-
-export interface SaveRecord {
-  readonly tool: string;
-  readonly time: string;
-}
+import { TaskFailure } from "../task_failure.ts";
 
 export interface TemplateValues {
   readonly task_id: string;
@@ -35,7 +30,6 @@ export function fillTemplate(value: unknown, values: TemplateValues): unknown {
 
 export class GraphWriter {
   #saves = 0;
-  readonly saved: SaveRecord[] = [];
 
   constructor(
     readonly grynya: GrynyaClient,
@@ -65,8 +59,6 @@ export class GraphWriter {
       );
     }
     this.#saves++;
-    const record = { tool: step.tool, time };
-    this.saved.push(record);
-    return record;
+    return { tool: step.tool, time };
   }
 }

@@ -13,7 +13,7 @@ import {
   type Transport,
 } from "@modelcontextprotocol/client";
 import type { GrynyaSettings } from "../protocol.ts";
-import { TaskFailure } from "./task_failure.ts";
+import { TaskFailure } from "../task_failure.ts";
 
 const CLIENT_INFO = { name: "klym-task", version: "0.1.0" };
 const BACKOFF_BASE_MS = 250;

@@ -1,0 +1,87 @@
+/**
+ * The entry of a task's own process. It reads its hello and then its task on stdin, runs the task
+ * in a Worker with no permissions, brokers grynya and the model for it, and reports to stdout
+ * behind the channel marker. It holds the process to its memory cap, exits once the task ends, and
+ * exits at once when stdin closes: a host never outlives its server.
+ */
+import { HostCommand, HostHello } from "../protocol.ts";
+import { readLines } from "../lines.ts";
+import { HostOutput } from "./host_output.ts";
+import { watchMemory } from "./memory_watchdog.ts";
+import { TaskSession } from "./task_session.ts";
+import { createKindWorker, createRuntimeWorker, moduleUrlOf } from "./worker_entry.ts";
+
+/** A command line from the server: a task's spec is the largest (params and prompt are bounded). */
+const MAX_COMMAND_BYTES = 64 * 1024 * 1024;
+
+function parseLine<T>(schema: { parse(value: unknown): T }, line: string): T {
+  try {
+    return schema.parse(JSON.parse(line));
+  } catch {
+    // Only the server writes here; anything else means the server is not who we think.
+    Deno.exit(3);
+  }
+}
+
+export async function runHost(): Promise<void> {
+  const stdin = readLines(Deno.stdin.readable, MAX_COMMAND_BYTES);
+  const first = await stdin.next();
+  if (first.done) Deno.exit(0);
+  const hello = parseLine(HostHello, first.value.line);
+  // A compiled binary runs its hosts with every permission: drop what no task needs.
+  for (const name of ["env", "run", "write", "ffi", "sys"] as const) {
+    await Deno.permissions.revoke({ name });
+  }
+  const out = new HostOutput(hello.channel, hello.limits.logLimitBytes);
+  const exit = (): never => Deno.exit(0);
+  let session: TaskSession | undefined;
+  using _watchdog = watchMemory(hello.limits.memoryMb * 1024 * 1024, (rss) => {
+    const failure = {
+      code: "out_of_memory",
+      message: `The task's process used ${
+        Math.round(rss / 1048576)
+      } MB, more than ${hello.limits.memoryMb} MB (KLYM_TASK_MEMORY_MB), and was ended`,
+    };
+    if (session) void session.end(failure);
+    else void out.finish({ type: "failure", error: failure }).then(exit);
+  });
+
+  // Built-in kinds run in a Worker made before the task arrives; it holds no task code.
+  let spare: Worker | undefined = createRuntimeWorker();
+  for await (const { line } of stdin) {
+    const command = parseLine(HostCommand, line);
+    switch (command.type) {
+      case "start": {
+        if (session) break;
+        const { modulePath } = command.spec;
+        const inBinary = Deno.build.standalone;
+        let worker: Worker;
+        if (!modulePath || inBinary) worker = spare ?? createRuntimeWorker();
+        else {
+          spare?.terminate();
+          worker = createKindWorker(modulePath);
+        }
+        spare = undefined;
+        session = new TaskSession(command.spec, worker, out, hello.limits, exit);
+        session.start(modulePath && inBinary ? moduleUrlOf(modulePath) : undefined);
+        break;
+      }
+      case "cancel":
+        if (!session) Deno.exit(0);
+        session.cancel(command.reason);
+        break;
+      case "llm_response":
+      case "llm_error":
+        session?.answer(command);
+        break;
+      default: {
+        const _exhaustive: never = command;
+        return _exhaustive;
+      }
+    }
+  }
+  // stdin closed: the server is gone or wants us gone.
+  Deno.exit(0);
+}
+
+if (import.meta.main) await runHost();

@@ -1,0 +1,200 @@
+/**
+ * One task inside its host process: the Worker that runs the task's code, and the capabilities the
+ * host brokers for it. Every message from the Worker is untrusted: validated, bounded by its type,
+ * and a message that breaks the protocol ends the task as `protocol_violation`. grynya and graph
+ * writes are made here, with the grynya allowance and token that only this process holds; model
+ * calls go on to the server, which holds the keys and the budget.
+ */
+import {
+  type Failure,
+  type GrynyaCall,
+  type HostLimits,
+  type TaskSpec,
+  type WorkerCommand,
+  WorkerEvent,
+} from "../protocol.ts";
+import { truncateUtf8, utf8Length } from "../text.ts";
+import { TaskFailure } from "../task_failure.ts";
+import { GrynyaClient } from "./grynya_client.ts";
+import { GraphWriter } from "./graph_writer.ts";
+import type { HostOutput } from "./host_output.ts";
+
+/** grynya's closing may not delay the task's end by more than this. */
+const GRYNYA_CLOSE_MS = 1000;
+
+export class TaskSession {
+  readonly #abort = new AbortController();
+  readonly #grynya: GrynyaClient;
+  readonly #writer: GraphWriter;
+  #running = false;
+  #ending = false;
+
+  constructor(
+    readonly spec: TaskSpec,
+    readonly worker: Worker,
+    readonly out: HostOutput,
+    readonly limits: HostLimits,
+    readonly exit: () => never,
+  ) {
+    this.#grynya = new GrynyaClient(spec.grynya, this.#abort.signal);
+    this.#writer = new GraphWriter(this.#grynya, spec.grynya.write, spec);
+    worker.onmessage = (e: MessageEvent) => this.#onMessage(e.data);
+    worker.onmessageerror = () => this.#violation("a message that could not be read");
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      const message = e.message || "The task's Worker failed";
+      if (/out of memory|heap limit/i.test(message)) {
+        void this.end({ code: "out_of_memory", message });
+      } else void this.end({ code: this.#running ? "uncaught_error" : "load_error", message });
+    };
+  }
+
+  /** Hands the Worker its task (without grynya's settings: task code never sees them). */
+  start(moduleUrl: string | undefined): void {
+    const { grynya: _grynya, modulePath: _modulePath, ...spec } = this.spec;
+    this.#post({ type: "start", spec, ...(moduleUrl ? { moduleUrl } : {}) });
+  }
+
+  cancel(reason: string): void {
+    this.#abort.abort(new DOMException(reason, "AbortError"));
+    this.#post({ type: "cancel", reason });
+  }
+
+  /** Relays the server's answer to a model call. */
+  answer(command: Extract<WorkerCommand, { type: "llm_response" | "llm_error" }>): void {
+    this.#post(command);
+  }
+
+  /** Reports the task's end once, closes grynya, and ends the process. */
+  async end(outcome: Failure | { json: string }): Promise<void> {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.worker.terminate();
+    await Promise.race([
+      this.#grynya.close(),
+      new Promise((resolve) => setTimeout(resolve, GRYNYA_CLOSE_MS)),
+    ]);
+    await this.out.finish(
+      "json" in outcome
+        ? { type: "result", json: outcome.json }
+        : { type: "failure", error: outcome },
+    );
+    this.exit();
+  }
+
+  #post(command: WorkerCommand): void {
+    if (!this.#ending) this.worker.postMessage(command);
+  }
+
+  #violation(what: string): void {
+    void this.end({
+      code: "protocol_violation",
+      message: `The task broke the protocol with its host: ${what}`,
+    });
+  }
+
+  #onMessage(data: unknown): void {
+    if (this.#ending) return;
+    const parsed = WorkerEvent.safeParse(data);
+    if (!parsed.success) {
+      return this.#violation(truncateUtf8(parsed.error.message.replace(/\s+/g, " "), 500));
+    }
+    const event = parsed.data;
+    switch (event.type) {
+      case "running":
+        if (this.#running) return this.#violation("a second running event");
+        this.#running = true;
+        return this.out.send(event);
+      case "log":
+        return this.out.log(event.stream, truncateUtf8(event.text, this.limits.maxLogLineBytes));
+      case "progress":
+        return this.out.send(event);
+      case "result":
+        return void this.end(this.#checkResult(event.json));
+      case "failure":
+        return void this.end(event.error);
+      case "llm_request": {
+        const bytes = utf8Length(JSON.stringify(event.request));
+        if (bytes <= this.limits.maxLlmRequestBytes) return this.out.send(event);
+        return this.#post({
+          type: "llm_error",
+          id: event.id,
+          error: {
+            code: "llm_request_too_large",
+            message:
+              `The model request is ${bytes} bytes, the limit is ${this.limits.maxLlmRequestBytes} (KLYM_MAX_LLM_REQUEST_BYTES); send less history or shorter tool output`,
+          },
+        });
+      }
+      case "llm_cancel":
+        return this.out.send(event);
+      case "grynya":
+        return void this.#brokerGrynya(event.id, event.call);
+      default: {
+        const _exhaustive: never = event;
+        return _exhaustive;
+      }
+    }
+  }
+
+  #checkResult(json: string): Failure | { json: string } {
+    const bytes = utf8Length(json);
+    if (bytes > this.limits.maxResultBytes) {
+      return {
+        code: "result_too_large",
+        message:
+          `The result is ${bytes} bytes; the limit is ${this.limits.maxResultBytes} (KLYM_MAX_RESULT_BYTES)`,
+      };
+    }
+    try {
+      JSON.parse(json);
+    } catch {
+      return { code: "protocol_violation", message: "The task's result is not valid JSON" };
+    }
+    return { json };
+  }
+
+  async #brokerGrynya(id: number, call: GrynyaCall): Promise<void> {
+    const bytes = utf8Length(JSON.stringify(call));
+    try {
+      if (bytes > this.limits.maxGrynyaCallBytes) {
+        throw new TaskFailure(
+          "grynya_request_too_large",
+          `The grynya call is ${bytes} bytes, the limit is ${this.limits.maxGrynyaCallBytes} (KLYM_MAX_GRYNYA_CALL_BYTES)`,
+        );
+      }
+      this.#post({ type: "grynya_result", id, value: await this.#grynyaCall(call) });
+    } catch (error) {
+      const code = error instanceof TaskFailure ? error.code : "grynya_error";
+      const message = error instanceof Error ? error.message : String(error);
+      this.#post({ type: "grynya_error", id, error: { code, message: message.slice(0, 4096) } });
+    }
+  }
+
+  async #grynyaCall(call: GrynyaCall): Promise<unknown> {
+    const grynya = this.#grynya;
+    switch (call.op) {
+      case "connect":
+        await grynya.connect();
+        return { info: grynya.info, capabilities: grynya.capabilities() ?? {} };
+      case "list_tools":
+        return await grynya.listTools();
+      case "list_resources":
+        return await grynya.listResources();
+      case "read_resource":
+        return await grynya.readResource(call.uri);
+      case "list_prompts":
+        return await grynya.listPrompts();
+      case "get_prompt":
+        return await grynya.getPrompt(call.name, call.args);
+      case "call_tool":
+        return await grynya.callTool(call.name, call.args);
+      case "save":
+        return await this.#writer.save(call.value);
+      default: {
+        const _exhaustive: never = call;
+        return _exhaustive;
+      }
+    }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Whether a task may start, and with what: its kind's module, its deadline, its inputs and its
+ * model budget. Every refusal is a `TaskError` whose message names the field, the limit and its
+ * knob. Queue room is the registry's to judge; everything about the request itself is here.
+ */
+import type { Config } from "../config.ts";
+import { TaskError } from "../errors.ts";
+import type { ModelBudget } from "../protocol.ts";
+import { byteLimitProblem, utf8Length } from "../text.ts";
+import { type LlmService, NO_MODEL_MESSAGE } from "../llm/llm_service.ts";
+import type { Sampler } from "../llm/sampling.ts";
+import type { KindCatalog } from "./kind_catalog.ts";
+
+export interface StartRequest {
+  kind: string;
+  /** A configured model for this task's `ctx.llm` calls (default: KLYM_MODEL). */
+  model?: string | undefined;
+  /** The starting client's own model, for `ctx.llm` when no model is configured. */
+  sampler?: Sampler | undefined;
+  prompt?: string | undefined;
+  params?: Record<string, unknown> | undefined;
+  timeoutS?: number | undefined;
+}
+
+export type AdmissionLimits = Pick<
+  Config,
+  | "defaultTimeoutS"
+  | "maxTimeoutS"
+  | "maxPromptBytes"
+  | "maxParamsBytes"
+  | "agentMaxSteps"
+  | "agentMaxTokens"
+  | "taskMaxLlmCalls"
+  | "taskMaxTokens"
+>;
+
+export interface Admitted {
+  readonly modulePath: string | undefined;
+  readonly timeoutS: number;
+  readonly params: Record<string, unknown>;
+  readonly budget: ModelBudget;
+}
+
+const refuse = (message: string) => new TaskError("INVALID_INPUT", `Cannot start task: ${message}`);
+
+export function admit(
+  request: StartRequest,
+  limits: AdmissionLimits,
+  kinds: KindCatalog,
+  llm: LlmService,
+): Admitted {
+  const modulePath = kinds.resolve(request.kind);
+  if (request.model !== undefined) {
+    try {
+      llm.catalog.get(request.model);
+    } catch (error) {
+      throw refuse(`"model": ${(error as Error).message}`);
+    }
+  }
+  if (request.kind === "agent" && !llm.available(request.sampler)) {
+    throw new TaskError("NO_MODEL", `Cannot start an agent task: ${NO_MODEL_MESSAGE}`);
+  }
+  const timeoutS = request.timeoutS ?? limits.defaultTimeoutS;
+  if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > limits.maxTimeoutS) {
+    throw refuse(
+      `"timeout_s" must be a whole number between 1 and ${limits.maxTimeoutS} (KLYM_MAX_TIMEOUT_S), received ${timeoutS}`,
+    );
+  }
+  const promptProblem = request.prompt === undefined
+    ? undefined
+    : byteLimitProblem("prompt", request.prompt, limits.maxPromptBytes, "KLYM_MAX_PROMPT_BYTES");
+  if (promptProblem) throw refuse(`${promptProblem}; shorten it or pass large data by reference`);
+  const params = request.params ?? {};
+  const paramsBytes = utf8Length(JSON.stringify(params));
+  if (paramsBytes > limits.maxParamsBytes) {
+    throw refuse(
+      `"params" is ${paramsBytes} bytes as JSON, the limit is ${limits.maxParamsBytes} (KLYM_MAX_PARAMS_BYTES)`,
+    );
+  }
+  return { modulePath, timeoutS, params, budget: modelBudget(request.kind, params, limits) };
+}
+
+/** The agent's budget may be lowered by its params; every other kind gets the task-wide one. */
+function modelBudget(
+  kind: string,
+  params: Record<string, unknown>,
+  limits: AdmissionLimits,
+): ModelBudget {
+  if (kind !== "agent") return { calls: limits.taskMaxLlmCalls, tokens: limits.taskMaxTokens };
+  return {
+    calls: wholeParam(params, "max_steps", limits.agentMaxSteps, "KLYM_AGENT_MAX_STEPS"),
+    tokens: wholeParam(params, "max_tokens", limits.agentMaxTokens, "KLYM_AGENT_MAX_TOKENS"),
+  };
+}
+
+function wholeParam(
+  params: Record<string, unknown>,
+  name: string,
+  max: number,
+  knob: string,
+): number {
+  const value = params[name];
+  if (value === undefined) return max;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
+    throw refuse(
+      `"params.${name}" must be a whole number between 1 and ${max} (${knob}), received ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return value;
+}

@@ -1,0 +1,143 @@
+/**
+ * A running task's model calls, answered in the server, which holds the keys. Spending is enforced
+ * here, not in task code: calls in flight at once, calls in all, and tokens in all (each call's
+ * `maxTokens` is clamped to the ceiling and to what is left, which is reserved until it answers).
+ * Cancelling the task, or the call, aborts the provider's HTTP request.
+ */
+import type { LlmRequest, LlmResponse, ModelAnswer, ModelBudget } from "../protocol.ts";
+import { LlmError, type LlmService } from "../llm/llm_service.ts";
+import type { Sampler } from "../llm/sampling.ts";
+import { linkedAbort } from "../abort.ts";
+import { utf8Length } from "../text.ts";
+
+/** `maxTokens` of a call that names none. */
+export const DEFAULT_OUTPUT_TOKENS = 4096;
+/** Tokens per byte of text, where a provider reports no usage (the client's sampling). */
+const BYTES_PER_TOKEN = 4;
+
+export interface ModelLimits {
+  readonly taskLlmConcurrency: number;
+  readonly llmMaxOutputTokens: number;
+}
+
+export interface ModelUsage {
+  readonly calls: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+}
+
+export class ModelBroker {
+  readonly #calls = new Map<number, AbortController>();
+  readonly #closed = new AbortController();
+  #started = 0;
+  #inputTokens = 0;
+  #outputTokens = 0;
+  /** Tokens promised to calls still in flight. */
+  #reserved = 0;
+
+  constructor(
+    readonly llm: LlmService,
+    readonly budget: ModelBudget,
+    readonly limits: ModelLimits,
+    readonly defaultModel: string | undefined,
+    readonly sampler: Sampler | undefined,
+    readonly answer: (answer: ModelAnswer) => void,
+  ) {}
+
+  get usage(): ModelUsage {
+    return {
+      calls: this.#started,
+      inputTokens: this.#inputTokens,
+      outputTokens: this.#outputTokens,
+    };
+  }
+
+  /** Answers one call, or refuses it with the limit it would break. Never throws. */
+  async request(id: number, request: LlmRequest): Promise<void> {
+    if (this.#closed.signal.aborted || this.#calls.has(id)) return;
+    const refusal = this.#refusal(request);
+    if (typeof refusal !== "number") return this.answer({ type: "llm_error", id, error: refusal });
+    const reserved = refusal + estimateTokens(request);
+    this.#started++;
+    this.#reserved += reserved;
+    const call = new AbortController();
+    this.#calls.set(id, call);
+    using abort = linkedAbort([this.#closed.signal, call.signal]);
+    try {
+      const response = await this.llm.generate(
+        {
+          ...request,
+          maxTokens: refusal,
+          ...(request.model ?? this.defaultModel
+            ? { model: request.model ?? this.defaultModel }
+            : {}),
+        },
+        abort.signal,
+        this.sampler,
+      );
+      this.#charge(request, response);
+      if (!abort.signal.aborted) this.answer({ type: "llm_response", id, response });
+    } catch (error) {
+      if (abort.signal.aborted) return;
+      const failure = error instanceof LlmError
+        ? { code: error.code, message: error.message }
+        : { code: "model_error", message: error instanceof Error ? error.message : String(error) };
+      this.answer({ type: "llm_error", id, error: failure });
+    } finally {
+      this.#reserved -= reserved;
+      this.#calls.delete(id);
+    }
+  }
+
+  cancel(id: number): void {
+    this.#calls.get(id)?.abort();
+  }
+
+  /** Aborts every call in flight; later requests are ignored. */
+  close(): void {
+    this.#closed.abort();
+  }
+
+  /** The call's `maxTokens`, or why it is refused. */
+  #refusal(request: LlmRequest): number | { code: string; message: string } {
+    const { taskLlmConcurrency, llmMaxOutputTokens } = this.limits;
+    if (this.#calls.size >= taskLlmConcurrency) {
+      return {
+        code: "too_many_model_calls",
+        message:
+          `${this.#calls.size} model calls are already in flight, the limit is ${taskLlmConcurrency} (KLYM_TASK_LLM_CONCURRENCY); await one first`,
+      };
+    }
+    if (this.#started >= this.budget.calls) {
+      return {
+        code: "model_call_budget",
+        message:
+          `The task made its ${this.budget.calls} model calls, all its budget allows (params.max_steps, KLYM_AGENT_MAX_STEPS or KLYM_TASK_MAX_LLM_CALLS)`,
+      };
+    }
+    const left = this.budget.tokens - this.#inputTokens - this.#outputTokens - this.#reserved -
+      estimateTokens(request);
+    if (left <= 0) {
+      return {
+        code: "token_budget",
+        message: `The task used ${
+          this.#inputTokens + this.#outputTokens
+        } tokens (${this.#reserved} more promised to calls in flight); its budget is ${this.budget.tokens} (params.max_tokens, KLYM_AGENT_MAX_TOKENS or KLYM_TASK_MAX_TOKENS)`,
+      };
+    }
+    return Math.min(request.maxTokens ?? DEFAULT_OUTPUT_TOKENS, llmMaxOutputTokens, left);
+  }
+
+  #charge(request: LlmRequest, response: LlmResponse): void {
+    const reported = response.usage.inputTokens + response.usage.outputTokens > 0;
+    this.#inputTokens += reported ? response.usage.inputTokens : estimateTokens(request);
+    this.#outputTokens += reported
+      ? response.usage.outputTokens
+      : Math.ceil(utf8Length(response.text + JSON.stringify(response.toolCalls)) / BYTES_PER_TOKEN);
+  }
+}
+
+/** A provider-neutral guess of a request's input tokens, from its size. */
+function estimateTokens(request: LlmRequest): number {
+  return Math.ceil(utf8Length(JSON.stringify(request.messages)) / BYTES_PER_TOKEN);
+}

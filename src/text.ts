@@ -1,0 +1,41 @@
+/** Byte-counted text helpers shared by every side (no dependencies: Worker code imports them too). */
+
+/** UTF-8 length without allocating. */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c < 0xdc00) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** Cuts `text` to at most `maxBytes` UTF-8 bytes, marking the cut. */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  if (text.length * 3 <= maxBytes) return text;
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= maxBytes) return text;
+  const marker = ` …[${bytes.length - maxBytes} bytes cut]`;
+  const keep = new TextDecoder().decode(
+    bytes.subarray(0, Math.max(0, maxBytes - utf8Length(marker))),
+  );
+  return keep.replace(/\uFFFD$/, "") + marker;
+}
+
+/** The problem with a text over its byte limit, naming the field and the knob; `undefined` if it fits. */
+export function byteLimitProblem(
+  field: string,
+  text: string,
+  maxBytes: number,
+  knob: string,
+): string | undefined {
+  const bytes = utf8Length(text);
+  return bytes > maxBytes
+    ? `"${field}" is ${bytes} bytes, the limit is ${maxBytes} (${knob})`
+    : undefined;
+}

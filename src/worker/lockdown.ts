@@ -1,0 +1,31 @@
+/// <reference lib="deno.worker" />
+/**
+ * Evaluated before any task code, in a Worker that already has no permissions: removes what works
+ * without a permission but would let a task reach past its sandbox. The Cache API writes under
+ * Deno's cache folder (a channel between tasks and a way to fill the disk); nested Workers would
+ * each get a heap of their own; stdin carries the host's commands; `Deno[Deno.internal]` exposes
+ * the runtime's raw ops, which would bypass every replacement made here.
+ */
+
+const denoInternal = (Deno as unknown as { internal?: symbol }).internal;
+if (denoInternal !== undefined) {
+  delete (Deno as unknown as Record<symbol, unknown>)[denoInternal];
+}
+delete (Deno as unknown as Record<string, unknown>).internal;
+
+const global = globalThis as unknown as Record<string, unknown>;
+for (const name of ["caches", "CacheStorage", "Cache", "Worker", "SharedWorker"]) {
+  delete global[name];
+}
+
+const closedInput = {
+  read: () => Promise.resolve(null),
+  readSync: () => null,
+  readable: new ReadableStream<Uint8Array>({ start: (c) => c.close() }),
+  isTerminal: () => false,
+  setRaw: () => {},
+  close: () => {},
+};
+Object.defineProperty(Deno, "stdin", { value: closedInput, configurable: false });
+
+export {};
