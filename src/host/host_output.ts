@@ -113,7 +113,7 @@ export class HostOutput {
 
   /** Waits a moment for more lines, so that a burst travels as one message. */
   #gather(): Promise<void> {
-    return new Promise((resolve) => {
+    return new Promise<void>((resolve) => {
       const timer = setTimeout(done, BATCH_DELAY_MS);
       function done() {
         clearTimeout(timer);
