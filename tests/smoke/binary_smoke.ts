@@ -26,7 +26,9 @@ if (command.length === 0) {
   say("usage: binary_smoke.ts [--expect-version=x.y.z] <klym binary | command prefix…>");
   Deno.exit(2);
 }
-const [program, ...prefix] = command as [string, ...string[]];
+const [given, ...prefix] = command as [string, ...string[]];
+// A path to a binary ("dist/klym.exe") is made absolute; a bare name ("deno") is found on PATH.
+const program = /[\\/]/.test(given) ? Deno.realPathSync(given) : given;
 
 let failures = 0;
 async function check(name: string, run: () => Promise<string | void>): Promise<void> {
