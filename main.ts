@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from "./src/config.ts";
 import { setupLogging } from "./src/logging.ts";
 import { startKlym } from "./src/klym.ts";
 import { runHost } from "./src/host/host.ts";
+import { VERSION } from "./src/version.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 
@@ -14,7 +15,11 @@ async function main(): Promise<number> {
     await runHost();
     return 0;
   }
-  await setupLogging(Deno.env.get("KLYM_LOG_LEVEL"));
+  if (Deno.args[0] === "--version") {
+    Deno.stdout.writeSync(new TextEncoder().encode(`klym ${VERSION}\n`));
+    return 0;
+  }
+  // The config is validated before logging is set up, so even KLYM_LOG_LEVEL is never guessed.
   let config;
   try {
     config = loadConfig(Deno.env.toObject(), Deno.args);
@@ -23,6 +28,7 @@ async function main(): Promise<number> {
     Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
     return 2;
   }
+  await setupLogging(config.logLevel);
   const klym = await startKlym(config);
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];

@@ -1,19 +1,46 @@
 /**
  * One validated configuration object. Every knob has its default here, is read from the
- * environment (`KLYM_*`) and, for the common ones, from a command-line flag.
+ * environment (`KLYM_*`) and, for the common ones, from a command-line flag. Nothing is guessed:
+ * an empty, malformed or out-of-range value, an unknown `KLYM_*` variable or an unknown flag is a
+ * `ConfigError` naming the variable or flag, and Klym does not start.
  */
 import { z } from "zod";
 import { DEFAULT_WRITE_TEMPLATE, type GrynyaSettings, WriteTemplate } from "./protocol.ts";
-import { parseModelId } from "./llm/model_catalog.ts";
+import { parseModelId } from "./llm/model_id.ts";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A whole number in [min, max]; from the environment, only plain decimal digits are accepted. */
+const int = (min: number, max: number) =>
+  z.preprocess(
+    (value) => typeof value === "string" && /^[+-]?\d+$/.test(value) ? Number(value) : value,
+    z.number({ error: (issue) => `must be a whole number, received ${show(issue.input)}` })
+      .int({ error: (issue) => `must be a whole number, received ${show(issue.input)}` })
+      .refine((n) => n >= min && n <= max, {
+        error: (issue) => `must be between ${min} and ${max}, received ${show(issue.input)}`,
+      }),
+  );
+
+const BOOLEAN_TEXT = new Map([["1", true], ["true", true], ["0", false], ["false", false]]);
+
+/** A switch: exactly `1`, `true`, `0` or `false` from the environment. */
+const bool = () =>
+  z.preprocess(
+    (value) => typeof value === "string" ? BOOLEAN_TEXT.get(value) ?? value : value,
+    z.boolean({ error: (issue) => `must be 1, true, 0 or false, received ${show(issue.input)}` }),
+  );
+
+function show(value: unknown): string {
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** Levels of Klym's own log, lowest first. */
+export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
 
 export const ConfigSchema = z.object({
   host: z.string().min(1).default("127.0.0.1"),
   port: int(0, 65535).default(8765),
-  stdio: z.boolean().default(false),
+  stdio: bool().default(false),
   authToken: z.string().min(16, "must be at least 16 characters").optional(),
   allowedOrigins: z.array(z.string()).default([]),
   /** Host names clients may use in the Host header, beyond localhost and the bind address. */
@@ -82,6 +109,8 @@ export const ConfigSchema = z.object({
   maxRequestBodyBytes: int(1024, 64 * 1024 ** 2).default(4 * 1024 * 1024),
   sessionIdleS: int(1, 86_400).default(1800),
   maxSessions: int(1, 100_000).default(256),
+  /** Lowest level of Klym's own log on stderr. */
+  logLevel: z.enum(LOG_LEVELS).default("info"),
 }).superRefine((c, ctx) => {
   if (c.defaultTimeoutS > c.maxTimeoutS) {
     ctx.addIssue({
@@ -168,9 +197,11 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   maxRequestBodyBytes: "KLYM_MAX_REQUEST_BODY_BYTES",
   sessionIdleS: "KLYM_SESSION_IDLE_S",
   maxSessions: "KLYM_MAX_SESSIONS",
+  logLevel: "KLYM_LOG_LEVEL",
 };
 
-const FLAGS: Record<string, keyof Config> = {
+/** Command-line flags, each `--flag value` or `--flag=value`; `--stdio` alone switches stdio on. */
+export const FLAGS: Record<string, keyof Config> = {
   "--host": "host",
   "--port": "port",
   "--grynya-url": "grynyaUrl",
@@ -186,8 +217,6 @@ function fromEnv(key: keyof Config, value: string, name: string): unknown {
     case "allowedHosts":
     case "models":
       return value.split(",").map((s) => s.trim()).filter(Boolean);
-    case "stdio":
-      return value === "1" || value === "true";
     case "grynyaHeaders":
       return parseJson(value, name);
     case "grynyaWrite":
@@ -201,9 +230,7 @@ function parseJson(text: string, name: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(
-      `Invalid configuration: ${name} is not valid JSON (${(error as Error).message})`,
-    );
+    throw new ConfigError(`${name} is not valid JSON (${(error as Error).message})`);
   }
 }
 
@@ -212,9 +239,7 @@ function readFile(path: string, name: string): string {
     return Deno.readTextFileSync(path);
   } catch (error) {
     throw new ConfigError(
-      `Invalid configuration: ${name} names the file "${path}", which cannot be read (${
-        (error as Error).message
-      })`,
+      `${name} names the file "${path}", which cannot be read (${(error as Error).message})`,
     );
   }
 }
@@ -227,42 +252,109 @@ export function isLoopback(host: string): boolean {
   return LOOPBACK_HOSTS.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-/** Builds the config from env and argv; flags win over env. Throws `ConfigError` with every problem. */
+/**
+ * Builds the config from env and argv; flags win over env. Throws one `ConfigError` listing every
+ * problem, each naming the variable or flag it comes from.
+ */
 export function loadConfig(env: Record<string, string | undefined>, args: string[]): Config {
   const raw: Record<string, unknown> = {};
+  /** Where each key's value came from, to name it in a message. */
+  const source: Partial<Record<keyof Config, string>> = {};
+  const problems: string[] = [];
+  const known = new Set(Object.values(ENV_NAMES));
+  for (const name of Object.keys(env).filter((n) => n.startsWith("KLYM_")).sort()) {
+    if (known.has(name)) continue;
+    problems.push(
+      `${name} is not a Klym variable; did you mean ${closest(name, [...known])}? ` +
+        "(the README's configuration table lists them all)",
+    );
+  }
   for (const [key, name] of Object.entries(ENV_NAMES) as [keyof Config, string][]) {
     const value = env[name];
-    if (value === undefined || value === "") continue;
-    raw[key] = fromEnv(key, value, name);
+    if (value === undefined) continue;
+    if (value === "") {
+      problems.push(`${name} is set but empty; give it a value or unset it`);
+      continue;
+    }
+    try {
+      raw[key] = fromEnv(key, value, name);
+      source[key] = name;
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error.message);
+    }
   }
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === "--stdio") {
       raw.stdio = true;
+      source.stdio = "--stdio";
       continue;
     }
     const [flag, inline] = arg.split(/=(.*)/s, 2) as [string, string | undefined];
+    if (flag === "--stdio") {
+      problems.push(`Option "--stdio" takes no value, received "${arg}"; write --stdio alone`);
+      continue;
+    }
     const key = FLAGS[flag];
     if (!key) {
-      throw new ConfigError(
-        `Unknown option "${arg}"; known: --stdio, ${Object.keys(FLAGS).join(", ")}`,
+      const options = ["--stdio", ...Object.keys(FLAGS)];
+      problems.push(
+        `Unknown option "${arg}"${
+          flag.startsWith("--") ? `; did you mean ${closest(flag, options)}?` : ""
+        }; known: ${options.join(", ")}`,
       );
+      break; // What follows may be its value: the rest of the line cannot be read reliably.
     }
-    const value = inline ?? args[++i];
-    if (value === undefined) throw new ConfigError(`Option "${flag}" needs a value`);
+    let value = inline;
+    if (value === undefined && args[i + 1] !== undefined && !args[i + 1]!.startsWith("--")) {
+      value = args[++i];
+    }
+    if (value === undefined || value === "") {
+      problems.push(`Option "${flag}" needs a value: ${flag} <value> or ${flag}=<value>`);
+      continue;
+    }
     raw[key] = value;
+    source[key] = flag;
   }
   const parsed = ConfigSchema.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
+    for (const issue of parsed.error.issues) {
       const [key, ...rest] = issue.path as [keyof Config | undefined, ...PropertyKey[]];
-      const name = key ? ENV_NAMES[key] : "config";
+      const name = key ? source[key] ?? ENV_NAMES[key] : "config";
       const where = rest.length ? ` at ${rest.join(".")}` : "";
-      return `${name}${where}: ${issue.message}`;
-    });
-    throw new ConfigError(`Invalid configuration: ${problems.join("; ")}`);
+      problems.push(`${name}${where}: ${issue.message}`);
+    }
   }
-  return parsed.data;
+  if (problems.length) throw new ConfigError(`Invalid configuration: ${problems.join("; ")}`);
+  return parsed.data!;
+}
+
+/** The candidate nearest to `name` by edit distance, for "did you mean" hints. */
+export function closest(name: string, candidates: readonly string[]): string {
+  let best = candidates[0] ?? "";
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = editDistance(name, candidate);
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 /** What a task needs to know to reach grynya. */

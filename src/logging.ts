@@ -4,12 +4,8 @@
  */
 import { configure, getStreamSink, jsonLinesFormatter, type LogLevel } from "@logtape/logtape";
 
-const LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
-
-export async function setupLogging(level: string | undefined): Promise<void> {
-  const lowestLevel = (LEVELS as readonly string[]).includes(level ?? "")
-    ? level as LogLevel
-    : "info";
+/** `lowestLevel` comes from the validated config (`KLYM_LOG_LEVEL`), so it is never guessed here. */
+export async function setupLogging(lowestLevel: LogLevel): Promise<void> {
   await configure({
     sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter: jsonLinesFormatter }) },
     loggers: [

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, grynyaSettings, loadConfig } from "../src/config.ts";
+import { ConfigError, ENV_NAMES, FLAGS, grynyaSettings, loadConfig } from "../src/config.ts";
 import { ModelCatalog } from "../src/llm/model_catalog.ts";
 
 Deno.test("config has the documented defaults", () => {
@@ -32,13 +32,168 @@ Deno.test("flags win over env, in both --flag value and --flag=value forms", () 
 Deno.test("a bad value names the variable and the rule", () => {
   assert.throws(() => loadConfig({ KLYM_MAX_CONCURRENT: "0" }, []), (e: Error) => {
     assert.ok(e instanceof ConfigError);
-    assert.match(e.message, /KLYM_MAX_CONCURRENT: .*>=1/);
+    assert.match(e.message, /KLYM_MAX_CONCURRENT: must be between 1 and 1024, received 0/);
     return true;
   });
   assert.throws(() => loadConfig({ KLYM_PORT: "seventy" }, []), /KLYM_PORT/);
   assert.throws(() => loadConfig({ KLYM_GRYNYA_URL: "ftp://x" }, []), /KLYM_GRYNYA_URL/);
   assert.throws(() => loadConfig({}, ["--nope"]), /Unknown option "--nope"/);
   assert.throws(() => loadConfig({}, ["--port"]), /"--port" needs a value/);
+});
+
+Deno.test("every invalid value is a ConfigError naming its variable or flag", () => {
+  const cases: [Record<string, string>, string[], RegExp][] = [
+    [{}, ["--port="], /Option "--port" needs a value/],
+    [{}, ["--port", "--stdio"], /Option "--port" needs a value/],
+    [{}, ["--tasks-dir"], /Option "--tasks-dir" needs a value/],
+    [{}, ["--port", "-1"], /--port: must be between 0 and 65535, received -1/],
+    [{}, ["--port=80x"], /--port: must be a whole number, received "80x"/],
+    [{}, ["--max-concurrent=0"], /--max-concurrent: must be between 1 and 1024/],
+    [{}, ["--grynya-transport", "ws"], /--grynya-transport: .*"auto"\|"sse"\|"http"/],
+    [{}, ["--stdio=yes"], /Option "--stdio" takes no value/],
+    [{}, ["--prot", "80"], /Unknown option "--prot"; did you mean --port\?/],
+    [{ KLYM_PORT: "" }, [], /KLYM_PORT is set but empty/],
+    [{ KLYM_TASKS_DIR: "" }, [], /KLYM_TASKS_DIR is set but empty/],
+    [{ KLYM_PORT: "1e3" }, [], /KLYM_PORT: must be a whole number, received "1e3"/],
+    [{ KLYM_PORT: " 80" }, [], /KLYM_PORT: must be a whole number/],
+    [{ KLYM_PORT: "0x50" }, [], /KLYM_PORT: must be a whole number/],
+    [{ KLYM_MAX_CONCURRENT: "1.5" }, [], /KLYM_MAX_CONCURRENT: must be a whole number/],
+    [{ KLYM_RETENTION_S: "0" }, [], /KLYM_RETENTION_S: must be between 1 and/],
+    [{ KLYM_STDIO: "yes" }, [], /KLYM_STDIO: must be 1, true, 0 or false, received "yes"/],
+    [{ KLYM_STDIO: "TRUE" }, [], /KLYM_STDIO: must be 1, true, 0 or false/],
+    [{ KLYM_LOG_LEVEL: "warn" }, [], /KLYM_LOG_LEVEL: .*"warning"/],
+    [{ KLYM_GRYNYA_TRANSPORT: "ws" }, [], /KLYM_GRYNYA_TRANSPORT: /],
+    [{ KLYM_GRYNYA_HEADERS: "[]" }, [], /KLYM_GRYNYA_HEADERS: /],
+    [{ KLYM_OPENAI_COMPATIBLE_URL: "localhost:11434" }, [], /KLYM_OPENAI_COMPATIBLE_URL: /],
+    [{ KLYM_AUTH_TOKEN: "short" }, [], /KLYM_AUTH_TOKEN: must be at least 16 characters/],
+    [
+      { KLYM_MAX_CONCURENT: "3" },
+      [],
+      /KLYM_MAX_CONCURENT is not a Klym variable; did you mean KLYM_MAX_CONCURRENT\?/,
+    ],
+    [{ KLYM_LOGLEVEL: "info" }, [], /KLYM_LOGLEVEL .*did you mean KLYM_LOG_LEVEL\?/],
+  ];
+  for (const [env, args, pattern] of cases) {
+    const what = JSON.stringify({ env, args });
+    assert.throws(() => loadConfig(env, args), (e: Error) => {
+      assert.ok(e instanceof ConfigError, `${what}: ${e.name} is a ConfigError`);
+      assert.match(e.message, pattern, what);
+      return true;
+    }, what);
+  }
+});
+
+Deno.test("booleans are exactly 1, true, 0 or false; the log level is one of six", () => {
+  for (const [text, value] of [["1", true], ["true", true], ["0", false], ["false", false]]) {
+    assert.equal(loadConfig({ KLYM_STDIO: String(text) }, []).stdio, value, String(text));
+  }
+  assert.equal(loadConfig({}, []).logLevel, "info");
+  for (const level of ["trace", "debug", "info", "warning", "error", "fatal"]) {
+    assert.equal(loadConfig({ KLYM_LOG_LEVEL: level }, []).logLevel, level);
+  }
+});
+
+Deno.test("every problem is reported at once", () => {
+  assert.throws(
+    () => loadConfig({ KLYM_PORT: "x", KLYM_STDIO: "on", KLYM_MAX_QUEUD: "1" }, ["--host="]),
+    (e: Error) => {
+      for (const name of ["KLYM_PORT", "KLYM_STDIO", "KLYM_MAX_QUEUD", "--host"]) {
+        assert.match(e.message, new RegExp(name));
+      }
+      return true;
+    },
+  );
+});
+
+Deno.test("main.ts exits 2 with a message naming a bad variable, before it logs anything", async () => {
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  const run = async (env: Record<string, string>, args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-worker-options", main, ...args],
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return {
+      code: out.code,
+      stdout: new TextDecoder().decode(out.stdout),
+      stderr: new TextDecoder().decode(out.stderr),
+    };
+  };
+  const typo = await run({ KLYM_MAX_CONCURENT: "3" }, ["--port", "0"]);
+  assert.equal(typo.code, 2, typo.stderr);
+  assert.equal(typo.stdout, "");
+  assert.equal(
+    typo.stderr.trim(),
+    "klym: Invalid configuration: KLYM_MAX_CONCURENT is not a Klym variable; " +
+      "did you mean KLYM_MAX_CONCURRENT? (the README's configuration table lists them all)",
+  );
+  const level = await run({ KLYM_LOG_LEVEL: "warn" }, ["--port", "0"]);
+  assert.equal(level.code, 2, level.stderr);
+  assert.match(level.stderr, /^klym: Invalid configuration: KLYM_LOG_LEVEL: /);
+  const flag = await run({}, ["--port="]);
+  assert.equal(flag.code, 2, flag.stderr);
+  assert.match(flag.stderr, /^klym: Invalid configuration: Option "--port" needs a value/);
+  const version = await run({}, ["--version"]);
+  assert.equal(version.code, 0, version.stderr);
+  assert.match(version.stdout, /^klym \d+\.\d+\.\d+\S*\n$/);
+});
+
+/** The README's configuration table: env name → { flag, default } per row. */
+function readmeConfigTable(): Map<string, { flag: string; default: string }> {
+  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+  const section = readme.split(/^## Configuration$/m)[1]!.split(/^## /m)[0]!;
+  const rows = new Map<string, { flag: string; default: string }>();
+  for (const line of section.split("\n")) {
+    const cells = line.split("|").slice(1, -1).map((c) => c.trim());
+    const env = cells[0]?.match(/^`(KLYM_[A-Z0-9_]+)`$/)?.[1];
+    if (env) rows.set(env, { flag: cells[1] ?? "", default: cells[2] ?? "" });
+  }
+  return rows;
+}
+
+Deno.test("the README's configuration table documents every variable, and only those", () => {
+  const documented = readmeConfigTable();
+  const known = Object.values(ENV_NAMES);
+  assert.ok(known.length >= 40);
+  assert.deepEqual(
+    known.filter((name) => !documented.has(name)),
+    [],
+    "variables missing from the README table",
+  );
+  assert.deepEqual(
+    [...documented.keys()].filter((name) => !known.includes(name)),
+    [],
+    "README rows naming no variable of the config",
+  );
+  // Flags: each row's flag is the one the config reads for that variable.
+  for (const [flag, key] of Object.entries(FLAGS)) {
+    assert.equal(documented.get(ENV_NAMES[key])?.flag, `\`${flag}\``, `${ENV_NAMES[key]} flag`);
+  }
+  // Defaults written as a plain value must be the config's own.
+  const defaults = loadConfig({}, []) as Record<string, unknown>;
+  for (const [key, name] of Object.entries(ENV_NAMES)) {
+    const text = documented.get(name)!.default.match(/^`([^`]*)`$/)?.[1];
+    if (text !== undefined) assert.equal(text, String(defaults[key]), `${name} default`);
+  }
+});
+
+Deno.test("loading the config loads no model provider package", () => {
+  const seen = new Set<string>();
+  const external: string[] = [];
+  const visit = (url: URL) => {
+    if (seen.has(url.href)) return;
+    seen.add(url.href);
+    const text = Deno.readTextFileSync(url);
+    for (const [, spec] of text.matchAll(/^\s*(?:import|export)\b[^"']*?["']([^"']+)["']/gm)) {
+      if (spec!.startsWith(".")) visit(new URL(spec!, url));
+      else external.push(spec!);
+    }
+  };
+  visit(new URL("../src/config.ts", import.meta.url));
+  assert.ok(seen.size >= 2, "followed the config's local imports");
+  assert.deepEqual(external.filter((s) => s === "ai" || s.startsWith("@ai-sdk/")), []);
 });
 
 Deno.test("the default timeout may not exceed the maximum", () => {

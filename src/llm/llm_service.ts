@@ -5,7 +5,8 @@
  */
 import { generateText, jsonSchema, type ModelMessage, tool, type ToolSet } from "ai";
 import type { LlmRequest, LlmResponse } from "../protocol.ts";
-import { type ModelCatalog, ModelSpecError } from "./model_catalog.ts";
+import type { ModelCatalog } from "./model_catalog.ts";
+import { ModelSpecError } from "./model_id.ts";
 import type { Sampler } from "./sampling.ts";
 import { linkedAbort } from "../abort.ts";
 

@@ -8,54 +8,15 @@ import { createAnthropic } from "@ai-sdk/anthropic";
 import { createGoogleGenerativeAI } from "@ai-sdk/google";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
-
-export const PROVIDERS = ["openai", "openai-compatible", "ollama", "anthropic", "google"] as const;
-export type Provider = (typeof PROVIDERS)[number];
+import { type ModelSettings, ModelSpecError, parseModelId, type Provider } from "./model_id.ts";
 
 const OLLAMA_URL = "http://127.0.0.1:11434/v1";
-
-export interface ModelSettings {
-  model?: string | undefined;
-  models: string[];
-  openaiCompatibleUrl?: string | undefined;
-  openaiCompatibleKey?: string | undefined;
-}
 
 export interface ModelInfo {
   readonly id: string;
   readonly provider: Provider;
   readonly name: string;
   readonly isDefault: boolean;
-}
-
-export class ModelSpecError extends Error {
-  override name = "ModelSpecError";
-}
-
-/** Checks a `provider:model` string; the message says what is wrong and how to fix it. */
-export function parseModelId(
-  id: string,
-  settings: ModelSettings,
-): { provider: Provider; name: string } {
-  const colon = id.indexOf(":");
-  const provider = id.slice(0, colon) as Provider;
-  const name = id.slice(colon + 1);
-  if (colon < 1 || !name) {
-    throw new ModelSpecError(
-      `Model "${id}" must be written provider:model, e.g. openai:gpt-4o-mini`,
-    );
-  }
-  if (!PROVIDERS.includes(provider)) {
-    throw new ModelSpecError(
-      `Model "${id}" names an unknown provider "${provider}"; known: ${PROVIDERS.join(", ")}`,
-    );
-  }
-  if (provider === "openai-compatible" && !settings.openaiCompatibleUrl) {
-    throw new ModelSpecError(
-      `Model "${id}" needs KLYM_OPENAI_COMPATIBLE_URL (a base URL ending in /v1)`,
-    );
-  }
-  return { provider, name };
 }
 
 export class ModelCatalog {

@@ -135,8 +135,13 @@ Deno.test("bad input gets a tool error naming the field and the fix", async () =
     await callError(client, "check_task_status", { task_id: task.task_id, log_cursor: 4 }),
     /"log_cursor" 4 is past the task's last log line \(3\)/,
   );
-  // None of it disturbed the server.
-  assert.equal((await call(client, "list_tasks", {})).tasks instanceof Array, true);
+  // None of the refused calls created a task: the one task listed is the hello that ran.
+  const listed = await call<{ tasks: { task_id: string; status: string }[] }>(
+    client,
+    "list_tasks",
+    {},
+  );
+  assert.deepEqual(listed.tasks.map((t) => [t.task_id, t.status]), [[task.task_id, "succeeded"]]);
 });
 
 Deno.test("a reader behind the log limit is told what it missed, and code_started_at is reported", async () => {
