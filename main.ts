@@ -1,11 +1,13 @@
 /**
  * Klym: an MCP server that runs long tasks in the background.
- * Reads config, wires the parts, serves; `--task-host` makes this binary a task's own process.
+ * Reads config, wires the parts, serves; `--task-host` makes this binary a task's own process, and
+ * a CLI command (`klym tasks`, `klym logs -f ID`, …) makes it a client of a running Klym.
  */
 import { ConfigError, loadConfig } from "./src/config.ts";
 import { setupLogging } from "./src/logging.ts";
 import { startKlym } from "./src/klym.ts";
 import { runHost } from "./src/worker/host.ts";
+import { CLI_COMMANDS, runCli } from "./src/cli/cli.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 
@@ -14,7 +16,7 @@ async function main(): Promise<number> {
     await runHost();
     return 0;
   }
-  await setupLogging(Deno.env.get("KLYM_LOG_LEVEL"));
+  if (CLI_COMMANDS.has(Deno.args[0] ?? "")) return await runCli(Deno.args, Deno.env.toObject());
   let config;
   try {
     config = loadConfig(Deno.env.toObject(), Deno.args);
@@ -23,6 +25,7 @@ async function main(): Promise<number> {
     Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
     return 2;
   }
+  await setupLogging(Deno.env.get("KLYM_LOG_LEVEL"), config.logFormat);
   const klym = await startKlym(config);
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];

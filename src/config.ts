@@ -67,6 +67,8 @@ export const ConfigSchema = z.object({
   maxRequestBodyBytes: int(1024, 64 * 1024 ** 2).default(4 * 1024 * 1024),
   sessionIdleS: int(1, 86_400).default(1800),
   maxSessions: int(1, 100_000).default(256),
+  /** Klym's own log: human lines (`pretty`) or JSON lines; unset, pretty on a terminal only. */
+  logFormat: z.enum(["pretty", "json"]).optional(),
 }).superRefine((c, ctx) => {
   if (c.defaultTimeoutS > c.maxTimeoutS) {
     ctx.addIssue({
@@ -136,6 +138,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   maxRequestBodyBytes: "KLYM_MAX_REQUEST_BODY_BYTES",
   sessionIdleS: "KLYM_SESSION_IDLE_S",
   maxSessions: "KLYM_MAX_SESSIONS",
+  logFormat: "KLYM_LOG_FORMAT",
 };
 
 const FLAGS: Record<string, keyof Config> = {

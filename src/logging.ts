@@ -1,17 +1,25 @@
 /**
- * The server's own log: structured lines on stderr (stdout belongs to the protocol in stdio mode),
- * with levels and a category per part.
+ * The server's own log on stderr (stdout belongs to the protocol in stdio mode), with levels and a
+ * category per part: human lines on a terminal, JSON lines otherwise (`KLYM_LOG_FORMAT`).
  */
 import { configure, getStreamSink, jsonLinesFormatter, type LogLevel } from "@logtape/logtape";
+import { chooseLogFormat, type LogFormat, prettyFormatter } from "./log_format.ts";
 
 const LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
 
-export async function setupLogging(level: string | undefined): Promise<void> {
+export async function setupLogging(
+  level: string | undefined,
+  format?: LogFormat | undefined,
+): Promise<void> {
   const lowestLevel = (LEVELS as readonly string[]).includes(level ?? "")
     ? level as LogLevel
     : "info";
+  const terminal = Deno.stderr.isTerminal();
+  const formatter = chooseLogFormat(format, terminal) === "json"
+    ? jsonLinesFormatter
+    : prettyFormatter(terminal && !Deno.env.get("NO_COLOR"));
   await configure({
-    sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter: jsonLinesFormatter }) },
+    sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter }) },
     loggers: [
       { category: ["klym"], lowestLevel, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },

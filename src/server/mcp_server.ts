@@ -4,8 +4,9 @@ import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { registerTaskTools } from "./task_tools.ts";
 import { registerLlmTools } from "./llm_tools.ts";
+import { VERSION } from "../version.ts";
 
-export const SERVER_INFO = { name: "klym", version: "0.1.0" } as const;
+export const SERVER_INFO = { name: "klym", version: VERSION } as const;
 
 export function createMcpServer(registry: TaskRegistry, config: Config): McpServer {
   const server = new McpServer(SERVER_INFO, {

@@ -32,7 +32,7 @@ const TaskId = z.string({
   .min(1, '"task_id" must not be empty')
   .max(128, '"task_id" is too long; pass the id returned by start_async_agent_task');
 
-const Summary = z.object({
+export const Summary = z.object({
   task_id: z.string(),
   kind: z.string(),
   status: Status,
@@ -45,7 +45,8 @@ const Summary = z.object({
   error: Failure.optional(),
 });
 
-function summary(task: TaskRecord): z.infer<typeof Summary> {
+/** A task as the tools (and the dashboard) show it. */
+export function summary(task: TaskRecord): z.infer<typeof Summary> {
   const state = task.state;
   const startedAt = startedAtOf(state);
   return {

@@ -21,6 +21,7 @@ import { isTerminal, type TaskState, type TaskStatus, transition } from "./task_
 import type { ProcessPool } from "./process_pool.ts";
 import type { ProcessExit, TaskProcess } from "./task_process.ts";
 import type { KindCatalog } from "./kind_catalog.ts";
+import { TaskEvents } from "./task_events.ts";
 
 const logger = getLogger(["klym", "tasks"]);
 
@@ -98,6 +99,8 @@ export class TaskRegistry {
   #closing = false;
   #counter = 0;
   #idle: PromiseWithResolvers<void> | undefined;
+  /** Admissions, status and progress changes, and new log lines, for live views. */
+  readonly events = new TaskEvents();
 
   constructor(
     readonly limits: RegistryLimits,
@@ -134,6 +137,7 @@ export class TaskRegistry {
     this.#tasks.set(task.id, task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);
     this.#queue.push(task);
+    this.events.emit({ type: "task", id: task.id });
     this.#pump();
     return task;
   }
@@ -218,6 +222,11 @@ export class TaskRegistry {
     return counts;
   }
 
+  /** The process id of a running task, for resource figures; `undefined` when it has none. */
+  pidOf(id: string): number | undefined {
+    return this.#running.get(id)?.process.pid;
+  }
+
   /** Ends a task as `cancelled`; a finished task keeps its status (idempotent). */
   cancel(id: string, reason = "cancelled by the client"): TaskRecord {
     const task = this.get(id);
@@ -280,6 +289,7 @@ export class TaskRegistry {
       llmAbort: new AbortController(),
       llmCalls: new Map(),
     });
+    this.events.emit({ type: "task", id: task.id });
     const timer = setTimeout(() => {
       this.#settle(task, "timed_out", {
         code: "timed_out",
@@ -315,13 +325,18 @@ export class TaskRegistry {
 
   #onEvent(task: TaskRecord, event: TaskEvent): void {
     // Lines written while a cancelled task winds down are kept; nothing else counts after the end.
-    if (event.type === "log") return task.logs.append(event.stream, event.text, event.time);
+    if (event.type === "log") {
+      task.logs.append(event.stream, event.text, event.time);
+      this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
+      return;
+    }
     if (isTerminal(task.state)) return;
     switch (event.type) {
       case "ready":
         return;
       case "running":
         task.codeStartedAt = event.time;
+        this.events.emit({ type: "task", id: task.id });
         return;
       case "progress":
         task.progress = {
@@ -329,6 +344,7 @@ export class TaskRegistry {
           ...(event.total === undefined ? {} : { total: event.total }),
           ...(event.message === undefined ? {} : { message: event.message }),
         };
+        this.events.emit({ type: "task", id: task.id });
         return;
       case "result":
         this.#settle(task, "succeeded", event.value);
@@ -373,6 +389,7 @@ export class TaskRegistry {
     }
     this.#finished.push(task.id);
     logger.info("Task {taskId} ({kind}) {status}", { taskId: task.id, kind: task.kind, status });
+    this.events.emit({ type: "task", id: task.id });
     this.#trimFinished();
     this.#updateIdle();
   }
