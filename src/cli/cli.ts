@@ -99,14 +99,12 @@ function printTask(output: Output, task: Status): void {
   const duration = runTime(task);
   if (duration !== undefined) rows.push(["duration", humanDuration(duration)]);
   if (task.progress) rows.push(["progress", progressBar(task.progress)]);
-  rows.push(["logs", `${task.next_log_cursor} lines (klym logs ${task.task_id})`]);
+  rows.push(["logs", `klym logs ${task.task_id}`]);
   if (task.error) rows.push(["error", `${task.error.code}: ${inert(task.error.message)}`]);
   output.out(table(rows.map(([k, v]) => [output.paint("bold", k), v])));
   if (task.status === "succeeded") {
     output.out(
-      `${output.paint("bold", "result")}\n${
-        inert(JSON.stringify(task.result, null, 2)).replaceAll("\\x0a", "\n")
-      }\n`,
+      `${output.paint("bold", "result")}\n${inert(JSON.stringify(task.result, null, 2))}\n`,
     );
   }
 }

@@ -30,7 +30,13 @@ export function serverUrl(given: string | undefined): URL {
 }
 
 function describe(error: unknown, url: URL): string {
-  const message = error instanceof Error ? error.message : String(error);
+  // fetch failures keep the reason (connection refused, DNS) in their `cause` chain.
+  const parts: string[] = [];
+  for (let e: unknown = error; e !== undefined && parts.length < 5;) {
+    parts.push(e instanceof Error ? e.message : String(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  const message = parts.join(": ");
   if (/\b401\b|Unauthorized/i.test(message)) {
     return `Klym at ${url.origin} refused the request: set KLYM_AUTH_TOKEN to the server's token`;
   }
