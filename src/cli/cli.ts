@@ -54,6 +54,8 @@ interface Command {
   readonly flags: Record<string, FlagSpec>;
   readonly flagHelp: readonly [string, string][];
   readonly args: number;
+  /** Checks the flags' values before connecting; throws `UsageError`. */
+  check?(parsed: Parsed): void;
   run(client: KlymClient, parsed: Parsed, output: Output, json: boolean): Promise<number>;
 }
 
@@ -152,13 +154,18 @@ const COMMANDS: Record<string, Command> = {
       ["--limit N", "at most N tasks (1-1000, default 50)"],
     ],
     args: 0,
-    async run(client, parsed, output, json) {
+    check(parsed) {
       const status = flag(parsed, "status");
       if (status !== undefined && !STATUSES.includes(status)) {
         throw new UsageError(
           `"--status" must be one of ${STATUSES.join(", ")}, received "${status}"`,
         );
       }
+      const limit = flag(parsed, "limit");
+      if (limit !== undefined) intFlag("limit", limit, 1, 1000);
+    },
+    async run(client, parsed, output, json) {
+      const status = flag(parsed, "status");
       const limitText = flag(parsed, "limit");
       const answer = await client.call<{ tasks: Summary[]; counts: Record<string, number> }>(
         "list_tasks",
@@ -255,6 +262,11 @@ const COMMANDS: Record<string, Command> = {
       ["--wait", "show progress and wait until the task ends; print its result"],
     ],
     args: 1,
+    check(parsed) {
+      const timeout = flag(parsed, "timeout");
+      if (timeout !== undefined) intFlag("timeout", timeout, 1, 86_400);
+      paramsFrom(parsed.flags.get("param") ?? []);
+    },
     async run(client, parsed, output, json) {
       const timeout = flag(parsed, "timeout");
       const prompt = flag(parsed, "prompt");
@@ -385,6 +397,7 @@ export async function runCli(
         } (${command.usage}), received ${parsed.positional.length}`,
       );
     }
+    command.check?.(parsed);
     const url = serverUrl(flag(parsed, "url") ?? env.KLYM_URL);
     await using client = await connectKlym(url, env.KLYM_AUTH_TOKEN || undefined);
     return await command.run(client, parsed, output, has(parsed, "json"));
