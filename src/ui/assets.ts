@@ -89,7 +89,7 @@ header { display: flex; align-items: center; gap: 1rem; padding: .6rem 1.2rem;
   border-bottom: 1px solid var(--line); }
 header h1 { font-size: 1.2rem; margin: 0; }
 header form { margin-left: auto; }
-main { padding: 1rem 1.2rem; display: grid; gap: 1.2rem; grid-template-columns: minmax(0, 1fr) 20rem; }
+main { padding: 1rem 1.2rem; display: grid; gap: 1.2rem; grid-template-columns: minmax(0, 1fr) 25rem; }
 #server { grid-column: 2; grid-row: 1; align-self: start; }
 #list-view, #task-view { grid-column: 1; grid-row: 1; }
 @media (max-width: 900px) { main { grid-template-columns: 1fr; } #server { grid-column: 1; grid-row: 2; } }
@@ -98,6 +98,8 @@ h2 { font-size: 1.05rem; margin: 0 0 .6rem; } h3 { font-size: .95rem; margin: 1r
 .bar { display: flex; align-items: center; gap: 1rem; justify-content: space-between; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
+#procs th, #procs td { padding: .3rem .3rem; font-size: .82rem; }
+#procs td:first-child { max-width: 9rem; overflow: hidden; text-overflow: ellipsis; }
 th { font-weight: 600; color: var(--muted); font-size: .85rem; }
 td code, dd code { font-size: .85rem; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem .8rem; margin: 0 0 .6rem; }

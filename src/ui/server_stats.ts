@@ -28,17 +28,24 @@ export interface ServerStats {
   readonly model: string;
 }
 
-/** CPU ticks (user + system) and resident bytes of `pid` from `/proc`; `undefined` elsewhere. */
-export function readProcFigures(pid: number): { ticks: number; rssBytes: number } | undefined {
+/**
+ * CPU ticks (user + system), seconds since the process started, and resident bytes of `pid` from
+ * `/proc`; `undefined` elsewhere.
+ */
+export function readProcFigures(
+  pid: number,
+): { ticks: number; ageS: number; rssBytes: number } | undefined {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     // The command name may hold spaces and parentheses: fields start after the last ")".
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const ticks = Number(fields[11]) + Number(fields[12]);
+    const startTicks = Number(fields[19]);
+    const uptimeS = Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]);
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
     const rssKb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1]);
-    if (!Number.isFinite(ticks) || !Number.isFinite(rssKb)) return undefined;
-    return { ticks, rssBytes: rssKb * 1024 };
+    if (![ticks, startTicks, uptimeS, rssKb].every(Number.isFinite)) return undefined;
+    return { ticks, ageS: uptimeS - startTicks / CLOCK_TICKS_PER_S, rssBytes: rssKb * 1024 };
   } catch {
     return undefined;
   }
@@ -106,10 +113,11 @@ export class ServerStatsSource {
       const before = this.#previous.get(pid);
       let cpu: number | null = null;
       if (figures) {
-        if (before && now > before.at) {
-          const seconds = (figures.ticks - before.ticks) / CLOCK_TICKS_PER_S;
-          cpu = Math.max(0, Math.round((seconds / ((now - before.at) / 1000)) * 1000) / 10);
-        }
+        // Since the previous sample; the first one averages over the process's life.
+        const [usedS, spanS] = before && now > before.at
+          ? [(figures.ticks - before.ticks) / CLOCK_TICKS_PER_S, (now - before.at) / 1000]
+          : [figures.ticks / CLOCK_TICKS_PER_S, figures.ageS];
+        if (spanS > 0) cpu = Math.max(0, Math.round((usedS / spanS) * 1000) / 10);
         this.#previous.set(pid, { ticks: figures.ticks, at: now });
       }
       processes.push({
