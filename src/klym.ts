@@ -85,7 +85,7 @@ export async function startKlym(config: Config): Promise<Klym> {
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `http://${host}:${addr.port}`;
   logger.info(
-    "Serving MCP at {url}/mcp (Streamable HTTP) and {url}/sse (SSE), dashboard at {url}/ui",
+    "Serving MCP at {url}/mcp and the dashboard at {url}/ui",
     {
       url,
       version: VERSION,
