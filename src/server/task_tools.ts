@@ -32,7 +32,7 @@ const TaskId = z.string({
   .min(1, '"task_id" must not be empty')
   .max(128, '"task_id" is too long; pass the id returned by start_async_agent_task');
 
-export const Summary = z.object({
+const Summary = z.object({
   task_id: z.string(),
   kind: z.string(),
   status: Status,

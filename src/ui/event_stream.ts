@@ -97,6 +97,15 @@ export class EventStreams {
     };
     const tick = () => {
       if (closed) return;
+      try {
+        flush();
+      } catch (error) {
+        // The client went away between two ticks: the stream can take no more.
+        logger.debug("Dashboard stream ended: {error}", { error });
+        close();
+      }
+    };
+    const flush = () => {
       const now = Date.now();
       if ((controller.desiredSize ?? 0) <= 0) {
         slowSince ??= now;
@@ -119,7 +128,12 @@ export class EventStreams {
         lastStats = now;
         this.stats().then(
           (figures) => {
-            if (!closed && (controller.desiredSize ?? 0) > 0) send("server", figures);
+            if (closed || (controller.desiredSize ?? 0) <= 0) return;
+            try {
+              send("server", figures);
+            } catch {
+              close();
+            }
           },
           (error) => logger.warn("Server figures failed: {error}", { error }),
         ).finally(() => statsPending = false);

@@ -96,6 +96,15 @@ export class UiApp {
   }
 
   readonly fetch = async (req: Request, url: URL): Promise<Response> => {
+    try {
+      return await this.#route(req, url);
+    } catch (error) {
+      logger.error("Dashboard request failed: {error}", { error });
+      return json({ error: "Internal server error" }, 500);
+    }
+  };
+
+  async #route(req: Request, url: URL): Promise<Response> {
     const path = url.pathname;
     const method = req.method;
     if (path === "/ui/app.js" && method === "GET") {
@@ -131,10 +140,9 @@ export class UiApp {
           error.code === "TASK_NOT_FOUND" ? 404 : 400,
         );
       }
-      logger.error("Dashboard request failed: {error}", { error });
-      return json({ error: "Internal server error" }, 500);
+      throw error;
     }
-  };
+  }
 
   async #api(req: Request, url: URL): Promise<Response> {
     const path = url.pathname;
