@@ -64,8 +64,9 @@ Deno.test("the dashboard logs in with the token, shows a task started over MCP w
   await waitFinal(client, String(hello.task_id));
   await waitFinal(client, String(failing.task_id));
   const started = await call(client, "start_async_agent_task", {
-    kind: "sleep",
-    params: { ms: 120_000, tick_ms: 200 },
+    kind: "steps",
+    prompt: "Index the graph",
+    params: { steps: 600, tick_ms: 200 },
   });
   const id = String(started.task_id);
 
@@ -111,9 +112,16 @@ Deno.test("the dashboard logs in with the token, shows a task started over MCP w
       first,
     );
     const lines = await logTexts(page);
-    assert.deepEqual(
-      lines.slice(0, 4),
-      [0, 1, 2, 3].map((n) => ({ stream: "stdout", text: `tick ${n}` })),
+    assert.deepEqual(lines.slice(0, 5), [
+      { stream: "stdout", text: "step 1: indexed 128 nodes" },
+      { stream: "stdout", text: "step 2: indexed 256 nodes" },
+      { stream: "stdout", text: "step 3: indexed 384 nodes" },
+      { stream: "stdout", text: "step 4: indexed 512 nodes" },
+      { stream: "stderr", text: "step 4: slow reply from grynya" },
+    ]);
+    assert.match(
+      await page.$eval("#task-progress-text", (e) => e.textContent ?? ""),
+      /^\d+ \/ 600 · step \d+$/,
     );
     const serverPanel = await page.$eval("#server", (e) => e.textContent ?? "");
     assert.match(serverPanel, /Running1/);
