@@ -1,12 +1,14 @@
 /**
  * Klym: an MCP server that runs long tasks in the background.
- * Reads config, wires the parts, serves; `--task-host` makes this binary a task's own process.
+ * Reads config, wires the parts, serves; `--task-host` makes this binary a task's own process, and
+ * a CLI command (`klym tasks`, `klym logs -f ID`, …) makes it a client of a running Klym.
  */
 import { ConfigError, loadConfig } from "./src/config.ts";
 import { setupLogging } from "./src/logging.ts";
 import { startKlym } from "./src/klym.ts";
 import { runHost } from "./src/host/host.ts";
 import { VERSION } from "./src/version.ts";
+import { CLI_COMMANDS, runCli } from "./src/cli/cli.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 
@@ -19,6 +21,7 @@ async function main(): Promise<number> {
     Deno.stdout.writeSync(new TextEncoder().encode(`klym ${VERSION}\n`));
     return 0;
   }
+  if (CLI_COMMANDS.has(Deno.args[0] ?? "")) return await runCli(Deno.args, Deno.env.toObject());
   // The config is validated before logging is set up, so even KLYM_LOG_LEVEL is never guessed.
   let config;
   try {
@@ -28,7 +31,7 @@ async function main(): Promise<number> {
     Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
     return 2;
   }
-  await setupLogging(config.logLevel);
+  await setupLogging(config.logLevel, config.logFormat);
   const klym = await startKlym(config);
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];

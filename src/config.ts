@@ -111,6 +111,8 @@ export const ConfigSchema = z.object({
   maxSessions: int(1, 100_000).default(256),
   /** Lowest level of Klym's own log on stderr. */
   logLevel: z.enum(LOG_LEVELS).default("info"),
+  /** Klym's own log: human lines (`pretty`) or JSON lines; unset, pretty on a terminal only. */
+  logFormat: z.enum(["pretty", "json"]).optional(),
 }).superRefine((c, ctx) => {
   if (c.defaultTimeoutS > c.maxTimeoutS) {
     ctx.addIssue({
@@ -198,6 +200,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   sessionIdleS: "KLYM_SESSION_IDLE_S",
   maxSessions: "KLYM_MAX_SESSIONS",
   logLevel: "KLYM_LOG_LEVEL",
+  logFormat: "KLYM_LOG_FORMAT",
 };
 
 /** Command-line flags, each `--flag value` or `--flag=value`; `--stdio` alone switches stdio on. */

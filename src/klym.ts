@@ -1,4 +1,7 @@
-/** Wires the parts together: task registry, process pool, and the MCP face over HTTP or stdio. */
+/**
+ * Wires the parts together: task registry, process pool, and the MCP face over HTTP (with the
+ * dashboard at `/ui`) or stdio.
+ */
 import { getLogger } from "@logtape/logtape";
 import { StdioServerTransport } from "@modelcontextprotocol/server/stdio";
 import { type Config, grynyaSettings } from "./config.ts";
@@ -7,9 +10,12 @@ import { ProcessPool } from "./tasks/process_pool.ts";
 import { processOptions } from "./tasks/task_process.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
 import { createMcpServer } from "./server/mcp_server.ts";
-import { HttpApp } from "./server/http_app.ts";
+import { HttpApp, sameSecret } from "./server/http_app.ts";
 import { ModelCatalog } from "./llm/model_catalog.ts";
 import { LlmService } from "./llm/llm_service.ts";
+import { UiApp } from "./ui/ui_app.ts";
+import { ServerStatsSource } from "./ui/server_stats.ts";
+import { VERSION } from "./version.ts";
 
 const logger = getLogger(["klym"]);
 
@@ -54,6 +60,13 @@ export async function startKlym(config: Config): Promise<Klym> {
     };
   }
 
+  const model = llm.catalog.defaultId ?? "the client's own model (MCP sampling; no KLYM_MODEL)";
+  const ui = new UiApp({
+    registry,
+    authToken: config.authToken,
+    sameSecret,
+    stats: new ServerStatsSource(registry, config.grynyaUrl, model, VERSION),
+  });
   const app: HttpApp = new HttpApp({
     config,
     createServer: () => createMcpServer(registry, config),
@@ -61,6 +74,7 @@ export async function startKlym(config: Config): Promise<Klym> {
       tasks: registry.counts(),
       sessions: app.sessionCount,
     }),
+    ui: ui.fetch,
   });
   const { promise: listening, resolve: onListen } = Promise.withResolvers<Deno.NetAddr>();
   const http = Deno.serve({
@@ -71,12 +85,28 @@ export async function startKlym(config: Config): Promise<Klym> {
   const addr = await listening;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `http://${host}:${addr.port}`;
-  logger.info("Serving MCP at {url}/mcp (Streamable HTTP) and {url}/sse (SSE)", { url });
+  logger.info(
+    "Serving MCP at {url}/mcp and the dashboard at {url}/ui",
+    {
+      url,
+      version: VERSION,
+      banner: [
+        ["Klym", VERSION],
+        ["MCP", `${url}/mcp`],
+        ["SSE", `${url}/sse`],
+        ["Dashboard", `${url}/ui`],
+        ["grynya", config.grynyaUrl],
+        ["model", model],
+        ["tasks", config.tasksDir ?? "built-in kinds only (no KLYM_TASKS_DIR)"],
+      ],
+    },
+  );
   return {
     registry,
     url,
     done: new Promise(() => {}),
     async close() {
+      ui.close();
       await registry.shutdown();
       await app.close();
       await http.shutdown();

@@ -1,13 +1,21 @@
 /**
- * The server's own log: structured lines on stderr (stdout belongs to the protocol in stdio mode),
- * with levels and a category per part.
+ * The server's own log on stderr (stdout belongs to the protocol in stdio mode), with levels and a
+ * category per part: human lines on a terminal, JSON lines otherwise (`KLYM_LOG_FORMAT`).
  */
 import { configure, getStreamSink, jsonLinesFormatter, type LogLevel } from "@logtape/logtape";
+import { chooseLogFormat, type LogFormat, prettyFormatter } from "./log_format.ts";
 
 /** `lowestLevel` comes from the validated config (`KLYM_LOG_LEVEL`), so it is never guessed here. */
-export async function setupLogging(lowestLevel: LogLevel): Promise<void> {
+export async function setupLogging(
+  lowestLevel: LogLevel,
+  format?: LogFormat | undefined,
+): Promise<void> {
+  const terminal = Deno.stderr.isTerminal();
+  const formatter = chooseLogFormat(format, terminal) === "json"
+    ? jsonLinesFormatter
+    : prettyFormatter(terminal && !Deno.env.get("NO_COLOR"));
   await configure({
-    sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter: jsonLinesFormatter }) },
+    sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter }) },
     loggers: [
       { category: ["klym"], lowestLevel, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },

@@ -1,2 +1,2 @@
-/** Klym's version. The release workflow rewrites this file from the tag before compiling. */
-export const VERSION = "0.1.0";
+/** Klym's version, written in this one place. The release workflow rewrites it from the tag. */
+export const VERSION = "0.2.0";

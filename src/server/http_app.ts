@@ -1,7 +1,8 @@
 /**
  * Klym over HTTP: Streamable HTTP at `/mcp`, legacy SSE at `/sse` + `/messages`, and `/healthz`.
  * Every MCP route passes the same guards first: Host and Origin against DNS rebinding, the bearer
- * token, and a body cap checked before parsing.
+ * token, and a body cap checked before parsing. The dashboard (`/ui`, when given) passes the Host and
+ * Origin guards and does its own login with the same token.
  */
 import {
   isInitializeRequest,
@@ -42,13 +43,16 @@ export interface HttpAppOptions {
   >;
   createServer: () => McpServer;
   health: () => Record<string, unknown>;
+  /** The dashboard's routes under `/ui`. */
+  ui?: (req: Request, url: URL) => Promise<Response>;
 }
 
 function jsonRpcError(status: number, message: string, code = -32000): Response {
   return Response.json({ jsonrpc: "2.0", error: { code, message }, id: null }, { status });
 }
 
-function sameSecret(a: string, b: string): boolean {
+/** Compares two secrets in time that does not depend on where they differ. */
+export function sameSecret(a: string, b: string): boolean {
   const x = new TextEncoder().encode(a);
   const y = new TextEncoder().encode(b);
   let diff = x.length ^ y.length;
@@ -85,7 +89,13 @@ export class HttpApp {
     if (url.pathname === "/healthz" && req.method === "GET") {
       return Response.json({ ok: true, ...this.options.health() });
     }
-    const refused = this.#guard(req);
+    const ui = this.options.ui;
+    if (ui && (url.pathname === "/ui" || url.pathname.startsWith("/ui/"))) {
+      const refused = this.#guardHostOrigin(req);
+      if (refused) return refused;
+      return await ui(req, url);
+    }
+    const refused = this.#guardHostOrigin(req) ?? this.#guardToken(req);
     if (refused) return refused;
     try {
       switch (url.pathname) {
@@ -108,8 +118,8 @@ export class HttpApp {
     }
   };
 
-  /** DNS-rebinding protection and auth; `undefined` lets the request through. */
-  #guard(req: Request): Response | undefined {
+  /** DNS-rebinding protection; `undefined` lets the request through. */
+  #guardHostOrigin(req: Request): Response | undefined {
     if (this.#allowedHosts) {
       const host = validateHostHeader(req.headers.get("host"), this.#allowedHosts);
       if (!host.ok) return jsonRpcError(403, `Forbidden: Host header not allowed`);
@@ -118,6 +128,11 @@ export class HttpApp {
     if (origin !== null && !validateOriginHeader(origin, this.#allowedOrigins).ok) {
       return jsonRpcError(403, `Forbidden: Origin ${origin} is not allowed (KLYM_ALLOWED_ORIGINS)`);
     }
+    return undefined;
+  }
+
+  /** The bearer token, when one is configured; `undefined` lets the request through. */
+  #guardToken(req: Request): Response | undefined {
     const token = this.options.config.authToken;
     if (token) {
       const header = req.headers.get("authorization") ?? "";

@@ -48,7 +48,8 @@ const Summary = z.object({
   error: Failure.optional(),
 });
 
-function summary(task: TaskRecord): z.infer<typeof Summary> {
+/** A task as the tools (and the dashboard) show it. */
+export function summary(task: TaskRecord): z.infer<typeof Summary> {
   const state = task.state;
   const startedAt = startedAtOf(state);
   return {

@@ -20,6 +20,7 @@ import { type AdmissionLimits, admit, type StartRequest } from "./admission.ts";
 import { ModelBroker, type ModelLimits } from "./model_broker.ts";
 
 export type { StartRequest } from "./admission.ts";
+import { TaskEvents } from "./task_events.ts";
 
 const logger = getLogger(["klym", "tasks"]);
 
@@ -88,6 +89,8 @@ export class TaskRegistry {
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #closing = false;
   #idle: PromiseWithResolvers<void> | undefined;
+  /** Admissions, status and progress changes, and new log lines, for live views. */
+  readonly events = new TaskEvents();
 
   constructor(
     readonly limits: RegistryLimits,
@@ -136,6 +139,7 @@ export class TaskRegistry {
     this.#tasks.set(task.id, task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);
     this.#queue.push(task);
+    this.events.emit({ type: "task", id: task.id });
     this.#pump();
     return task;
   }
@@ -166,6 +170,11 @@ export class TaskRegistry {
     const counts = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, timed_out: 0 };
     for (const task of this.#tasks.values()) counts[task.state.status]++;
     return counts;
+  }
+
+  /** The process id of a running task, for resource figures; `undefined` when it has none. */
+  pidOf(id: string): number | undefined {
+    return this.#running.get(id)?.process.pid;
   }
 
   /** Ends a task as `cancelled`; a finished task keeps its status (idempotent). */
@@ -249,6 +258,7 @@ export class TaskRegistry {
       (answer) => process.send(answer),
     );
     this.#running.set(task.id, { process, models });
+    this.events.emit({ type: "task", id: task.id });
     const timer = setTimeout(() => {
       this.#settle(task, "timed_out", {
         code: "timed_out",
@@ -294,11 +304,15 @@ export class TaskRegistry {
   #apply(task: TaskRecord, event: ProcessEvent): void {
     const now = this.now();
     // Lines written while a cancelled task winds down are kept; nothing else counts after the end.
-    if (event.type === "raw") return task.logs.append(event.stream, event.text, now);
+    if (event.type === "raw") {
+      task.logs.append(event.stream, event.text, now);
+      return this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
+    }
     if (event.type === "logs") {
       // The host dropped the oldest lines waiting there: they came before this batch.
       if (event.dropped > 0) task.logs.countDropped(event.dropped);
       for (const [stream, text] of event.lines) task.logs.append(stream, text, now);
+      this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
       return;
     }
     if (isTerminal(task.state)) return;
@@ -306,6 +320,7 @@ export class TaskRegistry {
     switch (event.type) {
       case "running":
         task.codeStartedAt = now;
+        this.events.emit({ type: "task", id: task.id });
         return;
       case "progress":
         task.progress = {
@@ -313,6 +328,7 @@ export class TaskRegistry {
           ...(event.total === undefined ? {} : { total: event.total }),
           ...(event.message === undefined ? {} : { message: event.message }),
         };
+        this.events.emit({ type: "task", id: task.id });
         return;
       case "result":
         return this.#settle(task, "succeeded", event.json);
@@ -353,6 +369,7 @@ export class TaskRegistry {
     }
     this.#finished.push(task.id);
     logger.info("Task {taskId} ({kind}) {status}", { taskId: task.id, kind: task.kind, status });
+    this.events.emit({ type: "task", id: task.id });
     this.#trimFinished();
     this.#updateIdle();
   }

@@ -9,7 +9,7 @@ import { readLines } from "../../src/lines.ts";
 
 export const REPO = new URL("../../", import.meta.url).pathname;
 export const FIXTURE_TASKS = new URL("../fixtures/tasks/", import.meta.url).pathname;
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+export const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 export type HttpTransportName = "http" | "sse";
 
@@ -21,6 +21,18 @@ export interface KlymProcess extends AsyncDisposable {
   connect(transport?: HttpTransportName): Promise<Client>;
   signal(signal: Deno.Signal): void;
   exited: Promise<Deno.CommandStatus>;
+}
+
+/** The server's URL from its "Serving MCP at" log line: a JSON line's `url`, or the pretty text. */
+export function servingUrl(line: string): string | undefined {
+  if (!line.includes("Serving MCP at")) return undefined;
+  try {
+    const url = JSON.parse(line)?.properties?.url;
+    if (typeof url === "string") return url;
+  } catch {
+    // Not a JSON line: the pretty format.
+  }
+  return /Serving MCP at "?(https?:\/\/[^\s"]+?)"?\/mcp/.exec(line)?.[1];
 }
 
 const baseEnv = (env: Record<string, string>) => ({
@@ -42,7 +54,7 @@ export async function startKlym(env: Record<string, string> = {}): Promise<KlymP
   const pump = (async () => {
     for await (const { line } of readLines(child.stderr, 1 << 20)) {
       logs.push(line);
-      const url = line.includes("Serving MCP at") ? JSON.parse(line).properties?.url : undefined;
+      const url = servingUrl(line);
       if (url) resolve(url);
     }
     reject(new Error(`Klym exited before listening:\n${logs.join("\n")}`));
@@ -61,10 +73,12 @@ export async function startKlym(env: Record<string, string> = {}): Promise<KlymP
     exited,
     async connect(transport = "http") {
       const client = new Client({ name: "klym-test", version: "1.0.0" });
+      const token = env.KLYM_AUTH_TOKEN;
+      const requestInit = { headers: token ? { authorization: `Bearer ${token}` } : {} };
       await client.connect(
         transport === "http"
-          ? new StreamableHTTPClientTransport(new URL(`${url}/mcp`))
-          : new SSEClientTransport(new URL(`${url}/sse`)),
+          ? new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit })
+          : new SSEClientTransport(new URL(`${url}/sse`), { requestInit }),
       );
       clients.push(client);
       return client;

@@ -1,6 +1,7 @@
 /**
  * Installs the third-party MCP servers that the integration tests run as peers:
- * npm packages into tests/peers/npm/node_modules and a Python venv at tests/peers/.venv.
+ * npm packages into tests/peers/npm/node_modules and a Python venv at tests/peers/.venv; and
+ * Chromium for the dashboard tests (Debian's package, when missing and running as root).
  * (The npm project sits in npm/ because a package.json beside .ts files makes Deno treat the
  * folder as its own package, and `deno fmt tests/peers` would then drop deno.json's settings.)
  *
@@ -41,11 +42,17 @@ async function readOr(path: string, fallback: string): Promise<string> {
 }
 
 /** Runs a command in `cwd`, echoing its stdout to our stderr; throws unless it succeeds. */
-async function run(cmd: string, args: string[], cwd: string, hint: string): Promise<void> {
+async function run(
+  cmd: string,
+  args: string[],
+  cwd: string,
+  hint: string,
+  env: Record<string, string> = {},
+): Promise<void> {
   log(`$ ${cmd} ${args.join(" ")}`);
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(cmd, { args, cwd, stdin: "null", stdout: "piped" }).spawn();
+    child = new Deno.Command(cmd, { args, cwd, env, stdin: "null", stdout: "piped" }).spawn();
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) throw new Error(`${cmd} not found on PATH: ${hint}`);
     throw e;
@@ -80,11 +87,30 @@ async function setupVenv(): Promise<void> {
   await Deno.writeTextFile(VENV_STAMP, hash);
 }
 
+/** Where the dashboard tests look for Chromium (they fail, saying so, when it is missing). */
+const CHROMIUM = Deno.env.get("KLYM_CHROMIUM") ?? "/usr/bin/chromium";
+
+async function setupChromium(): Promise<void> {
+  if (await Deno.stat(CHROMIUM).then(() => true, () => false)) return;
+  if (Deno.build.os !== "linux" || Deno.uid() !== 0) {
+    log(
+      `${CHROMIUM} is missing and this is not root on Linux: the dashboard tests will fail until ` +
+        `Chromium is installed (apt-get install -y chromium) or KLYM_CHROMIUM names one`,
+    );
+    return;
+  }
+  log(`${CHROMIUM} is missing; installing Debian's chromium package`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  await run("apt-get", ["update"], PEERS_DIR, "the dashboard tests need apt-get", env);
+  await run("apt-get", ["install", "-y", "chromium"], PEERS_DIR, "install chromium", env);
+}
+
 /** Installs whatever is missing or stale; a no-op costing a few file reads when all is current. */
 export async function setupPeers(): Promise<void> {
   const started = performance.now();
   await setupNpm();
   await setupVenv();
+  await setupChromium();
   log(`ready in ${Math.round(performance.now() - started)} ms`);
 }
 

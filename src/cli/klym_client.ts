@@ -1,0 +1,81 @@
+/** The CLI's MCP connection to a running Klym (Streamable HTTP at `<url>/mcp`). */
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { VERSION } from "../version.ts";
+
+export const DEFAULT_URL = "http://127.0.0.1:8765";
+
+/** A failure the CLI reports with exit code 2: connection, auth, or a refused request. */
+export class CliError extends Error {
+  override name = "CliError";
+}
+
+export interface KlymClient extends AsyncDisposable {
+  call<T = Record<string, unknown>>(tool: string, args: Record<string, unknown>): Promise<T>;
+}
+
+/** `http://host:port` from `--url`/`KLYM_URL`, with or without a trailing `/mcp`. */
+export function serverUrl(given: string | undefined): URL {
+  const text = given || DEFAULT_URL;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new CliError(`Invalid server URL "${text}" (--url or KLYM_URL); use e.g. ${DEFAULT_URL}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new CliError(`Invalid server URL "${text}" (--url or KLYM_URL): use http:// or https://`);
+  }
+  url.pathname = url.pathname.replace(/\/+$/, "").replace(/\/mcp$/, "") + "/mcp";
+  return url;
+}
+
+function describe(error: unknown, url: URL): string {
+  // fetch failures keep the reason (connection refused, DNS) in their `cause` chain.
+  const parts: string[] = [];
+  for (let e: unknown = error; e !== undefined && parts.length < 5;) {
+    parts.push(e instanceof Error ? e.message : String(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  const message = parts.join(": ");
+  if (/\b401\b|Unauthorized/i.test(message)) {
+    return `Klym at ${url.origin} refused the request: set KLYM_AUTH_TOKEN to the server's token`;
+  }
+  if (
+    /connection refused|ECONNREFUSED|os error 111|error sending request|tcp connect/i.test(message)
+  ) {
+    return `Cannot reach Klym at ${url.origin}: connection refused; is it running? (set --url or KLYM_URL)`;
+  }
+  return `Cannot talk to Klym at ${url.origin}: ${message}`;
+}
+
+export async function connectKlym(url: URL, token: string | undefined): Promise<KlymClient> {
+  const client = new Client({ name: "klym-cli", version: VERSION });
+  const transport = new StreamableHTTPClientTransport(url, {
+    requestInit: { headers: token ? { authorization: `Bearer ${token}` } : {} },
+  });
+  try {
+    await client.connect(transport);
+  } catch (error) {
+    await client.close().catch(() => {});
+    throw new CliError(describe(error, url));
+  }
+  return {
+    async call<T>(tool: string, args: Record<string, unknown>): Promise<T> {
+      let result;
+      try {
+        result = await client.callTool({ name: tool, arguments: args });
+      } catch (error) {
+        throw new CliError(describe(error, url));
+      }
+      if (result.isError) {
+        const text = (result.content as { type: string; text?: string }[])
+          .map((c) => c.text ?? "").join("\n");
+        throw new CliError(text || `${tool} failed`);
+      }
+      return result.structuredContent as T;
+    },
+    async [Symbol.asyncDispose]() {
+      await client.close().catch(() => {});
+    },
+  };
+}

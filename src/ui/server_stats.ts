@@ -1,0 +1,143 @@
+/**
+ * The dashboard's server panel: running and queued counts, each task process's CPU and memory
+ * (Linux `/proc`; `null`, shown as "n/a", elsewhere), whether grynya answers, and the model in use.
+ */
+import type { TaskRegistry } from "../tasks/task_registry.ts";
+import type { TaskStatus } from "../tasks/task_state.ts";
+import { GRYNYA_PROBE_CACHE_MS, GRYNYA_PROBE_TIMEOUT_MS } from "./ui_limits.ts";
+
+const CLOCK_TICKS_PER_S = 100;
+
+export interface ProcessFigures {
+  readonly task_id: string;
+  readonly pid: number | null;
+  /** Share of one core since the previous sample, in percent. */
+  readonly cpu_percent: number | null;
+  readonly rss_bytes: number | null;
+}
+
+export interface ServerStats {
+  readonly version: string;
+  readonly counts: Record<TaskStatus, number>;
+  readonly processes: ProcessFigures[];
+  readonly grynya: {
+    readonly url: string;
+    readonly reachable: boolean;
+    readonly checked_at: string;
+  };
+  readonly model: string;
+}
+
+/**
+ * CPU ticks (user + system), seconds since the process started, and resident bytes of `pid` from
+ * `/proc`; `undefined` elsewhere.
+ */
+export function readProcFigures(
+  pid: number,
+): { ticks: number; ageS: number; rssBytes: number } | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // The command name may hold spaces and parentheses: fields start after the last ")".
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    const startTicks = Number(fields[19]);
+    const uptimeS = Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]);
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const rssKb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1]);
+    if (![ticks, startTicks, uptimeS, rssKb].every(Number.isFinite)) return undefined;
+    return { ticks, ageS: uptimeS - startTicks / CLOCK_TICKS_PER_S, rssBytes: rssKb * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a TCP connection to `url`'s host and port opens within the timeout. */
+export async function tcpAnswers(url: string, timeoutMs: number): Promise<boolean> {
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    return false;
+  }
+  const port = Number(target.port || (target.protocol === "https:" ? 443 : 80));
+  const hostname = target.hostname.replace(/^\[|\]$/g, "");
+  const connecting = Deno.connect({ hostname, port });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), timeoutMs);
+  });
+  try {
+    const outcome = await Promise.race([connecting, timeout]);
+    if (outcome === "timeout") {
+      // Close the connection if it opens after all.
+      connecting.then((conn) => conn.close(), () => {});
+      return false;
+    }
+    outcome.close();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export class ServerStatsSource {
+  readonly #previous = new Map<number, { ticks: number; at: number }>();
+  #probe: { at: number; reachable: Promise<boolean> } | undefined;
+
+  constructor(
+    readonly registry: TaskRegistry,
+    readonly grynyaUrl: string,
+    readonly model: string,
+    readonly version: string,
+    readonly probe: (url: string, timeoutMs: number) => Promise<boolean> = tcpAnswers,
+  ) {}
+
+  async read(): Promise<ServerStats> {
+    const now = Date.now();
+    if (!this.#probe || now - this.#probe.at > GRYNYA_PROBE_CACHE_MS) {
+      this.#probe = { at: now, reachable: this.probe(this.grynyaUrl, GRYNYA_PROBE_TIMEOUT_MS) };
+    }
+    const probe = this.#probe;
+    const processes: ProcessFigures[] = [];
+    const seen = new Set<number>();
+    for (const task of this.registry.list("running", Infinity)) {
+      const pid = this.registry.pidOf(task.id);
+      if (pid === undefined) {
+        processes.push({ task_id: task.id, pid: null, cpu_percent: null, rss_bytes: null });
+        continue;
+      }
+      seen.add(pid);
+      const figures = readProcFigures(pid);
+      const before = this.#previous.get(pid);
+      let cpu: number | null = null;
+      if (figures) {
+        // Since the previous sample; the first one averages over the process's life.
+        const [usedS, spanS] = before && now > before.at
+          ? [(figures.ticks - before.ticks) / CLOCK_TICKS_PER_S, (now - before.at) / 1000]
+          : [figures.ticks / CLOCK_TICKS_PER_S, figures.ageS];
+        if (spanS > 0) cpu = Math.max(0, Math.round((usedS / spanS) * 1000) / 10);
+        this.#previous.set(pid, { ticks: figures.ticks, at: now });
+      }
+      processes.push({
+        task_id: task.id,
+        pid,
+        cpu_percent: cpu,
+        rss_bytes: figures?.rssBytes ?? null,
+      });
+    }
+    for (const pid of this.#previous.keys()) if (!seen.has(pid)) this.#previous.delete(pid);
+    return {
+      version: this.version,
+      counts: this.registry.counts(),
+      processes,
+      grynya: {
+        url: this.grynyaUrl,
+        reachable: await probe.reachable,
+        checked_at: new Date(probe.at).toISOString(),
+      },
+      model: this.model,
+    };
+  }
+}
