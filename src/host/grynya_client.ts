@@ -14,8 +14,9 @@ import {
 } from "@modelcontextprotocol/client";
 import type { GrynyaSettings } from "../protocol.ts";
 import { TaskFailure } from "../task_failure.ts";
+import { VERSION } from "../version.ts";
 
-const CLIENT_INFO = { name: "klym-task", version: "0.1.0" };
+const CLIENT_INFO = { name: "klym-task", version: VERSION };
 const BACKOFF_BASE_MS = 250;
 
 export interface GrynyaInfo {

@@ -188,7 +188,7 @@ export class UiApp {
       more_logs: page.nextCursor < task.logs.lastSeq,
       logs_dropped: task.logs.dropped,
       logs_missed: page.missed,
-      ...(task.state.status === "succeeded" ? { result: task.state.result } : {}),
+      ...(task.state.status === "succeeded" ? { result: JSON.parse(task.state.resultJson) } : {}),
     });
   }
 
