@@ -1,0 +1,355 @@
+/**
+ * Hostile task code, one fixture per attack (tests/fixtures/hostile/), against the real server:
+ * none of it may stall or kill the server, read the user's files, reach anything but grynya, or
+ * spend beyond its limits. Each test names the case of the sandbox issue it holds.
+ */
+import assert from "node:assert/strict";
+import { Client } from "@modelcontextprotocol/client";
+import {
+  call,
+  callError,
+  childPids,
+  REPO,
+  startKlym,
+  type Status,
+  waitFinal,
+} from "./helpers/klym_process.ts";
+import { startScriptedModel } from "./helpers/scripted_openai.ts";
+import { freePort } from "./peers/peers.ts";
+
+const HOSTILE = `${REPO}tests/fixtures/hostile/`;
+const hostile = (env: Record<string, string> = {}) =>
+  startKlym({ KLYM_TASKS_DIR: HOSTILE, ...env });
+
+async function run(
+  client: Client,
+  kind: string,
+  params: Record<string, unknown> = {},
+  timeoutMs = 30_000,
+) {
+  const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+    kind,
+    params,
+  });
+  return await waitFinal(client, task_id, timeoutMs);
+}
+
+async function latencies(client: Client, count: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = performance.now();
+    await call(client, "list_tasks", {});
+    out.push(performance.now() - t0);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+Deno.test("1: a task that lies about the time cannot kill the server or break list_tasks", async () => {
+  await using klym = await hostile();
+  const client = await klym.connect();
+  const before = Date.now();
+  const final = await run(client, "forge_time");
+  assert.equal(final.status, "succeeded");
+  assert.deepEqual(final.result, { now: 1e20 }, "the task's own clock is its own business");
+  for (const line of final.allLogs) {
+    const time = Date.parse(line.time);
+    assert.ok(time >= before - 1000 && time <= Date.now() + 1000, `server time: ${line.time}`);
+  }
+  assert.deepEqual(final.allLogs.map((l) => l.text), ["forged", "after the forgery"]);
+  const listed = await call<{ tasks: { code_started_at?: string }[] }>(client, "list_tasks", {});
+  assert.ok(Date.parse(listed.tasks[0]!.code_started_at!) <= Date.now());
+});
+
+Deno.test("2: output in any shape never starves the server, and cancel works meanwhile", async (t) => {
+  await using klym = await hostile({ KLYM_MAX_CONCURRENT: "4", KLYM_WARM_SPARES: "0" });
+  const client = await klym.connect();
+  for (const shape of ["newlines", "long_line", "short_lines", "invalid_utf8"]) {
+    await t.step(shape, async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const started = await call<{ task_id: string }>(client, "start_async_agent_task", {
+          kind: "flood",
+          params: { shape, ms: 60_000 },
+        });
+        ids.push(started.task_id);
+      }
+      // Wait until every flood is under way.
+      for (const id of ids) {
+        while ((await call<Status>(client, "check_task_status", { task_id: id })).logs.length === 0) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      const times = await latencies(client, 40);
+      assert.ok(times.at(-1)! < 2000, `slowest list_tasks ${times.at(-1)!.toFixed(0)} ms`);
+      const cancelAt = performance.now();
+      for (const id of ids) await call(client, "cancel_task", { task_id: id });
+      for (const id of ids) assert.equal((await waitFinal(client, id)).status, "cancelled");
+      assert.ok(performance.now() - cancelAt < 10_000, "cancel went through the flood");
+      const sample = await call<Status>(client, "check_task_status", {
+        task_id: ids[0]!,
+        max_log_lines: 5,
+      });
+      for (const line of sample.logs) assert.ok(line.text.length <= 16_384 + 64);
+    });
+  }
+});
+
+Deno.test("3: a partial line before the result is a log line, not a lost result", async () => {
+  await using klym = await hostile();
+  const client = await klym.connect();
+  const final = await run(client, "partial_line");
+  assert.equal(final.status, "succeeded");
+  assert.deepEqual(final.result, { done: true });
+  assert.deepEqual(final.allLogs.map((l) => [l.stream, l.text]), [["stdout", "progress 45%"]]);
+  assert.ok(!final.allLogs.some((l) => l.text.includes("\u001e")), "the channel marker stays hidden");
+});
+
+Deno.test("4: task code reads no file, from its first line on, with or without warm spares", async (t) => {
+  for (const spares of ["0", "1"]) {
+    await t.step(`KLYM_WARM_SPARES=${spares}`, async () => {
+      await using klym = await hostile({ KLYM_WARM_SPARES: spares });
+      const client = await klym.connect();
+      const final = await run(client, "escape_read");
+      assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+      const result = final.result as Record<string, Record<string, string> | string>;
+      for (const phase of ["atLoad", "inTask"]) {
+        for (const [what, how] of Object.entries(result[phase] as Record<string, string>)) {
+          assert.match(how, /^NotCapable: Requires read access/, `${phase} ${what}: ${how}`);
+        }
+      }
+      for (const [what, how] of Object.entries(result.dynamic as Record<string, string>)) {
+        assert.notEqual(how, "allowed", `import of ${what}`);
+      }
+      assert.equal(result.query, "denied");
+    });
+  }
+});
+
+Deno.test("4: links that lead out of the tasks folder are refused at start; folder kinds load", async () => {
+  const dir = await Deno.makeTempDir();
+  const outside = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${outside}/secret.ts`, `export default () => "secret";\n`);
+    await Deno.mkdir(`${dir}/tool`);
+    await Deno.writeTextFile(`${dir}/tool/main.ts`, `import { n } from "./n.ts";\nexport default () => n;\n`);
+    await Deno.writeTextFile(`${dir}/tool/n.ts`, `export const n = 42;\n`);
+    await using klym = await startKlym({ KLYM_TASKS_DIR: dir });
+    const client = await klym.connect();
+    assert.equal((await run(client, "tool")).result, 42, "a folder kind with a helper module");
+    await Deno.symlink(`${outside}/secret.ts`, `${dir}/linked.ts`);
+    assert.match(
+      await callError(client, "start_async_agent_task", { kind: "linked" }),
+      /KIND_OUTSIDE_TASKS_DIR: .*linked\.ts, which leads to .*secret\.ts, outside the tasks folder/,
+    );
+    await Deno.remove(`${dir}/linked.ts`);
+    await Deno.symlink(`${outside}/secret.ts`, `${dir}/tool/secret.ts`);
+    assert.match(
+      await callError(client, "start_async_agent_task", { kind: "tool" }),
+      /KIND_OUTSIDE_TASKS_DIR: .*has links that lead outside it.*tool\/secret\.ts/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("5: no storage without a permission: no Cache API, no nested Workers, no stdin", async () => {
+  await using klym = await hostile();
+  const client = await klym.connect();
+  const final = await run(client, "storage");
+  assert.deepEqual(final.result, {
+    caches: "undefined",
+    CacheStorage: "undefined",
+    Worker: "undefined",
+    internal: "undefined/undefined",
+    stdin: "null",
+    open: "TypeError",
+  });
+});
+
+Deno.test("6: a task can neither listen on grynya's port nor see its token", async () => {
+  const port = await freePort();
+  const token = "grynya-secret-token-4242";
+  await using klym = await hostile({
+    KLYM_GRYNYA_URL: `http://127.0.0.1:${port}/sse`,
+    KLYM_GRYNYA_TOKEN: token,
+  });
+  const client = await klym.connect();
+  const final = await run(client, "net_escape", { port });
+  const result = final.result as Record<string, string>;
+  assert.match(result.listen!, /^NotCapable: Requires net access/);
+  assert.match(result.fetch!, /^NotCapable: Requires net access/, "the Worker holds no allowance");
+  assert.ok(!JSON.stringify(final).includes(token));
+  for (const pid of childPids(klym.pid)) {
+    const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => "");
+    const environ = await Deno.readTextFile(`/proc/${pid}/environ`).catch(() => "");
+    assert.ok(!cmdline.includes(token) && !environ.includes(token), "not in a task process");
+  }
+});
+
+Deno.test("7: memory outside the heap is held to KLYM_TASK_MEMORY_MB and ends as out_of_memory", async (t) => {
+  await using klym = await hostile({ KLYM_TASK_MEMORY_MB: "256" });
+  const client = await klym.connect();
+  for (const what of ["arraybuffer", "wasm"]) {
+    await t.step(what, async () => {
+      const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+        kind: "hoard",
+        params: { what },
+      });
+      let peak = 0;
+      let final: Status;
+      do {
+        final = await call<Status>(client, "check_task_status", { task_id });
+        peak = Math.max(peak, final.progress?.done ?? 0);
+        await new Promise((r) => setTimeout(r, 10));
+      } while (final.status === "running" || final.status === "queued");
+      assert.equal(final.status, "failed");
+      assert.equal(final.error?.code, "out_of_memory", final.error?.message);
+      assert.match(final.error!.message, /KLYM_TASK_MEMORY_MB/);
+      // 1.6 GB was reachable before; the cap plus what 16 MB steps add between two checks now.
+      assert.ok(peak < 256 + 256, `allocated ${peak} MB under a 256 MB cap`);
+    });
+  }
+});
+
+Deno.test("8: results are kept as text within KLYM_RETAINED_BYTES; batches are refused", async () => {
+  await using klym = await hostile({
+    KLYM_RETAINED_BYTES: String(4 * 1024 * 1024),
+    KLYM_MAX_CONCURRENT: "4",
+  });
+  const client = await klym.connect();
+  const ids: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    const final = await run(client, "nested_result", { bytes: 1_000_000 });
+    assert.equal(final.status, "succeeded");
+    ids.push(final.task_id);
+  }
+  const { counts } = await call<{ counts: Record<string, number> }>(client, "list_tasks", {});
+  assert.ok(counts.succeeded! >= 3 && counts.succeeded! <= 4, `${counts.succeeded} kept`);
+  assert.match(
+    await callError(client, "check_task_status", { task_id: ids[0]! }),
+    /TASK_NOT_FOUND: .*KLYM_RETAINED_BYTES/,
+  );
+  const newest = await call<Status>(client, "check_task_status", { task_id: ids.at(-1)! });
+  assert.equal((newest.result as unknown[]).length, 333_333);
+
+  const batch = Array.from({ length: 3 }, (_, i) => ({
+    jsonrpc: "2.0",
+    id: i + 1,
+    method: "tools/call",
+    params: { name: "list_tasks", arguments: {} },
+  }));
+  const response = await fetch(`${klym.url}/mcp`, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+    body: JSON.stringify(batch),
+  });
+  assert.equal(response.status, 400);
+  const body = await response.json();
+  assert.equal(body.error.code, -32600);
+  assert.match(body.error.message, /batch/i);
+});
+
+Deno.test("8: every answer stays within KLYM_MAX_ANSWER_BYTES", async () => {
+  await using klym = await startKlym({
+    KLYM_MAX_ANSWER_BYTES: String(2 * (1024 * 1024 + 16384) + 65536),
+    KLYM_LOG_LIMIT_BYTES: String(8 * 1024 * 1024),
+  });
+  const client = await klym.connect();
+  const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+    kind: "print_lines",
+    params: { lines: 1000, width: 8000 },
+  });
+  await waitFinal(client, task_id, 60_000).catch(() => {});
+  const page = await call<Status & { more_logs: boolean }>(client, "check_task_status", {
+    task_id,
+    max_log_lines: 1000,
+  });
+  assert.ok(page.logs.length > 0 && page.logs.length < 1000, `${page.logs.length} lines`);
+  assert.equal(page.more_logs, true);
+  const bytes = new TextEncoder().encode(JSON.stringify(page)).length;
+  assert.ok(bytes <= 2 * 1024 * 1024, `${bytes} bytes of structured content`);
+});
+
+Deno.test("9: model spending is enforced in the server: calls in flight, max_tokens, budgets, size", async (t) => {
+  let inFlight = 0;
+  let peak = 0;
+  await using model = startScriptedModel(async () => {
+    peak = Math.max(peak, ++inFlight);
+    await new Promise((r) => setTimeout(r, 100));
+    inFlight--;
+    return { text: "ok" };
+  });
+  await using klym = await hostile({
+    KLYM_MODEL: "openai-compatible:scripted",
+    KLYM_OPENAI_COMPATIBLE_URL: model.baseUrl,
+    KLYM_LLM_RETRIES: "0",
+    KLYM_TASK_LLM_CONCURRENCY: "3",
+    KLYM_LLM_MAX_OUTPUT_TOKENS: "100",
+    KLYM_TASK_MAX_TOKENS: "2000",
+    KLYM_TASK_MAX_LLM_CALLS: "7",
+    KLYM_MAX_LLM_REQUEST_BYTES: "2048",
+  });
+  const client = await klym.connect();
+  await t.step("at most KLYM_TASK_LLM_CONCURRENCY in flight; max_tokens clamped", async () => {
+    const final = await run(client, "llm_storm", { calls: 20 });
+    const codes = final.result as Record<string, number>;
+    assert.equal(codes.ok, 3);
+    assert.equal(codes.too_many_model_calls, 17);
+    assert.equal(peak, 3);
+    for (const request of model.requests) {
+      const asked = request.max_tokens ?? request.max_completion_tokens;
+      assert.ok(asked !== undefined && asked <= 100, `max_tokens ${asked}`);
+    }
+  });
+  await t.step("the token budget of a custom kind", async () => {
+    const final = await run(client, "llm_serial", { text: "y".repeat(1800) });
+    const result = final.result as { answered: number; code: string; message: string };
+    assert.equal(result.code, "token_budget");
+    assert.match(result.message, /its budget is 2000 .*KLYM_TASK_MAX_TOKENS/);
+    assert.ok(result.answered >= 2 && result.answered <= 5, `${result.answered} answered`);
+  });
+  await t.step("the call budget of a custom kind", async () => {
+    const final = await run(client, "llm_serial", { text: "z" });
+    const result = final.result as { answered: number; code: string };
+    assert.deepEqual([result.answered, result.code], [7, "model_call_budget"]);
+  });
+  await t.step("a model request over KLYM_MAX_LLM_REQUEST_BYTES", async () => {
+    const final = await run(client, "llm_serial", { text: "w".repeat(4000) });
+    const result = final.result as { answered: number; code: string; message: string };
+    assert.deepEqual([result.answered, result.code], [0, "llm_request_too_large"]);
+    assert.match(result.message, /the limit is 2048 \(KLYM_MAX_LLM_REQUEST_BYTES\)/);
+  });
+});
+
+Deno.test("10: messages around ctx are bounded or fail the task as protocol_violation", async (t) => {
+  await using klym = await hostile();
+  const client = await klym.connect();
+  await t.step("a 900 KB log line is cut to KLYM_MAX_LOG_LINE_BYTES", async () => {
+    const final = await run(client, "forge_protocol", { what: "long_line" });
+    assert.equal(final.status, "succeeded");
+    assert.equal(final.allLogs.length, 1);
+    assert.ok(new TextEncoder().encode(final.allLogs[0]!.text).length <= 16_384);
+    assert.match(final.allLogs[0]!.text, /bytes cut\]$/);
+  });
+  for (const what of ["garbage", "bad_progress", "fake_result"]) {
+    await t.step(what, async () => {
+      const final = await run(client, "forge_protocol", { what });
+      assert.equal(final.status, "failed");
+      assert.equal(final.error?.code, "protocol_violation", final.error?.message);
+    });
+  }
+  // The server took none of it badly.
+  assert.ok(Array.isArray((await call<{ tasks: unknown[] }>(client, "list_tasks", {})).tasks));
+});
+
+Deno.test("/healthz tells only that Klym is up to a caller without the token", async () => {
+  const token = "t".repeat(32);
+  await using klym = await startKlym({ KLYM_AUTH_TOKEN: token });
+  assert.deepEqual(await (await fetch(`${klym.url}/healthz`)).json(), { ok: true });
+  const full = await (await fetch(`${klym.url}/healthz`, {
+    headers: { authorization: `Bearer ${token}` },
+  })).json();
+  assert.equal(full.ok, true);
+  assert.equal(typeof full.tasks, "object");
+});
