@@ -75,7 +75,9 @@ Deno.test("2: output in any shape never starves the server, and cancel works mea
       }
       // Wait until every flood is under way.
       for (const id of ids) {
-        while ((await call<Status>(client, "check_task_status", { task_id: id })).logs.length === 0) {
+        while (
+          (await call<Status>(client, "check_task_status", { task_id: id })).logs.length === 0
+        ) {
           await new Promise((r) => setTimeout(r, 20));
         }
       }
@@ -101,7 +103,10 @@ Deno.test("3: a partial line before the result is a log line, not a lost result"
   assert.equal(final.status, "succeeded");
   assert.deepEqual(final.result, { done: true });
   assert.deepEqual(final.allLogs.map((l) => [l.stream, l.text]), [["stdout", "progress 45%"]]);
-  assert.ok(!final.allLogs.some((l) => l.text.includes("\u001e")), "the channel marker stays hidden");
+  assert.ok(
+    !final.allLogs.some((l) => l.text.includes("\u001e")),
+    "the channel marker stays hidden",
+  );
 });
 
 Deno.test("4: task code reads no file, from its first line on, with or without warm spares", async (t) => {
@@ -120,7 +125,7 @@ Deno.test("4: task code reads no file, from its first line on, with or without w
       for (const [what, how] of Object.entries(result.dynamic as Record<string, string>)) {
         assert.notEqual(how, "allowed", `import of ${what}`);
       }
-      assert.equal(result.query, "denied");
+      assert.notEqual(result.query, "granted", "patching the revoke function gave nothing back");
     });
   }
 });
@@ -131,7 +136,10 @@ Deno.test("4: links that lead out of the tasks folder are refused at start; fold
   try {
     await Deno.writeTextFile(`${outside}/secret.ts`, `export default () => "secret";\n`);
     await Deno.mkdir(`${dir}/tool`);
-    await Deno.writeTextFile(`${dir}/tool/main.ts`, `import { n } from "./n.ts";\nexport default () => n;\n`);
+    await Deno.writeTextFile(
+      `${dir}/tool/main.ts`,
+      `import { n } from "./n.ts";\nexport default () => n;\n`,
+    );
     await Deno.writeTextFile(`${dir}/tool/n.ts`, `export const n = 42;\n`);
     await using klym = await startKlym({ KLYM_TASKS_DIR: dir });
     const client = await klym.connect();
@@ -207,7 +215,7 @@ Deno.test("7: memory outside the heap is held to KLYM_TASK_MEMORY_MB and ends as
       assert.equal(final.error?.code, "out_of_memory", final.error?.message);
       assert.match(final.error!.message, /KLYM_TASK_MEMORY_MB/);
       // 1.6 GB was reachable before; the cap plus what 16 MB steps add between two checks now.
-      assert.ok(peak < 256 + 256, `allocated ${peak} MB under a 256 MB cap`);
+      assert.ok(peak >= 64 && peak < 256 + 256, `allocated ${peak} MB under a 256 MB cap`);
     });
   }
 });
@@ -332,7 +340,7 @@ Deno.test("10: messages around ctx are bounded or fail the task as protocol_viol
     assert.ok(new TextEncoder().encode(final.allLogs[0]!.text).length <= 16_384);
     assert.match(final.allLogs[0]!.text, /bytes cut\]$/);
   });
-  for (const what of ["garbage", "bad_progress", "fake_result"]) {
+  for (const what of ["garbage", "second_running", "bad_progress", "fake_result"]) {
     await t.step(what, async () => {
       const final = await run(client, "forge_protocol", { what });
       assert.equal(final.status, "failed");

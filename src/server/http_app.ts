@@ -87,7 +87,9 @@ export class HttpApp {
   readonly fetch = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);
     if (url.pathname === "/healthz" && req.method === "GET") {
-      return Response.json({ ok: true, ...this.options.health() });
+      // Without the token (when one is set), only whether Klym is up: no counts to probe.
+      const open = !this.options.config.authToken || !this.#guardToken(req);
+      return Response.json(open ? { ok: true, ...this.options.health() } : { ok: true });
     }
     const ui = this.options.ui;
     if (ui && (url.pathname === "/ui" || url.pathname.startsWith("/ui/"))) {
@@ -172,11 +174,22 @@ export class HttpApp {
     if (read.tooLarge) {
       return jsonRpcError(413, `Request body exceeds ${max} bytes (KLYM_MAX_REQUEST_BODY_BYTES)`);
     }
+    let body: unknown;
     try {
-      return { body: JSON.parse(read.text) };
+      body = JSON.parse(read.text);
     } catch {
       return jsonRpcError(400, "Parse error: the body is not valid JSON", -32700);
     }
+    // One request can hold one answer's worth of memory, not a batch's (MCP dropped batches in
+    // 2025-06-18; no client Klym serves needs them).
+    if (Array.isArray(body)) {
+      return jsonRpcError(
+        400,
+        "Invalid Request: JSON-RPC batches are not supported; send one message per request",
+        -32600,
+      );
+    }
+    return { body };
   }
 
   async #streamable(req: Request): Promise<Response> {
