@@ -1,7 +1,7 @@
 /** A real task registry with real task processes, configured for tests. */
 import { grynyaSettings, loadConfig } from "../../src/config.ts";
 import { KindCatalog } from "../../src/tasks/kind_catalog.ts";
-import { ProcessPool } from "../../src/tasks/process_pool.ts";
+import { ProcessPool, type Spawn } from "../../src/tasks/process_pool.ts";
 import { processOptions } from "../../src/tasks/task_process.ts";
 import { TaskRegistry } from "../../src/tasks/task_registry.ts";
 import { ModelCatalog } from "../../src/llm/model_catalog.ts";
@@ -10,7 +10,7 @@ import type { TaskRecord } from "../../src/tasks/task_registry.ts";
 import { isTerminal } from "../../src/tasks/task_state.ts";
 import { FIXTURE_TASKS } from "./klym_process.ts";
 
-export function makeRegistry(env: Record<string, string> = {}): TaskRegistry {
+export function makeRegistry(env: Record<string, string> = {}, spawn?: Spawn): TaskRegistry {
   const config = loadConfig({
     KLYM_TASKS_DIR: FIXTURE_TASKS,
     KLYM_WARM_SPARES: "0",
@@ -18,7 +18,11 @@ export function makeRegistry(env: Record<string, string> = {}): TaskRegistry {
     ...env,
   }, []);
   const kinds = new KindCatalog(config.tasksDir);
-  const pool = new ProcessPool(processOptions(config, kinds.realTasksDir()), config.warmSpares);
+  const pool = new ProcessPool(
+    processOptions(config, kinds.realTasksDir()),
+    config.warmSpares,
+    spawn,
+  );
   pool.warm();
   const llm = new LlmService(new ModelCatalog(config, () => undefined), config);
   return new TaskRegistry(

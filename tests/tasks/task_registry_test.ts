@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { TaskError } from "../../src/errors.ts";
 import { errorOf, makeRegistry, resultOf, settled } from "../helpers/registry.ts";
+import type { Spawn } from "../../src/tasks/process_pool.ts";
+import { TaskProcess } from "../../src/tasks/task_process.ts";
+import { describeExit } from "../../src/tasks/task_registry.ts";
 
 const rejects = (fn: () => unknown, code: string, pattern: RegExp) =>
   assert.throws(fn, (e: unknown) => {
@@ -293,4 +296,45 @@ Deno.test("shutdown cancels queued and running tasks with reason shutdown and le
   }
   assert.equal(registry.pool.liveCount, 0);
   rejects(() => registry.start({ kind: "hello" }), "SHUTTING_DOWN", /shutting down/);
+});
+
+Deno.test("a failed spawn fails its task with the OS error, and the slot count stays exact", async () => {
+  let spawns = 0;
+  // The first two spawns meet a real OS error; later ones start real task processes.
+  const spawn: Spawn = (options) => {
+    if (spawns++ < 2) {
+      new Deno.Command("/nonexistent/klym-task-host").spawn();
+      throw new Error("unreachable");
+    }
+    return new TaskProcess(options);
+  };
+  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "1" }, spawn);
+  const [first, second, third] = [0, 1, 2].map(() => registry.start({ kind: "hello" }));
+  for (const task of [first!, second!]) {
+    assert.equal(task.state.status, "failed");
+    assert.equal(errorOf(task)?.code, "spawn_failed");
+    assert.match(errorOf(task)!.message, /Cannot start the task's process: NotFound: .*nonexistent/);
+  }
+  await settled(third!);
+  assert.equal(third!.state.status, "succeeded", "a later spawn works again");
+  assert.equal(registry.counts().running, 0);
+  await registry.whenIdle();
+  assert.equal(registry.processCount, 0, "no slot is held by a process that never started");
+});
+
+Deno.test("an exit that V8 or the allocator reports as out of memory is out_of_memory", () => {
+  const crash = (stderrTail: string) => describeExit({ code: 133, signal: null, stderrTail });
+  for (
+    const report of [
+      "# Fatal JavaScript out of memory: CALL_AND_RETRY_LAST",
+      "<--- Last few GCs --->\n# Fatal process out of memory: Zone",
+      "memory allocation of 1073741824 bytes failed",
+      "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+    ]
+  ) {
+    assert.equal(crash(report).code, "out_of_memory", report);
+  }
+  const other = crash("thread 'main' panicked at src/lib.rs:1\nboom");
+  assert.equal(other.code, "process_exited");
+  assert.match(other.message, /exit code 133.*boom/);
 });
