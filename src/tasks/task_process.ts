@@ -107,10 +107,23 @@ export function hostCommand(options: ProcessOptions): { command: string; args: s
   };
 }
 
-/** Only what Deno itself needs to find its cache; never the server's secrets. */
+/**
+ * Only what Deno itself needs to find its cache (and where a coverage run collects its figures);
+ * never the server's secrets.
+ */
 function childEnv(options: ProcessOptions): Record<string, string> {
   const env: Record<string, string> = { NO_COLOR: "1" };
-  for (const name of ["HOME", "DENO_DIR", "XDG_CACHE_HOME", "PATH", "SYSTEMROOT", "LOCALAPPDATA"]) {
+  for (
+    const name of [
+      "HOME",
+      "DENO_DIR",
+      "XDG_CACHE_HOME",
+      "PATH",
+      "SYSTEMROOT",
+      "LOCALAPPDATA",
+      "DENO_COVERAGE_DIR",
+    ]
+  ) {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }
