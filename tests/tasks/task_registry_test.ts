@@ -313,7 +313,10 @@ Deno.test("a failed spawn fails its task with the OS error, and the slot count s
   for (const task of [first!, second!]) {
     assert.equal(task.state.status, "failed");
     assert.equal(errorOf(task)?.code, "spawn_failed");
-    assert.match(errorOf(task)!.message, /Cannot start the task's process: NotFound: .*nonexistent/);
+    assert.match(
+      errorOf(task)!.message,
+      /Cannot start the task's process: NotFound: .*nonexistent/,
+    );
   }
   await settled(third!);
   assert.equal(third!.state.status, "succeeded", "a later spawn works again");
