@@ -147,6 +147,10 @@ export interface Status {
   result?: unknown;
   error?: { code: string; message: string };
   progress?: { done: number; total?: number; message?: string };
+  created_at?: string;
+  started_at?: string;
+  code_started_at?: string;
+  finished_at?: string;
 }
 
 const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
