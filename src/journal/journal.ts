@@ -65,8 +65,10 @@ export interface JournalHealth {
   readonly ok: boolean;
   /** `memory`, or the state file's path. */
   readonly store: string;
-  /** The last write error, while writes fail. */
+  /** The latest write error, once any write failed (it stays until a restart). */
   readonly error?: string;
+  /** Writes that failed (each loses what it held). */
+  readonly failedWrites?: number;
 }
 
 export interface Journal {

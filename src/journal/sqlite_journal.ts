@@ -89,6 +89,7 @@ export class SqliteJournal implements Journal {
   #pendingLines = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #error: string | undefined;
+  #failures = 0;
   #closed = false;
   readonly #statements: ReturnType<typeof prepare>;
 
@@ -426,7 +427,8 @@ export class SqliteJournal implements Journal {
         (this.#db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count,
       );
       if (free < COMPACT_MIN_FREE_PAGES || free * 4 < pages) return;
-      this.#db.exec("PRAGMA incremental_vacuum");
+      // Each step frees one page: `exec` would take one step only.
+      this.#db.prepare("PRAGMA incremental_vacuum").all();
       this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } catch (error) {
       this.#failed(error);
@@ -443,7 +445,7 @@ export class SqliteJournal implements Journal {
   health(): JournalHealth {
     return this.#error === undefined
       ? { ok: true, store: this.where }
-      : { ok: false, store: this.where, error: this.#error };
+      : { ok: false, store: this.where, error: this.#error, failedWrites: this.#failures };
   }
 
   close(): void {
@@ -518,18 +520,18 @@ export class SqliteJournal implements Journal {
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
         throw error;
       }
-      if (this.#error !== undefined) {
-        this.#error = undefined;
-        logger.info("The journal {file} is written again", { file: this.file });
-      }
     } catch (error) {
       this.#failed(error);
     }
   }
 
-  /** A write failed: tasks go on; the first error of a run of them is logged. */
+  /**
+   * A write failed: tasks go on, and what it held is lost. The first error is logged; health keeps
+   * showing the latest one (and how many writes failed) until Klym restarts.
+   */
   #failed(error: unknown): void {
     const first = this.#error === undefined;
+    this.#failures++;
     this.#error = `Cannot write the journal ${this.file}: ${message(error)}`;
     if (first) {
       logger.error(

@@ -9,6 +9,7 @@ import { LlmService } from "../../src/llm/llm_service.ts";
 import type { TaskRecord } from "../../src/tasks/task_registry.ts";
 import { isTerminal } from "../../src/tasks/task_state.ts";
 import { openJournal } from "../../src/journal/open_journal.ts";
+import type { Journal } from "../../src/journal/journal.ts";
 import { FIXTURE_TASKS } from "./klym_process.ts";
 
 /**
@@ -18,6 +19,7 @@ import { FIXTURE_TASKS } from "./klym_process.ts";
 export function makeRegistry(
   env: Record<string, string> = {},
   now: () => number = Date.now,
+  journal?: Journal,
 ): TaskRegistry {
   const config = loadConfig({
     KLYM_TASKS_DIR: FIXTURE_TASKS,
@@ -37,7 +39,7 @@ export function makeRegistry(
     kinds,
     pool,
     now,
-    openJournal(config.state),
+    journal ?? openJournal(config.state),
   );
 }
 
