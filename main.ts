@@ -6,6 +6,7 @@
 import { ConfigError, loadConfig } from "./src/config.ts";
 import { setupLogging } from "./src/logging.ts";
 import { startKlym } from "./src/klym.ts";
+import { JournalError } from "./src/journal/journal.ts";
 import { runHost } from "./src/host/host.ts";
 import { VERSION } from "./src/version.ts";
 import { CLI_COMMANDS, runCli } from "./src/cli/cli.ts";
@@ -32,7 +33,14 @@ async function main(): Promise<number> {
     return 2;
   }
   await setupLogging(config.logLevel, config.logFormat);
-  const klym = await startKlym(config);
+  let klym;
+  try {
+    klym = await startKlym(config);
+  } catch (error) {
+    if (!(error instanceof JournalError)) throw error;
+    Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
+    return 2;
+  }
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, () => stop(signal));

@@ -7,7 +7,7 @@ import { Client, SSEClientTransport } from "@modelcontextprotocol/client";
 import { startMemoryPeer } from "../tests/peers/peers.ts";
 import { call, startKlym, type Status } from "../tests/helpers/klym_process.ts";
 
-const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
+const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "interrupted"]);
 
 async function runTask(client: Client, args: Record<string, unknown>): Promise<Status> {
   const started = await call<{ task_id: string; status: string }>(

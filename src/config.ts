@@ -109,6 +109,8 @@ export const ConfigSchema = z.object({
   maxRequestBodyBytes: int(1024, 64 * 1024 ** 2).default(4 * 1024 * 1024),
   sessionIdleS: int(1, 86_400).default(1800),
   maxSessions: int(1, 100_000).default(256),
+  /** The journal's SQLite file, or `memory` to keep nothing across a restart (default: the platform's state folder). */
+  state: z.string().min(1).optional(),
   /** Lowest level of Klym's own log on stderr. */
   logLevel: z.enum(LOG_LEVELS).default("info"),
   /** Klym's own log: human lines (`pretty`) or JSON lines; unset, pretty on a terminal only. */
@@ -199,6 +201,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   maxRequestBodyBytes: "KLYM_MAX_REQUEST_BODY_BYTES",
   sessionIdleS: "KLYM_SESSION_IDLE_S",
   maxSessions: "KLYM_MAX_SESSIONS",
+  state: "KLYM_STATE",
   logLevel: "KLYM_LOG_LEVEL",
   logFormat: "KLYM_LOG_FORMAT",
 };

@@ -9,6 +9,7 @@ import { KindCatalog } from "./tasks/kind_catalog.ts";
 import { ProcessPool } from "./tasks/process_pool.ts";
 import { processOptions } from "./tasks/task_process.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
+import { openJournal } from "./journal/open_journal.ts";
 import { createMcpServer } from "./server/mcp_server.ts";
 import { HttpApp, sameSecret } from "./server/http_app.ts";
 import { ModelCatalog } from "./llm/model_catalog.ts";
@@ -28,7 +29,9 @@ export interface Klym {
   close(): Promise<void>;
 }
 
+/** Starts serving; throws a `JournalError` (nothing started) when the journal cannot be used. */
 export async function startKlym(config: Config): Promise<Klym> {
+  const journal = openJournal(config.state);
   const kinds = new KindCatalog(config.tasksDir);
   if (config.tasksDir) {
     try {
@@ -39,7 +42,22 @@ export async function startKlym(config: Config): Promise<Klym> {
   }
   const pool = new ProcessPool(processOptions(config, kinds.realTasksDir()), config.warmSpares);
   const llm = new LlmService(new ModelCatalog(config, (name) => Deno.env.get(name)), config);
-  const registry = new TaskRegistry(config, grynyaSettings(config), llm, kinds, pool);
+  let registry: TaskRegistry;
+  try {
+    registry = new TaskRegistry(
+      config,
+      grynyaSettings(config),
+      llm,
+      kinds,
+      pool,
+      Date.now,
+      journal,
+    );
+  } catch (error) {
+    journal.close();
+    throw error;
+  }
+  logger.info("Tasks are journaled in {store}", { store: journal.where });
   pool.warm();
 
   if (config.stdio) {
@@ -73,6 +91,7 @@ export async function startKlym(config: Config): Promise<Klym> {
     health: (): Record<string, unknown> => ({
       tasks: registry.counts(),
       sessions: app.sessionCount,
+      journal: journal.health(),
     }),
     ui: ui.fetch,
   });

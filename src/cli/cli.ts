@@ -18,8 +18,16 @@ import {
 
 /** Between two `check_task_status` calls while following a task. */
 export const FOLLOW_POLL_MS = 500;
-const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"];
+const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "interrupted"]);
+const STATUSES = [
+  "queued",
+  "running",
+  "succeeded",
+  "failed",
+  "cancelled",
+  "timed_out",
+  "interrupted",
+];
 const MAX_LOG_LINES = 1000;
 
 interface Summary {

@@ -53,6 +53,7 @@ const STATUS_STYLE: Record<string, Style> = {
   failed: "red",
   cancelled: "dim",
   timed_out: "red",
+  interrupted: "red",
 };
 
 export function paintStatus(output: Output, status: string): string {

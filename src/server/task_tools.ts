@@ -71,7 +71,7 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
     description:
       "Starts a long-running task in the background and returns its task_id at once, without waiting for the work. " +
       "Then poll check_task_status with that task_id every few seconds, passing back next_log_cursor as log_cursor " +
-      "to read only new log lines, until status is succeeded, failed, cancelled or timed_out; those never change again. " +
+      "to read only new log lines, until status is succeeded, failed, cancelled, timed_out or interrupted; those never change again. " +
       `Known kinds: ${registry.kinds.list().join(", ") || "none"}. ` +
       "Stop a task with cancel_task.",
     inputSchema: z.object({
@@ -115,7 +115,8 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
       "Returns a task's status, progress, the log lines (stdout/stderr) written since log_cursor, and its result or error once finished. " +
       "Pass next_log_cursor back as log_cursor on the next call to get only new lines; logs_dropped counts lines lost to the per-task log limit, " +
       "logs_missed those of them after your cursor that you will never see. " +
-      "Keep polling while status is queued or running; succeeded, failed, cancelled and timed_out are final.",
+      "Keep polling while status is queued or running; succeeded, failed, cancelled, timed_out and interrupted are final " +
+      "(interrupted: Klym restarted while the task was alive; its logs up to then are kept).",
     inputSchema: z.object({
       task_id: TaskId,
       log_cursor: z.number({
@@ -146,7 +147,9 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
   }, ({ task_id, log_cursor, max_log_lines }) =>
     guarded(() => {
       const task = registry.get(task_id);
-      if (log_cursor > task.logs.lastSeq) {
+      // An interrupted task may have lost its last lines with the process: a cursor past them
+      // reads nothing rather than failing.
+      if (log_cursor > task.logs.lastSeq && task.state.status !== "interrupted") {
         throw new TaskError(
           "INVALID_INPUT",
           `"log_cursor" ${log_cursor} is past the task's last log line (${task.logs.lastSeq}); pass the next_log_cursor you were given, or 0`,

@@ -6,7 +6,7 @@
 import type { LogStream } from "../protocol.ts";
 import { utf8Length } from "../text.ts";
 
-interface StoredLine {
+export interface StoredLine {
   readonly seq: number;
   readonly stream: LogStream;
   readonly time: number;
@@ -28,10 +28,23 @@ export interface LogPage {
   readonly missed: number;
 }
 
+/** A task's logs as readers see them: held here, or read back from the journal after a restart. */
+export interface TaskLogs {
+  /** Lines lost to the byte budget, here or before they reached the server. */
+  readonly dropped: number;
+  /** Lines kept. */
+  readonly size: number;
+  readonly lastSeq: number;
+  /** Bytes held (text plus per-line overhead). */
+  readonly bytes: number;
+  /** Lines with `seq > cursor`: at most `max` of them, and at most `maxBytes` as JSON. */
+  read(cursor: number, max: number, maxBytes?: number): LogPage;
+}
+
 /** What a line costs beyond its text: its object, number and stream. */
 export const LINE_OVERHEAD_BYTES = 64;
 
-export class LogBuffer {
+export class LogBuffer implements TaskLogs {
   #lines: StoredLine[] = [];
   #head = 0;
   #bytes = 0;
@@ -58,7 +71,12 @@ export class LogBuffer {
     return this.#bytes;
   }
 
-  append(stream: LogStream, text: string, time: number): void {
+  /** The number of the oldest line kept (the next line's when none is). */
+  get firstSeq(): number {
+    return this.#lines[this.#head]?.seq ?? this.#nextSeq;
+  }
+
+  append(stream: LogStream, text: string, time: number): StoredLine {
     const line = { seq: this.#nextSeq++, stream, time, text };
     this.#lines.push(line);
     this.#bytes += cost(line);
@@ -71,6 +89,7 @@ export class LogBuffer {
       this.#lines = this.#lines.slice(this.#head);
       this.#head = 0;
     }
+    return line;
   }
 
   /**

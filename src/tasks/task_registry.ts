@@ -1,18 +1,19 @@
 /**
- * The server's book of tasks: the FIFO queue, the running slots, deadlines and cancel, and
- * retention of finished tasks within a count, an age and a byte budget. Every status change goes
- * through `#settle`/`#launch`, which call `transition`, so each task reaches exactly one terminal
- * state. Nothing a task sends can throw out of here: a bad event ends that task, not the server.
+ * The server's scheduler: the FIFO queue, the running slots, deadlines and cancel. The records
+ * (and their retention and journal) are the `TaskStore`'s. Every status change goes through
+ * `#settle`/`#launch`, which call `transition`, so each task reaches exactly one terminal state.
+ * Nothing a task sends can throw out of here: a bad event ends that task, not the server.
  */
 import { getLogger } from "@logtape/logtape";
 import { TaskError } from "../errors.ts";
-import type { Failure, GrynyaSettings, ModelBudget } from "../protocol.ts";
+import type { Failure, GrynyaSettings } from "../protocol.ts";
 import type { LlmService } from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import type { Config } from "../config.ts";
-import { utf8Length } from "../text.ts";
+import type { Journal, JournalLine } from "../journal/journal.ts";
+import { MemoryJournal } from "../journal/memory_journal.ts";
 import { LogBuffer } from "./log_buffer.ts";
-import { isTerminal, type TaskState, type TaskStatus, transition } from "./task_state.ts";
+import { isTerminal, type TaskStatus, transition } from "./task_state.ts";
 import type { ProcessPool } from "./process_pool.ts";
 import type { ProcessEvent, ProcessExit, TaskProcess } from "./task_process.ts";
 import type { KindCatalog } from "./kind_catalog.ts";
@@ -21,32 +22,11 @@ import { ModelBroker, type ModelLimits } from "./model_broker.ts";
 
 export type { StartRequest } from "./admission.ts";
 import { TaskEvents } from "./task_events.ts";
+import { type LiveTask, type TaskRecord, TaskStore } from "./task_store.ts";
+
+export { type Progress, retainedBytes, type TaskRecord } from "./task_store.ts";
 
 const logger = getLogger(["klym", "tasks"]);
-
-export interface Progress {
-  readonly done: number;
-  readonly total?: number;
-  readonly message?: string;
-}
-
-export interface TaskRecord {
-  readonly id: string;
-  readonly kind: string;
-  /** A custom kind's module, resolved at admission; built-in kinds have none. */
-  readonly modulePath: string | undefined;
-  readonly model: string | undefined;
-  readonly prompt: string | undefined;
-  readonly params: Record<string, unknown>;
-  readonly budget: ModelBudget;
-  readonly timeoutS: number;
-  readonly createdAt: number;
-  readonly logs: LogBuffer;
-  state: TaskState;
-  progress: Progress | undefined;
-  /** When the task's own code began to run (after process start and module load). */
-  codeStartedAt: number | undefined;
-}
 
 export type RegistryLimits =
   & AdmissionLimits
@@ -68,29 +48,19 @@ interface Running {
   readonly models: ModelBroker;
 }
 
-/** Bytes a task holds in the server: its inputs, its logs, its result or error. */
-export function retainedBytes(task: TaskRecord): number {
-  const state = task.state;
-  return utf8Length(task.prompt ?? "") + utf8Length(JSON.stringify(task.params)) +
-    task.logs.bytes +
-    (state.status === "succeeded" ? utf8Length(state.resultJson) : 0) +
-    ("error" in state ? utf8Length(state.error.message) : 0);
-}
-
 export class TaskRegistry {
-  readonly #tasks = new Map<string, TaskRecord>();
-  readonly #queue: TaskRecord[] = [];
+  readonly #queue: LiveTask[] = [];
   readonly #running = new Map<string, Running>();
   /** Processes not yet exited, whether or not their task is still running. */
   readonly #slots = new Set<Promise<ProcessExit>>();
-  readonly #finished: string[] = [];
   /** The starting client's sampler of each unfinished task. */
   readonly #samplers = new Map<string, Sampler>();
-  #sweeper: ReturnType<typeof setInterval> | undefined;
   #closing = false;
   #idle: PromiseWithResolvers<void> | undefined;
   /** Admissions, status and progress changes, and new log lines, for live views. */
   readonly events = new TaskEvents();
+  /** The records, their retention and their journal. */
+  readonly store: TaskStore;
 
   constructor(
     readonly limits: RegistryLimits,
@@ -99,8 +69,9 @@ export class TaskRegistry {
     readonly kinds: KindCatalog,
     readonly pool: ProcessPool,
     readonly now: () => number = Date.now,
+    journal: Journal = new MemoryJournal(),
   ) {
-    this.#sweeper = setInterval(() => this.#sweep(), 1000);
+    this.store = new TaskStore(journal, limits, now);
   }
 
   /** Admits a task and returns at once; it runs when a slot is free. */
@@ -121,7 +92,7 @@ export class TaskRegistry {
       );
     }
     const now = this.now();
-    const task: TaskRecord = {
+    const task: LiveTask = {
       id: newTaskId(now),
       kind: request.kind,
       modulePath,
@@ -136,7 +107,7 @@ export class TaskRegistry {
       progress: undefined,
       codeStartedAt: undefined,
     };
-    this.#tasks.set(task.id, task);
+    this.store.add(task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);
     this.#queue.push(task);
     this.events.emit({ type: "task", id: task.id });
@@ -145,7 +116,7 @@ export class TaskRegistry {
   }
 
   get(id: string): TaskRecord {
-    const task = this.#tasks.get(id);
+    const task = this.store.get(id);
     if (!task) {
       throw new TaskError(
         "TASK_NOT_FOUND",
@@ -157,19 +128,11 @@ export class TaskRegistry {
 
   /** Newest first. */
   list(status?: TaskStatus, limit = 50): TaskRecord[] {
-    const out: TaskRecord[] = [];
-    const all = [...this.#tasks.values()];
-    for (let i = all.length - 1; i >= 0 && out.length < limit; i--) {
-      const task = all[i]!;
-      if (!status || task.state.status === status) out.push(task);
-    }
-    return out;
+    return this.store.list(status, limit);
   }
 
   counts(): Record<TaskStatus, number> {
-    const counts = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, timed_out: 0 };
-    for (const task of this.#tasks.values()) counts[task.state.status]++;
-    return counts;
+    return this.store.counts();
   }
 
   /** The process id of a running task, for resource figures; `undefined` when it has none. */
@@ -196,15 +159,20 @@ export class TaskRegistry {
     return this.#slots.size;
   }
 
-  /** Cancels everything with reason "shutdown" and waits for every task process to be gone. */
+  /**
+   * Cancels everything with reason "shutdown", waits for every task process to be gone and closes
+   * the journal. A second call only waits.
+   */
   async shutdown(): Promise<void> {
-    this.#closing = true;
-    clearInterval(this.#sweeper);
-    for (const task of [...this.#queue, ...this.#tasks.values()]) {
-      this.#settle(task, "cancelled", { code: "shutdown", message: "Klym is shutting down" });
+    if (!this.#closing) {
+      this.#closing = true;
+      for (const task of [...this.#queue, ...this.store.list(undefined, Infinity)]) {
+        this.#settle(task, "cancelled", { code: "shutdown", message: "Klym is shutting down" });
+      }
     }
     await Promise.allSettled([...this.#slots]);
     await this.pool.close();
+    this.store.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -229,7 +197,7 @@ export class TaskRegistry {
     }
   }
 
-  #launch(task: TaskRecord): void {
+  #launch(task: LiveTask): void {
     if (task.state.status !== "queued") return;
     task.state = transition(task.state, {
       status: "running",
@@ -258,6 +226,7 @@ export class TaskRegistry {
       (answer) => process.send(answer),
     );
     this.#running.set(task.id, { process, models });
+    this.store.changed(task);
     this.events.emit({ type: "task", id: task.id });
     const timer = setTimeout(() => {
       this.#settle(task, "timed_out", {
@@ -290,7 +259,7 @@ export class TaskRegistry {
     );
   }
 
-  #onEvent(task: TaskRecord, event: ProcessEvent): void {
+  #onEvent(task: LiveTask, event: ProcessEvent): void {
     try {
       this.#apply(task, event);
     } catch (error) {
@@ -301,17 +270,19 @@ export class TaskRegistry {
     }
   }
 
-  #apply(task: TaskRecord, event: ProcessEvent): void {
+  #apply(task: LiveTask, event: ProcessEvent): void {
     const now = this.now();
     // Lines written while a cancelled task winds down are kept; nothing else counts after the end.
     if (event.type === "raw") {
-      task.logs.append(event.stream, event.text, now);
+      this.store.logged(task, [task.logs.append(event.stream, event.text, now)]);
       return this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
     }
     if (event.type === "logs") {
       // The host dropped the oldest lines waiting there: they came before this batch.
       if (event.dropped > 0) task.logs.countDropped(event.dropped);
-      for (const [stream, text] of event.lines) task.logs.append(stream, text, now);
+      const lines: JournalLine[] = [];
+      for (const [stream, text] of event.lines) lines.push(task.logs.append(stream, text, now));
+      this.store.logged(task, lines);
       this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
       return;
     }
@@ -320,6 +291,7 @@ export class TaskRegistry {
     switch (event.type) {
       case "running":
         task.codeStartedAt = now;
+        this.store.progressed(task);
         this.events.emit({ type: "task", id: task.id });
         return;
       case "progress":
@@ -328,6 +300,7 @@ export class TaskRegistry {
           ...(event.total === undefined ? {} : { total: event.total }),
           ...(event.message === undefined ? {} : { message: event.message }),
         };
+        this.store.progressed(task);
         this.events.emit({ type: "task", id: task.id });
         return;
       case "result":
@@ -359,7 +332,7 @@ export class TaskRegistry {
         : { status: status as "failed", startedAt, finishedAt, error: outcome as Failure },
     );
     this.#samplers.delete(task.id);
-    const queued = this.#queue.indexOf(task);
+    const queued = this.#queue.findIndex((t) => t === task);
     if (queued !== -1) this.#queue.splice(queued, 1);
     const running = this.#running.get(task.id);
     if (running) {
@@ -367,36 +340,10 @@ export class TaskRegistry {
       running.models.close();
       void running.process.stop(reason, this.limits.cancelGraceMs);
     }
-    this.#finished.push(task.id);
     logger.info("Task {taskId} ({kind}) {status}", { taskId: task.id, kind: task.kind, status });
+    this.store.changed(task);
     this.events.emit({ type: "task", id: task.id });
-    this.#trimFinished();
     this.#updateIdle();
-  }
-
-  /** Forgets the oldest finished tasks beyond KLYM_MAX_FINISHED and KLYM_RETAINED_BYTES. */
-  #trimFinished(): void {
-    while (this.#finished.length > this.limits.maxFinished) {
-      this.#tasks.delete(this.#finished.shift()!);
-    }
-    let bytes = 0;
-    for (const id of this.#finished) bytes += retainedBytes(this.#tasks.get(id)!);
-    while (bytes > this.limits.retainedBytes && this.#finished.length > 0) {
-      const id = this.#finished.shift()!;
-      bytes -= retainedBytes(this.#tasks.get(id)!);
-      this.#tasks.delete(id);
-    }
-  }
-
-  #sweep(): void {
-    const cutoff = this.now() - this.limits.retentionS * 1000;
-    while (this.#finished.length > 0) {
-      const task = this.#tasks.get(this.#finished[0]!);
-      if (task && "finishedAt" in task.state && task.state.finishedAt > cutoff) break;
-      this.#finished.shift();
-      if (task) this.#tasks.delete(task.id);
-    }
-    this.#trimFinished();
   }
 }
 

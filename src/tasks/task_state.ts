@@ -2,7 +2,7 @@
 import type { Failure } from "../protocol.ts";
 
 export type TaskStatus = TaskState["status"];
-export type TerminalStatus = "succeeded" | "failed" | "cancelled" | "timed_out";
+export type TerminalStatus = "succeeded" | "failed" | "cancelled" | "timed_out" | "interrupted";
 
 export type TaskState =
   | { readonly status: "queued"; readonly queuedAt: number }
@@ -15,7 +15,8 @@ export type TaskState =
     readonly resultJson: string;
   }
   | {
-    readonly status: "failed" | "cancelled" | "timed_out";
+    /** `interrupted`: queued or running when the previous Klym process ended without a shutdown. */
+    readonly status: "failed" | "cancelled" | "timed_out" | "interrupted";
     readonly startedAt: number | undefined;
     readonly finishedAt: number;
     readonly error: Failure;
@@ -28,6 +29,7 @@ export const TASK_STATUSES = [
   "failed",
   "cancelled",
   "timed_out",
+  "interrupted",
 ] as const satisfies readonly TaskStatus[];
 
 export function isTerminal(state: TaskState): boolean {
@@ -35,12 +37,13 @@ export function isTerminal(state: TaskState): boolean {
 }
 
 const ALLOWED: Record<TaskStatus, readonly TaskStatus[]> = {
-  queued: ["running", "cancelled"],
-  running: ["succeeded", "failed", "cancelled", "timed_out"],
+  queued: ["running", "cancelled", "interrupted"],
+  running: ["succeeded", "failed", "cancelled", "timed_out", "interrupted"],
   succeeded: [],
   failed: [],
   cancelled: [],
   timed_out: [],
+  interrupted: [],
 };
 
 export class IllegalTransitionError extends Error {
@@ -64,6 +67,7 @@ export function startedAtOf(state: TaskState): number | undefined {
     case "failed":
     case "cancelled":
     case "timed_out":
+    case "interrupted":
       return state.startedAt;
     default: {
       const _exhaustive: never = state;

@@ -5,7 +5,15 @@
  * comes from a task with `textContent`, never as HTML.
  */
 
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"];
+const STATUSES = [
+  "queued",
+  "running",
+  "succeeded",
+  "failed",
+  "cancelled",
+  "timed_out",
+  "interrupted",
+];
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -106,7 +114,7 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem .8rem; ma
 dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
 progress { width: 10rem; vertical-align: middle; }
 .st { font-weight: 600; }
-.st-succeeded { color: var(--ok); } .st-failed, .st-timed_out { color: var(--bad); }
+.st-succeeded { color: var(--ok); } .st-failed, .st-timed_out, .st-interrupted { color: var(--bad); }
 .st-cancelled { color: var(--muted); } .st-running { color: var(--run); } .st-queued { color: var(--wait); }
 .muted { color: var(--muted); font-weight: normal; }
 .conn { font-size: .85rem; color: var(--muted); } .conn.live { color: var(--ok); }
@@ -132,7 +140,7 @@ body.login input { font: inherit; padding: .4rem; border: 1px solid var(--line);
 export const APP_JS = String.raw`"use strict";
 (function () {
   var LOG_TAIL_LINES = 2000;
-  var FINAL = ["succeeded", "failed", "cancelled", "timed_out"];
+  var FINAL = ["succeeded", "failed", "cancelled", "timed_out", "interrupted"];
   var view = { filter: "", taskId: null, cursor: 0, task: null, tasks: [] };
   var loading = { list: false, listAgain: false, task: false, taskAgain: false };
 

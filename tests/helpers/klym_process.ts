@@ -35,8 +35,10 @@ export function servingUrl(line: string): string | undefined {
   return /Serving MCP at "?(https?:\/\/[^\s"]+?)"?\/mcp/.exec(line)?.[1];
 }
 
+/** Tests run in parallel: each server keeps its tasks in memory unless a test names a file. */
 const baseEnv = (env: Record<string, string>) => ({
   KLYM_TASKS_DIR: FIXTURE_TASKS,
+  KLYM_STATE: "memory",
   KLYM_LOG_LEVEL: "debug",
   ...env,
 });
@@ -153,7 +155,7 @@ export interface Status {
   finished_at?: string;
 }
 
-const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
+const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "interrupted"]);
 
 /** Polls check_task_status as an assistant would until the task is final; gathers every log line. */
 export async function waitFinal(

@@ -8,13 +8,25 @@ import { ModelCatalog } from "../../src/llm/model_catalog.ts";
 import { LlmService } from "../../src/llm/llm_service.ts";
 import type { TaskRecord } from "../../src/tasks/task_registry.ts";
 import { isTerminal } from "../../src/tasks/task_state.ts";
+import { openJournal } from "../../src/journal/open_journal.ts";
+import type { Journal } from "../../src/journal/journal.ts";
 import { FIXTURE_TASKS } from "./klym_process.ts";
 
-export function makeRegistry(env: Record<string, string> = {}, spawn?: Spawn): TaskRegistry {
+/**
+ * A registry in memory mode (tests run in parallel and must not share a state file), unless `env`
+ * names a `KLYM_STATE` file; `now` replaces the clock, `spawn` the way processes start.
+ */
+export function makeRegistry(
+  env: Record<string, string> = {},
+  now: () => number = Date.now,
+  journal?: Journal,
+  spawn?: Spawn,
+): TaskRegistry {
   const config = loadConfig({
     KLYM_TASKS_DIR: FIXTURE_TASKS,
     KLYM_WARM_SPARES: "0",
     KLYM_TASK_MEMORY_MB: "256",
+    KLYM_STATE: "memory",
     ...env,
   }, []);
   const kinds = new KindCatalog(config.tasksDir);
@@ -31,6 +43,8 @@ export function makeRegistry(env: Record<string, string> = {}, spawn?: Spawn): T
     llm,
     kinds,
     pool,
+    now,
+    journal ?? openJournal(config.state),
   );
 }
 

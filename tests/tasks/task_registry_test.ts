@@ -308,7 +308,7 @@ Deno.test("a failed spawn fails its task with the OS error, and the slot count s
     }
     return new TaskProcess(options);
   };
-  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "1" }, spawn);
+  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "1" }, Date.now, undefined, spawn);
   const [first, second, third] = [0, 1, 2].map(() => registry.start({ kind: "hello" }));
   for (const task of [first!, second!]) {
     assert.equal(task.state.status, "failed");

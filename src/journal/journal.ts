@@ -1,0 +1,113 @@
+/**
+ * The journal records what happens to tasks so that a restart loses nothing: each task's record
+ * and status changes, its log lines, progress, result or error, and its saves into the graph. It
+ * decides nothing: the registry schedules and calls it as things happen. Writes never throw (a
+ * failed write is reported by `health()` and logged once); reads and opening may.
+ */
+import type { LogStream } from "../protocol.ts";
+import type { TaskState } from "../tasks/task_state.ts";
+
+export interface JournalProgress {
+  readonly done: number;
+  readonly total?: number;
+  readonly message?: string;
+}
+
+/** A task as the journal records it. */
+export interface JournalTask {
+  readonly id: string;
+  readonly kind: string;
+  readonly model: string | undefined;
+  readonly prompt: string | undefined;
+  readonly params: Record<string, unknown>;
+  readonly timeoutS: number;
+  readonly createdAt: number;
+  readonly state: TaskState;
+  readonly progress: JournalProgress | undefined;
+  readonly codeStartedAt: number | undefined;
+}
+
+/** One log line with the server's receipt time (ms since the epoch). */
+export interface JournalLine {
+  readonly seq: number;
+  readonly stream: LogStream;
+  readonly time: number;
+  readonly text: string;
+}
+
+/** What a restored task's logs hold: numbers only, the lines stay in the journal. */
+export interface JournalLogsInfo {
+  /** The highest line number recorded (0 when none). */
+  readonly lastSeq: number;
+  /** Lines kept. */
+  readonly size: number;
+  /** Bytes kept, text plus a per-line overhead, as the log buffer counts them. */
+  readonly bytes: number;
+  /** Lines lost to the per-task log limit (and to the end of the previous process). */
+  readonly dropped: number;
+}
+
+export interface RestoredTask extends JournalTask {
+  readonly logs: JournalLogsInfo;
+}
+
+/** One save a task made into grynya's graph, with grynya's own reply. */
+export interface JournalSave {
+  readonly taskId: string;
+  readonly seq: number;
+  readonly tool: string;
+  readonly ok: boolean;
+  readonly time: number;
+  readonly reply: string;
+}
+
+export interface JournalHealth {
+  readonly ok: boolean;
+  /** `memory`, or the state file's path. */
+  readonly store: string;
+  /** The latest write error, once any write failed (it stays until a restart). */
+  readonly error?: string;
+  /** Writes that failed (each loses what it held). */
+  readonly failedWrites?: number;
+}
+
+export interface Journal {
+  /** `memory`, or the state file's path. */
+  readonly where: string;
+  /**
+   * The tasks a previous process recorded, oldest first. Those that were queued or running are
+   * now `interrupted` (recorded as such before this returns). Called once, at start.
+   */
+  restore(now: number): RestoredTask[];
+  /** A task was admitted (written at once). */
+  admitted(task: JournalTask): void;
+  /** A task's status changed (written at once, after the log lines still waiting). */
+  changed(task: JournalTask): void;
+  /** A task's progress or code start changed (written with the next batch). */
+  progressed(task: JournalTask): void;
+  /**
+   * Lines appended to a task's logs (written in batches, at most ~100 ms later). Lines numbered
+   * below `keepFrom` were dropped for space and need not be kept; `dropped` counts them all.
+   */
+  logged(taskId: string, lines: readonly JournalLine[], keepFrom: number, dropped: number): void;
+  /** A save into the graph, with grynya's reply. */
+  saved(save: JournalSave): void;
+  /** Lines with `seq > cursor` of a task, at most `max`, in order. */
+  readLogs(taskId: string, cursor: number, max: number): JournalLine[];
+  /** The saves of a task, in order. */
+  readSaves(taskId: string): JournalSave[];
+  /** Forgets tasks (retention): their records, logs and saves. */
+  forget(ids: readonly string[]): void;
+  /** Gives unused space back to the file system when enough of it is free. Never throws. */
+  compact(): void;
+  /** Writes whatever waits in the batch now. */
+  flush(): void;
+  health(): JournalHealth;
+  /** Flushes and releases the store (and its lock). */
+  close(): void;
+}
+
+/** The journal cannot be opened: Klym does not start (exit code 2). */
+export class JournalError extends Error {
+  override name = "JournalError";
+}

@@ -1,0 +1,45 @@
+/**
+ * `KLYM_STATE=memory`: nothing is written anywhere, and a restart starts from no tasks. The
+ * registry keeps every task it knows in memory, so this journal has nothing to answer but saves.
+ */
+import type {
+  Journal,
+  JournalHealth,
+  JournalLine,
+  JournalSave,
+  JournalTask,
+  RestoredTask,
+} from "./journal.ts";
+
+export class MemoryJournal implements Journal {
+  readonly where = "memory";
+  readonly #saves = new Map<string, JournalSave[]>();
+
+  restore(_now: number): RestoredTask[] {
+    return [];
+  }
+  admitted(_task: JournalTask): void {}
+  changed(_task: JournalTask): void {}
+  progressed(_task: JournalTask): void {}
+  logged(_id: string, _lines: readonly JournalLine[], _keepFrom: number, _dropped: number): void {}
+  saved(save: JournalSave): void {
+    const saves = this.#saves.get(save.taskId) ?? [];
+    saves.push(save);
+    this.#saves.set(save.taskId, saves);
+  }
+  readLogs(_taskId: string, _cursor: number, _max: number): JournalLine[] {
+    return [];
+  }
+  readSaves(taskId: string): JournalSave[] {
+    return [...this.#saves.get(taskId) ?? []];
+  }
+  forget(ids: readonly string[]): void {
+    for (const id of ids) this.#saves.delete(id);
+  }
+  compact(): void {}
+  flush(): void {}
+  health(): JournalHealth {
+    return { ok: true, store: this.where };
+  }
+  close(): void {}
+}

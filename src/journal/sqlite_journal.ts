@@ -1,0 +1,604 @@
+/**
+ * The journal in one SQLite file (through `node:sqlite`), in WAL mode with
+ * `synchronous=NORMAL`: a commit survives the process being killed (not a power cut). Admissions
+ * and status changes are written at once; log lines and progress wait in a batch written at most
+ * `FLUSH_MS` later (or sooner when it grows), so a flood of output costs one transaction per batch.
+ *
+ * One process owns a file: it is opened with `locking_mode=EXCLUSIVE` and written to at once, so the
+ * operating system's lock keeps any other process out until this one closes it or dies (a dead
+ * owner's lock goes with it). The owner writes its pid next to the file (`<file>.owner`) so that a
+ * refused second Klym can say who holds it.
+ */
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { dirname } from "node:path";
+import { getLogger } from "@logtape/logtape";
+import type { Failure } from "../protocol.ts";
+import type { TaskState } from "../tasks/task_state.ts";
+import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
+import {
+  type Journal,
+  JournalError,
+  type JournalHealth,
+  type JournalLine,
+  type JournalSave,
+  type JournalTask,
+  type RestoredTask,
+} from "./journal.ts";
+
+const logger = getLogger(["klym", "journal"]);
+
+/** Longest a log line or a progress change waits before it is written. */
+export const FLUSH_MS = 50;
+/** A batch this large is written at once, without waiting for the timer. */
+const FLUSH_LINES = 8192;
+/** Rows per multi-row INSERT of log lines. */
+const ROWS_PER_INSERT = 64;
+/** What one line costs beyond its text, as the log buffer counts it. */
+const LINE_OVERHEAD_BYTES = 64;
+/** Compaction runs when at least this many pages are free, and a quarter of the file. */
+const COMPACT_MIN_FREE_PAGES = 256;
+
+const STREAMS = ["stdout", "stderr"] as const;
+
+export interface SqliteJournalOptions {
+  /** This process's id, written next to the file for a refused second Klym to name. */
+  readonly pid?: number;
+  /** Caps the file (in pages): a stand-in for a full disk in tests. */
+  readonly maxPageCount?: number;
+}
+
+interface PendingLogs {
+  lines: JournalLine[];
+  keepFrom: number;
+  dropped: number;
+}
+
+interface TaskRow {
+  no: number;
+  id: string;
+  kind: string;
+  model: string | null;
+  prompt: string | null;
+  params: string;
+  timeout_s: number;
+  created_at: number;
+  status: string;
+  queued_at: number | null;
+  started_at: number | null;
+  code_started_at: number | null;
+  finished_at: number | null;
+  progress: string | null;
+  result: string | null;
+  error: string | null;
+  logs_dropped: number;
+}
+
+/** `undefined` becomes SQL NULL. */
+const sql = (value: string | number | undefined): SQLInputValue => value ?? null;
+
+export class SqliteJournal implements Journal {
+  readonly where: string;
+  readonly #db: DatabaseSync;
+  readonly #ownerFile: string;
+  /** Each known task's number in the file. */
+  readonly #numbers = new Map<string, number>();
+  /** Highest line number already deleted below, per task number. */
+  readonly #trimmed = new Map<number, number>();
+  #pendingLogs = new Map<number, PendingLogs>();
+  #pendingProgress = new Map<number, JournalTask>();
+  #pendingLines = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #error: string | undefined;
+  #failures = 0;
+  #closed = false;
+  readonly #statements: ReturnType<typeof prepare>;
+
+  /** Opens (creating when missing) and migrates the file; throws a `JournalError` saying why not. */
+  constructor(readonly file: string, options: SqliteJournalOptions = {}) {
+    this.where = file;
+    this.#ownerFile = `${file}.owner`;
+    try {
+      Deno.mkdirSync(dirname(file), { recursive: true });
+    } catch (error) {
+      throw refusal(file, `its folder cannot be created (${message(error)})`);
+    }
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(file, { timeout: 0 });
+    } catch (error) {
+      throw refusal(file, `it cannot be opened (${message(error)})`);
+    }
+    this.#db = db;
+    try {
+      // auto_vacuum takes effect only in a new file, before its first table.
+      db.exec("PRAGMA auto_vacuum = INCREMENTAL");
+      db.exec("PRAGMA locking_mode = EXCLUSIVE");
+      db.exec("PRAGMA journal_mode = WAL");
+      // The first write takes the exclusive lock, held until close.
+      db.exec("BEGIN EXCLUSIVE");
+      db.exec("COMMIT");
+      db.exec("PRAGMA synchronous = NORMAL");
+      db.exec("PRAGMA journal_size_limit = 16777216");
+      this.#migrate();
+      if (options.maxPageCount) db.exec(`PRAGMA max_page_count = ${options.maxPageCount}`);
+      this.#statements = prepare(db);
+    } catch (error) {
+      db.close();
+      if (error instanceof JournalError) throw error;
+      throw this.#openProblem(error);
+    }
+    try {
+      Deno.writeTextFileSync(
+        this.#ownerFile,
+        JSON.stringify({ pid: options.pid ?? Deno.pid, since: new Date().toISOString() }) + "\n",
+      );
+    } catch {
+      // Only a refused second Klym's message needs it.
+    }
+  }
+
+  #migrate(): void {
+    const db = this.#db;
+    const version = Number(
+      (db.prepare("PRAGMA user_version").get() as { user_version: number })
+        .user_version,
+    );
+    if (version > SCHEMA_VERSION) {
+      throw refusal(
+        this.file,
+        `it was written by a newer Klym (schema version ${version}, this one knows up to ${SCHEMA_VERSION})`,
+      );
+    }
+    if (version === SCHEMA_VERSION) return;
+    db.exec("BEGIN");
+    try {
+      for (const migration of MIGRATIONS.slice(version)) migration(db);
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      db.exec("COMMIT");
+    } catch (error) {
+      db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  #openProblem(error: unknown): JournalError {
+    const text = message(error);
+    if (/locked|busy/i.test(text)) {
+      let owner = "another process";
+      try {
+        const { pid, since } = JSON.parse(Deno.readTextFileSync(this.#ownerFile));
+        owner = `another Klym (pid ${pid}, running since ${since})`;
+      } catch {
+        // No owner file: say what is known.
+      }
+      return refusal(this.file, `${owner} is using it (${text}); stop that one first`);
+    }
+    if (/not a database|malformed|corrupt/i.test(text)) {
+      return refusal(
+        this.file,
+        `it is damaged or not a Klym journal (${text}); move it away to start afresh`,
+      );
+    }
+    return refusal(this.file, `it cannot be used (${text})`);
+  }
+
+  restore(now: number): RestoredTask[] {
+    try {
+      return this.#restore(now);
+    } catch (error) {
+      throw error instanceof JournalError ? error : this.#openProblem(error);
+    }
+  }
+
+  #restore(now: number): RestoredTask[] {
+    const s = this.#statements;
+    const rows = s.allTasks.all() as unknown as TaskRow[];
+    const logInfo = new Map<number, { last: number; n: number; bytes: number }>();
+    for (const row of s.logInfo.all() as { task: number; last: number; n: number; b: number }[]) {
+      logInfo.set(row.task, {
+        last: row.last,
+        n: row.n,
+        bytes: row.b + row.n * LINE_OVERHEAD_BYTES,
+      });
+    }
+    const restored: RestoredTask[] = [];
+    const interrupted: [number, string, Failure][] = [];
+    for (const row of rows) {
+      this.#numbers.set(row.id, row.no);
+      const info = logInfo.get(row.no) ?? { last: 0, n: 0, bytes: 0 };
+      let state: TaskState;
+      const startedAt = row.started_at ?? undefined;
+      if (row.status === "queued" || row.status === "running") {
+        const lastLine = info.last > 0
+          ? (s.lastLineTime.get(row.no, info.last) as { time: number } | undefined)?.time
+          : undefined;
+        const error: Failure = {
+          code: "interrupted",
+          message: `Klym stopped while this task was ${row.status}: its process ended without ` +
+            `shutting down${
+              lastLine === undefined ? "" : ` (the last log line kept is from ${iso(lastLine)})`
+            }, and the task was found ${row.status} when Klym started again at ${iso(now)}. ` +
+            "Its logs up to then are kept; start it again if it is still needed",
+        };
+        state = { status: "interrupted", startedAt, finishedAt: now, error };
+        interrupted.push([row.no, row.status, error]);
+      } else if (row.status === "succeeded") {
+        state = {
+          status: "succeeded",
+          startedAt,
+          finishedAt: row.finished_at ?? now,
+          resultJson: row.result ?? "null",
+        };
+      } else {
+        state = {
+          status: row.status as "failed",
+          startedAt,
+          finishedAt: row.finished_at ?? now,
+          error: row.error
+            ? JSON.parse(row.error)
+            : { code: row.status, message: `The task ended ${row.status}` },
+        };
+      }
+      restored.push({
+        id: row.id,
+        kind: row.kind,
+        model: row.model ?? undefined,
+        prompt: row.prompt ?? undefined,
+        params: JSON.parse(row.params),
+        timeoutS: row.timeout_s,
+        createdAt: row.created_at,
+        state,
+        progress: row.progress ? JSON.parse(row.progress) : undefined,
+        codeStartedAt: row.code_started_at ?? undefined,
+        logs: {
+          lastSeq: info.last,
+          size: info.n,
+          bytes: info.bytes,
+          dropped: Math.max(row.logs_dropped, info.last - info.n),
+        },
+      });
+    }
+    if (interrupted.length > 0) {
+      this.#transaction(() => {
+        for (const [no, , error] of interrupted) {
+          s.interrupt.run(now, JSON.stringify(error), no);
+          s.event.run(no, now, "interrupted", JSON.stringify(error));
+        }
+      });
+      logger.warn("{count} tasks were interrupted when the previous Klym ended", {
+        count: interrupted.length,
+      });
+    }
+    return restored;
+  }
+
+  admitted(task: JournalTask): void {
+    const s = this.#statements;
+    this.#transaction(() => {
+      const { lastInsertRowid } = s.insertTask.run(
+        task.id,
+        task.kind,
+        sql(task.model),
+        sql(task.prompt),
+        JSON.stringify(task.params),
+        task.timeoutS,
+        task.createdAt,
+        task.state.status,
+        task.state.status === "queued" ? task.state.queuedAt : null,
+      );
+      const no = Number(lastInsertRowid);
+      s.event.run(no, task.createdAt, task.state.status, null);
+      this.#numbers.set(task.id, no);
+    });
+  }
+
+  changed(task: JournalTask): void {
+    const no = this.#numbers.get(task.id);
+    if (no === undefined) return;
+    const s = this.#statements;
+    const state = task.state;
+    const time = "finishedAt" in state
+      ? state.finishedAt
+      : state.status === "running"
+      ? state.startedAt
+      : state.queuedAt;
+    const error = "error" in state ? JSON.stringify(state.error) : null;
+    this.#pendingProgress.delete(no);
+    this.#transaction(() => {
+      this.#writePending();
+      s.updateState.run(
+        state.status,
+        sql("startedAt" in state ? state.startedAt : undefined),
+        sql("finishedAt" in state ? state.finishedAt : undefined),
+        sql(task.codeStartedAt),
+        task.progress ? JSON.stringify(task.progress) : null,
+        state.status === "succeeded" ? state.resultJson : null,
+        error,
+        no,
+      );
+      s.event.run(no, time, state.status, error);
+    });
+  }
+
+  progressed(task: JournalTask): void {
+    const no = this.#numbers.get(task.id);
+    if (no === undefined) return;
+    this.#pendingProgress.set(no, task);
+    this.#schedule();
+  }
+
+  logged(taskId: string, lines: readonly JournalLine[], keepFrom: number, dropped: number): void {
+    const no = this.#numbers.get(taskId);
+    if (no === undefined || this.#closed) return;
+    let pending = this.#pendingLogs.get(no);
+    if (!pending) this.#pendingLogs.set(no, pending = { lines: [], keepFrom, dropped });
+    for (const line of lines) pending.lines.push(line);
+    pending.keepFrom = keepFrom;
+    pending.dropped = dropped;
+    this.#pendingLines += lines.length;
+    if (this.#pendingLines >= FLUSH_LINES) this.flush();
+    else this.#schedule();
+  }
+
+  saved(save: JournalSave): void {
+    const no = this.#numbers.get(save.taskId);
+    if (no === undefined) return;
+    this.#transaction(() => {
+      this.#statements.insertSave.run(
+        no,
+        save.seq,
+        save.tool,
+        save.ok ? 1 : 0,
+        save.time,
+        save.reply,
+      );
+    });
+  }
+
+  readLogs(taskId: string, cursor: number, max: number): JournalLine[] {
+    const no = this.#numbers.get(taskId);
+    if (no === undefined || max <= 0) return [];
+    if (this.#pendingLogs.has(no)) this.flush();
+    const rows = this.#statements.readLogs.all(no, cursor, max) as {
+      seq: number;
+      stream: number;
+      time: number;
+      text: string;
+    }[];
+    return rows.map((r) => ({
+      seq: r.seq,
+      stream: STREAMS[r.stream] ?? "stdout",
+      time: r.time,
+      text: r.text,
+    }));
+  }
+
+  readSaves(taskId: string): JournalSave[] {
+    const no = this.#numbers.get(taskId);
+    if (no === undefined) return [];
+    const rows = this.#statements.readSaves.all(no) as {
+      seq: number;
+      tool: string;
+      ok: number;
+      time: number;
+      reply: string;
+    }[];
+    return rows.map((r) => ({
+      taskId,
+      seq: r.seq,
+      tool: r.tool,
+      ok: r.ok === 1,
+      time: r.time,
+      reply: r.reply,
+    }));
+  }
+
+  forget(ids: readonly string[]): void {
+    const numbers = ids.flatMap((id) => {
+      const no = this.#numbers.get(id);
+      this.#numbers.delete(id);
+      return no === undefined ? [] : [no];
+    });
+    if (numbers.length === 0) return;
+    const s = this.#statements;
+    for (const no of numbers) {
+      this.#pendingLogs.delete(no);
+      this.#pendingProgress.delete(no);
+      this.#trimmed.delete(no);
+    }
+    this.#transaction(() => {
+      for (const no of numbers) {
+        s.deleteLogs.run(no);
+        s.deleteEvents.run(no);
+        s.deleteSaves.run(no);
+        s.deleteTask.run(no);
+      }
+    });
+  }
+
+  compact(): void {
+    if (this.#closed) return;
+    try {
+      const free = Number(
+        (this.#db.prepare("PRAGMA freelist_count").get() as { freelist_count: number })
+          .freelist_count,
+      );
+      const pages = Number(
+        (this.#db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count,
+      );
+      if (free < COMPACT_MIN_FREE_PAGES || free * 4 < pages) return;
+      // Each step frees one page: `exec` would take one step only.
+      this.#db.prepare("PRAGMA incremental_vacuum").all();
+      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch (error) {
+      this.#failed(error);
+    }
+  }
+
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#closed || (this.#pendingLogs.size === 0 && this.#pendingProgress.size === 0)) return;
+    this.#transaction(() => this.#writePending());
+  }
+
+  health(): JournalHealth {
+    return this.#error === undefined
+      ? { ok: true, store: this.where }
+      : { ok: false, store: this.where, error: this.#error, failedWrites: this.#failures };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.flush();
+    this.#closed = true;
+    try {
+      this.#db.close();
+    } catch (error) {
+      logger.warn("Closing the journal {file} failed: {error}", {
+        file: this.file,
+        error: message(error),
+      });
+    }
+    try {
+      Deno.removeSync(this.#ownerFile);
+    } catch {
+      // Already gone.
+    }
+  }
+
+  #schedule(): void {
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      this.flush();
+    }, FLUSH_MS);
+  }
+
+  /** Writes the waiting batch; call inside a transaction. */
+  #writePending(): void {
+    const s = this.#statements;
+    const pendingLogs = this.#pendingLogs;
+    const pendingProgress = this.#pendingProgress;
+    this.#pendingLogs = new Map();
+    this.#pendingProgress = new Map();
+    this.#pendingLines = 0;
+    for (const [no, pending] of pendingLogs) {
+      const rows: SQLInputValue[] = [];
+      for (const line of pending.lines) {
+        if (line.seq < pending.keepFrom) continue;
+        rows.push(no, line.seq, line.stream === "stderr" ? 1 : 0, line.time, line.text);
+        if (rows.length === ROWS_PER_INSERT * 5) {
+          s.insertLogsMany.run(...rows);
+          rows.length = 0;
+        }
+      }
+      for (let i = 0; i < rows.length; i += 5) s.insertLog.run(...rows.slice(i, i + 5));
+      const trimmed = this.#trimmed.get(no) ?? 1;
+      if (pending.keepFrom > trimmed) {
+        s.trimLogs.run(no, pending.keepFrom);
+        this.#trimmed.set(no, pending.keepFrom);
+      }
+      s.updateDropped.run(pending.dropped, no);
+    }
+    for (const [no, task] of pendingProgress) {
+      s.updateProgress.run(
+        sql(task.codeStartedAt),
+        task.progress ? JSON.stringify(task.progress) : null,
+        no,
+      );
+    }
+  }
+
+  #transaction(write: () => void): void {
+    if (this.#closed) return;
+    try {
+      this.#db.exec("BEGIN");
+      try {
+        write();
+        this.#db.exec("COMMIT");
+      } catch (error) {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        throw error;
+      }
+    } catch (error) {
+      this.#failed(error);
+    }
+  }
+
+  /**
+   * A write failed: tasks go on, and what it held is lost. The first error is logged; health keeps
+   * showing the latest one (and how many writes failed) until Klym restarts.
+   */
+  #failed(error: unknown): void {
+    const first = this.#error === undefined;
+    this.#failures++;
+    this.#error = `Cannot write the journal ${this.file}: ${message(error)}`;
+    if (first) {
+      logger.error(
+        "{error}; tasks keep running, but what happens until writes succeed again may be lost at a restart",
+        { error: this.#error },
+      );
+    }
+  }
+}
+
+function prepare(db: DatabaseSync) {
+  const st = (text: string): StatementSync => db.prepare(text);
+  return {
+    allTasks: st(
+      "SELECT no, id, kind, model, prompt, params, timeout_s, created_at, status, queued_at, " +
+        "started_at, code_started_at, finished_at, progress, result, error, logs_dropped " +
+        "FROM tasks ORDER BY no",
+    ),
+    logInfo: st(
+      "SELECT task, max(seq) AS last, count(*) AS n, sum(length(CAST(text AS BLOB))) AS b " +
+        "FROM logs GROUP BY task",
+    ),
+    lastLineTime: st("SELECT time FROM logs WHERE task = ? AND seq = ?"),
+    interrupt: st(
+      "UPDATE tasks SET status = 'interrupted', finished_at = ?, error = ? WHERE no = ?",
+    ),
+    insertTask: st(
+      "INSERT INTO tasks (id, kind, model, prompt, params, timeout_s, created_at, status, queued_at) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    event: st("INSERT INTO task_events (task, time, status, detail) VALUES (?, ?, ?, ?)"),
+    updateState: st(
+      "UPDATE tasks SET status = ?, started_at = ?, finished_at = ?, code_started_at = ?, " +
+        "progress = ?, result = ?, error = ? WHERE no = ?",
+    ),
+    updateProgress: st("UPDATE tasks SET code_started_at = ?, progress = ? WHERE no = ?"),
+    updateDropped: st("UPDATE tasks SET logs_dropped = ? WHERE no = ?"),
+    insertLog: st(
+      "INSERT OR IGNORE INTO logs (task, seq, stream, time, text) VALUES (?, ?, ?, ?, ?)",
+    ),
+    insertLogsMany: st(
+      "INSERT OR IGNORE INTO logs (task, seq, stream, time, text) VALUES " +
+        Array(ROWS_PER_INSERT).fill("(?, ?, ?, ?, ?)").join(", "),
+    ),
+    trimLogs: st("DELETE FROM logs WHERE task = ? AND seq < ?"),
+    readLogs: st(
+      "SELECT seq, stream, time, text FROM logs WHERE task = ? AND seq > ? ORDER BY seq LIMIT ?",
+    ),
+    insertSave: st(
+      "INSERT OR REPLACE INTO saves (task, seq, tool, ok, time, reply) VALUES (?, ?, ?, ?, ?, ?)",
+    ),
+    readSaves: st("SELECT seq, tool, ok, time, reply FROM saves WHERE task = ? ORDER BY seq"),
+    deleteLogs: st("DELETE FROM logs WHERE task = ?"),
+    deleteEvents: st("DELETE FROM task_events WHERE task = ?"),
+    deleteSaves: st("DELETE FROM saves WHERE task = ?"),
+    deleteTask: st("DELETE FROM tasks WHERE no = ?"),
+  };
+}
+
+function refusal(file: string, why: string): JournalError {
+  return new JournalError(
+    `Cannot use KLYM_STATE file "${file}": ${why}. Set KLYM_STATE to another file, or to memory to keep nothing`,
+  );
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();

@@ -1,0 +1,217 @@
+/**
+ * The book of tasks: every task the server knows, newest last, and retention of finished ones
+ * within a count, an age and a byte budget. Each change is written through to the journal, and at
+ * start the tasks a previous process recorded are read back from it (their logs stay there and are
+ * read on demand). The registry schedules; this keeps the records.
+ */
+import type { Config } from "../config.ts";
+import type { Journal, JournalLine, JournalLogsInfo, JournalSave } from "../journal/journal.ts";
+import type { ModelBudget } from "../protocol.ts";
+import { utf8Length } from "../text.ts";
+import { LINE_OVERHEAD_BYTES, type LogBuffer, type LogPage, type TaskLogs } from "./log_buffer.ts";
+import { isTerminal, TASK_STATUSES, type TaskState, type TaskStatus } from "./task_state.ts";
+
+export interface Progress {
+  readonly done: number;
+  readonly total?: number;
+  readonly message?: string;
+}
+
+export interface TaskRecord {
+  readonly id: string;
+  readonly kind: string;
+  /** A custom kind's module, resolved at admission; built-in kinds have none. */
+  readonly modulePath: string | undefined;
+  readonly model: string | undefined;
+  readonly prompt: string | undefined;
+  readonly params: Record<string, unknown>;
+  readonly budget: ModelBudget;
+  readonly timeoutS: number;
+  readonly createdAt: number;
+  readonly logs: TaskLogs;
+  state: TaskState;
+  progress: Progress | undefined;
+  /** When the task's own code began to run (after process start and module load). */
+  codeStartedAt: number | undefined;
+}
+
+/** A task admitted by this process: its logs are held in memory while it may still write. */
+export type LiveTask = TaskRecord & { readonly logs: LogBuffer };
+
+export type RetentionLimits = Pick<Config, "retentionS" | "maxFinished" | "retainedBytes">;
+
+/** How often expired tasks are forgotten and the journal's free space is given back. */
+const SWEEP_MS = 1000;
+
+/** Bytes a task holds in the server: its inputs, its logs, its result or error. */
+export function retainedBytes(task: TaskRecord): number {
+  const state = task.state;
+  return utf8Length(task.prompt ?? "") + utf8Length(JSON.stringify(task.params)) +
+    task.logs.bytes +
+    (state.status === "succeeded" ? utf8Length(state.resultJson) : 0) +
+    ("error" in state ? utf8Length(state.error.message) : 0);
+}
+
+export class TaskStore {
+  readonly #tasks = new Map<string, TaskRecord>();
+  /** Finished tasks' ids, oldest ending first. */
+  readonly #finished: string[] = [];
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+
+  /** Reads back what the journal holds (interrupting what was alive) and applies retention. */
+  constructor(
+    readonly journal: Journal,
+    readonly limits: RetentionLimits,
+    readonly now: () => number = Date.now,
+  ) {
+    const restored = journal.restore(now());
+    for (const task of restored) {
+      this.#tasks.set(task.id, {
+        ...task,
+        modulePath: undefined,
+        budget: { calls: 0, tokens: 0 },
+        logs: new JournalLogs(journal, task.id, task.logs),
+      });
+    }
+    const ended = restored.filter((t) => "finishedAt" in t.state) as (typeof restored[number] & {
+      state: { finishedAt: number };
+    })[];
+    ended.sort((a, b) => a.state.finishedAt - b.state.finishedAt);
+    this.#finished.push(...ended.map((t) => t.id));
+    this.#sweep();
+    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+  }
+
+  add(task: LiveTask): void {
+    this.#tasks.set(task.id, task);
+    this.journal.admitted(task);
+  }
+
+  get(id: string): TaskRecord | undefined {
+    return this.#tasks.get(id);
+  }
+
+  /** Newest first. */
+  list(status?: TaskStatus, limit = 50): TaskRecord[] {
+    const out: TaskRecord[] = [];
+    const all = [...this.#tasks.values()];
+    for (let i = all.length - 1; i >= 0 && out.length < limit; i--) {
+      const task = all[i]!;
+      if (!status || task.state.status === status) out.push(task);
+    }
+    return out;
+  }
+
+  counts(): Record<TaskStatus, number> {
+    const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<
+      TaskStatus,
+      number
+    >;
+    for (const task of this.#tasks.values()) counts[task.state.status]++;
+    return counts;
+  }
+
+  /** The task's status changed; a finished one now counts against retention. */
+  changed(task: TaskRecord): void {
+    this.journal.changed(task);
+    if (!isTerminal(task.state)) return;
+    this.#finished.push(task.id);
+    this.#trimFinished();
+  }
+
+  /** Its progress or code start changed. */
+  progressed(task: TaskRecord): void {
+    this.journal.progressed(task);
+  }
+
+  /** Lines were appended to a live task's logs. */
+  logged(task: LiveTask, lines: readonly JournalLine[]): void {
+    this.journal.logged(task.id, lines, task.logs.firstSeq, task.logs.dropped);
+  }
+
+  /** A save into the graph, with grynya's reply. */
+  saved(save: JournalSave): void {
+    this.journal.saved(save);
+  }
+
+  /** Stops the sweeper, writes what waits and closes the journal. */
+  close(): void {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    this.journal.close();
+  }
+
+  /** Forgets the oldest finished tasks beyond KLYM_MAX_FINISHED and KLYM_RETAINED_BYTES. */
+  #trimFinished(): void {
+    const forgotten: string[] = [];
+    while (this.#finished.length > this.limits.maxFinished) {
+      forgotten.push(this.#finished.shift()!);
+    }
+    let bytes = 0;
+    for (const id of this.#finished) bytes += retainedBytes(this.#tasks.get(id)!);
+    while (bytes > this.limits.retainedBytes && this.#finished.length > 0) {
+      const id = this.#finished.shift()!;
+      bytes -= retainedBytes(this.#tasks.get(id)!);
+      forgotten.push(id);
+    }
+    this.#forget(forgotten);
+  }
+
+  #sweep(): void {
+    const cutoff = this.now() - this.limits.retentionS * 1000;
+    const forgotten: string[] = [];
+    while (this.#finished.length > 0) {
+      const task = this.#tasks.get(this.#finished[0]!);
+      if (task && "finishedAt" in task.state && task.state.finishedAt > cutoff) break;
+      forgotten.push(this.#finished.shift()!);
+    }
+    this.#forget(forgotten);
+    this.#trimFinished();
+    this.journal.compact();
+  }
+
+  #forget(ids: string[]): void {
+    if (ids.length === 0) return;
+    for (const id of ids) this.#tasks.delete(id);
+    this.journal.forget(ids);
+  }
+}
+
+/** The logs of a task recorded by a previous process, read from the journal when asked. */
+class JournalLogs implements TaskLogs {
+  constructor(
+    readonly journal: Journal,
+    readonly taskId: string,
+    readonly info: JournalLogsInfo,
+  ) {}
+
+  get dropped(): number {
+    return this.info.dropped;
+  }
+  get size(): number {
+    return this.info.size;
+  }
+  get lastSeq(): number {
+    return this.info.lastSeq;
+  }
+  get bytes(): number {
+    return this.info.bytes;
+  }
+
+  read(cursor: number, max: number, maxBytes = Infinity): LogPage {
+    // At least one row is read even for `max` 0: the next kept line tells what was missed.
+    const rows = this.journal.readLogs(this.taskId, cursor, Math.max(1, max));
+    const lines: LogPage["lines"] = [];
+    let bytes = 0;
+    for (const row of rows.slice(0, max)) {
+      if (maxBytes !== Infinity) {
+        bytes += utf8Length(JSON.stringify(row.text)) + LINE_OVERHEAD_BYTES;
+        if (bytes > maxBytes && lines.length > 0) break;
+      }
+      lines.push({ ...row, time: new Date(row.time).toISOString() });
+    }
+    const nextKept = rows[0]?.seq ?? this.info.lastSeq + 1;
+    const missed = Math.max(0, nextKept - (cursor + 1));
+    return { lines, nextCursor: lines.at(-1)?.seq ?? Math.max(cursor, nextKept - 1), missed };
+  }
+}
