@@ -56,6 +56,9 @@ export class TaskStore {
   readonly #tasks = new Map<string, TaskRecord>();
   /** Finished tasks' ids, oldest ending first. */
   readonly #finished: string[] = [];
+  /** What each finished task holds, measured once when it finished, and their sum. */
+  readonly #bytesOf = new Map<string, number>();
+  #finishedBytes = 0;
   #sweeper: ReturnType<typeof setInterval> | undefined;
 
   /** Reads back what the journal holds (interrupting what was alive) and applies retention. */
@@ -77,7 +80,7 @@ export class TaskStore {
       state: { finishedAt: number };
     })[];
     ended.sort((a, b) => a.state.finishedAt - b.state.finishedAt);
-    this.#finished.push(...ended.map((t) => t.id));
+    for (const task of ended) this.#finish(task.id);
     this.#sweep();
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
   }
@@ -115,7 +118,7 @@ export class TaskStore {
   changed(task: TaskRecord): void {
     this.journal.changed(task);
     if (!isTerminal(task.state)) return;
-    this.#finished.push(task.id);
+    this.#finish(task.id);
     this.#trimFinished();
   }
 
@@ -141,17 +144,28 @@ export class TaskStore {
     this.journal.close();
   }
 
+  /**
+   * Counts a finished task against retention. Its size is measured once, here: measuring every
+   * finished task again at each end or sweep would let many large ones pin the event loop. Lines a
+   * task writes while it winds down are not counted (its log buffer bounds them).
+   */
+  #finish(id: string): void {
+    const bytes = retainedBytes(this.#tasks.get(id)!);
+    this.#finished.push(id);
+    this.#bytesOf.set(id, bytes);
+    this.#finishedBytes += bytes;
+  }
+
   /** Forgets the oldest finished tasks beyond KLYM_MAX_FINISHED and KLYM_RETAINED_BYTES. */
   #trimFinished(): void {
     const forgotten: string[] = [];
-    while (this.#finished.length > this.limits.maxFinished) {
-      forgotten.push(this.#finished.shift()!);
-    }
-    let bytes = 0;
-    for (const id of this.#finished) bytes += retainedBytes(this.#tasks.get(id)!);
-    while (bytes > this.limits.retainedBytes && this.#finished.length > 0) {
+    let bytes = this.#finishedBytes;
+    while (
+      this.#finished.length > this.limits.maxFinished ||
+      (bytes > this.limits.retainedBytes && this.#finished.length > 0)
+    ) {
       const id = this.#finished.shift()!;
-      bytes -= retainedBytes(this.#tasks.get(id)!);
+      bytes -= this.#bytesOf.get(id) ?? 0;
       forgotten.push(id);
     }
     this.#forget(forgotten);
@@ -172,7 +186,11 @@ export class TaskStore {
 
   #forget(ids: string[]): void {
     if (ids.length === 0) return;
-    for (const id of ids) this.#tasks.delete(id);
+    for (const id of ids) {
+      this.#tasks.delete(id);
+      this.#finishedBytes -= this.#bytesOf.get(id) ?? 0;
+      this.#bytesOf.delete(id);
+    }
     this.journal.forget(ids);
   }
 }
