@@ -32,6 +32,8 @@ export interface Progress {
 
 export interface TaskRecord {
   readonly id: string;
+  /** The principal that started the task; no other sees, reads or cancels it. */
+  readonly owner: string;
   readonly kind: string;
   /** A custom kind's module, resolved at admission; built-in kinds have none. */
   readonly modulePath: string | undefined;
@@ -123,6 +125,7 @@ export class TaskRegistry {
     const now = this.now();
     const task: TaskRecord = {
       id: newTaskId(now),
+      owner: request.owner ?? "local",
       kind: request.kind,
       modulePath,
       model: request.model,
@@ -144,9 +147,10 @@ export class TaskRegistry {
     return task;
   }
 
-  get(id: string): TaskRecord {
+  /** A task; with `owner`, only that principal's (another's is "not found", like a missing one). */
+  get(id: string, owner?: string): TaskRecord {
     const task = this.#tasks.get(id);
-    if (!task) {
+    if (!task || (owner !== undefined && task.owner !== owner)) {
       throw new TaskError(
         "TASK_NOT_FOUND",
         `No task "${id}"; it never existed or was forgotten after KLYM_RETENTION_S (${this.limits.retentionS} s), KLYM_MAX_FINISHED or KLYM_RETAINED_BYTES. list_tasks shows the known ids`,
@@ -155,20 +159,23 @@ export class TaskRegistry {
     return task;
   }
 
-  /** Newest first. */
-  list(status?: TaskStatus, limit = 50): TaskRecord[] {
+  /** Newest first; with `owner`, only that principal's tasks. */
+  list(status?: TaskStatus, limit = 50, owner?: string): TaskRecord[] {
     const out: TaskRecord[] = [];
     const all = [...this.#tasks.values()];
     for (let i = all.length - 1; i >= 0 && out.length < limit; i--) {
       const task = all[i]!;
+      if (owner !== undefined && task.owner !== owner) continue;
       if (!status || task.state.status === status) out.push(task);
     }
     return out;
   }
 
-  counts(): Record<TaskStatus, number> {
+  counts(owner?: string): Record<TaskStatus, number> {
     const counts = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, timed_out: 0 };
-    for (const task of this.#tasks.values()) counts[task.state.status]++;
+    for (const task of this.#tasks.values()) {
+      if (owner === undefined || task.owner === owner) counts[task.state.status]++;
+    }
     return counts;
   }
 
@@ -178,8 +185,8 @@ export class TaskRegistry {
   }
 
   /** Ends a task as `cancelled`; a finished task keeps its status (idempotent). */
-  cancel(id: string, reason = "cancelled by the client"): TaskRecord {
-    const task = this.get(id);
+  cancel(id: string, reason = "cancelled by the client", owner?: string): TaskRecord {
+    const task = this.get(id, owner);
     this.#settle(task, "cancelled", { code: "cancelled", message: reason });
     return task;
   }
