@@ -44,8 +44,10 @@ interface Followed {
   readonly native: boolean;
   lastStatus: McpTaskStatus | undefined;
   logCursor: number;
-  /** Progress for a token: a plain call's (sent on its stream) or a task-augmented one's. */
-  progress?: { token: string | number; related?: RequestId; sent?: string };
+  /** Progress for a token: a plain call's or a task-augmented one's. */
+  progress?: { token: string | number; sent?: string };
+  /** A plain call waiting on the task: its notifications travel on that call's stream. */
+  related?: RequestId;
 }
 
 export class LiveSession implements TaskToolsSession {
@@ -101,9 +103,11 @@ export class LiveSession implements TaskToolsSession {
     }
   }
 
-  /** A plain call waits on `task`: its progress goes to `token` on the call's own stream. */
-  progressTo(task: TaskRecord, token: string | number, related: RequestId): void {
-    this.#follow(task, false).progress = { token, related };
+  /** A plain call `related` waits on `task`: notifications go on its stream, progress to `token`. */
+  callWaits(task: TaskRecord, related: RequestId, token: unknown): void {
+    const followed = this.#follow(task, false);
+    followed.related = related;
+    if (typeof token === "string" || typeof token === "number") followed.progress = { token };
   }
 
   /** Sends what is pending for `task` now (a waiting call about to answer sends its last progress). */
@@ -125,6 +129,7 @@ export class LiveSession implements TaskToolsSession {
       lastStatus: native ? mcpStatus(task) : undefined,
       logCursor: existing?.logCursor ?? 0,
       ...(existing?.progress ? { progress: existing.progress } : {}),
+      ...(existing?.related === undefined ? {} : { related: existing.related }),
     };
     this.#followed.set(task.id, followed);
     this.#dirty.add(task.id);
@@ -183,7 +188,7 @@ export class LiveSession implements TaskToolsSession {
               ? { _meta: { "io.modelcontextprotocol/related-task": { taskId: task.id } } }
               : {}),
           },
-        }, f.progress.related);
+        }, f.related);
       }
     }
     if (this.#level !== undefined && f.logCursor < task.logs.lastSeq) {
@@ -203,7 +208,7 @@ export class LiveSession implements TaskToolsSession {
             ...(page.missed > 0 ? { missed: page.missed } : {}),
           },
         },
-      });
+      }, f.related);
     }
   }
 

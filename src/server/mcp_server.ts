@@ -39,7 +39,7 @@ export function createMcpServer(
   registerRunTask(server, registry, config, live);
   registerLlmTools(server, registry.llm, config.maxPromptBytes);
 
-  const runInput = startInput(registry, config);
+  const runInput = startInput(config);
   installNativeTasks(server, {
     registry,
     owner: session.owner,

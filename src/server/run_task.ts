@@ -29,15 +29,12 @@ export function registerRunTask(
       "(progress arrives as notifications when the call carries a progressToken). Clients that speak MCP tasks can call it " +
       "as a task and poll tasks/get. For work longer than your client's request timeout, prefer start_async_agent_task " +
       `and check_task_status. Known kinds: ${registry.kinds.list().join(", ") || "none"}.`,
-    inputSchema: startInput(registry, config),
+    inputSchema: startInput(config),
     outputSchema: Summary.extend({ result: z.unknown().optional() }),
   }, (input, ctx) =>
     guarded(async () => {
       const task = startTask(registry, live, input);
-      const token = ctx.mcpReq._meta?.progressToken;
-      if (typeof token === "string" || typeof token === "number") {
-        live.progressTo(task, token, ctx.mcpReq.id);
-      }
+      live.callWaits(task, ctx.mcpReq.id, ctx.mcpReq._meta?.progressToken);
       const done = markWaiting(task, config.retentionS * 1000, server, ctx.mcpReq.id);
       try {
         await whenFinal(registry, task, ctx.mcpReq.signal);

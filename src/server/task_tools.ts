@@ -76,7 +76,7 @@ export interface TaskToolsSession {
 }
 
 /** The input of a task start, shared by `start_async_agent_task` and `run_task`. */
-export function startInput(registry: TaskRegistry, config: Config) {
+export function startInput(config: Config) {
   return z.object({
     kind: z.string({ error: '"kind" must be a string naming a task kind' }).default("agent")
       .describe("The task kind to run (default agent)."),
@@ -154,7 +154,7 @@ export function registerTaskTools(
       "to read only new log lines, until status is succeeded, failed, cancelled or timed_out; those never change again. " +
       `Known kinds: ${registry.kinds.list().join(", ") || "none"}. ` +
       "Stop a task with cancel_task.",
-    inputSchema: startInput(registry, config),
+    inputSchema: startInput(config),
     outputSchema: z.object({ task_id: z.string(), status: Status, created_at: z.string() }),
   }, (input) =>
     guarded(() => {
