@@ -5,9 +5,14 @@
  * Origin guards and does its own login with the same token.
  */
 import {
+  type AuthInfo,
+  createMcpHandler,
   isInitializeRequest,
+  isJsonContentType,
+  isLegacyRequest,
   localhostAllowedHostnames,
   localhostAllowedOrigins,
+  type McpHttpHandler,
   type McpServer,
   readRequestBody,
   validateHostHeader,
@@ -18,7 +23,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Config, isLoopback } from "../config.ts";
 import { SseServerTransport } from "./sse_server_transport.ts";
 import { BoundedEventStore } from "./event_store.ts";
-import { Principals } from "./principals.ts";
+import { LOCAL_PRINCIPAL, Principals } from "./principals.ts";
 
 export { sameSecret } from "./principals.ts";
 
@@ -135,9 +140,19 @@ export class HttpApp {
   readonly #allowedOrigins: string[];
   readonly #sweeper: ReturnType<typeof setInterval>;
   readonly principals: Principals;
+  /** Protocol 2026-07-28 and later: session-less, one server instance per request. */
+  readonly #modern: McpHttpHandler;
 
   constructor(readonly options: HttpAppOptions) {
     this.principals = new Principals(options.config);
+    this.#modern = createMcpHandler(
+      (ctx) => options.createServer(ctx.authInfo?.clientId ?? LOCAL_PRINCIPAL),
+      {
+        legacy: "reject",
+        maxRequestBodySize: options.config.maxRequestBodyBytes,
+        onerror: (error) => logger.debug("Modern MCP request refused: {error}", { error }),
+      },
+    );
     const { host, allowedOrigins, allowedHosts } = options.config;
     const wildcard = host === "0.0.0.0" || host === "::";
     this.#allowedHosts = wildcard && allowedHosts.length === 0 ? undefined : [
@@ -265,6 +280,15 @@ export class HttpApp {
       body = read.body;
     }
     const id = requestId(body);
+    // A request in the 2026-07-28 envelope (or claiming that era) goes to the modern, session-less
+    // face; initialize and everything of a 2025 session stays here.
+    if (req.method === "POST" && !(await isLegacyRequest(req, body))) {
+      if (!isJsonContentType(req.headers.get("content-type"))) {
+        return jsonRpcError(415, "Unsupported Media Type: send application/json", -32000, id);
+      }
+      const authInfo: AuthInfo = { token: "", clientId: owner, scopes: [] };
+      return await this.#modern.fetch(req, { parsedBody: body, authInfo });
+    }
     if (sessionId) {
       const session = this.#sessions.get(sessionId);
       if (
@@ -423,6 +447,7 @@ export class HttpApp {
 
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
+    await this.#modern.close();
     await Promise.all([...this.#sessions.keys()].map((id) => this.#drop(id)));
   }
 }
