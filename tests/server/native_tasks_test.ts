@@ -417,3 +417,24 @@ Deno.test("the tool flow still works through the client SDK for each principal",
   assert.equal(started.status, "succeeded");
   assert.match(await callError(client, "run_task", { kind: "fail" }), /failed/);
 });
+
+Deno.test("the native task flow works from the Python MCP SDK's tasks client", async () => {
+  await using klym = await startKlym();
+  const python = new URL("../peers/.venv/bin/python", import.meta.url).pathname;
+  const script = new URL("../peers/native_tasks_client.py", import.meta.url).pathname;
+  const { code, stdout, stderr } = await new Deno.Command(python, {
+    args: [script, klym.url],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const err = new TextDecoder().decode(stderr);
+  assert.equal(code, 0, err);
+  const seen = JSON.parse(new TextDecoder().decode(stdout));
+  assert.equal(seen.tasks_capability, true);
+  assert.equal(seen.created_status, "working");
+  assert.equal(seen.final_status, "completed");
+  assert.equal(seen.result.status, "succeeded");
+  assert.equal(seen.result.result.prompt, "from python");
+  assert.equal(seen.listed, true);
+  assert.equal(seen.cancelled_status, "cancelled");
+});
