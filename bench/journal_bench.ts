@@ -79,6 +79,7 @@ async function toolLatency(state: string): Promise<{ start: number[]; check: num
 function task(id: string, at: number): JournalTask {
   return {
     id,
+    owner: "local",
     kind: "print_lines",
     model: undefined,
     prompt: "a prompt",

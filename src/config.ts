@@ -42,6 +42,14 @@ export const ConfigSchema = z.object({
   port: int(0, 65535).default(8765),
   stdio: bool().default(false),
   authToken: z.string().min(16, "must be at least 16 characters").optional(),
+  /** Named bearer tokens, one principal each: `alice:<token>,bob:<token>`. */
+  authTokens: z.array(z.object({
+    name: z.string().regex(
+      /^[A-Za-z0-9_.-]{1,64}$/,
+      "names must be 1-64 letters, digits, '_', '.' or '-', as in alice:<token>",
+    ),
+    token: z.string().min(16, "tokens must be at least 16 characters"),
+  })).default([]),
   allowedOrigins: z.array(z.string()).default([]),
   /** Host names clients may use in the Host header, beyond localhost and the bind address. */
   allowedHosts: z.array(z.string()).default([]),
@@ -140,11 +148,21 @@ export const ConfigSchema = z.object({
         `must be at least ${answerFloor} (twice KLYM_MAX_RESULT_BYTES and KLYM_MAX_LOG_LINE_BYTES, plus 64 KiB), received ${c.maxAnswerBytes}`,
     });
   }
-  if (!c.stdio && !isLoopback(c.host) && !c.authToken) {
+  const tokens = [...(c.authToken ? [c.authToken] : []), ...c.authTokens.map((t) => t.token)];
+  const names = c.authTokens.map((t) => t.name);
+  if (new Set(tokens).size !== tokens.length || new Set(names).size !== names.length) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["authTokens"],
+      message: "each token and each name must appear once (KLYM_AUTH_TOKEN included)",
+    });
+  }
+  if (!c.stdio && !isLoopback(c.host) && tokens.length === 0) {
     ctx.addIssue({
       code: "custom",
       path: ["authToken"],
-      message: `KLYM_AUTH_TOKEN is required when binding to the non-loopback host "${c.host}"`,
+      message:
+        `KLYM_AUTH_TOKEN is required when binding to the non-loopback host "${c.host}" (or KLYM_AUTH_TOKENS)`,
     });
   }
 });
@@ -157,6 +175,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   port: "KLYM_PORT",
   stdio: "KLYM_STDIO",
   authToken: "KLYM_AUTH_TOKEN",
+  authTokens: "KLYM_AUTH_TOKENS",
   allowedOrigins: "KLYM_ALLOWED_ORIGINS",
   allowedHosts: "KLYM_ALLOWED_HOSTS",
   grynyaUrl: "KLYM_GRYNYA_URL",
@@ -223,6 +242,14 @@ function fromEnv(key: keyof Config, value: string, name: string): unknown {
     case "allowedHosts":
     case "models":
       return value.split(",").map((s) => s.trim()).filter(Boolean);
+    case "authTokens":
+      return value.split(",").map((s) => s.trim()).filter(Boolean).map((pair) => {
+        const colon = pair.indexOf(":");
+        if (colon < 1) {
+          throw new ConfigError(`${name} entries are name:token, received "${pair.slice(0, 20)}…"`);
+        }
+        return { name: pair.slice(0, colon), token: pair.slice(colon + 1) };
+      });
     case "grynyaHeaders":
       return parseJson(value, name);
     case "grynyaWrite":

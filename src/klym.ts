@@ -11,7 +11,8 @@ import { processOptions } from "./tasks/task_process.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
 import { openJournal } from "./journal/open_journal.ts";
 import { createMcpServer } from "./server/mcp_server.ts";
-import { HttpApp, sameSecret } from "./server/http_app.ts";
+import { HttpApp } from "./server/http_app.ts";
+import { Principals } from "./server/principals.ts";
 import { ModelCatalog } from "./llm/model_catalog.ts";
 import { LlmService } from "./llm/llm_service.ts";
 import { UiApp } from "./ui/ui_app.ts";
@@ -79,15 +80,18 @@ export async function startKlym(config: Config): Promise<Klym> {
   }
 
   const model = llm.catalog.defaultId ?? "the client's own model (MCP sampling; no KLYM_MODEL)";
+  // The dashboard's login takes any configured token (KLYM_AUTH_TOKEN or one of KLYM_AUTH_TOKENS);
+  // it shows every principal's tasks, as an operator's view.
+  const principals = new Principals(config);
   const ui = new UiApp({
     registry,
-    authToken: config.authToken,
-    sameSecret,
+    authToken: principals.required ? "any configured token" : undefined,
+    sameSecret: (given) => principals.required && principals.ofToken(given) !== undefined,
     stats: new ServerStatsSource(registry, config.grynyaUrl, model, VERSION),
   });
   const app: HttpApp = new HttpApp({
     config,
-    createServer: () => createMcpServer(registry, config),
+    createServer: (owner) => createMcpServer(registry, config, { owner }),
     health: (): Record<string, unknown> => ({
       tasks: registry.counts(),
       sessions: app.sessionCount,

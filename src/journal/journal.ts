@@ -16,6 +16,8 @@ export interface JournalProgress {
 /** A task as the journal records it. */
 export interface JournalTask {
   readonly id: string;
+  /** The principal that started the task. */
+  readonly owner: string;
   readonly kind: string;
   readonly model: string | undefined;
   readonly prompt: string | undefined;

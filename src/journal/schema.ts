@@ -56,6 +56,8 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (task, seq)
       ) WITHOUT ROWID;
     `),
+  // 2: the principal that started each task (tasks from before principals were the local one's).
+  (db) => db.exec(`ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'`),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

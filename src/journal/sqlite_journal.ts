@@ -56,6 +56,7 @@ interface PendingLogs {
 interface TaskRow {
   no: number;
   id: string;
+  owner: string;
   kind: string;
   model: string | null;
   prompt: string | null;
@@ -241,6 +242,7 @@ export class SqliteJournal implements Journal {
       }
       restored.push({
         id: row.id,
+        owner: row.owner,
         kind: row.kind,
         model: row.model ?? undefined,
         prompt: row.prompt ?? undefined,
@@ -277,6 +279,7 @@ export class SqliteJournal implements Journal {
     this.#transaction(() => {
       const { lastInsertRowid } = s.insertTask.run(
         task.id,
+        task.owner,
         task.kind,
         sql(task.model),
         sql(task.prompt),
@@ -546,7 +549,7 @@ function prepare(db: DatabaseSync) {
   const st = (text: string): StatementSync => db.prepare(text);
   return {
     allTasks: st(
-      "SELECT no, id, kind, model, prompt, params, timeout_s, created_at, status, queued_at, " +
+      "SELECT no, id, owner, kind, model, prompt, params, timeout_s, created_at, status, queued_at, " +
         "started_at, code_started_at, finished_at, progress, result, error, logs_dropped " +
         "FROM tasks ORDER BY no",
     ),
@@ -559,8 +562,8 @@ function prepare(db: DatabaseSync) {
       "UPDATE tasks SET status = 'interrupted', finished_at = ?, error = ? WHERE no = ?",
     ),
     insertTask: st(
-      "INSERT INTO tasks (id, kind, model, prompt, params, timeout_s, created_at, status, queued_at) " +
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO tasks (id, owner, kind, model, prompt, params, timeout_s, created_at, status, " +
+        "queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
     event: st("INSERT INTO task_events (task, time, status, detail) VALUES (?, ?, ?, ?)"),
     updateState: st(

@@ -16,6 +16,11 @@ export const NO_MODEL_MESSAGE =
   "and the provider's API key (OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_GENERATIVE_AI_API_KEY), " +
   "or connect with a client that supports sampling";
 
+export const NO_SAMPLING_TOOLS_MESSAGE =
+  "No model is configured and the client's MCP sampling does not take tools (sampling.tools), " +
+  "which an agent needs for its tool calls. Set KLYM_MODEL=provider:model and the provider's API key, " +
+  "or connect with a client whose sampling declares tools";
+
 const DEFAULT_MAX_TOKENS = 4096;
 
 export class LlmError extends Error {

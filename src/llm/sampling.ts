@@ -2,14 +2,26 @@
  * The zero-config path: ask the connected MCP client's own model through `sampling/createMessage`,
  * with tools when the client declares `sampling.tools`.
  */
-import type { McpServer } from "@modelcontextprotocol/server";
+import type { McpServer, RequestId } from "@modelcontextprotocol/server";
 import type { LlmRequest, LlmResponse } from "../protocol.ts";
 
-export type Sampler = (
-  request: LlmRequest,
-  signal: AbortSignal,
-  timeoutMs: number,
-) => Promise<LlmResponse>;
+export type Sampler =
+  & ((request: LlmRequest, signal: AbortSignal, timeoutMs: number) => Promise<LlmResponse>)
+  & {
+    /** Whether the client's sampling takes tools (`sampling.tools`), as an `agent` task needs. */
+    readonly tools: boolean;
+  };
+
+export interface SamplerOptions {
+  /**
+   * The client request a sampling request belongs to, so it travels on that request's own stream
+   * (a `tools/call` POST, or a `tasks/result` waiting on a task) rather than the standalone GET
+   * stream a client may not hold open. Asked at each call: a task's waiting request changes.
+   */
+  relatedRequestId?: () => RequestId | undefined;
+  /** Told +1 when a sampling request goes out and -1 when it is answered (or fails). */
+  onPending?: (delta: 1 | -1) => void;
+}
 
 const SAMPLING_MODEL = "client-sampling";
 const DEFAULT_MAX_TOKENS = 4096;
@@ -17,11 +29,11 @@ const DEFAULT_MAX_TOKENS = 4096;
 type Content = Record<string, unknown> & { type: string };
 
 /** A sampler for the client of `server`, or `undefined` when that client does not sample. */
-export function samplerFor(server: McpServer): Sampler | undefined {
+export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sampler | undefined {
   const caps = server.server.getClientCapabilities();
   if (!caps?.sampling) return undefined;
   const withTools = Boolean((caps.sampling as { tools?: unknown }).tools);
-  return async (request, signal, timeoutMs) => {
+  const sample = async (request: LlmRequest, signal: AbortSignal, timeoutMs: number) => {
     if (request.tools?.length && !withTools) {
       throw new Error(
         "The client's sampling does not support tools (sampling.tools); configure KLYM_MODEL",
@@ -42,10 +54,18 @@ export function samplerFor(server: McpServer): Sampler | undefined {
         }
         : {}),
     };
-    const result = await server.server.createMessage(params as never, {
-      signal,
-      timeout: timeoutMs,
-    });
+    const relatedRequestId = options.relatedRequestId?.();
+    options.onPending?.(1);
+    let result;
+    try {
+      result = await server.server.createMessage(params as never, {
+        signal,
+        timeout: timeoutMs,
+        ...(relatedRequestId === undefined ? {} : { relatedRequestId }),
+      });
+    } finally {
+      options.onPending?.(-1);
+    }
     const content =
       (Array.isArray(result.content) ? result.content : [result.content]) as Content[];
     return {
@@ -60,6 +80,7 @@ export function samplerFor(server: McpServer): Sampler | undefined {
       finishReason: String(result.stopReason ?? "unknown"),
     };
   };
+  return Object.assign(sample, { tools: withTools });
 }
 
 function toSamplingMessage(m: LlmRequest["messages"][number]) {

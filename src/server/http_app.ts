@@ -5,9 +5,14 @@
  * Origin guards and does its own login with the same token.
  */
 import {
+  type AuthInfo,
+  createMcpHandler,
   isInitializeRequest,
+  isJsonContentType,
+  isLegacyRequest,
   localhostAllowedHostnames,
   localhostAllowedOrigins,
+  type McpHttpHandler,
   type McpServer,
   readRequestBody,
   validateHostHeader,
@@ -17,17 +22,33 @@ import {
 import { getLogger } from "@logtape/logtape";
 import { type Config, isLoopback } from "../config.ts";
 import { SseServerTransport } from "./sse_server_transport.ts";
+import { BoundedEventStore } from "./event_store.ts";
+import { LOCAL_PRINCIPAL, Principals } from "./principals.ts";
+
+export { sameSecret } from "./principals.ts";
 
 const logger = getLogger(["klym", "http"]);
 const MESSAGES_PATH = "/messages";
 const SWEEP_MS = 10_000;
+/** A session that sent nothing after its handshake is closed after this long. */
+export const UNUSED_SESSION_IDLE_MS = 60_000;
+/** When the session limit is reached, the least recently used session idle this long gives way. */
+export const EVICTABLE_IDLE_MS = 5_000;
+/** The `retry` (ms) suggested to clients on SSE streams, which carry event ids for resumption. */
+export const SSE_RETRY_MS = 1000;
 
 type SessionTransport = WebStandardStreamableHTTPServerTransport | SseServerTransport;
 
 interface Session {
   transport: SessionTransport;
   server: McpServer;
+  /** The principal that opened the session; no other may use it. */
+  owner: string;
   lastSeen: number;
+  /** Messages received after `initialize` (its `initialized` notification included). */
+  messages: number;
+  /** Requests being handled now. */
+  inFlight: number;
 }
 
 export interface HttpAppOptions {
@@ -35,29 +56,81 @@ export interface HttpAppOptions {
     Config,
     | "host"
     | "authToken"
+    | "authTokens"
     | "allowedOrigins"
     | "allowedHosts"
     | "maxRequestBodyBytes"
     | "sessionIdleS"
     | "maxSessions"
   >;
-  createServer: () => McpServer;
+  /** A server for one session of the principal `owner`. */
+  createServer: (owner: string) => McpServer;
   health: () => Record<string, unknown>;
   /** The dashboard's routes under `/ui`. */
   ui?: (req: Request, url: URL) => Promise<Response>;
 }
 
-function jsonRpcError(status: number, message: string, code = -32000): Response {
-  return Response.json({ jsonrpc: "2.0", error: { code, message }, id: null }, { status });
+type Id = string | number | null;
+
+function jsonRpcError(status: number, message: string, code = -32000, id: Id = null): Response {
+  return Response.json({ jsonrpc: "2.0", error: { code, message }, id }, { status });
 }
 
-/** Compares two secrets in time that does not depend on where they differ. */
-export function sameSecret(a: string, b: string): boolean {
-  const x = new TextEncoder().encode(a);
-  const y = new TextEncoder().encode(b);
-  let diff = x.length ^ y.length;
-  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
-  return diff === 0;
+/** The id of a JSON-RPC request body, `null` when it has none (a notification, or not JSON-RPC). */
+function requestId(body: unknown): Id {
+  const id = (body as { id?: unknown } | null)?.id;
+  return typeof id === "string" || typeof id === "number" ? id : null;
+}
+
+/** An error answer the SDK wrote with `"id": null` gets the request's id, when it is known. */
+async function withId(response: Response, id: Id): Promise<Response> {
+  if (id === null || response.status < 400) return response;
+  if (!response.headers.get("content-type")?.includes("application/json")) return response;
+  const text = await response.text();
+  try {
+    const body = JSON.parse(text);
+    if (body && typeof body === "object" && body.error && body.id === null) {
+      return new Response(JSON.stringify({ ...body, id }), {
+        status: response.status,
+        headers: response.headers,
+      });
+    }
+  } catch {
+    // Not JSON after all: passed on as it was.
+  }
+  return new Response(text, { status: response.status, headers: response.headers });
+}
+
+/** `response`, calling `done` once when its body has been sent or abandoned. */
+function untilSent(response: Response, done: () => void): Response {
+  let called = false;
+  const once = () => {
+    if (!called) (called = true, done());
+  };
+  if (!response.body) {
+    once();
+    return response;
+  }
+  const reader = response.body.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          once();
+          controller.close();
+        } else controller.enqueue(value);
+      } catch (error) {
+        once();
+        controller.error(error);
+      }
+    },
+    cancel(reason) {
+      once();
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: response.status, headers: response.headers });
 }
 
 export class HttpApp {
@@ -66,8 +139,20 @@ export class HttpApp {
   readonly #allowedHosts: string[] | undefined;
   readonly #allowedOrigins: string[];
   readonly #sweeper: ReturnType<typeof setInterval>;
+  readonly principals: Principals;
+  /** Protocol 2026-07-28 and later: session-less, one server instance per request. */
+  readonly #modern: McpHttpHandler;
 
   constructor(readonly options: HttpAppOptions) {
+    this.principals = new Principals(options.config);
+    this.#modern = createMcpHandler(
+      (ctx) => options.createServer(ctx.authInfo?.clientId ?? LOCAL_PRINCIPAL),
+      {
+        legacy: "reject",
+        maxRequestBodySize: options.config.maxRequestBodyBytes,
+        onerror: (error) => logger.debug("Modern MCP request refused: {error}", { error }),
+      },
+    );
     const { host, allowedOrigins, allowedHosts } = options.config;
     const wildcard = host === "0.0.0.0" || host === "::";
     this.#allowedHosts = wildcard && allowedHosts.length === 0 ? undefined : [
@@ -88,7 +173,7 @@ export class HttpApp {
     const url = new URL(req.url);
     if (url.pathname === "/healthz" && req.method === "GET") {
       // Without the token (when one is set), only whether Klym is up: no counts to probe.
-      const open = !this.options.config.authToken || !this.#guardToken(req);
+      const open = this.principals.ofRequest(req) !== undefined;
       return Response.json(open ? { ok: true, ...this.options.health() } : { ok: true });
     }
     const ui = this.options.ui;
@@ -97,19 +182,21 @@ export class HttpApp {
       if (refused) return refused;
       return await ui(req, url);
     }
-    const refused = this.#guardHostOrigin(req) ?? this.#guardToken(req);
+    const refused = this.#guardHostOrigin(req);
     if (refused) return refused;
+    const owner = this.principals.ofRequest(req);
+    if (owner === undefined) return this.#unauthorized();
     try {
       switch (url.pathname) {
         case "/mcp":
-          return await this.#streamable(req);
+          return await this.#streamable(req, owner);
         case "/sse":
           return req.method === "GET"
-            ? await this.#openSse()
+            ? await this.#openSse(owner)
             : jsonRpcError(405, "Use GET /sse to open an SSE session");
         case MESSAGES_PATH:
           return req.method === "POST"
-            ? await this.#sseMessage(req, url)
+            ? await this.#sseMessage(req, url, owner)
             : jsonRpcError(405, "Use POST /messages?sessionId=…");
         default:
           return jsonRpcError(404, `No route ${url.pathname}; MCP is served at /mcp and /sse`);
@@ -133,30 +220,22 @@ export class HttpApp {
     return undefined;
   }
 
-  /** The bearer token, when one is configured; `undefined` lets the request through. */
-  #guardToken(req: Request): Response | undefined {
-    const token = this.options.config.authToken;
-    if (token) {
-      const header = req.headers.get("authorization") ?? "";
-      const given = header.startsWith("Bearer ") ? header.slice(7) : "";
-      if (!sameSecret(given, token)) {
-        return new Response(
-          JSON.stringify({
-            jsonrpc: "2.0",
-            error: {
-              code: -32001,
-              message: "Unauthorized: send Authorization: Bearer <KLYM_AUTH_TOKEN>",
-            },
-            id: null,
-          }),
-          {
-            status: 401,
-            headers: { "content-type": "application/json", "www-authenticate": "Bearer" },
-          },
-        );
-      }
-    }
-    return undefined;
+  #unauthorized(): Response {
+    return new Response(
+      JSON.stringify({
+        jsonrpc: "2.0",
+        error: {
+          code: -32001,
+          message:
+            "Unauthorized: send Authorization: Bearer <token> (KLYM_AUTH_TOKEN or one of KLYM_AUTH_TOKENS)",
+        },
+        id: null,
+      }),
+      {
+        status: 401,
+        headers: { "content-type": "application/json", "www-authenticate": "Bearer" },
+      },
+    );
   }
 
   /** Reads a JSON body within the cap: a `Response` on refusal, the parsed value otherwise. */
@@ -192,7 +271,7 @@ export class HttpApp {
     return { body };
   }
 
-  async #streamable(req: Request): Promise<Response> {
+  async #streamable(req: Request, owner: string): Promise<Response> {
     const sessionId = req.headers.get("mcp-session-id");
     let body: unknown;
     if (req.method === "POST") {
@@ -200,27 +279,70 @@ export class HttpApp {
       if (read instanceof Response) return read;
       body = read.body;
     }
+    const id = requestId(body);
+    // A request in the 2026-07-28 envelope (or claiming that era) goes to the modern, session-less
+    // face; initialize and everything of a 2025 session stays here.
+    if (req.method === "POST" && !(await isLegacyRequest(req, body))) {
+      if (!isJsonContentType(req.headers.get("content-type"))) {
+        return jsonRpcError(415, "Unsupported Media Type: send application/json", -32000, id);
+      }
+      const authInfo: AuthInfo = { token: "", clientId: owner, scopes: [] };
+      return await this.#modern.fetch(req, { parsedBody: body, authInfo });
+    }
     if (sessionId) {
       const session = this.#sessions.get(sessionId);
-      if (!session || !(session.transport instanceof WebStandardStreamableHTTPServerTransport)) {
-        return jsonRpcError(404, "Session not found; initialize a new one", -32001);
+      if (
+        !session || session.owner !== owner ||
+        !(session.transport instanceof WebStandardStreamableHTTPServerTransport)
+      ) {
+        return jsonRpcError(404, "Session not found; initialize a new one", -32001, id);
       }
       session.lastSeen = Date.now();
-      return await session.transport.handleRequest(req, { parsedBody: body });
+      if (req.method !== "POST") {
+        return await withId(await session.transport.handleRequest(req, { parsedBody: body }), id);
+      }
+      session.messages++;
+      // A POST is in flight until its answer (JSON, or an SSE stream) has been sent.
+      session.inFlight++;
+      let response: Response;
+      try {
+        response = await withId(
+          await session.transport.handleRequest(req, { parsedBody: body }),
+          id,
+        );
+      } catch (error) {
+        session.inFlight--;
+        throw error;
+      }
+      return untilSent(response, () => {
+        session.inFlight--;
+        session.lastSeen = Date.now();
+      });
     }
     if (req.method !== "POST" || !isInitializeRequest(body)) {
       return jsonRpcError(
         400,
         "Bad Request: no Mcp-Session-Id header; start with an initialize request",
+        -32000,
+        id,
       );
     }
-    if (this.#sessions.size >= this.options.config.maxSessions) return this.#tooManySessions();
-    const server = this.options.createServer();
+    if (!this.#makeRoom()) return this.#tooManySessions(id);
+    const server = this.options.createServer(owner);
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => crypto.randomUUID(),
+        eventStore: new BoundedEventStore(),
+        retryInterval: SSE_RETRY_MS,
         onsessioninitialized: (id) => {
-          this.#sessions.set(id, { transport, server, lastSeen: Date.now() });
+          this.#sessions.set(id, {
+            transport,
+            server,
+            owner,
+            lastSeen: Date.now(),
+            messages: 0,
+            inFlight: 0,
+          });
         },
         onsessionclosed: (id) => void this.#drop(id),
       });
@@ -228,38 +350,73 @@ export class HttpApp {
       if (transport.sessionId) void this.#drop(transport.sessionId);
     };
     await server.connect(transport);
-    return await transport.handleRequest(req, { parsedBody: body });
+    return await withId(await transport.handleRequest(req, { parsedBody: body }), id);
   }
 
-  async #openSse(): Promise<Response> {
-    if (this.#sessions.size >= this.options.config.maxSessions) return this.#tooManySessions();
+  /**
+   * Whether a new session fits: at the limit, the least recently used Streamable HTTP session
+   * with nothing in flight for `EVICTABLE_IDLE_MS` gives way, so careless clients that never
+   * `DELETE` their sessions cannot lock others out.
+   */
+  #makeRoom(): boolean {
+    if (this.#sessions.size < this.options.config.maxSessions) return true;
+    const cutoff = Date.now() - EVICTABLE_IDLE_MS;
+    let lru: [string, Session] | undefined;
+    for (const entry of this.#sessions) {
+      const session = entry[1];
+      if (!(session.transport instanceof WebStandardStreamableHTTPServerTransport)) continue;
+      if (session.inFlight > 0 || session.lastSeen > cutoff) continue;
+      if (!lru || session.lastSeen < lru[1].lastSeen) lru = entry;
+    }
+    if (!lru) return false;
+    logger.info("Session limit reached: closing the least recently used idle session {id}", {
+      id: lru[0],
+    });
+    void this.#drop(lru[0]);
+    this.#sessions.delete(lru[0]);
+    return true;
+  }
+
+  async #openSse(owner: string): Promise<Response> {
+    if (!this.#makeRoom()) return this.#tooManySessions(null);
     const transport = new SseServerTransport(MESSAGES_PATH);
-    const server = this.options.createServer();
-    this.#sessions.set(transport.sessionId, { transport, server, lastSeen: Date.now() });
+    const server = this.options.createServer(owner);
+    this.#sessions.set(transport.sessionId, {
+      transport,
+      server,
+      owner,
+      lastSeen: Date.now(),
+      messages: 0,
+      inFlight: 0,
+    });
     transport.onclose = () => void this.#drop(transport.sessionId);
     const response = transport.response();
     await server.connect(transport);
     return response;
   }
 
-  async #sseMessage(req: Request, url: URL): Promise<Response> {
+  async #sseMessage(req: Request, url: URL, owner: string): Promise<Response> {
     const session = this.#sessions.get(url.searchParams.get("sessionId") ?? "");
-    if (!session || !(session.transport instanceof SseServerTransport)) {
+    if (!session || session.owner !== owner || !(session.transport instanceof SseServerTransport)) {
+      await req.body?.cancel();
       return jsonRpcError(404, "SSE session not found; open a new one with GET /sse");
     }
     const read = await this.#readJson(req);
     if (read instanceof Response) return read;
     session.lastSeen = Date.now();
+    session.messages++;
     if (!session.transport.receive(read.body)) {
-      return jsonRpcError(400, "Invalid JSON-RPC message", -32600);
+      return jsonRpcError(400, "Invalid JSON-RPC message", -32600, requestId(read.body));
     }
     return new Response("Accepted", { status: 202 });
   }
 
-  #tooManySessions(): Response {
+  #tooManySessions(id: Id): Response {
     return jsonRpcError(
       503,
       `Too many open sessions (${this.options.config.maxSessions}, KLYM_MAX_SESSIONS); close idle clients or retry later`,
+      -32000,
+      id,
     );
   }
 
@@ -271,13 +428,17 @@ export class HttpApp {
   }
 
   #evictIdle(): void {
-    const cutoff = Date.now() - this.options.config.sessionIdleS * 1000;
+    const now = Date.now();
+    const cutoff = now - this.options.config.sessionIdleS * 1000;
+    const unusedCutoff = now -
+      Math.min(UNUSED_SESSION_IDLE_MS, this.options.config.sessionIdleS * 1000);
     for (const [id, session] of this.#sessions) {
       // An open SSE stream is a live client; its keepalives would fail if it had gone.
-      if (
-        session.lastSeen < cutoff &&
-        session.transport instanceof WebStandardStreamableHTTPServerTransport
-      ) {
+      if (!(session.transport instanceof WebStandardStreamableHTTPServerTransport)) continue;
+      if (session.inFlight > 0) continue;
+      // A session that sent nothing beyond its handshake (`initialized`) is let go sooner.
+      const unused = session.messages <= 1 && session.lastSeen < unusedCutoff;
+      if (session.lastSeen < cutoff || unused) {
         logger.info("Evicting idle session {id}", { id });
         void this.#drop(id);
       }
@@ -286,6 +447,7 @@ export class HttpApp {
 
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
+    await this.#modern.close();
     await Promise.all([...this.#sessions.keys()].map((id) => this.#drop(id)));
   }
 }

@@ -55,7 +55,8 @@ export function registerLlmTools(server: McpServer, llm: LlmService, maxPromptBy
           ...(temperature === undefined ? {} : { temperature }),
         },
         ctx.mcpReq.signal,
-        samplerFor(server),
+        // On this call's own stream: a client need not hold the standalone GET stream open.
+        samplerFor(server, { relatedRequestId: () => ctx.mcpReq.id }),
       );
       return ok({
         text: response.text,

@@ -1,20 +1,74 @@
-/** One MCP server per client session, all sharing the task registry. */
+/**
+ * One MCP server per client session, all sharing the task registry. Each belongs to one principal
+ * (`principals.ts`): the tasks it starts are that principal's, and it sees no other's.
+ */
 import { McpServer } from "@modelcontextprotocol/server";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
-import { registerTaskTools } from "./task_tools.ts";
+import { TaskError } from "../errors.ts";
+import { registerTaskTools, startInput, startTask } from "./task_tools.ts";
 import { registerLlmTools } from "./llm_tools.ts";
+import { registerRunTask } from "./run_task.ts";
+import { installNativeTasks, wrapRequestHandler } from "./native_tasks.ts";
+import { LiveSession } from "./live_session.ts";
+import { LOCAL_PRINCIPAL } from "./principals.ts";
 import { VERSION } from "../version.ts";
 
 export const SERVER_INFO = { name: "klym", version: VERSION } as const;
 
-export function createMcpServer(registry: TaskRegistry, config: Config): McpServer {
+export interface SessionOptions {
+  /** The principal the session serves. */
+  owner: string;
+}
+
+export function createMcpServer(
+  registry: TaskRegistry,
+  config: Config,
+  session: SessionOptions = { owner: LOCAL_PRINCIPAL },
+): McpServer {
   const server = new McpServer(SERVER_INFO, {
+    capabilities: { logging: {} },
     instructions:
       "Klym runs long tasks in the background. start_async_agent_task returns a task_id at once; " +
-      "poll check_task_status with it (passing next_log_cursor back) until the status is final; cancel_task stops a task.",
+      "poll check_task_status with it (passing next_log_cursor back) until the status is final; cancel_task stops a task. " +
+      "run_task runs one and waits for its result (or, called as an MCP task, returns the task at once).",
   });
-  registerTaskTools(server, registry, config);
+  const retentionMs = config.retentionS * 1000;
+  const live = new LiveSession(server, registry, session.owner, retentionMs);
+  registerTaskTools(server, registry, config, live);
+  registerRunTask(server, registry, config, live);
   registerLlmTools(server, registry.llm, config.maxPromptBytes);
+
+  const runInput = startInput(config);
+  installNativeTasks(server, {
+    registry,
+    owner: session.owner,
+    retentionMs,
+    startFor: (tool, args) => {
+      if (tool !== "run_task") return undefined;
+      return (async () => {
+        const parsed = await runInput.safeParseAsync(args);
+        if (!parsed.success) {
+          throw new TaskError(
+            "INVALID_INPUT",
+            `Input validation error: ${parsed.error.issues.map((i) => i.message).join("; ")}`,
+          );
+        }
+        return { task: startTask(registry, live, parsed.data) };
+      })();
+    },
+    onNativeStart: (task, progressToken) => live.startedNative(task, progressToken),
+  });
+
+  wrapRequestHandler(server, "logging/setLevel", (original) => async (request, ctx) => {
+    const answer = await original(request, ctx);
+    live.setLevel(String(request.params?.level));
+    return answer;
+  });
+  const onclose = server.server.onclose;
+  server.server.onclose = () => {
+    live.close();
+    onclose?.();
+  };
   return server;
 }

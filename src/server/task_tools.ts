@@ -3,13 +3,13 @@
  * failure into an `isError` result naming the field), and turns a `TaskError` into an `isError`
  * result whose message says the fix.
  */
-import type { McpServer } from "@modelcontextprotocol/server";
+import type { CallToolResult, McpServer } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import { TaskError } from "../errors.ts";
 import type { Config } from "../config.ts";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import { startedAtOf, TASK_STATUSES } from "../tasks/task_state.ts";
-import { samplerFor } from "../llm/sampling.ts";
+import type { Sampler } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { utf8Length } from "../text.ts";
 
@@ -35,7 +35,7 @@ const TaskId = z.string({
   .min(1, '"task_id" must not be empty')
   .max(128, '"task_id" is too long; pass the id returned by start_async_agent_task');
 
-const Summary = z.object({
+export const Summary = z.object({
   task_id: z.string(),
   kind: z.string(),
   status: Status,
@@ -65,7 +65,87 @@ export function summary(task: TaskRecord): z.infer<typeof Summary> {
   };
 }
 
-export function registerTaskTools(server: McpServer, registry: TaskRegistry, config: Config): void {
+/** What the tools need to know of the session they serve. */
+export interface TaskToolsSession {
+  /** The principal of the session: tasks it starts are its own, and it sees no other's. */
+  readonly owner: string;
+  /** A sampler for a task this session starts (see `native_tasks.ts`), `undefined` without one. */
+  samplerFor(task: { record?: TaskRecord }): Sampler | undefined;
+  /** Told of each task the session starts, for its live notifications. */
+  started(task: TaskRecord): void;
+}
+
+/** The input of a task start, shared by `start_async_agent_task` and `run_task`. */
+export function startInput(config: Config) {
+  return z.object({
+    kind: z.string({ error: '"kind" must be a string naming a task kind' }).default("agent")
+      .describe("The task kind to run (default agent)."),
+    prompt: z.string({ error: '"prompt" must be a string' }).optional()
+      .describe(`What the task should do; at most ${config.maxPromptBytes} bytes.`),
+    params: z.record(z.string(), z.unknown(), {
+      error: '"params" must be a JSON object such as {"key": "value"}',
+    }).optional().describe(
+      `Kind-specific inputs; at most ${config.maxParamsBytes} bytes as JSON.`,
+    ),
+    model: z.string({ error: '"model" must be a string such as "openai:gpt-4o-mini"' }).optional()
+      .describe("A configured model (list_models) for this task; default KLYM_MODEL."),
+    timeout_s: z.number({ error: '"timeout_s" must be a number of seconds' }).int(
+      '"timeout_s" must be a whole number of seconds',
+    ).min(1, '"timeout_s" must be at least 1').max(
+      config.maxTimeoutS,
+      `"timeout_s" must be at most ${config.maxTimeoutS} (KLYM_MAX_TIMEOUT_S)`,
+    ).optional().describe(
+      `Deadline in seconds (default ${config.defaultTimeoutS}, max ${config.maxTimeoutS}); past it the task ends as timed_out.`,
+    ),
+  });
+}
+
+export type StartInput = z.infer<ReturnType<typeof startInput>>;
+
+/** Starts a task for `session` from a tool's input. */
+export function startTask(
+  registry: TaskRegistry,
+  session: TaskToolsSession,
+  { kind, prompt, params, model, timeout_s }: StartInput,
+): TaskRecord {
+  const holder: { record?: TaskRecord } = {};
+  const task = registry.start({
+    kind,
+    prompt,
+    params,
+    model,
+    timeoutS: timeout_s,
+    owner: session.owner,
+    sampler: session.samplerFor(holder),
+  });
+  holder.record = task;
+  session.started(task);
+  return task;
+}
+
+/** A finished task as a tool result: its summary and result, `isError` unless it succeeded. */
+export function finalResult(task: TaskRecord): CallToolResult {
+  const state = task.state;
+  const structured = {
+    ...summary(task),
+    ...(state.status === "succeeded" ? { result: JSON.parse(state.resultJson) } : {}),
+  };
+  if (state.status === "succeeded") return ok(structured);
+  const error = "error" in state ? `${state.error.code}: ${state.error.message}` : state.status;
+  return {
+    isError: true,
+    content: [{ type: "text", text: `Task ${task.id} ${state.status}: ${error}` }],
+    structuredContent: structured,
+  };
+}
+
+export function registerTaskTools(
+  server: McpServer,
+  registry: TaskRegistry,
+  config: Config,
+  session: TaskToolsSession,
+): void {
+  const owner = session.owner;
   server.registerTool("start_async_agent_task", {
     title: "Start a background task",
     description:
@@ -74,38 +154,11 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
       "to read only new log lines, until status is succeeded, failed, cancelled, timed_out or interrupted; those never change again. " +
       `Known kinds: ${registry.kinds.list().join(", ") || "none"}. ` +
       "Stop a task with cancel_task.",
-    inputSchema: z.object({
-      kind: z.string({ error: '"kind" must be a string naming a task kind' }).default("agent")
-        .describe("The task kind to run (default agent)."),
-      prompt: z.string({ error: '"prompt" must be a string' }).optional()
-        .describe(`What the task should do; at most ${config.maxPromptBytes} bytes.`),
-      params: z.record(z.string(), z.unknown(), {
-        error: '"params" must be a JSON object such as {"key": "value"}',
-      }).optional().describe(
-        `Kind-specific inputs; at most ${config.maxParamsBytes} bytes as JSON.`,
-      ),
-      model: z.string({ error: '"model" must be a string such as "openai:gpt-4o-mini"' }).optional()
-        .describe("A configured model (list_models) for this task; default KLYM_MODEL."),
-      timeout_s: z.number({ error: '"timeout_s" must be a number of seconds' }).int(
-        '"timeout_s" must be a whole number of seconds',
-      ).min(1, '"timeout_s" must be at least 1').max(
-        config.maxTimeoutS,
-        `"timeout_s" must be at most ${config.maxTimeoutS} (KLYM_MAX_TIMEOUT_S)`,
-      ).optional().describe(
-        `Deadline in seconds (default ${config.defaultTimeoutS}, max ${config.maxTimeoutS}); past it the task ends as timed_out.`,
-      ),
-    }),
+    inputSchema: startInput(config),
     outputSchema: z.object({ task_id: z.string(), status: Status, created_at: z.string() }),
-  }, ({ kind, prompt, params, model, timeout_s }) =>
+  }, (input) =>
     guarded(() => {
-      const task = registry.start({
-        kind,
-        prompt,
-        params,
-        model,
-        timeoutS: timeout_s,
-        sampler: samplerFor(server),
-      });
+      const task = startTask(registry, session, input);
       return ok({ task_id: task.id, status: task.state.status, created_at: iso(task.createdAt)! });
     }));
 
@@ -146,7 +199,7 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
     }),
   }, ({ task_id, log_cursor, max_log_lines }) =>
     guarded(() => {
-      const task = registry.get(task_id);
+      const task = registry.get(task_id, owner);
       // An interrupted task may have lost its last lines with the process: a cursor past them
       // reads nothing rather than failing.
       if (log_cursor > task.logs.lastSeq && task.state.status !== "interrupted") {
@@ -183,7 +236,7 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
     outputSchema: z.object({ task_id: z.string(), status: Status }),
   }, ({ task_id, reason }) =>
     guarded(() => {
-      const task = registry.cancel(task_id, reason ?? "cancelled by the client");
+      const task = registry.cancel(task_id, reason ?? "cancelled by the client", owner);
       return ok({ task_id: task.id, status: task.state.status });
     }));
 
@@ -213,14 +266,18 @@ export function registerTaskTools(server: McpServer, registry: TaskRegistry, con
         const room = (config.maxAnswerBytes - ANSWER_OVERHEAD_BYTES) / 2;
         const tasks: z.infer<typeof Summary>[] = [];
         let bytes = 0;
-        const found = registry.list(status, limit);
+        const found = registry.list(status, limit, owner);
         for (const task of found) {
           const item = summary(task);
           bytes += utf8Length(JSON.stringify(item));
           if (bytes > room) break;
           tasks.push(item);
         }
-        return ok({ tasks, counts: registry.counts(), truncated: tasks.length < found.length });
+        return ok({
+          tasks,
+          counts: registry.counts(owner),
+          truncated: tasks.length < found.length,
+        });
       }),
   );
 }

@@ -7,12 +7,18 @@ import type { Config } from "../config.ts";
 import { TaskError } from "../errors.ts";
 import type { ModelBudget } from "../protocol.ts";
 import { byteLimitProblem, utf8Length } from "../text.ts";
-import { type LlmService, NO_MODEL_MESSAGE } from "../llm/llm_service.ts";
+import {
+  type LlmService,
+  NO_MODEL_MESSAGE,
+  NO_SAMPLING_TOOLS_MESSAGE,
+} from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import type { KindCatalog } from "./kind_catalog.ts";
 
 export interface StartRequest {
   kind: string;
+  /** The principal the task belongs to: only it sees, reads and cancels the task (default "local"). */
+  owner?: string | undefined;
   /** A configured model for this task's `ctx.llm` calls (default: KLYM_MODEL). */
   model?: string | undefined;
   /** The starting client's own model, for `ctx.llm` when no model is configured. */
@@ -59,6 +65,10 @@ export function admit(
   }
   if (request.kind === "agent" && !llm.available(request.sampler)) {
     throw new TaskError("NO_MODEL", `Cannot start an agent task: ${NO_MODEL_MESSAGE}`);
+  }
+  // An agent sends tools: with no model of Klym's own, the client's sampling must take them.
+  if (request.kind === "agent" && llm.catalog.isEmpty && request.sampler?.tools === false) {
+    throw new TaskError("NO_MODEL", `Cannot start an agent task: ${NO_SAMPLING_TOOLS_MESSAGE}`);
   }
   const timeoutS = request.timeoutS ?? limits.defaultTimeoutS;
   if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > limits.maxTimeoutS) {

@@ -94,6 +94,7 @@ export class TaskRegistry {
     const now = this.now();
     const task: LiveTask = {
       id: newTaskId(now),
+      owner: request.owner ?? "local",
       kind: request.kind,
       modulePath,
       model: request.model,
@@ -115,9 +116,10 @@ export class TaskRegistry {
     return task;
   }
 
-  get(id: string): TaskRecord {
+  /** A task; with `owner`, only that principal's (another's is "not found", like a missing one). */
+  get(id: string, owner?: string): TaskRecord {
     const task = this.store.get(id);
-    if (!task) {
+    if (!task || (owner !== undefined && task.owner !== owner)) {
       throw new TaskError(
         "TASK_NOT_FOUND",
         `No task "${id}"; it never existed or was forgotten after KLYM_RETENTION_S (${this.limits.retentionS} s), KLYM_MAX_FINISHED or KLYM_RETAINED_BYTES. list_tasks shows the known ids`,
@@ -126,13 +128,13 @@ export class TaskRegistry {
     return task;
   }
 
-  /** Newest first. */
-  list(status?: TaskStatus, limit = 50): TaskRecord[] {
-    return this.store.list(status, limit);
+  /** Newest first; with `owner`, only that principal's tasks. */
+  list(status?: TaskStatus, limit = 50, owner?: string): TaskRecord[] {
+    return this.store.list(status, limit, owner);
   }
 
-  counts(): Record<TaskStatus, number> {
-    return this.store.counts();
+  counts(owner?: string): Record<TaskStatus, number> {
+    return this.store.counts(owner);
   }
 
   /** The process id of a running task, for resource figures; `undefined` when it has none. */
@@ -141,8 +143,8 @@ export class TaskRegistry {
   }
 
   /** Ends a task as `cancelled`; a finished task keeps its status (idempotent). */
-  cancel(id: string, reason = "cancelled by the client"): TaskRecord {
-    const task = this.get(id);
+  cancel(id: string, reason = "cancelled by the client", owner?: string): TaskRecord {
+    const task = this.get(id, owner);
     this.#settle(task, "cancelled", { code: "cancelled", message: reason });
     return task;
   }

@@ -19,6 +19,8 @@ export interface Progress {
 
 export interface TaskRecord {
   readonly id: string;
+  /** The principal that started the task; no other sees, reads or cancels it. */
+  readonly owner: string;
   readonly kind: string;
   /** A custom kind's module, resolved at admission; built-in kinds have none. */
   readonly modulePath: string | undefined;
@@ -94,23 +96,26 @@ export class TaskStore {
     return this.#tasks.get(id);
   }
 
-  /** Newest first. */
-  list(status?: TaskStatus, limit = 50): TaskRecord[] {
+  /** Newest first; with `owner`, only that principal's tasks. */
+  list(status?: TaskStatus, limit = 50, owner?: string): TaskRecord[] {
     const out: TaskRecord[] = [];
     const all = [...this.#tasks.values()];
     for (let i = all.length - 1; i >= 0 && out.length < limit; i--) {
       const task = all[i]!;
+      if (owner !== undefined && task.owner !== owner) continue;
       if (!status || task.state.status === status) out.push(task);
     }
     return out;
   }
 
-  counts(): Record<TaskStatus, number> {
+  counts(owner?: string): Record<TaskStatus, number> {
     const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<
       TaskStatus,
       number
     >;
-    for (const task of this.#tasks.values()) counts[task.state.status]++;
+    for (const task of this.#tasks.values()) {
+      if (owner === undefined || task.owner === owner) counts[task.state.status]++;
+    }
     return counts;
   }
 

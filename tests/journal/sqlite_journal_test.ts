@@ -19,6 +19,7 @@ const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
 function running(id: string, at = T0): JournalTask {
   return {
     id,
+    owner: "local",
     kind: "sleep",
     model: undefined,
     prompt: "p",
@@ -235,4 +236,17 @@ Deno.test("the default state file follows each platform's convention", () => {
     defaultStatePath({ HOME: "/Users/u" }, "darwin"),
     "/Users/u/Library/Application Support/klym/klym.db",
   );
+});
+
+Deno.test("a task's principal survives a restart, so ownership holds across it", async () => {
+  await using tmp = await tempFile();
+  const first = new SqliteJournal(tmp.file);
+  first.restore(T0);
+  first.admitted({ ...running("t_alice"), owner: "alice" });
+  first.admitted(running("t_local"));
+  first.close();
+  const second = new SqliteJournal(tmp.file);
+  const owners = Object.fromEntries(second.restore(T0 + 10).map((t) => [t.id, t.owner]));
+  second.close();
+  assert.deepEqual(owners, { t_alice: "alice", t_local: "local" });
 });

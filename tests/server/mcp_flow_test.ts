@@ -19,6 +19,7 @@ async function theContract(client: Client) {
     "list_models",
     "list_tasks",
     "llm_generate",
+    "run_task",
     "start_async_agent_task",
   ]);
   for (const tool of tools) assert.ok(tool.outputSchema, `${tool.name} declares its output`);

@@ -1,0 +1,66 @@
+/**
+ * A bounded in-memory event store for one Streamable HTTP session, so a client whose SSE stream
+ * dropped can reconnect with `Last-Event-ID` and get what it missed. It keeps the newest
+ * `maxEvents` events and at most `maxBytes` of them; an event older than that is gone, and a
+ * resume from it replays nothing (the client then re-reads state, as after any long outage).
+ */
+import type { EventId, EventStore, JSONRPCMessage, StreamId } from "@modelcontextprotocol/server";
+
+export const EVENT_STORE_MAX_EVENTS = 1000;
+export const EVENT_STORE_MAX_BYTES = 4 * 1024 * 1024;
+
+interface Stored {
+  readonly id: EventId;
+  readonly streamId: StreamId;
+  readonly message: JSONRPCMessage;
+  readonly bytes: number;
+}
+
+export class BoundedEventStore implements EventStore {
+  readonly #events: Stored[] = [];
+  #bytes = 0;
+  #seq = 0;
+
+  constructor(
+    readonly maxEvents = EVENT_STORE_MAX_EVENTS,
+    readonly maxBytes = EVENT_STORE_MAX_BYTES,
+  ) {}
+
+  get size(): number {
+    return this.#events.length;
+  }
+
+  storeEvent(streamId: StreamId, message: JSONRPCMessage): Promise<EventId> {
+    const id = `${streamId}|${++this.#seq}`;
+    const bytes = JSON.stringify(message).length;
+    this.#events.push({ id, streamId, message, bytes });
+    this.#bytes += bytes;
+    while (
+      this.#events.length > this.maxEvents ||
+      (this.#bytes > this.maxBytes && this.#events.length > 1)
+    ) {
+      this.#bytes -= this.#events.shift()!.bytes;
+    }
+    return Promise.resolve(id);
+  }
+
+  getStreamIdForEventId(eventId: EventId): Promise<StreamId | undefined> {
+    const bar = eventId.lastIndexOf("|");
+    return Promise.resolve(bar > 0 ? eventId.slice(0, bar) : undefined);
+  }
+
+  async replayEventsAfter(
+    lastEventId: EventId,
+    { send }: { send: (eventId: EventId, message: JSONRPCMessage) => Promise<void> },
+  ): Promise<StreamId> {
+    const streamId = await this.getStreamIdForEventId(lastEventId);
+    if (streamId === undefined) throw new Error(`Unknown event id "${lastEventId.slice(0, 100)}"`);
+    const seq = Number(lastEventId.slice(lastEventId.lastIndexOf("|") + 1));
+    for (const event of [...this.#events]) {
+      if (event.streamId !== streamId) continue;
+      if (Number(event.id.slice(event.id.lastIndexOf("|") + 1)) <= seq) continue;
+      await send(event.id, event.message);
+    }
+    return streamId;
+  }
+}

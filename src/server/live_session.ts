@@ -1,0 +1,233 @@
+/**
+ * One MCP session's live view of its tasks: the sampler each task it starts gets (routed on the
+ * request waiting on the task, counted for `input_required`), `notifications/tasks/status` for its
+ * task-augmented calls, `notifications/progress` for a caller's `progressToken`, and its tasks' log
+ * lines as `notifications/message` once the client has chosen a level (`logging/setLevel`).
+ *
+ * Bounded: nothing is queued. Changes only mark a task dirty; a timer (every `LIVE_TICK_MS`) reads
+ * the registry's own bounded state (status, progress, log buffer from a cursor) and sends at most
+ * one message of each sort per task per tick, so a chatty task costs the client a few messages a
+ * second however much it prints.
+ */
+import type { McpServer, RequestId } from "@modelcontextprotocol/server";
+import { getLogger } from "@logtape/logtape";
+import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
+import { isTerminal } from "../tasks/task_state.ts";
+import { type Sampler, samplerFor } from "../llm/sampling.ts";
+import { linksOf, mcpStatus, mcpTask, type McpTaskStatus, waitingRequest } from "./native_tasks.ts";
+import type { TaskToolsSession } from "./task_tools.ts";
+
+const logger = getLogger(["klym", "mcp"]);
+
+export const LIVE_TICK_MS = 200;
+/** Log lines in one `notifications/message` (one per task per tick). */
+export const LIVE_LOG_LINES = 100;
+export const LIVE_LOG_BYTES = 64 * 1024;
+/** Tasks a session follows at once; the oldest followed are let go beyond it. */
+export const LIVE_MAX_TASKS = 1000;
+
+const LEVELS = [
+  "debug",
+  "info",
+  "notice",
+  "warning",
+  "error",
+  "critical",
+  "alert",
+  "emergency",
+] as const;
+type Level = typeof LEVELS[number];
+
+interface Followed {
+  readonly task: TaskRecord;
+  /** Send `notifications/tasks/status` on changes (a task-augmented call). */
+  readonly native: boolean;
+  lastStatus: McpTaskStatus | undefined;
+  logCursor: number;
+  /** Progress for a token: a plain call's or a task-augmented one's. */
+  progress?: { token: string | number; sent?: string };
+  /** A plain call waiting on the task: its notifications travel on that call's stream. */
+  related?: RequestId;
+}
+
+export class LiveSession implements TaskToolsSession {
+  readonly #followed = new Map<string, Followed>();
+  readonly #dirty = new Set<string>();
+  #level: Level | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #unsubscribe: () => void;
+  #closed = false;
+
+  constructor(
+    readonly server: McpServer,
+    readonly registry: TaskRegistry,
+    readonly owner: string,
+    readonly retentionMs: number,
+  ) {
+    this.#unsubscribe = registry.events.subscribe((change) => {
+      if (!this.#followed.has(change.id)) return;
+      this.#dirty.add(change.id);
+      this.#schedule();
+    });
+  }
+
+  /** The client asked for log messages at `level` and above. */
+  setLevel(level: string): void {
+    if ((LEVELS as readonly string[]).includes(level)) this.#level = level as Level;
+    for (const id of this.#followed.keys()) this.#dirty.add(id);
+    this.#schedule();
+  }
+
+  samplerFor(holder: { record?: TaskRecord }): Sampler | undefined {
+    return samplerFor(this.server, {
+      relatedRequestId: () => waitingRequest(holder.record, this.server),
+      onPending: (delta) => {
+        const task = holder.record;
+        if (!task) return;
+        linksOf(task, this.retentionMs).pendingInput += delta;
+        this.#dirty.add(task.id);
+        this.#schedule();
+      },
+    });
+  }
+
+  started(task: TaskRecord): void {
+    this.#follow(task, false);
+  }
+
+  /** A task-augmented call started `task`; with a progress token, progress goes to it. */
+  startedNative(task: TaskRecord, progressToken: unknown): void {
+    const followed = this.#follow(task, true);
+    if (typeof progressToken === "string" || typeof progressToken === "number") {
+      followed.progress = { token: progressToken };
+    }
+  }
+
+  /** A plain call `related` waits on `task`: notifications go on its stream, progress to `token`. */
+  callWaits(task: TaskRecord, related: RequestId, token: unknown): void {
+    const followed = this.#follow(task, false);
+    followed.related = related;
+    if (typeof token === "string" || typeof token === "number") followed.progress = { token };
+  }
+
+  /** Sends what is pending for `task` now (a waiting call about to answer sends its last progress). */
+  flush(task: TaskRecord): void {
+    const followed = this.#followed.get(task.id);
+    if (followed) this.#flushOne(followed);
+  }
+
+  #follow(task: TaskRecord, native: boolean): Followed {
+    const existing = this.#followed.get(task.id);
+    if (existing && (!native || existing.native)) return existing;
+    if (this.#followed.size >= LIVE_MAX_TASKS) {
+      const oldest = this.#followed.keys().next().value!;
+      this.#followed.delete(oldest);
+    }
+    const followed: Followed = {
+      task,
+      native,
+      lastStatus: native ? mcpStatus(task) : undefined,
+      logCursor: existing?.logCursor ?? 0,
+      ...(existing?.progress ? { progress: existing.progress } : {}),
+      ...(existing?.related === undefined ? {} : { related: existing.related }),
+    };
+    this.#followed.set(task.id, followed);
+    this.#dirty.add(task.id);
+    this.#schedule();
+    return followed;
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#flush();
+    }, LIVE_TICK_MS);
+  }
+
+  #flush(): void {
+    const ids = [...this.#dirty];
+    this.#dirty.clear();
+    for (const id of ids) {
+      const followed = this.#followed.get(id);
+      if (!followed) continue;
+      this.#flushOne(followed);
+      const task = followed.task;
+      const caughtUp = followed.logCursor >= task.logs.lastSeq || this.#level === undefined;
+      if (isTerminal(task.state) && caughtUp) this.#followed.delete(id);
+      else if (!caughtUp) this.#dirty.add(id);
+    }
+    if (this.#dirty.size > 0) this.#schedule();
+  }
+
+  #flushOne(f: Followed): void {
+    const task = f.task;
+    if (f.native) {
+      const status = mcpStatus(task);
+      if (status !== f.lastStatus) {
+        f.lastStatus = status;
+        this.#notify({
+          method: "notifications/tasks/status",
+          params: mcpTask(task, this.retentionMs),
+        });
+      }
+    }
+    if (f.progress && task.progress) {
+      const p = task.progress;
+      const key = JSON.stringify(p);
+      if (key !== f.progress.sent) {
+        f.progress.sent = key;
+        this.#notify({
+          method: "notifications/progress",
+          params: {
+            progressToken: f.progress.token,
+            progress: p.done,
+            ...(p.total === undefined ? {} : { total: p.total }),
+            ...(p.message === undefined ? {} : { message: p.message }),
+            ...(f.native
+              ? { _meta: { "io.modelcontextprotocol/related-task": { taskId: task.id } } }
+              : {}),
+          },
+        }, f.related);
+      }
+    }
+    if (this.#level !== undefined && f.logCursor < task.logs.lastSeq) {
+      const page = task.logs.read(f.logCursor, LIVE_LOG_LINES, LIVE_LOG_BYTES);
+      f.logCursor = page.nextCursor;
+      if (page.lines.length === 0) return;
+      const level: Level = page.lines.some((l) => l.stream === "stderr") ? "warning" : "info";
+      if (LEVELS.indexOf(level) < LEVELS.indexOf(this.#level)) return;
+      this.#notify({
+        method: "notifications/message",
+        params: {
+          level,
+          logger: `klym.task.${task.id}`,
+          data: {
+            task_id: task.id,
+            lines: page.lines.map((l) => ({ seq: l.seq, stream: l.stream, text: l.text })),
+            ...(page.missed > 0 ? { missed: page.missed } : {}),
+          },
+        },
+      }, f.related);
+    }
+  }
+
+  #notify(notification: { method: string; params: Record<string, unknown> }, related?: RequestId) {
+    if (this.#closed) return;
+    this.server.server.notification(
+      notification as never,
+      related === undefined ? undefined : { relatedRequestId: related },
+    ).catch((error: unknown) => {
+      logger.debug("A live notification was not delivered: {error}", { error });
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#unsubscribe();
+    this.#followed.clear();
+    this.#dirty.clear();
+  }
+}

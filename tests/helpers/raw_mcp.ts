@@ -1,0 +1,106 @@
+/**
+ * MCP over Streamable HTTP by hand, for tests that look at the wire itself: task-augmented calls
+ * and `tasks/*` (which the TypeScript client SDK v2 does not send), SSE event ids, error ids, and
+ * server requests that must travel on a POST's own stream.
+ */
+export interface RpcMessage {
+  jsonrpc: "2.0";
+  id?: string | number | null;
+  method?: string;
+  params?: Record<string, unknown>;
+  result?: Record<string, unknown>;
+  error?: { code: number; message: string };
+}
+
+export interface SseEvent {
+  id?: string;
+  retry?: number;
+  data: string;
+}
+
+/** Parses an SSE body into events (data lines joined). */
+export function parseSse(text: string): SseEvent[] {
+  const events: SseEvent[] = [];
+  for (const block of text.split(/\n\n/)) {
+    if (!block.trim()) continue;
+    const event: SseEvent = { data: "" };
+    const data: string[] = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("id: ")) event.id = line.slice(4);
+      else if (line.startsWith("retry: ")) event.retry = Number(line.slice(7));
+      else if (line.startsWith("data: ")) data.push(line.slice(6));
+      else if (line === "data:") data.push("");
+    }
+    event.data = data.join("\n");
+    events.push(event);
+  }
+  return events;
+}
+
+export class RawMcp {
+  sessionId = "";
+  #next = 1;
+
+  constructor(readonly url: string, readonly token?: string) {}
+
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      ...(this.sessionId
+        ? { "mcp-session-id": this.sessionId, "mcp-protocol-version": "2025-11-25" }
+        : {}),
+      ...extra,
+    };
+  }
+
+  /** Posts one message and returns the HTTP response. */
+  post(message: Record<string, unknown>): Promise<Response> {
+    return fetch(`${this.url}/mcp`, {
+      method: "POST",
+      headers: this.headers(),
+      body: JSON.stringify({ jsonrpc: "2.0", ...message }),
+    });
+  }
+
+  /** Sends a request and returns every message of its answer (JSON, or the SSE stream's). */
+  async exchange(method: string, params: Record<string, unknown> = {}): Promise<RpcMessage[]> {
+    const res = await this.post({ id: this.#next++, method, params });
+    this.sessionId ||= res.headers.get("mcp-session-id") ?? "";
+    const text = await res.text();
+    if (res.headers.get("content-type")?.includes("text/event-stream")) {
+      return parseSse(text).filter((e) => e.data).map((e) => JSON.parse(e.data));
+    }
+    return [JSON.parse(text)];
+  }
+
+  /** Sends a request and returns its response message. */
+  async request(method: string, params: Record<string, unknown> = {}): Promise<RpcMessage> {
+    const messages = await this.exchange(method, params);
+    const answer = messages.find((m) => m.id !== undefined && m.method === undefined);
+    if (!answer) throw new Error(`No answer to ${method}: ${JSON.stringify(messages)}`);
+    return answer;
+  }
+
+  async notify(method: string, params: Record<string, unknown> = {}): Promise<void> {
+    const res = await this.post({ method, params });
+    await res.body?.cancel();
+  }
+
+  async initialize(capabilities: Record<string, unknown> = {}): Promise<RpcMessage> {
+    const answer = await this.request("initialize", {
+      protocolVersion: "2025-11-25",
+      capabilities,
+      clientInfo: { name: "klym-raw-test", version: "1.0.0" },
+    });
+    await this.notify("notifications/initialized");
+    return answer;
+  }
+
+  async close(): Promise<void> {
+    if (!this.sessionId) return;
+    const res = await fetch(`${this.url}/mcp`, { method: "DELETE", headers: this.headers() });
+    await res.body?.cancel();
+  }
+}
