@@ -3,6 +3,7 @@ export type TaskErrorCode =
   | "TASK_NOT_FOUND"
   | "UNKNOWN_KIND"
   | "KIND_OUTSIDE_TASKS_DIR"
+  | "KIND_IMPORT_REFUSED"
   | "INVALID_INPUT"
   | "QUEUE_FULL"
   | "SHUTTING_DOWN"

@@ -9,6 +9,7 @@ import {
   call,
   callError,
   childPids,
+  cpuSeconds,
   REPO,
   startKlym,
   type Status,
@@ -360,4 +361,96 @@ Deno.test("/healthz tells only that Klym is up to a caller without the token", a
   })).json();
   assert.equal(full.ok, true);
   assert.equal(typeof full.tasks, "object");
+});
+
+Deno.test("7: a task that keeps its host's main thread busy still cannot pass KLYM_TASK_MEMORY_MB", async () => {
+  await using klym = await hostile({ KLYM_TASK_MEMORY_MB: "256" });
+  const client = await klym.connect();
+  const final = await run(
+    client,
+    "stall_hoard",
+    { count: 30, refs: 200_000, allocMb: 1536 },
+    60_000,
+  );
+  assert.equal(final.error?.code, "out_of_memory", JSON.stringify(final.error));
+  const used = Number(/used (\d+) MB/.exec(final.error!.message)?.[1]);
+  assert.ok(used > 256 && used < 256 + 256, `the process reached ${used} MB under a 256 MB cap`);
+});
+
+Deno.test("5: Node's worker_threads, process and I/O modules are refused to task code", async (t) => {
+  await using klym = await hostile();
+  const client = await klym.connect();
+  await t.step("a kind that imports node:worker_threads is refused at start", async () => {
+    assert.match(
+      await callError(client, "start_async_agent_task", { kind: "nested_worker" }),
+      /KIND_IMPORT_REFUSED: .*nested_worker\.ts:3 imports "node:worker_threads", which is not available/,
+    );
+  });
+  await t.step("a nested Worker reached at run time can store nothing", async () => {
+    const final = await run(client, "nested_cache");
+    const nested = String((final.result as { nested: string }).nested);
+    assert.doesNotMatch(nested, /^stored/, nested);
+  });
+  for (
+    const name of ["worker_threads", "process", "fs", "child_process", "v8", "vm", "os", "net"]
+  ) {
+    await t.step(`import("node:${name}")`, async () => {
+      const final = await run(client, "node_modules", { name });
+      const result = final.result as { error?: string };
+      assert.match(result.error ?? "", new RegExp(`node:${name} is not available to task code`));
+    });
+  }
+  await t.step("computation-only modules load", async () => {
+    for (const name of ["path", "util", "buffer", "events", "crypto"]) {
+      const final = await run(client, "node_modules", { name });
+      assert.deepEqual(final.result, { loaded: true }, name);
+    }
+  });
+});
+
+Deno.test("3: every console method is captured, in call order, and Node's process is gone", async () => {
+  await using klym = await hostile();
+  const client = await klym.connect();
+  const final = await run(client, "raw_output");
+  assert.deepEqual(final.allLogs.map((l) => [l.stream, l.text]), [
+    ["stdout", "1 captured"],
+    ["stdout", "2 console.count: 1"],
+    ["stdout", "3 console.dirxml"],
+    ["stderr", "Assertion failed: 4 console.assert"],
+    ["stdout", "5 console.group"],
+    ["stdout", "  6 inside the group"],
+    ["stdout", "7 process is undefined"],
+  ]);
+});
+
+Deno.test("8: many finished tasks with large params cost nothing per end or sweep", async () => {
+  await using klym = await hostile({ KLYM_MAX_CONCURRENT: "1", KLYM_WARM_SPARES: "0" });
+  const client = await klym.connect();
+  await call(client, "start_async_agent_task", { kind: "sleep" });
+  // 87,000 empty arrays: 261 KB of JSON, within KLYM_MAX_PARAMS_BYTES, slow to measure.
+  const params = { a: Array.from({ length: 87_000 }, () => []) };
+  const ids: string[] = [];
+  for (let i = 0; i < 60; i++) {
+    ids.push(
+      (await call<{ task_id: string }>(client, "start_async_agent_task", { kind: "sleep", params }))
+        .task_id,
+    );
+  }
+  const cancels: number[] = [];
+  for (const id of ids) {
+    const t0 = performance.now();
+    await call(client, "cancel_task", { task_id: id });
+    cancels.push(performance.now() - t0);
+  }
+  // Each end measures only its own task: the last cancel costs what the first did.
+  const first = cancels.slice(0, 10).reduce((a, b) => a + b) / 10;
+  const last = cancels.slice(-10).reduce((a, b) => a + b) / 10;
+  assert.ok(
+    last < first * 3 + 20,
+    `first cancels ${first.toFixed(1)} ms, last ${last.toFixed(1)} ms`,
+  );
+  const cpu0 = cpuSeconds(klym.pid);
+  await new Promise((r) => setTimeout(r, 3000));
+  const idle = (cpuSeconds(klym.pid) - cpu0) / 3;
+  assert.ok(idle < 0.2, `an idle server burns ${(idle * 100).toFixed(0)}% CPU`);
 });

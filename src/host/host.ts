@@ -7,7 +7,7 @@
 import { HostCommand, HostHello } from "../protocol.ts";
 import { readLines } from "../lines.ts";
 import { HostOutput } from "./host_output.ts";
-import { watchMemory } from "./memory_watchdog.ts";
+import { startMemoryWatchdog } from "./memory_watchdog.ts";
 import { TaskSession } from "./task_session.ts";
 import { createKindWorker, createRuntimeWorker, moduleUrlOf } from "./worker_entry.ts";
 
@@ -35,16 +35,8 @@ export async function runHost(): Promise<void> {
   const out = new HostOutput(hello.channel, hello.limits.logLimitBytes);
   const exit = (): never => Deno.exit(0);
   let session: TaskSession | undefined;
-  using _watchdog = watchMemory(hello.limits.memoryMb * 1024 * 1024, (rss) => {
-    const failure = {
-      code: "out_of_memory",
-      message: `The task's process used ${
-        Math.round(rss / 1048576)
-      } MB, more than ${hello.limits.memoryMb} MB (KLYM_TASK_MEMORY_MB), and was ended`,
-    };
-    if (session) void session.end(failure);
-    else void out.finish({ type: "failure", error: failure }).then(exit);
-  });
+  // Its own thread: the task can keep this one busy (see memory_watchdog.ts).
+  startMemoryWatchdog(hello.limits.memoryMb * 1024 * 1024, hello.channel);
 
   // Built-in kinds run in a Worker made before the task arrives; it holds no task code.
   let spare: Worker | undefined = createRuntimeWorker();

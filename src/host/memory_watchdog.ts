@@ -1,11 +1,15 @@
 /**
  * Holds a task's whole process to its memory cap. V8's heap flag bounds only the JavaScript heap;
- * ArrayBuffers, wasm memory and the runtime's own allocations live outside it. The host's own
- * thread samples the process's resident size, which no task code can stall (it runs in the Worker).
+ * ArrayBuffers, wasm memory, nested isolates and the runtime's own allocations live outside it.
+ * The watchdog samples the process's resident size on a thread of its own
+ * (`memory_watchdog_worker.ts`), so no task code can stall it.
  */
 
 /** How often the resident size is sampled. */
 export const MEMORY_CHECK_MS = 10;
+
+/** What the watchdog writes to stderr after the channel marker, then the resident bytes. */
+export const MEMORY_ALARM = "memory:";
 
 export function watchMemory(
   capBytes: number,
@@ -20,4 +24,15 @@ export function watchMemory(
     onExceeded(used);
   }, MEMORY_CHECK_MS);
   return { [Symbol.dispose]: () => clearInterval(timer) };
+}
+
+/** Starts the watchdog's thread; the server ends the process when it raises its alarm. */
+export function startMemoryWatchdog(capBytes: number, channel: string): Worker {
+  const worker = new Worker(new URL("./memory_watchdog_worker.ts", import.meta.url), {
+    type: "module",
+    name: "memory-watchdog",
+    deno: { permissions: "none" },
+  });
+  worker.postMessage({ capBytes, alarm: `${channel}${MEMORY_ALARM}` });
+  return worker;
 }

@@ -8,6 +8,7 @@
 import { isAbsolute, join, relative } from "node:path";
 import { TaskError } from "../errors.ts";
 import { BUILTIN_KIND_NAMES } from "../protocol.ts";
+import { KindImports } from "./kind_imports.ts";
 
 const KIND_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 /** A folder kind's entry module. */
@@ -18,6 +19,7 @@ export const MAX_TASKS_DIR_ENTRIES = 10_000;
 export class KindCatalog {
   /** The tasks folder as given, and its real path (links resolved), if it exists. */
   readonly tasksDir: string | undefined;
+  readonly #imports = new KindImports();
 
   constructor(tasksDir: string | undefined) {
     this.tasksDir = tasksDir;
@@ -72,6 +74,7 @@ export class KindCatalog {
         }; remove them or copy what they point at into the folder`,
       );
     }
+    this.#imports.check(kind, real, root);
     return real;
   }
 

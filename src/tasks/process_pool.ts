@@ -5,7 +5,7 @@
  * is logged and tried again on the next acquire.
  */
 import { getLogger } from "@logtape/logtape";
-import { type ProcessOptions, TaskProcess } from "./task_process.ts";
+import { type ProcessOptions, removeTaskDenoDir, TaskProcess } from "./task_process.ts";
 
 const logger = getLogger(["klym", "pool"]);
 
@@ -63,5 +63,6 @@ export class ProcessPool {
     const spares = this.#spares.splice(0);
     for (const spare of spares) spare.kill();
     await Promise.all(spares.map((s) => s.exited));
+    removeTaskDenoDir();
   }
 }

@@ -6,6 +6,7 @@
  * `protocol_violation` failure. Times are the server's, stamped by the registry on receipt.
  */
 import { setPriority } from "node:os";
+import { builtinModules } from "node:module";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { getLogger } from "@logtape/logtape";
 import {
@@ -18,6 +19,8 @@ import {
 import { readLines } from "../lines.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { netAllowance } from "../net_allowance.ts";
+import { MEMORY_ALARM } from "../host/memory_watchdog.ts";
+import { TASK_NODE_MODULES } from "./kind_imports.ts";
 import type { Config } from "../config.ts";
 
 const logger = getLogger(["klym", "process"]);
@@ -79,6 +82,31 @@ export type ProcessEvent =
 
 export type EventSink = (event: ProcessEvent) => void;
 
+let taskImportMap: string | undefined;
+
+/**
+ * Klym's own import map plus Node's built-ins that task code may not import (all but
+ * `TASK_NODE_MODULES`), each mapped to a module that refuses to load: this holds for `import()` at
+ * run time; static imports are checked on the source at admission (`kind_imports.ts`).
+ */
+function importMapUrl(): string {
+  if (taskImportMap) return taskImportMap;
+  const config = JSON.parse(
+    Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)),
+  ) as { imports?: Record<string, string> };
+  const imports: Record<string, string> = { ...config.imports };
+  for (const name of builtinModules.map((m) => m.replace(/^node:/, ""))) {
+    if (TASK_NODE_MODULES.has(name) || name.startsWith("_")) continue;
+    imports[`node:${name}`] = `data:text/javascript,${
+      encodeURIComponent(
+        `throw new Error("node:${name} is not available to task code; a task reaches files, the network and processes only through ctx");`,
+      )
+    }`;
+  }
+  taskImportMap = `data:application/json,${encodeURIComponent(JSON.stringify({ imports }))}`;
+  return taskImportMap;
+}
+
 /** The command that starts a host process, under `deno run` or inside a compiled binary. */
 export function hostCommand(options: ProcessOptions): { command: string; args: string[] } {
   if (Deno.build.standalone) {
@@ -98,6 +126,7 @@ export function hostCommand(options: ProcessOptions): { command: string; args: s
       "--cached-only",
       "--no-remote",
       `--config=${fromFileUrl(new URL("../../deno.json", import.meta.url))}`,
+      `--import-map=${importMapUrl()}`,
       "--unstable-worker-options",
       `--allow-read=${read.join(",")}`,
       `--allow-net=${netAllowance(options.grynyaUrl)}`,
@@ -128,7 +157,44 @@ function childEnv(options: ProcessOptions): Record<string, string> {
     if (value !== undefined) env[name] = value;
   }
   if (Deno.build.standalone) env.DENO_V8_FLAGS = `--max-old-space-size=${options.memoryMb}`;
+  const denoDir = taskDenoDir();
+  if (denoDir) env.DENO_DIR = denoDir;
   return env;
+}
+
+let taskDenoDirPath: string | undefined;
+
+/**
+ * The DENO_DIR task processes see: Klym's own module cache, linked entry by entry, except
+ * `location_data`, where the Cache API and localStorage keep their files, which is a plain file:
+ * nothing a task reaches (even through the runtime's internals) can store anything there, so no
+ * task fills the disk or leaves a message for the next. Built once, removed by `removeTaskDenoDir`.
+ */
+export function taskDenoDir(): string | undefined {
+  if (taskDenoDirPath || Deno.build.os === "windows") return taskDenoDirPath;
+  const dir = Deno.makeTempDirSync({ prefix: "klym-task-deno-" });
+  if (!Deno.build.standalone) {
+    const info = new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stderr: "null" })
+      .outputSync();
+    const real = (JSON.parse(new TextDecoder().decode(info.stdout)) as { denoDir: string }).denoDir;
+    for (const entry of Deno.readDirSync(real)) {
+      if (entry.name !== "location_data") {
+        Deno.symlinkSync(`${real}/${entry.name}`, `${dir}/${entry.name}`);
+      }
+    }
+  }
+  Deno.writeTextFileSync(`${dir}/location_data`, "Task processes keep no web storage.\n");
+  return taskDenoDirPath = dir;
+}
+
+export function removeTaskDenoDir(): void {
+  if (!taskDenoDirPath) return;
+  try {
+    Deno.removeSync(taskDenoDirPath, { recursive: true });
+  } catch {
+    // Already gone, or another Klym's: nothing to do.
+  }
+  taskDenoDirPath = undefined;
 }
 
 /** Lets timers, I/O and other requests run before more output is read. */
@@ -233,6 +299,8 @@ export class TaskProcess {
   }
 
   #onStderr(line: string): void {
+    const alarm = line.indexOf(`${this.#channel}${MEMORY_ALARM}`);
+    if (alarm !== -1) return this.#outOfMemory(line.slice(alarm + this.#channel.length));
     this.#stderrTail.push(truncateUtf8(line, 1024));
     if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
     this.#raw("stderr", line);
@@ -280,6 +348,21 @@ export class TaskProcess {
       default:
         return undefined;
     }
+  }
+
+  /** The process's watchdog saw it over its cap: it ends now, whatever its main thread is doing. */
+  #outOfMemory(alarm: string): void {
+    const rss = Number(alarm.slice(MEMORY_ALARM.length));
+    this.#emit({
+      type: "failure",
+      error: {
+        code: "out_of_memory",
+        message: `The task's process used ${
+          Math.round(rss / 1048576)
+        } MB, more than ${this.options.memoryMb} MB (KLYM_TASK_MEMORY_MB), and was ended`,
+      },
+    });
+    this.kill();
   }
 
   #violation(what: string): void {

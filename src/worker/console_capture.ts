@@ -10,7 +10,7 @@ import { truncateUtf8 } from "../text.ts";
 /** The largest log line a Worker sends; the host cuts to KLYM_MAX_LOG_LINE_BYTES. */
 const WORKER_LINE_BYTES = 1024 * 1024;
 
-const STREAM_OF: Record<string, LogStream> = {
+const STREAM_OF: Partial<Record<string, LogStream>> = {
   log: "stdout",
   info: "stdout",
   debug: "stdout",
@@ -62,17 +62,64 @@ function outputFile(writer: LineWriter) {
   };
 }
 
+/**
+ * Every console method, so that none reaches the original console (whose methods write to the real
+ * stdout): the usual ones as lines, and counters, timers, assertions and groups done here.
+ */
+function shimConsole(sink: LineSink): void {
+  const target = console as unknown as Record<string, unknown>;
+  const counts = new Map<string, number>();
+  const timers = new Map<string, number>();
+  let indent = "";
+  const line = (stream: LogStream, text: string) =>
+    sink(stream, truncateUtf8(indent ? text.replace(/^/gm, indent) : text, WORKER_LINE_BYTES));
+  const label = (value: unknown) => value === undefined ? "default" : String(value);
+  const special: Record<string, (...args: unknown[]) => void> = {
+    trace: (...args) =>
+      line(
+        "stderr",
+        `Trace: ${format(args)}\n${new Error().stack?.split("\n").slice(2).join("\n") ?? ""}`,
+      ),
+    assert: (condition, ...args) => {
+      if (!condition) line("stderr", `Assertion failed${args.length ? `: ${format(args)}` : ""}`);
+    },
+    count: (name) => {
+      const n = (counts.get(label(name)) ?? 0) + 1;
+      counts.set(label(name), n);
+      line("stdout", `${label(name)}: ${n}`);
+    },
+    countReset: (name) => void counts.delete(label(name)),
+    time: (name) => void timers.set(label(name), performance.now()),
+    timeLog: (name, ...args) => {
+      const since = timers.get(label(name));
+      if (since === undefined) return line("stderr", `Timer "${label(name)}" does not exist`);
+      line(
+        "stdout",
+        `${label(name)}: ${(performance.now() - since).toFixed(3)}ms ${format(args)}`.trimEnd(),
+      );
+    },
+    timeEnd: (name) => {
+      special.timeLog!(name);
+      timers.delete(label(name));
+    },
+    group: (...args) => {
+      if (args.length) line("stdout", format(args));
+      indent += "  ";
+    },
+    groupEnd: () => void (indent = indent.slice(2)),
+    clear: () => {},
+  };
+  special.groupCollapsed = special.group!;
+  for (const method of Object.keys(target)) {
+    if (typeof target[method] !== "function") continue;
+    const stream = STREAM_OF[method] ?? "stdout";
+    target[method] = special[method] ?? ((...args: unknown[]) => line(stream, format(args)));
+  }
+}
+
 /** Captures all task output; returns a function that flushes partial lines (call before the end). */
 export function captureOutput(sink: LineSink): () => void {
-  const target = console as unknown as Record<string, unknown>;
-  for (const [method, stream] of Object.entries(STREAM_OF)) {
-    target[method] = (...args: unknown[]) => {
-      const text = method === "trace"
-        ? `Trace: ${format(args)}\n${new Error().stack?.split("\n").slice(2).join("\n") ?? ""}`
-        : format(args);
-      sink(stream, truncateUtf8(text, WORKER_LINE_BYTES));
-    };
-  }
+  shimConsole(sink);
   const stdout = new LineWriter("stdout", sink);
   const stderr = new LineWriter("stderr", sink);
   Object.defineProperty(Deno, "stdout", { value: outputFile(stdout), configurable: false });

@@ -4,7 +4,9 @@
  * without a permission but would let a task reach past its sandbox. The Cache API writes under
  * Deno's cache folder (a channel between tasks and a way to fill the disk); nested Workers would
  * each get a heap of their own; stdin carries the host's commands; `Deno[Deno.internal]` exposes
- * the runtime's raw ops, which would bypass every replacement made here.
+ * the runtime's raw ops, which would bypass every replacement made here; Node's `process` writes
+ * straight to the real stdout. (Node's `worker_threads`, `process` and other I/O modules are refused
+ * by the task process's import map: see `TASK_NODE_MODULES` in src/tasks/task_process.ts.)
  */
 
 const denoInternal = (Deno as unknown as { internal?: symbol }).internal;
@@ -14,7 +16,8 @@ if (denoInternal !== undefined) {
 delete (Deno as unknown as Record<string, unknown>).internal;
 
 const global = globalThis as unknown as Record<string, unknown>;
-for (const name of ["caches", "CacheStorage", "Cache", "Worker", "SharedWorker"]) {
+// `process` writes straight to the process's stdout and stderr, around the output capture.
+for (const name of ["caches", "CacheStorage", "Cache", "Worker", "SharedWorker", "process"]) {
   delete global[name];
 }
 
