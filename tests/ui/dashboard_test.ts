@@ -103,7 +103,12 @@ Deno.test("the dashboard logs in with the token, shows a task started over MCP w
   );
 
   await t.step("the task page shows the log growing live", async () => {
-    await page.click(`tr[data-task-id="${id}"] a`);
+    // Rows are redrawn live: click inside the page, where finding and clicking are one step.
+    await page.waitForSelector(`tr[data-task-id="${id}"] a`, WAIT);
+    await page.$eval(
+      `tr[data-task-id="${id}"] a`,
+      (a) => (a as unknown as { click(): void }).click(),
+    );
     await page.waitForFunction(() => document.querySelectorAll("#log .line").length >= 3, WAIT);
     const first = (await logTexts(page)).length;
     await page.waitForFunction(
@@ -141,7 +146,8 @@ Deno.test("the dashboard logs in with the token, shows a task started over MCP w
   });
 
   await t.step("cancel from the page ends the task", async () => {
-    await page.click("#cancel");
+    await page.waitForSelector("#cancel:not([disabled])", WAIT);
+    await page.$eval("#cancel", (b) => (b as unknown as { click(): void }).click());
     await page.waitForFunction(
       () => document.getElementById("task-status")?.textContent === "cancelled",
       WAIT,
