@@ -4,17 +4,16 @@
  * a CLI command (`klym tasks`, `klym logs -f ID`, …) makes it a client of a running Klym.
  */
 import { ConfigError, loadConfig } from "./src/config.ts";
-import { setupLogging } from "./src/logging.ts";
-import { startKlym } from "./src/klym.ts";
-import { JournalError } from "./src/journal/journal.ts";
-import { runHost } from "./src/host/host.ts";
 import { VERSION } from "./src/version.ts";
-import { CLI_COMMANDS, runCli } from "./src/cli/cli.ts";
+import { CLI_COMMANDS } from "./src/cli/commands.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 
+// Each face loads only its own modules: a task process (a compiled binary re-invoking itself) does
+// not load the server, and the server does not load the MCP client the hosts and the CLI use.
 async function main(): Promise<number> {
   if (Deno.args[0] === "--task-host") {
+    const { runHost } = await import("./src/host/host.ts");
     await runHost();
     return 0;
   }
@@ -22,7 +21,10 @@ async function main(): Promise<number> {
     Deno.stdout.writeSync(new TextEncoder().encode(`klym ${VERSION}\n`));
     return 0;
   }
-  if (CLI_COMMANDS.has(Deno.args[0] ?? "")) return await runCli(Deno.args, Deno.env.toObject());
+  if (CLI_COMMANDS.has(Deno.args[0] ?? "")) {
+    const { runCli } = await import("./src/cli/cli.ts");
+    return await runCli(Deno.args, Deno.env.toObject());
+  }
   // The config is validated before logging is set up, so even KLYM_LOG_LEVEL is never guessed.
   let config;
   try {
@@ -32,6 +34,9 @@ async function main(): Promise<number> {
     Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
     return 2;
   }
+  const { setupLogging } = await import("./src/logging.ts");
+  const { startKlym } = await import("./src/klym.ts");
+  const { JournalError } = await import("./src/journal/journal.ts");
   await setupLogging(config.logLevel, config.logFormat);
   let klym;
   try {

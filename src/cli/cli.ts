@@ -4,6 +4,7 @@
  * 2 a usage, connection or request error (the message names the problem).
  */
 import { VERSION } from "../version.ts";
+import { CLI_COMMANDS, type CommandName } from "./commands.ts";
 import { type FlagSpec, intFlag, paramsFrom, parseArgs, type Parsed, UsageError } from "./args.ts";
 import { CliError, connectKlym, DEFAULT_URL, type KlymClient, serverUrl } from "./klym_client.ts";
 import {
@@ -152,7 +153,7 @@ async function follow(
   }
 }
 
-const COMMANDS: Record<string, Command> = {
+const COMMANDS: Record<CommandName, Command> = {
   tasks: {
     usage: "klym tasks [--status S] [--limit N]",
     summary: "list tasks, newest first",
@@ -325,15 +326,7 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
-/** First arguments that make `main.ts` a CLI instead of a server. */
-export const CLI_COMMANDS: ReadonlySet<string> = new Set([
-  ...Object.keys(COMMANDS),
-  "help",
-  "--help",
-  "-h",
-  "--version",
-  "-V",
-]);
+export { CLI_COMMANDS };
 
 export function helpText(): string {
   const width = Math.max(
@@ -388,7 +381,7 @@ export async function runCli(
     output.out(helpText());
     return 0;
   }
-  const command = COMMANDS[name];
+  const command = (COMMANDS as Record<string, Command | undefined>)[name];
   try {
     if (!command) {
       throw new UsageError(`Unknown command "${name}"; known: ${Object.keys(COMMANDS).join(", ")}`);

@@ -3,7 +3,7 @@
  * SDK, with retries on 429/5xx, a per-call timeout and cancel that aborts the HTTP request), or,
  * with no model configured, through the MCP client's own model via `sampling/createMessage`.
  */
-import { generateText, jsonSchema, type ModelMessage, tool, type ToolSet } from "ai";
+import type { ModelMessage, ToolSet } from "ai";
 import type { LlmRequest, LlmResponse } from "../protocol.ts";
 import type { ModelCatalog } from "./model_catalog.ts";
 import { ModelSpecError } from "./model_id.ts";
@@ -63,11 +63,13 @@ export class LlmService {
     }
     using abort = linkedAbort([signal], this.limits.llmTimeoutMs);
     try {
-      const result = await generateText({
-        model: chosen.model,
+      // The AI SDK is loaded with the first model call (see ModelCatalog).
+      const ai = await import("ai");
+      const result = await ai.generateText({
+        model: await this.catalog.model(chosen.id),
         ...(request.system ? { system: request.system } : {}),
         messages: toModelMessages(request),
-        ...(request.tools?.length ? { tools: toToolSet(request) } : {}),
+        ...(request.tools?.length ? { tools: toToolSet(ai, request) } : {}),
         maxOutputTokens: request.maxTokens ?? DEFAULT_MAX_TOKENS,
         ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
         maxRetries: this.limits.llmRetries,
@@ -104,13 +106,13 @@ export class LlmService {
   }
 }
 
-function toToolSet(request: LlmRequest): ToolSet {
+function toToolSet(ai: typeof import("ai"), request: LlmRequest): ToolSet {
   // No `execute`: the model's tool calls come back to the task, which runs them against grynya.
   return Object.fromEntries((request.tools ?? []).map((t) => [
     t.name,
-    tool({
+    ai.tool({
       ...(t.description ? { description: t.description } : {}),
-      inputSchema: jsonSchema(t.inputSchema as Parameters<typeof jsonSchema>[0]),
+      inputSchema: ai.jsonSchema(t.inputSchema as Parameters<typeof ai.jsonSchema>[0]),
     }),
   ]));
 }
