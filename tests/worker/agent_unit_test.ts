@@ -61,13 +61,16 @@ function fakeCtx(options: {
 
 const call = (name: string, args: unknown = {}, id = name) => ({ id, name, args });
 
-/** Runs the agent with console quiet, returning its result or its failure. */
+/** Runs the agent with its step log (console.log, as in a task) kept out of the test output. */
 async function quietly<T>(fn: () => Promise<T>): Promise<T> {
+  // deno-lint-ignore no-console -- the agent is task code, whose log is console
   const log = console.log;
+  // deno-lint-ignore no-console -- as above
   console.log = () => {};
   try {
     return await fn();
   } finally {
+    // deno-lint-ignore no-console -- as above
     console.log = log;
   }
 }
