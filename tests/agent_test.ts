@@ -108,7 +108,7 @@ Deno.test("the agent creates entities, reads them back, saves progress and answe
   };
   assert.equal(result.answer, "The graph says: Kyiv is the capital of Ukraine.");
   assert.equal(result.steps, 4);
-  assert.deepEqual(result.graph_writes.map((w) => w.tool), ["create_entities"]);
+  assert.deepEqual(result.graph_writes.map((w) => w.tools[0]), ["create_entities"]);
   assert.equal(result.model, "openai-compatible:scripted");
   assert.equal(result.usage.outputTokens, 40);
   assert.ok(result.usage.inputTokens > 0);

@@ -36,8 +36,27 @@ export class TaskSession {
     readonly limits: HostLimits,
     readonly exit: () => never,
   ) {
-    this.#grynya = new GrynyaClient(spec.grynya, this.#abort.signal);
-    this.#writer = new GraphWriter(this.#grynya, spec.grynya.write, spec);
+    this.#grynya = new GrynyaClient(
+      spec.grynya,
+      this.#abort.signal,
+      (line) => this.#hostLog("stderr", line),
+    );
+    this.#writer = new GraphWriter(this.#grynya, spec.grynya.write, spec, {
+      log: (stream, line) => this.#hostLog(stream, line),
+      saved: (record) => {
+        if (this.#ending) return;
+        this.out.send({
+          type: "saved",
+          save: {
+            seq: record.seq,
+            tools: record.tools.slice(0, 8),
+            ok: record.ok,
+            time: record.time,
+            reply: record.ok ? record.reply : record.error?.message ?? record.reply,
+          },
+        });
+      },
+    });
     worker.onmessage = (e: MessageEvent) => this.#onMessage(e.data);
     worker.onmessageerror = () => this.#violation("a message that could not be read");
     worker.onerror = (e: ErrorEvent) => {
@@ -80,6 +99,11 @@ export class TaskSession {
         : { type: "failure", error: outcome },
     );
     this.exit();
+  }
+
+  /** A line of the host's own (grynya's connection, saves) in the task's log. */
+  #hostLog(stream: "stdout" | "stderr", line: string): void {
+    if (!this.#ending) this.out.log(stream, truncateUtf8(line, this.limits.maxLogLineBytes));
   }
 
   #post(command: WorkerCommand): void {
@@ -191,6 +215,8 @@ export class TaskSession {
         return await grynya.callTool(call.name, call.args);
       case "save":
         return await this.#writer.save(call.value);
+      case "write_strategy":
+        return await this.#writer.strategy();
       default: {
         const _exhaustive: never = call;
         return _exhaustive;

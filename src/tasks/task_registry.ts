@@ -6,7 +6,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { TaskError } from "../errors.ts";
-import type { Failure, GrynyaSettings, ModelBudget } from "../protocol.ts";
+import type { Failure, GrynyaSettings, ModelBudget, SavedSummary } from "../protocol.ts";
 import type { LlmService } from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import type { Config } from "../config.ts";
@@ -46,7 +46,12 @@ export interface TaskRecord {
   progress: Progress | undefined;
   /** When the task's own code began to run (after process start and module load). */
   codeStartedAt: number | undefined;
+  /** The task's last saves to grynya (at most MAX_SAVES_KEPT), each with grynya's reply. */
+  saves: SavedSummary[];
 }
+
+/** Saves kept per task in `saves`, the oldest dropped first. */
+export const MAX_SAVES_KEPT = 100;
 
 export type RegistryLimits =
   & AdmissionLimits
@@ -135,6 +140,7 @@ export class TaskRegistry {
       state: { status: "queued", queuedAt: now },
       progress: undefined,
       codeStartedAt: undefined,
+      saves: [],
     };
     this.#tasks.set(task.id, task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);
@@ -338,6 +344,11 @@ export class TaskRegistry {
         return void running?.models.request(event.id, event.request);
       case "llm_cancel":
         return running?.models.cancel(event.id);
+      case "saved":
+        task.saves.push(event.save);
+        if (task.saves.length > MAX_SAVES_KEPT) task.saves.shift();
+        this.events.emit({ type: "task", id: task.id });
+        return;
       default: {
         const _exhaustive: never = event;
         return _exhaustive;
