@@ -102,7 +102,7 @@ Deno.test("the agent creates entities, reads them back, saves progress and answe
   const result = final.result as {
     answer: string;
     steps: number;
-    graph_writes: { tool: string }[];
+    graph_writes: { tools: string[] }[];
     usage: { inputTokens: number; outputTokens: number };
     model: string;
   };
