@@ -40,7 +40,7 @@ const WriteSteps = z.union([WriteStep, z.array(WriteStep).min(1).max(8)]);
  * How `ctx.save` writes into grynya's graph: `create` for a task's first save, `append` for the
  * later ones (`create` again when absent); each one call or a short list of calls. A reply is a
  * failure when grynya says `isError`, when its text matches `failure` (default: it starts with
- * "error" or "failed"), or when `success` is given and the text does not match it.
+ * "error" or "failed"), or when `success` is given and the last call's text does not match it.
  */
 export const WriteTemplate = z.strictObject({
   create: WriteSteps,

@@ -120,7 +120,7 @@ export class GraphWriter {
       }
       const reply = replyOf(result);
       replies.push(reply);
-      const why = replyFailure(result, reply, template);
+      const why = replyFailure(result, reply, template, index === steps.length - 1);
       if (why) {
         return this.#done(record(false, reply.text, {
           code: "grynya_write_rejected",

@@ -304,7 +304,7 @@ export class GrynyaClient {
 class AttemptTimeout extends Error {
   override name = "AttemptTimeout";
   constructor(ms: number) {
-    super(`no answer within ${ms} ms (KLYM_GRYNYA_CONNECT_TIMEOUT_MS)`);
+    super(`no answer within ${Math.round(ms)} ms (KLYM_GRYNYA_CONNECT_TIMEOUT_MS)`);
   }
 }
 

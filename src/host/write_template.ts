@@ -196,7 +196,10 @@ export function replyOf(result: CallToolResult): StepReply {
   return { structured: result.structuredContent, json, text };
 }
 
-/** A reply that plainly reports an error, unless the template says otherwise. */
+/**
+ * A reply that plainly reports an error, unless the template says otherwise. `failure` applies to
+ * every call's reply, `success` to the last call's (the one that completes the save).
+ */
 export const DEFAULT_FAILURE = /^\s*(error\b|failed\b|failure\b)/i;
 
 /** Why a reply counts as a failed write, or undefined when it counts as a success. */
@@ -204,13 +207,16 @@ export function replyFailure(
   result: CallToolResult,
   reply: StepReply,
   template: Pick<WriteTemplate, "success" | "failure">,
+  last = true,
 ): string | undefined {
   if (result.isError) return "grynya answered isError";
   const failure = template.failure === undefined
     ? DEFAULT_FAILURE
     : new RegExp(template.failure, "i");
   if (failure.test(reply.text)) return `the reply matches the failure pattern ${failure}`;
-  if (template.success !== undefined && !new RegExp(template.success, "i").test(reply.text)) {
+  if (
+    last && template.success !== undefined && !new RegExp(template.success, "i").test(reply.text)
+  ) {
     return `the reply does not match the success pattern /${template.success}/i`;
   }
   return undefined;
