@@ -167,6 +167,35 @@ Deno.test("a wrong tool name and bad arguments go back to the model, which recov
   assert.equal((final.result as { answer: string }).answer, "recovered");
 });
 
+Deno.test("a save grynya refuses goes back to the model, and graph_writes lists its outcome", async () => {
+  await using graph = await startFastMcpPeer();
+  const template = {
+    create: {
+      tool: "add_observations",
+      arguments: { observations: [{ entityName: "nobody", contents: ["{{text}}"] }] },
+    },
+  };
+  await using model = startScriptedModel((request, n) => {
+    if (n === 0) return { toolCalls: [{ name: "save_progress", args: { text: "a finding" } }] };
+    if (n === 1) {
+      assert.match(
+        lastToolOutput(request),
+        /grynya_write_rejected: .*refused save #1 .*Entity with name nobody not found/,
+      );
+      return { text: "noted that the save failed" };
+    }
+    throw new Error("unexpected call");
+  });
+  await using klym = await startKlym(
+    modelEnv(model, { KLYM_GRYNYA_URL: graph.url, KLYM_GRYNYA_WRITE: JSON.stringify(template) }),
+  );
+  const { client, taskId } = await startAgent(klym, "save something");
+  const final = await waitFinal(client, taskId);
+  assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+  const writes = (final.result as { graph_writes: { ok: boolean; seq: number }[] }).graph_writes;
+  assert.deepEqual(writes.map((w) => [w.seq, w.ok]), [[1, false]]);
+});
+
 Deno.test("bounded failures: a repeated call is a loop, failing turns and max_steps stop the agent", async (t) => {
   await using graph = await startFastMcpPeer();
   const cases: [string, Script, Record<string, unknown>, string, RegExp][] = [
