@@ -49,7 +49,7 @@ export class TaskSession {
           type: "saved",
           save: {
             seq: record.seq,
-            tools: record.tools.slice(0, 8),
+            tools: record.tools.slice(0, 8).map((t) => t.slice(0, 128)),
             ok: record.ok,
             time: record.time,
             reply: record.ok ? record.reply : record.error?.message ?? record.reply,
