@@ -36,7 +36,10 @@ export interface GrynyaInfo {
 }
 
 export interface CallOptions {
-  /** The call may run twice safely: re-sent after a reconnect if the connection dropped under it. */
+  /**
+   * The call may run twice safely: re-sent after a reconnect if the connection dropped under it.
+   * By default, what grynya's tool list says (`readOnlyHint` or `idempotentHint`).
+   */
   readonly idempotent?: boolean | undefined;
 }
 
@@ -46,6 +49,8 @@ export class GrynyaClient {
   #info: GrynyaInfo | undefined;
   #closed = false;
   #everConnected = false;
+  /** Tools grynya marks read-only or idempotent (MCP tool annotations) in its tool list. */
+  readonly #safeToResend = new Set<string>();
 
   constructor(
     readonly settings: GrynyaSettings,
@@ -66,8 +71,16 @@ export class GrynyaClient {
     return this.#connecting;
   }
 
-  listTools() {
-    return this.#request("tools/list", (c, o) => c.listTools(undefined, o), true);
+  async listTools() {
+    const result = await this.#request("tools/list", (c, o) => c.listTools(undefined, o), true);
+    // grynya's own word on its tools: one that only reads, or may run twice, may be re-sent.
+    for (const tool of result.tools) {
+      const hints = tool.annotations;
+      if (hints?.readOnlyHint === true || hints?.idempotentHint === true) {
+        this.#safeToResend.add(tool.name);
+      }
+    }
+    return result;
   }
 
   listResources() {
@@ -98,7 +111,7 @@ export class GrynyaClient {
     return this.#request(
       `tools/call ${name}`,
       (c, o) => c.callTool({ name, arguments: args }, o) as Promise<CallToolResult>,
-      options.idempotent ?? false,
+      options.idempotent ?? this.#safeToResend.has(name),
     );
   }
 
