@@ -179,7 +179,7 @@ export const SavedSummary = z.object({
   tools: z.array(z.string().max(128)).max(8),
   ok: z.boolean(),
   time: z.string().max(64),
-  reply: z.string().transform((r) => r.slice(0, MAX_SAVE_REPLY_CHARS)),
+  reply: z.string().max(MAX_SAVE_REPLY_CHARS),
 });
 export type SavedSummary = z.infer<typeof SavedSummary>;
 const FailureEvent = z.object({ type: z.literal("failure"), error: Failure });

@@ -9,6 +9,7 @@ import {
   type Failure,
   type GrynyaCall,
   type HostLimits,
+  MAX_SAVE_REPLY_CHARS,
   type TaskSpec,
   type WorkerCommand,
   WorkerEvent,
@@ -52,7 +53,8 @@ export class TaskSession {
             tools: record.tools.slice(0, 8).map((t) => t.slice(0, 128)),
             ok: record.ok,
             time: record.time,
-            reply: record.ok ? record.reply : record.error?.message ?? record.reply,
+            reply: (record.ok ? record.reply : record.error?.message ?? record.reply)
+              .slice(0, MAX_SAVE_REPLY_CHARS),
           },
         });
       },
