@@ -193,7 +193,8 @@ export class TaskSession {
     } catch (error) {
       const code = error instanceof TaskFailure ? error.code : "grynya_error";
       const message = error instanceof Error ? error.message : String(error);
-      this.#post({ type: "grynya_error", id, error: { code, message: message.slice(0, 4096) } });
+      // grynya's errors are built short (under 2 KB); this bounds anything else.
+      this.#post({ type: "grynya_error", id, error: { code, message: message.slice(0, 2048) } });
     }
   }
 
