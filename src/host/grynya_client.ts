@@ -259,10 +259,7 @@ export class GrynyaClient {
         try {
           return await this.#open("sse", left);
         } catch (sseError) {
-          throw new Error(
-            `Streamable HTTP answered ${httpStatus(error)}, and SSE failed: ${rootCause(sseError)}`,
-            { cause: sseError },
-          );
+          throw new BothTransportsFailed(httpStatus(error)!, sseError);
         }
       }
       throw error;
@@ -321,7 +318,16 @@ class AttemptTimeout extends Error {
   }
 }
 
+/** `auto`: Streamable HTTP answered a 4xx, and SSE failed too; classified by SSE's failure. */
+class BothTransportsFailed extends Error {
+  override name = "BothTransportsFailed";
+  constructor(readonly httpStatus: number, cause: unknown) {
+    super(`Streamable HTTP answered ${httpStatus}, and SSE failed`, { cause });
+  }
+}
+
 function httpStatus(error: unknown): number | undefined {
+  if (error instanceof BothTransportsFailed) return httpStatus(error.cause);
   if (error instanceof SdkHttpError) return error.status;
   if (error instanceof SseError && typeof error.code === "number") return error.code;
   return undefined;
