@@ -5,7 +5,9 @@
  * `ConfigError` naming the variable or flag, and Klym does not start.
  */
 import { z } from "zod";
-import { DEFAULT_WRITE_TEMPLATE, type GrynyaSettings, WriteTemplate } from "./protocol.ts";
+import { type GrynyaSettings, WriteSetting, WriteTemplate } from "./protocol.ts";
+import { PRESET_NAMES } from "./host/write_presets.ts";
+import { templateProblems } from "./host/write_template.ts";
 import { parseModelId } from "./llm/model_id.ts";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
@@ -60,10 +62,15 @@ export const ConfigSchema = z.object({
   grynyaHeaders: z.record(z.string(), z.string()).default({}),
   grynyaConnectTimeoutMs: int(100, 600_000).default(10_000),
   grynyaCallTimeoutMs: int(100, 3_600_000).default(60_000),
-  /** Reconnect attempts (with backoff) after the connection to grynya is lost. */
-  grynyaReconnects: int(0, 20).default(3),
-  /** How `ctx.save` writes into grynya's graph: a JSON file path or inline JSON (see README). */
-  grynyaWrite: WriteTemplate.default(DEFAULT_WRITE_TEMPLATE),
+  /** Most connect attempts (with backoff) in one connect or reconnect; 0 tries once. */
+  grynyaReconnects: int(0, 1000).default(100),
+  /** How long a dropped connection to grynya may take to come back (grynya restarting). */
+  grynyaReconnectS: int(1, 3600).default(30),
+  /**
+   * How `ctx.save` writes into grynya's graph: `auto` (a preset chosen from grynya's tools), a
+   * preset's name, a JSON template file's path, or inline JSON (see docs/graph_servers.md).
+   */
+  grynyaWrite: WriteSetting.default({ kind: "auto" }),
   tasksDir: z.string().min(1).optional(),
   /** The default model, `provider:model`; `models` are more a task may name. */
   model: z.string().min(3).optional(),
@@ -185,6 +192,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   grynyaConnectTimeoutMs: "KLYM_GRYNYA_CONNECT_TIMEOUT_MS",
   grynyaCallTimeoutMs: "KLYM_GRYNYA_CALL_TIMEOUT_MS",
   grynyaReconnects: "KLYM_GRYNYA_RECONNECTS",
+  grynyaReconnectS: "KLYM_GRYNYA_RECONNECT_S",
   grynyaWrite: "KLYM_GRYNYA_WRITE",
   tasksDir: "KLYM_TASKS_DIR",
   model: "KLYM_MODEL",
@@ -253,10 +261,38 @@ function fromEnv(key: keyof Config, value: string, name: string): unknown {
     case "grynyaHeaders":
       return parseJson(value, name);
     case "grynyaWrite":
-      return parseJson(value.trimStart().startsWith("{") ? value : readFile(value, name), name);
+      return parseWriteSetting(value, name);
     default:
       return value;
   }
+}
+
+/** KLYM_GRYNYA_WRITE: `auto`, a preset's name, inline JSON, or a JSON file's path. */
+function parseWriteSetting(value: string, name: string): WriteSetting {
+  const trimmed = value.trim();
+  if (trimmed === "auto") return { kind: "auto" };
+  if (PRESET_NAMES.includes(trimmed)) return { kind: "preset", name: trimmed };
+  const inline = trimmed.startsWith("{");
+  if (!inline && /^[a-z][a-z-]*$/.test(trimmed)) {
+    throw new ConfigError(
+      `${name} is "${trimmed}", which is neither a preset (auto, ${
+        PRESET_NAMES.join(", ")
+      }), inline JSON, nor a file; name a preset, or give a template file's path or inline JSON`,
+    );
+  }
+  const json = parseJson(inline ? value : readFile(value, name), name);
+  const parsed = WriteTemplate.safeParse(json);
+  if (!parsed.success) {
+    throw new ConfigError(
+      `${name} is not a write template: ${
+        parsed.error.issues.map((i) => `${i.path.join(".") || "the template"}: ${i.message}`)
+          .join("; ")
+      } (a template is {"create": {"tool", "arguments"} or a list of them, "append"?, "success"?, "failure"?})`,
+    );
+  }
+  const problems = templateProblems(parsed.data);
+  if (problems.length) throw new ConfigError(`${name}: ${problems.join("; ")}`);
+  return { kind: "template", template: parsed.data };
 }
 
 function parseJson(text: string, name: string): unknown {
@@ -402,6 +438,7 @@ export function grynyaSettings(config: Config): GrynyaSettings {
     connectTimeoutMs: config.grynyaConnectTimeoutMs,
     callTimeoutMs: config.grynyaCallTimeoutMs,
     reconnects: config.grynyaReconnects,
+    reconnectMs: config.grynyaReconnectS * 1000,
     write: config.grynyaWrite,
   };
 }

@@ -21,35 +21,42 @@ export const Failure = z.object({
 });
 export type Failure = z.infer<typeof Failure>;
 
-/** A call to one of grynya's tools, its arguments with `{{task_id}}`, `{{kind}}`, `{{text}}`, `{{time}}` placeholders. */
-export const ToolTemplate = z.object({
-  tool: z.string().min(1),
+/**
+ * One call to one of grynya's tools. Strings in `arguments` may hold placeholders (see
+ * src/host/write_template.ts): a string that is exactly `"{{text}}"`, `"{{value}}"`,
+ * `"{{value_json}}"` or `"{{steps.N.structured|json|text.field}}"` becomes that JSON value; only
+ * `{{task_id}}`, `{{kind}}`, `{{seq}}` and `{{time}}` may sit inside a longer string.
+ */
+export const WriteStep = z.strictObject({
+  tool: z.string().min(1).max(128),
   arguments: z.record(z.string(), z.unknown()),
+  /** The tool may safely run twice: re-sent when the connection drops mid-call. */
+  idempotent: z.boolean().optional(),
 });
+export type WriteStep = z.infer<typeof WriteStep>;
+const WriteSteps = z.union([WriteStep, z.array(WriteStep).min(1).max(8)]);
 
-/** How `ctx.save` writes into grynya's graph: `create` for a task's first save, `append` after. */
-export const WriteTemplate = z.object({ create: ToolTemplate, append: ToolTemplate });
+/**
+ * How `ctx.save` writes into grynya's graph: `create` for a task's first save, `append` for the
+ * later ones (`create` again when absent); each one call or a short list of calls. A reply is a
+ * failure when grynya says `isError`, when its text matches `failure` (default: it starts with
+ * "error" or "failed"), or when `success` is given and the last call's text does not match it.
+ */
+export const WriteTemplate = z.strictObject({
+  create: WriteSteps,
+  append: WriteSteps.optional(),
+  success: z.string().optional(),
+  failure: z.string().optional(),
+});
 export type WriteTemplate = z.infer<typeof WriteTemplate>;
 
-/** Fits `@modelcontextprotocol/server-memory`: one entity per task, one observation per save. */
-export const DEFAULT_WRITE_TEMPLATE: WriteTemplate = {
-  create: {
-    tool: "create_entities",
-    arguments: {
-      entities: [{
-        name: "klym-task-{{task_id}}",
-        entityType: "klym_task",
-        observations: ["{{time}} {{kind}}: {{text}}"],
-      }],
-    },
-  },
-  append: {
-    tool: "add_observations",
-    arguments: {
-      observations: [{ entityName: "klym-task-{{task_id}}", contents: ["{{time}} {{text}}"] }],
-    },
-  },
-};
+/** KLYM_GRYNYA_WRITE: pick a preset from grynya's tools, a named preset, or the user's template. */
+export const WriteSetting = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("auto") }),
+  z.object({ kind: z.literal("preset"), name: z.string() }),
+  z.object({ kind: z.literal("template"), template: WriteTemplate }),
+]);
+export type WriteSetting = z.infer<typeof WriteSetting>;
 
 /** How a task's host reaches grynya. The token lives here, and so only in the host process. */
 export const GrynyaSettings = z.object({
@@ -59,7 +66,9 @@ export const GrynyaSettings = z.object({
   connectTimeoutMs: z.number().int().positive(),
   callTimeoutMs: z.number().int().positive(),
   reconnects: z.number().int().min(0),
-  write: WriteTemplate,
+  /** How long a dropped connection may take to come back (KLYM_GRYNYA_RECONNECT_S). */
+  reconnectMs: z.number().int().positive(),
+  write: WriteSetting,
 });
 export type GrynyaSettings = z.infer<typeof GrynyaSettings>;
 
@@ -161,6 +170,18 @@ const LlmRequestEvent = z.object({
   request: LlmRequest,
 });
 const LlmCancel = z.object({ type: z.literal("llm_cancel"), id: CallId });
+
+/** A save's reply is kept up to this many characters. */
+export const MAX_SAVE_REPLY_CHARS = 2048;
+/** One save as the server keeps it (`check_task_status` shows the last ones as `saves`). */
+export const SavedSummary = z.object({
+  seq: z.number().int().min(0),
+  tools: z.array(z.string().max(128)).max(8),
+  ok: z.boolean(),
+  time: z.string().max(64),
+  reply: z.string().max(MAX_SAVE_REPLY_CHARS),
+});
+export type SavedSummary = z.infer<typeof SavedSummary>;
 const FailureEvent = z.object({ type: z.literal("failure"), error: Failure });
 const ModelAnswer = z.discriminatedUnion("type", [
   z.object({ type: z.literal("llm_response"), id: CallId, response: LlmResponse }),
@@ -192,6 +213,8 @@ export const HostEvent = z.discriminatedUnion("type", [
   FailureEvent,
   LlmRequestEvent,
   LlmCancel,
+  /** A save to grynya ended (landed or not), with grynya's reply. */
+  z.object({ type: z.literal("saved"), save: SavedSummary }),
 ]);
 export type HostEvent = z.infer<typeof HostEvent>;
 
@@ -213,6 +236,7 @@ export const GrynyaCall = z.discriminatedUnion("op", [
     args: z.record(z.string(), z.unknown()),
   }),
   z.object({ op: z.literal("save"), value: z.unknown() }),
+  z.object({ op: z.literal("write_strategy") }),
 ]);
 export type GrynyaCall = z.infer<typeof GrynyaCall>;
 
@@ -237,10 +261,35 @@ export type WorkerCommand =
   | { type: "grynya_result"; id: number; value: unknown }
   | { type: "grynya_error"; id: number; error: Failure };
 
-/** What the host reports when a save landed in grynya's graph. */
+/** The write strategy a task's saves use, or why none fits grynya. */
+export interface WriteStrategyInfo {
+  readonly ok: boolean;
+  /** A preset's name, or "template" for the user's own. */
+  readonly name?: string;
+  /** How it was chosen: from grynya's tools, named in KLYM_GRYNYA_WRITE, or the user's template. */
+  readonly source: "auto" | "preset" | "template";
+  /** The tools it calls. */
+  readonly tools?: readonly string[];
+  readonly error?: Failure;
+  /** A template drafted from grynya's tools, to put in KLYM_GRYNYA_WRITE. */
+  readonly hint?: string;
+}
+
+/** What `ctx.save` answers: every save keeps grynya's reply, and says whether it landed. */
 export interface SaveRecord {
-  readonly tool: string;
+  /** 1 for a task's first save, then 2, 3, … (failed saves count too). */
+  readonly seq: number;
+  readonly ok: boolean;
+  /** The write strategy used (a preset's name, or "template"). */
+  readonly strategy?: string;
+  /** The tools called, in order (the first one of them that failed is the last here). */
+  readonly tools: readonly string[];
   readonly time: string;
+  /** grynya's reply (the last call's), cut to 2 KiB. */
+  readonly reply: string;
+  readonly error?: Failure;
+  /** What to do about a failure, e.g. a template drafted from grynya's tools. */
+  readonly hint?: string;
 }
 
 /** Kinds built into the task worker; the server knows them by name only. */

@@ -102,13 +102,13 @@ Deno.test("the agent creates entities, reads them back, saves progress and answe
   const result = final.result as {
     answer: string;
     steps: number;
-    graph_writes: { tool: string }[];
+    graph_writes: { tools: string[] }[];
     usage: { inputTokens: number; outputTokens: number };
     model: string;
   };
   assert.equal(result.answer, "The graph says: Kyiv is the capital of Ukraine.");
   assert.equal(result.steps, 4);
-  assert.deepEqual(result.graph_writes.map((w) => w.tool), ["create_entities"]);
+  assert.deepEqual(result.graph_writes.map((w) => w.tools[0]), ["create_entities"]);
   assert.equal(result.model, "openai-compatible:scripted");
   assert.equal(result.usage.outputTokens, 40);
   assert.ok(result.usage.inputTokens > 0);
@@ -165,6 +165,90 @@ Deno.test("a wrong tool name and bad arguments go back to the model, which recov
   const final = await waitFinal(client, taskId);
   assert.equal(final.status, "succeeded", JSON.stringify(final.error));
   assert.equal((final.result as { answer: string }).answer, "recovered");
+});
+
+Deno.test("a save grynya refuses goes back to the model, and graph_writes lists its outcome", async () => {
+  await using graph = await startFastMcpPeer();
+  const template = {
+    create: {
+      tool: "add_observations",
+      arguments: { observations: [{ entityName: "nobody", contents: ["{{text}}"] }] },
+    },
+  };
+  await using model = startScriptedModel((request, n) => {
+    if (n === 0) return { toolCalls: [{ name: "save_progress", args: { text: "a finding" } }] };
+    if (n === 1) {
+      assert.match(
+        lastToolOutput(request),
+        /grynya_write_rejected: .*refused save #1 .*Entity with name nobody not found/,
+      );
+      return { text: "noted that the save failed" };
+    }
+    throw new Error("unexpected call");
+  });
+  await using klym = await startKlym(
+    modelEnv(model, { KLYM_GRYNYA_URL: graph.url, KLYM_GRYNYA_WRITE: JSON.stringify(template) }),
+  );
+  const { client, taskId } = await startAgent(klym, "save something");
+  const final = await waitFinal(client, taskId);
+  assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+  const writes = (final.result as { graph_writes: { ok: boolean; seq: number }[] }).graph_writes;
+  assert.deepEqual(writes.map((w) => [w.seq, w.ok]), [[1, false]]);
+});
+
+Deno.test("a JSON-RPC error from grynya goes back to the model as a tool error", async () => {
+  // A minimal Streamable HTTP MCP server (JSON responses, no session) written for this test: its
+  // one tool answers every call with a JSON-RPC error, which no peer above does on demand.
+  const grynya = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    if (req.method !== "POST") return new Response(null, { status: 405 });
+    const msg = await req.json();
+    if (!("id" in msg)) return new Response(null, { status: 202 });
+    const answer = (body: Record<string, unknown>) =>
+      Response.json({ jsonrpc: "2.0", id: msg.id, ...body });
+    switch (msg.method) {
+      case "initialize":
+        return answer({
+          result: {
+            protocolVersion: msg.params.protocolVersion,
+            capabilities: { tools: {} },
+            serverInfo: { name: "jsonrpc-errors", version: "1" },
+          },
+        });
+      case "tools/list":
+        return answer({
+          result: { tools: [{ name: "lookup", inputSchema: { type: "object", properties: {} } }] },
+        });
+      case "tools/call":
+        return answer({ error: { code: -32602, message: "Unknown node id 7" } });
+      default:
+        return answer({ error: { code: -32601, message: "Method not found" } });
+    }
+  });
+  try {
+    await using model = startScriptedModel((request, n) => {
+      if (n === 0) return { toolCalls: [{ name: "lookup", args: { id: 7 } }] };
+      if (n === 1) {
+        assert.match(
+          lastToolOutput(request),
+          /grynya_error: grynya at .* refused tools\/call lookup: .*Unknown node id 7 \(JSON-RPC error -32602\)/,
+        );
+        return { text: "node 7 does not exist" };
+      }
+      throw new Error("unexpected call");
+    });
+    await using klym = await startKlym(
+      modelEnv(model, {
+        KLYM_GRYNYA_URL: `http://127.0.0.1:${grynya.addr.port}/mcp`,
+        KLYM_GRYNYA_TRANSPORT: "http",
+      }),
+    );
+    const { client, taskId } = await startAgent(klym, "look up node 7");
+    const final = await waitFinal(client, taskId);
+    assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+    assert.equal((final.result as { answer: string }).answer, "node 7 does not exist");
+  } finally {
+    await grynya.shutdown();
+  }
 });
 
 Deno.test("bounded failures: a repeated call is a loop, failing turns and max_steps stop the agent", async (t) => {

@@ -257,10 +257,22 @@ Deno.test("the grynya write template and headers are JSON, inline or from a file
   };
   const file = Deno.makeTempFileSync({ suffix: ".json" });
   Deno.writeTextFileSync(file, JSON.stringify(template));
-  assert.deepEqual(loadConfig({ KLYM_GRYNYA_WRITE: file }, []).grynyaWrite, template);
+  assert.deepEqual(loadConfig({ KLYM_GRYNYA_WRITE: file }, []).grynyaWrite, {
+    kind: "template",
+    template,
+  });
   assert.deepEqual(
     loadConfig({ KLYM_GRYNYA_WRITE: JSON.stringify(template) }, []).grynyaWrite,
-    template,
+    { kind: "template", template },
+  );
+  assert.deepEqual(loadConfig({}, []).grynyaWrite, { kind: "auto" });
+  assert.deepEqual(loadConfig({ KLYM_GRYNYA_WRITE: "memory-linked" }, []).grynyaWrite, {
+    kind: "preset",
+    name: "memory-linked",
+  });
+  assert.throws(
+    () => loadConfig({ KLYM_GRYNYA_WRITE: "memroy" }, []),
+    /KLYM_GRYNYA_WRITE is "memroy", which is neither a preset \(auto, memory, memory-linked, remember, cypher\)/,
   );
   Deno.removeSync(file);
   assert.throws(
@@ -269,7 +281,7 @@ Deno.test("the grynya write template and headers are JSON, inline or from a file
   );
   assert.throws(
     () => loadConfig({ KLYM_GRYNYA_WRITE: '{"create": {}}' }, []),
-    /KLYM_GRYNYA_WRITE at create.tool/,
+    /KLYM_GRYNYA_WRITE is not a write template: create/,
   );
   assert.throws(
     () => loadConfig({ KLYM_GRYNYA_HEADERS: "{bad" }, []),
@@ -277,4 +289,41 @@ Deno.test("the grynya write template and headers are JSON, inline or from a file
   );
   const c = loadConfig({ KLYM_GRYNYA_HEADERS: '{"x-team": "a"}', KLYM_GRYNYA_TOKEN: "t0k" }, []);
   assert.deepEqual(grynyaSettings(c).headers, { "x-team": "a", authorization: "Bearer t0k" });
+});
+
+Deno.test("KLYM_GRYNYA_WRITE templates are checked at start: placeholders, splicing, step references", () => {
+  const bad = (args: unknown, extra: Record<string, unknown> = {}) => () =>
+    loadConfig({
+      KLYM_GRYNYA_WRITE: JSON.stringify({ create: { tool: "t", arguments: args }, ...extra }),
+    }, []);
+  assert.throws(
+    bad({ id: "{{taskId}}" }),
+    /unknown placeholder \{\{taskId\}\}; did you mean \{\{task_id\}\}\?/,
+  );
+  assert.throws(
+    bad({ query: "CREATE (n {text: '{{text}}'})" }),
+    /KLYM_GRYNYA_WRITE: create \(t\) at \$.query: \{\{text\}\} must be the whole string/,
+  );
+  assert.throws(bad({ q: "{{value}} x" }), /\{\{value\}\} must be the whole string/);
+  assert.throws(bad({ "{{text}}": 1 }), /not filled in object keys/);
+  assert.throws(
+    bad({ id: "{{steps.0.json.id}}" }),
+    /refers to a step that does not come before it/,
+  );
+  assert.throws(bad({ a: 1 }, { success: "(" }), /"success" is not a valid regular expression/);
+  assert.throws(bad({ a: 1 }, { extra: 1 }), /KLYM_GRYNYA_WRITE is not a write template/);
+  // Safe scalars may sit inside longer strings; a whole-string placeholder is a JSON value.
+  const ok = loadConfig({
+    KLYM_GRYNYA_WRITE: JSON.stringify({
+      create: [
+        { tool: "a", arguments: { name: "task-{{task_id}}-{{seq}}", body: "{{text}}" } },
+        {
+          tool: "b",
+          arguments: { id: "{{steps.0.structured.id}}", v: "{{value}}" },
+          idempotent: true,
+        },
+      ],
+    }),
+  }, []);
+  assert.equal(ok.grynyaWrite.kind, "template");
 });

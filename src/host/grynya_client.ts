@@ -1,14 +1,21 @@
 /**
  * The task's MCP client to grynya. It connects lazily over Streamable HTTP or legacy SSE (`auto`
- * follows the spec's fallback: try Streamable HTTP, fall back to SSE on a 4xx), bounds every call
- * by a timeout and the task's signal, reconnects with backoff when the connection drops, and
- * names grynya's URL in every error.
+ * follows the spec's fallback: try Streamable HTTP, fall back to SSE on a 4xx). The first connect
+ * is bounded as a whole by the connect timeout; a dropped connection is re-established with backoff
+ * within the reconnect budget, each attempt logged to the task's log. Requests are bounded by the
+ * call timeout and the task's signal. A read is retried once after a reconnect; a tool call that
+ * may have reached grynya is not re-sent unless it is declared idempotent. Errors are classified
+ * by their type and code, keep their root cause and a hint at the fix, and stay short.
  */
 import {
   type CallToolResult,
   Client,
+  ProtocolError,
+  SdkError,
+  SdkErrorCode,
   SdkHttpError,
   SSEClientTransport,
+  SseError,
   StreamableHTTPClientTransport,
   type Transport,
 } from "@modelcontextprotocol/client";
@@ -18,6 +25,9 @@ import { VERSION } from "../version.ts";
 
 const CLIENT_INFO = { name: "klym-task", version: VERSION };
 const BACKOFF_BASE_MS = 250;
+const BACKOFF_MAX_MS = 2000;
+/** Error messages are kept under 2 KB: the cause is cut to this. */
+const MAX_CAUSE_CHARS = 600;
 
 export interface GrynyaInfo {
   readonly name: string;
@@ -25,13 +35,29 @@ export interface GrynyaInfo {
   readonly transport: "sse" | "http";
 }
 
+export interface CallOptions {
+  /**
+   * The call may run twice safely: re-sent after a reconnect if the connection dropped under it.
+   * By default, what grynya's tool list says (`readOnlyHint` or `idempotentHint`).
+   */
+  readonly idempotent?: boolean | undefined;
+}
+
 export class GrynyaClient {
   #client: Client | undefined;
   #connecting: Promise<Client> | undefined;
   #info: GrynyaInfo | undefined;
   #closed = false;
+  #everConnected = false;
+  /** Tools grynya marks read-only or idempotent (MCP tool annotations) in its tool list. */
+  readonly #safeToResend = new Set<string>();
 
-  constructor(readonly settings: GrynyaSettings, readonly signal: AbortSignal) {}
+  constructor(
+    readonly settings: GrynyaSettings,
+    readonly signal: AbortSignal,
+    /** A line for the task's log (connect and reconnect attempts). */
+    readonly log: (line: string) => void = () => {},
+  ) {}
 
   get info(): GrynyaInfo | undefined {
     return this.#info;
@@ -41,37 +67,51 @@ export class GrynyaClient {
   connect(): Promise<Client> {
     if (this.#closed) return Promise.reject(new Error("The grynya client is closed"));
     if (this.#client) return Promise.resolve(this.#client);
-    this.#connecting ??= this.#connectWithRetry().finally(() => this.#connecting = undefined);
+    this.#connecting ??= this.#establish().finally(() => this.#connecting = undefined);
     return this.#connecting;
   }
 
-  listTools() {
-    return this.#request("tools/list", (c, o) => c.listTools(undefined, o));
+  async listTools() {
+    const result = await this.#request("tools/list", (c, o) => c.listTools(undefined, o), true);
+    // grynya's own word on its tools: one that only reads, or may run twice, may be re-sent.
+    for (const tool of result.tools) {
+      const hints = tool.annotations;
+      if (hints?.readOnlyHint === true || hints?.idempotentHint === true) {
+        this.#safeToResend.add(tool.name);
+      }
+    }
+    return result;
   }
 
   listResources() {
-    return this.#request("resources/list", (c, o) => c.listResources(undefined, o));
+    return this.#request("resources/list", (c, o) => c.listResources(undefined, o), true);
   }
 
   readResource(uri: string) {
-    return this.#request(`resources/read ${uri}`, (c, o) => c.readResource({ uri }, o));
+    return this.#request(`resources/read ${uri}`, (c, o) => c.readResource({ uri }, o), true);
   }
 
   listPrompts() {
-    return this.#request("prompts/list", (c, o) => c.listPrompts(undefined, o));
+    return this.#request("prompts/list", (c, o) => c.listPrompts(undefined, o), true);
   }
 
   getPrompt(name: string, args: Record<string, string> = {}) {
     return this.#request(
       `prompts/get ${name}`,
       (c, o) => c.getPrompt({ name, arguments: args }, o),
+      true,
     );
   }
 
-  callTool(name: string, args: Record<string, unknown> = {}): Promise<CallToolResult> {
+  callTool(
+    name: string,
+    args: Record<string, unknown> = {},
+    options: CallOptions = {},
+  ): Promise<CallToolResult> {
     return this.#request(
       `tools/call ${name}`,
       (c, o) => c.callTool({ name, arguments: args }, o) as Promise<CallToolResult>,
+      options.idempotent ?? this.#safeToResend.has(name),
     );
   }
 
@@ -90,6 +130,7 @@ export class GrynyaClient {
   async #request<T>(
     what: string,
     run: (client: Client, options: { signal: AbortSignal; timeout: number }) => Promise<T>,
+    idempotent: boolean,
   ): Promise<T> {
     for (let attempt = 0;; attempt++) {
       const client = await this.connect();
@@ -97,30 +138,42 @@ export class GrynyaClient {
         return await run(client, { signal: this.signal, timeout: this.settings.callTimeoutMs });
       } catch (error) {
         this.signal.throwIfAborted();
-        // A dropped connection is retried once after reconnecting; anything else is final.
-        if (this.#client === client && !isConnectionLoss(error)) throw this.#describe(what, error);
-        if (attempt >= 1) throw this.#describe(what, error);
+        if (error instanceof ProtocolError) {
+          // grynya answered with a JSON-RPC error: it is up, and said no.
+          throw new TaskFailure(
+            "grynya_error",
+            `grynya at ${this.settings.url} refused ${what}: ${
+              clip(error.message)
+            } (JSON-RPC error ${error.code})`,
+            { cause: error },
+          );
+        }
+        if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) {
+          throw new TaskFailure(
+            "grynya_timeout",
+            `grynya at ${this.settings.url} did not answer ${what} within ${this.settings.callTimeoutMs} ms (KLYM_GRYNYA_CALL_TIMEOUT_MS)`,
+            { cause: error },
+          );
+        }
+        // The connection failed under the request: drop it, the next attempt reconnects.
         await this.#drop(client);
+        const delivered = !neverDelivered(error);
+        if (attempt >= 1 || (delivered && !idempotent)) {
+          throw new TaskFailure(
+            delivered ? "grynya_call_interrupted" : "grynya_error",
+            `The connection to grynya at ${this.settings.url} broke during ${what}: ${
+              rootCause(error)
+            }${
+              delivered
+                ? '; it may have reached grynya, so it was not re-sent (a write template step can say "idempotent": true)'
+                : ""
+            }`,
+            { cause: error },
+          );
+        }
+        this.log(`grynya: the connection broke during ${what} (${rootCause(error)}); reconnecting`);
       }
     }
-  }
-
-  #describe(what: string, error: unknown): Error {
-    const message = error instanceof Error ? error.message : String(error);
-    if (/timed? ?out/i.test(message)) {
-      return new TaskFailure(
-        "grynya_timeout",
-        `grynya at ${this.settings.url} did not answer ${what} within ${this.settings.callTimeoutMs} ms (KLYM_GRYNYA_CALL_TIMEOUT_MS)`,
-        { cause: error },
-      );
-    }
-    return new TaskFailure(
-      "grynya_error",
-      `grynya at ${this.settings.url} failed ${what}: ${message}`,
-      {
-        cause: error,
-      },
-    );
   }
 
   async #drop(client: Client): Promise<void> {
@@ -128,64 +181,109 @@ export class GrynyaClient {
     await client.close().catch(() => {});
   }
 
-  async #connectWithRetry(): Promise<Client> {
+  /**
+   * The first connect is bounded by the connect timeout as a whole; a reconnect by the reconnect
+   * budget, each attempt by the connect timeout. Backoff doubles from 250 ms up to 2 s.
+   */
+  async #establish(): Promise<Client> {
+    const reconnect = this.#everConnected;
+    const budget = reconnect ? this.settings.reconnectMs : this.settings.connectTimeoutMs;
+    const knob = reconnect ? "KLYM_GRYNYA_RECONNECT_S" : "KLYM_GRYNYA_CONNECT_TIMEOUT_MS";
+    const started = performance.now();
     let lastError: unknown;
-    for (let attempt = 0; attempt <= this.settings.reconnects; attempt++) {
-      if (attempt > 0) await delay(BACKOFF_BASE_MS * 2 ** (attempt - 1), this.signal);
+    for (let attempt = 1;; attempt++) {
       this.signal.throwIfAborted();
+      const left = budget - (performance.now() - started);
       try {
-        const client = await this.#connectOnce();
+        const client = await this.#connectOnce(
+          Math.max(1, Math.min(this.settings.connectTimeoutMs, left)),
+        );
+        if (reconnect || attempt > 1) {
+          this.log(
+            `grynya: ${
+              reconnect ? "reconnected" : "connected"
+            } to ${this.settings.url} on attempt ${attempt} after ${seconds(started)}`,
+          );
+        }
         this.#client = client;
+        this.#everConnected = true;
         return client;
       } catch (error) {
         this.signal.throwIfAborted();
         lastError = error;
+        const { retry, hint } = classify(error, this.settings.transport);
+        const wait = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
+        const elapsed = performance.now() - started;
+        const last = !retry || attempt > this.settings.reconnects || elapsed + wait >= budget;
+        this.log(
+          `grynya: ${
+            reconnect ? "reconnect" : "connect"
+          } attempt ${attempt} to ${this.settings.url} failed after ${seconds(started)}: ${
+            rootCause(error)
+          }${last ? "; giving up" : `; next attempt in ${wait} ms`}`,
+        );
+        if (last) {
+          const why = !retry
+            ? ""
+            : attempt > this.settings.reconnects
+            ? `, the most KLYM_GRYNYA_RECONNECTS allows`
+            : ` of ${budget} ms (${knob})`;
+          throw new TaskFailure(
+            "grynya_unreachable",
+            `Cannot reach grynya at ${this.settings.url} (${attempt} attempt${
+              attempt > 1 ? "s" : ""
+            } in ${seconds(started)}${why}, transport ${this.settings.transport}): ${
+              rootCause(lastError)
+            }${hint ? `; ${hint}` : ""}`,
+            { cause: lastError },
+          );
+        }
+        await delay(wait, this.signal);
       }
     }
-    const reason = lastError instanceof Error ? lastError.message : String(lastError);
-    throw new TaskFailure(
-      "grynya_unreachable",
-      `Cannot reach grynya at ${this.settings.url} (${
-        this.settings.reconnects + 1
-      } attempts, transport ${this.settings.transport}): ${reason}`,
-      { cause: lastError },
-    );
   }
 
-  async #connectOnce(): Promise<Client> {
+  async #connectOnce(timeoutMs: number): Promise<Client> {
     const { transport } = this.settings;
-    if (transport === "sse") return await this.#open("sse");
-    if (transport === "http") return await this.#open("http");
+    if (transport === "sse") return await this.#open("sse", timeoutMs);
+    if (transport === "http") return await this.#open("http", timeoutMs);
+    const started = performance.now();
     try {
-      return await this.#open("http");
+      return await this.#open("http", timeoutMs);
     } catch (error) {
       // The spec's backwards-compatibility rule: a 4xx to the POST means an SSE-only server.
-      if (error instanceof SdkHttpError && error.status >= 400 && error.status < 500) {
-        return await this.#open("sse");
+      if (
+        httpStatus(error) !== undefined && httpStatus(error)! >= 400 && httpStatus(error)! < 500
+      ) {
+        const left = Math.max(1, timeoutMs - (performance.now() - started));
+        try {
+          return await this.#open("sse", left);
+        } catch (sseError) {
+          throw new BothTransportsFailed(httpStatus(error)!, sseError);
+        }
       }
       throw error;
     }
   }
 
-  async #open(kind: "sse" | "http"): Promise<Client> {
+  async #open(kind: "sse" | "http", timeoutMs: number): Promise<Client> {
     const url = new URL(this.settings.url);
     const requestInit = { headers: this.settings.headers };
     const transport: Transport = kind === "http"
       ? new StreamableHTTPClientTransport(url, { requestInit })
       : new SSEClientTransport(url, { requestInit });
     const client = new Client(CLIENT_INFO);
-    const timeout = AbortSignal.timeout(this.settings.connectTimeoutMs);
+    const timeout = AbortSignal.timeout(timeoutMs);
     try {
       await client.connect(transport, {
         signal: AbortSignal.any([this.signal, timeout]),
-        timeout: this.settings.connectTimeoutMs,
+        timeout: timeoutMs,
       });
     } catch (error) {
       await client.close().catch(() => {});
-      if (timeout.aborted && !this.signal.aborted) {
-        throw new Error(
-          `no answer within ${this.settings.connectTimeoutMs} ms (KLYM_GRYNYA_CONNECT_TIMEOUT_MS)`,
-        );
+      if (timeout.aborted && !this.signal.aborted) throw new AttemptTimeout(timeoutMs);
+      if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) {
+        throw new AttemptTimeout(timeoutMs);
       }
       throw error;
     }
@@ -212,11 +310,102 @@ export class GrynyaClient {
   }
 }
 
-function isConnectionLoss(error: unknown): boolean {
-  const message = error instanceof Error ? `${error.name} ${error.message}` : String(error);
-  return /closed|ECONNREFUSED|connection|fetch failed|network|socket|not connected|reset/i.test(
-    message,
-  );
+/** One connect attempt got no answer in time. */
+class AttemptTimeout extends Error {
+  override name = "AttemptTimeout";
+  constructor(ms: number) {
+    super(`no answer within ${Math.round(ms)} ms (KLYM_GRYNYA_CONNECT_TIMEOUT_MS)`);
+  }
+}
+
+/** `auto`: Streamable HTTP answered a 4xx, and SSE failed too; classified by SSE's failure. */
+class BothTransportsFailed extends Error {
+  override name = "BothTransportsFailed";
+  constructor(readonly httpStatus: number, cause: unknown) {
+    super(`Streamable HTTP answered ${httpStatus}, and SSE failed`, { cause });
+  }
+}
+
+function httpStatus(error: unknown): number | undefined {
+  if (error instanceof BothTransportsFailed) return httpStatus(error.cause);
+  if (error instanceof SdkHttpError) return error.status;
+  if (error instanceof SseError && typeof error.code === "number") return error.code;
+  return undefined;
+}
+
+/** Whether another attempt may help, and what the user can do about it. */
+function classify(
+  error: unknown,
+  transport: GrynyaSettings["transport"],
+): { retry: boolean; hint?: string } {
+  const status = httpStatus(error);
+  if (status === 401 || status === 403) {
+    return {
+      retry: false,
+      hint: "grynya refused Klym's credentials: check KLYM_GRYNYA_TOKEN and KLYM_GRYNYA_HEADERS",
+    };
+  }
+  if (status === 404) {
+    return {
+      retry: false,
+      hint:
+        "nothing is served at that path: check KLYM_GRYNYA_URL (SSE servers usually serve /sse, Streamable HTTP ones /mcp)",
+    };
+  }
+  if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
+    return {
+      retry: false,
+      hint: transport === "auto"
+        ? "check KLYM_GRYNYA_URL"
+        : `grynya may speak the other transport: set KLYM_GRYNYA_TRANSPORT to auto (or ${
+          transport === "sse" ? "http" : "sse"
+        })`,
+    };
+  }
+  if (isRefused(error)) {
+    return { retry: true, hint: "is grynya running and listening there?" };
+  }
+  return { retry: true };
+}
+
+/** Connection refused (ECONNREFUSED, errno 111): the request never reached grynya. */
+function isRefused(error: unknown): boolean {
+  for (let e = error, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof Deno.errors.ConnectionRefused) return true;
+    if ((e as { code?: unknown }).code === "ECONNREFUSED") return true;
+    if (e instanceof Error && /\(os error 111\)/.test(e.message)) return true;
+  }
+  return false;
+}
+
+/** Errors that mean the request was never handed to grynya, so re-sending it is safe. */
+function neverDelivered(error: unknown): boolean {
+  if (error instanceof SdkError) {
+    if (error.code === SdkErrorCode.NotConnected) return true;
+    // A Streamable HTTP session grynya forgot (it restarted): the request was not processed.
+    if (error instanceof SdkHttpError && error.status === 404) return true;
+  }
+  return isRefused(error);
+}
+
+/** The error and its causes, each message once, cut to a few hundred characters. */
+export function rootCause(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (message && !parts.some((p) => p.includes(message))) parts.push(message);
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return clip(parts.join(": ") || "unknown error");
+}
+
+function clip(text: string): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > MAX_CAUSE_CHARS ? `${flat.slice(0, MAX_CAUSE_CHARS)}…` : flat;
+}
+
+function seconds(since: number): string {
+  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
 }
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {

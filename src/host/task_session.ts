@@ -9,6 +9,7 @@ import {
   type Failure,
   type GrynyaCall,
   type HostLimits,
+  MAX_SAVE_REPLY_CHARS,
   type TaskSpec,
   type WorkerCommand,
   WorkerEvent,
@@ -36,8 +37,28 @@ export class TaskSession {
     readonly limits: HostLimits,
     readonly exit: () => never,
   ) {
-    this.#grynya = new GrynyaClient(spec.grynya, this.#abort.signal);
-    this.#writer = new GraphWriter(this.#grynya, spec.grynya.write, spec);
+    this.#grynya = new GrynyaClient(
+      spec.grynya,
+      this.#abort.signal,
+      (line) => this.#hostLog("stderr", line),
+    );
+    this.#writer = new GraphWriter(this.#grynya, spec.grynya.write, spec, {
+      log: (stream, line) => this.#hostLog(stream, line),
+      saved: (record) => {
+        if (this.#ending) return;
+        this.out.send({
+          type: "saved",
+          save: {
+            seq: record.seq,
+            tools: record.tools.slice(0, 8).map((t) => t.slice(0, 128)),
+            ok: record.ok,
+            time: record.time,
+            reply: (record.ok ? record.reply : record.error?.message ?? record.reply)
+              .slice(0, MAX_SAVE_REPLY_CHARS),
+          },
+        });
+      },
+    });
     worker.onmessage = (e: MessageEvent) => this.#onMessage(e.data);
     worker.onmessageerror = () => this.#violation("a message that could not be read");
     worker.onerror = (e: ErrorEvent) => {
@@ -80,6 +101,11 @@ export class TaskSession {
         : { type: "failure", error: outcome },
     );
     this.exit();
+  }
+
+  /** A line of the host's own (grynya's connection, saves) in the task's log. */
+  #hostLog(stream: "stdout" | "stderr", line: string): void {
+    if (!this.#ending) this.out.log(stream, truncateUtf8(line, this.limits.maxLogLineBytes));
   }
 
   #post(command: WorkerCommand): void {
@@ -167,7 +193,8 @@ export class TaskSession {
     } catch (error) {
       const code = error instanceof TaskFailure ? error.code : "grynya_error";
       const message = error instanceof Error ? error.message : String(error);
-      this.#post({ type: "grynya_error", id, error: { code, message: message.slice(0, 4096) } });
+      // grynya's errors are built short (under 2 KB); this bounds anything else.
+      this.#post({ type: "grynya_error", id, error: { code, message: message.slice(0, 2048) } });
     }
   }
 
@@ -191,6 +218,8 @@ export class TaskSession {
         return await grynya.callTool(call.name, call.args);
       case "save":
         return await this.#writer.save(call.value);
+      case "write_strategy":
+        return await this.#writer.strategy();
       default: {
         const _exhaustive: never = call;
         return _exhaustive;

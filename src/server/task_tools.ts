@@ -12,6 +12,7 @@ import { startedAtOf, TASK_STATUSES } from "../tasks/task_state.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { utf8Length } from "../text.ts";
+import { SavedSummary } from "../protocol.ts";
 
 export const MAX_LOG_LINES_PER_READ = 1000;
 const DEFAULT_LOG_LINES_PER_READ = 200;
@@ -195,6 +196,8 @@ export function registerTaskTools(
       more_logs: z.boolean(),
       logs_dropped: z.number(),
       logs_missed: z.number(),
+      /** The task's last saves to grynya, each with grynya's reply (or why it did not land). */
+      saves: z.array(SavedSummary).optional(),
       result: z.unknown().optional(),
     }),
   }, ({ task_id, log_cursor, max_log_lines }) =>
@@ -210,8 +213,10 @@ export function registerTaskTools(
       }
       const resultJson = task.state.status === "succeeded" ? task.state.resultJson : undefined;
       // An answer carries its content twice (structured and as JSON text): logs get what is left.
+      const saves = task.saves.length ? task.saves : undefined;
       const room = (config.maxAnswerBytes - ANSWER_OVERHEAD_BYTES) / 2 -
-        (resultJson === undefined ? 0 : utf8Length(resultJson));
+        (resultJson === undefined ? 0 : utf8Length(resultJson)) -
+        (saves === undefined ? 0 : utf8Length(JSON.stringify(saves)));
       const page = task.logs.read(log_cursor, max_log_lines, room);
       return ok({
         ...summary(task),
@@ -220,6 +225,7 @@ export function registerTaskTools(
         more_logs: page.nextCursor < task.logs.lastSeq,
         logs_dropped: task.logs.dropped,
         logs_missed: page.missed,
+        ...(saves === undefined ? {} : { saves }),
         ...(resultJson === undefined ? {} : { result: JSON.parse(resultJson) }),
       });
     }));

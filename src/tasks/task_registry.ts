@@ -22,7 +22,7 @@ import { ModelBroker, type ModelLimits } from "./model_broker.ts";
 
 export type { StartRequest } from "./admission.ts";
 import { TaskEvents } from "./task_events.ts";
-import { type LiveTask, type TaskRecord, TaskStore } from "./task_store.ts";
+import { type LiveTask, MAX_SAVES_KEPT, type TaskRecord, TaskStore } from "./task_store.ts";
 
 export { type Progress, retainedBytes, type TaskRecord } from "./task_store.ts";
 
@@ -107,6 +107,7 @@ export class TaskRegistry {
       state: { status: "queued", queuedAt: now },
       progress: undefined,
       codeStartedAt: undefined,
+      saves: [],
     };
     this.store.add(task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);
@@ -313,6 +314,21 @@ export class TaskRegistry {
         return void running?.models.request(event.id, event.request);
       case "llm_cancel":
         return running?.models.cancel(event.id);
+      case "saved": {
+        const save = { ...event.save, time: new Date(now).toISOString() };
+        task.saves.push(save);
+        if (task.saves.length > MAX_SAVES_KEPT) task.saves.shift();
+        this.store.saved({
+          taskId: task.id,
+          seq: save.seq,
+          tool: save.tools.join(","),
+          ok: save.ok,
+          time: now,
+          reply: save.reply,
+        });
+        this.events.emit({ type: "task", id: task.id });
+        return;
+      }
       default: {
         const _exhaustive: never = event;
         return _exhaustive;

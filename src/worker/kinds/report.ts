@@ -34,6 +34,17 @@ export async function report(ctx: TaskContext) {
   if (resources.length) console.log(`resources (${resources.length}): ${resources.join(", ")}`);
   if (prompts.length) console.log(`prompts (${prompts.length}): ${prompts.join(", ")}`);
   ctx.progress(2, 3, "listed");
+  const strategy = await timed("write_strategy", () => grynya.writeStrategy());
+  if (strategy.ok) {
+    console.log(
+      `write strategy: ${strategy.name} (${strategy.source}), calling ${
+        strategy.tools?.join(", ")
+      }`,
+    );
+  } else {
+    console.error(`no write strategy: ${strategy.error?.message}`);
+    if (strategy.hint) console.error(`next: ${strategy.hint}`);
+  }
 
   const facts = {
     server: { name: info.name, version: info.version },
@@ -43,8 +54,14 @@ export async function report(ctx: TaskContext) {
     prompts,
   };
   const saved = await timed("save", () => ctx.save(`${REPORT_TEXT}: ${JSON.stringify(facts)}`));
-  console.log(`report saved to the graph with ${saved.tool}`);
-  ctx.progress(3, 3, "saved");
+  if (saved.ok) console.log(`report saved to the graph with ${saved.tools.join(" + ")}`);
+  else console.error(`the report was not saved: ${saved.error?.message}`);
+  ctx.progress(3, 3, saved.ok ? "saved" : "not saved");
   console.log(REPORT_TEXT);
-  return { text: REPORT_TEXT, ...facts, saved, timings };
+  const write_strategy = strategy.ok
+    ? { name: strategy.name, source: strategy.source, tools: strategy.tools }
+    : { name: null, source: strategy.source };
+  // A first run against any graph server succeeds and says what to do next: a save that did not
+  // land is in `saved` (ok: false, the error, and a template drafted from grynya's tools).
+  return { text: REPORT_TEXT, ...facts, write_strategy, saved, timings };
 }
