@@ -42,6 +42,11 @@ export class ProcessPool {
     return spare ?? this.#spawn();
   }
 
+  /** Whether `acquire` would hand out a spare rather than spawn. */
+  get hasSpare(): boolean {
+    return this.#spares.length > 0;
+  }
+
   get liveCount(): number {
     return this.#live.size;
   }

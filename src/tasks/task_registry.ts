@@ -57,6 +57,7 @@ export class TaskRegistry {
   readonly #samplers = new Map<string, Sampler>();
   #closing = false;
   #idle: PromiseWithResolvers<void> | undefined;
+  #spawnTimer: ReturnType<typeof setTimeout> | undefined;
   /** Admissions, status and progress changes, and new log lines, for live views. */
   readonly events = new TaskEvents();
   /** The records, their retention and their journal. */
@@ -85,7 +86,8 @@ export class TaskRegistry {
       this.kinds,
       this.llm,
     );
-    if (this.#queue.length >= this.limits.maxQueued && this.#freeSlots() === 0) {
+    // Tasks about to take a free slot (their process is being spawned) do not count as waiting.
+    if (this.#queue.length >= this.limits.maxQueued + this.#freeSlots()) {
       throw new TaskError(
         "QUEUE_FULL",
         `Cannot start task: ${this.#running.size} tasks are running and ${this.#queue.length} are queued, the queue limit is ${this.limits.maxQueued} (KLYM_MAX_QUEUED); wait for tasks to finish or cancel some`,
@@ -169,6 +171,7 @@ export class TaskRegistry {
   async shutdown(): Promise<void> {
     if (!this.#closing) {
       this.#closing = true;
+      clearTimeout(this.#spawnTimer);
       for (const task of [...this.#queue, ...this.store.list(undefined, Infinity)]) {
         this.#settle(task, "cancelled", { code: "shutdown", message: "Klym is shutting down" });
       }
@@ -186,11 +189,30 @@ export class TaskRegistry {
     return Math.max(0, this.limits.maxConcurrent - this.#slots.size);
   }
 
-  #pump(): void {
+  /**
+   * Starts queued tasks while slots are free. A warm spare is handed its task at once; a task that
+   * needs a fresh process waits for a turn of its own, one spawn per turn, so that spawning (which
+   * blocks the event loop for milliseconds) never sits on the path of a client's request.
+   */
+  #pump(spawnTurn = false): void {
     while (!this.#closing && this.#queue.length > 0 && this.#freeSlots() > 0) {
+      if (!this.pool.hasSpare) {
+        if (!spawnTurn) {
+          this.#spawnSoon();
+          break;
+        }
+        spawnTurn = false;
+      }
       this.#launch(this.#queue.shift()!);
     }
     this.#updateIdle();
+  }
+
+  #spawnSoon(): void {
+    this.#spawnTimer ??= setTimeout(() => {
+      this.#spawnTimer = undefined;
+      this.#pump(true);
+    }, 0);
   }
 
   #updateIdle(): void {
