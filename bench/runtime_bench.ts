@@ -22,10 +22,15 @@ function report(name: string, samples: number[], unit = "ms"): void {
   );
 }
 
-function rssMb(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(status.match(/VmRSS:\s+(\d+) kB/)![1]) / 1024;
+/** Resident and proportional set sizes in MB (Linux `smaps_rollup`). */
+function memoryOf(pid: number): { rss: number; pss: number } {
+  const text = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
+  const kb = (key: string) => Number(text.match(new RegExp(`^${key}:\\s+(\\d+) kB`, "m"))![1]);
+  return { rss: kb("Rss") / 1024, pss: kb("Pss") / 1024 };
 }
+
+/** Samples per latency figure: enough for a p99 that is not just the maximum. */
+const SAMPLES = 250;
 
 async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const t0 = performance.now();
@@ -53,30 +58,21 @@ async function waitForLog(client: Client, taskId: string): Promise<Status> {
   }
 }
 
-async function startLatency(): Promise<void> {
-  // One task holds the only slot so the measured starts are admission alone.
-  await using klym = await startKlym({ KLYM_MAX_CONCURRENT: "1", KLYM_WARM_SPARES: "0" });
+/** Starts that include the spawn path: every task runs, and its process is spawned meanwhile. */
+async function startLatency(label: string, spinners: number): Promise<void> {
+  await using klym = await startKlym({ KLYM_MAX_CONCURRENT: String(spinners + 4) });
   const client = await klym.connect();
-  await start(client, "cooperative");
-  for (let i = 0; i < 50; i++) await start(client, "hello"); // warm-up
-  await cancelAll(client);
-  await start(client, "cooperative");
-  const quiet: number[] = [];
-  for (let i = 0; i < 500; i++) quiet.push((await timed(() => start(client, "hello")))[0]);
-  report("start_async_agent_task, quiet", quiet);
-  await cancelAll(client);
-}
-
-async function startLatencyUnderSpin(): Promise<void> {
-  await using klym = await startKlym({ KLYM_MAX_CONCURRENT: "8", KLYM_WARM_SPARES: "0" });
-  const client = await klym.connect();
-  const spinners = [];
-  for (let i = 0; i < 8; i++) spinners.push(await start(client, "spin"));
-  for (const id of spinners) await waitForLog(client, id);
-  for (let i = 0; i < 50; i++) await start(client, "hello");
-  const busy: number[] = [];
-  for (let i = 0; i < 500; i++) busy.push((await timed(() => start(client, "hello")))[0]);
-  report("start_async_agent_task, 8 tasks spinning", busy);
+  const spinning = [];
+  for (let i = 0; i < spinners; i++) spinning.push(await start(client, "spin"));
+  for (const id of spinning) await waitForLog(client, id);
+  for (let i = 0; i < 20; i++) await start(client, "hello"); // warm-up
+  await sleep(1000);
+  const samples: number[] = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    samples.push((await timed(() => start(client, "hello")))[0]);
+    await sleep(20); // a client's pace; the tasks' processes start meanwhile
+  }
+  report(`start_async_agent_task, ${label} (spawns included)`, samples);
   await cancelAll(client);
 }
 
@@ -84,8 +80,8 @@ async function firstLine(spares: number): Promise<void> {
   await using klym = await startKlym({ KLYM_WARM_SPARES: String(spares) });
   const client = await klym.connect();
   const samples: number[] = [];
-  for (let i = 0; i < 21; i++) {
-    await sleep(spares ? 400 : 50); // let the spare be replaced
+  for (let i = 0; i <= SAMPLES; i++) {
+    await sleep(spares ? 300 : 20); // let the spare be replaced
     const t0 = Date.now();
     const id = await start(client, "hello");
     const status = await waitForLog(client, id);
@@ -98,7 +94,7 @@ async function cancelSpin(): Promise<void> {
   await using klym = await startKlym({ KLYM_WARM_SPARES: "0" });
   const client = await klym.connect();
   const samples: number[] = [];
-  for (let i = 0; i < 10; i++) {
+  for (let i = 0; i < 20; i++) {
     const id = await start(client, "spin");
     await waitForLog(client, id);
     const t0 = performance.now();
@@ -109,43 +105,55 @@ async function cancelSpin(): Promise<void> {
   report("cancel of a CPU loop → its process gone", samples);
 }
 
+/** 1,000 retained tasks, each with 200 log lines; reads of a random one, with its logs. */
 async function checkWithThousandTasks(): Promise<void> {
-  await using klym = await startKlym({ KLYM_MAX_CONCURRENT: "1", KLYM_WARM_SPARES: "0" });
+  await using klym = await startKlym({ KLYM_MAX_CONCURRENT: "8", KLYM_WARM_SPARES: "2" });
   const client = await klym.connect();
-  const ids = [await start(client, "cooperative")];
-  for (let i = 0; i < 999; i++) ids.push(await start(client, "hello"));
+  const ids: string[] = [];
+  for (let i = 0; i < 1000; i++) {
+    ids.push(await start(client, "print_lines", { lines: 200, width: 60 }));
+  }
+  for (const id of ids) {
+    while (
+      (await call<Status>(client, "check_task_status", { task_id: id, max_log_lines: 0 }))
+        .status !== "succeeded"
+    ) await sleep(20);
+  }
   const samples: number[] = [];
-  for (let i = 0; i < 500; i++) {
+  for (let i = 0; i < SAMPLES * 2; i++) {
     const id = ids[(i * 7919) % ids.length]!;
     samples.push((await timed(() => call(client, "check_task_status", { task_id: id })))[0]);
   }
-  report("check_task_status with 1,000 tasks registered", samples);
-  await cancelAll(client);
+  report("check_task_status, 1,000 tasks of 200 log lines", samples);
 }
 
 async function memory(): Promise<void> {
   await using klym = await startKlym({ KLYM_WARM_SPARES: "0" });
   const client = await klym.connect();
-  const idle = rssMb(klym.pid);
+  await sleep(2000);
+  const idle = memoryOf(klym.pid);
+  console.log(`server idle: RSS ${idle.rss.toFixed(1)} MB, PSS ${idle.pss.toFixed(1)} MB`);
   const id = await start(client, "print_lines", { lines: 200_000, width: 100 });
   while (
     (await call<Status>(client, "check_task_status", { task_id: id, max_log_lines: 0 })).status ===
       "running"
   ) await sleep(50);
   console.log(
-    `server RSS idle ${idle.toFixed(1)} MB; after a task printed 20 MB: ${
-      rssMb(klym.pid).toFixed(1)
+    `server after a task printed 20 MB: RSS ${
+      memoryOf(klym.pid).rss.toFixed(1)
     } MB (log buffer capped at KLYM_LOG_LIMIT_BYTES)`,
   );
   const sleepers = [];
   for (let i = 0; i < 8; i++) sleepers.push(await start(client, "sleep", { ms: 60_000 }));
   for (const s of sleepers) await waitForLog(client, s);
-  const children = childPids(klym.pid);
-  const perTask = children.reduce((sum, pid) => sum + rssMb(pid), 0) / children.length;
+  await sleep(3000); // steady state
+  const each = childPids(klym.pid).map(memoryOf);
+  const mean = (f: (m: { rss: number; pss: number }) => number) =>
+    each.reduce((sum, m) => sum + f(m), 0) / each.length;
   console.log(
-    `memory per running task (RSS of its process, ${children.length} tasks): ${
-      perTask.toFixed(1)
-    } MB`,
+    `a task waiting on a timer (${each.length} at once, steady state): PSS ${
+      mean((m) => m.pss).toFixed(1)
+    } MB, RSS ${mean((m) => m.rss).toFixed(1)} MB`,
   );
   await cancelAll(client);
 }
@@ -153,8 +161,8 @@ async function memory(): Promise<void> {
 console.log(
   `Klym runtime benchmark — ${Deno.build.target}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`,
 );
-await startLatency();
-await startLatencyUnderSpin();
+await startLatency("quiet", 0);
+await startLatency("8 tasks spinning", 8);
 await firstLine(1);
 await firstLine(0);
 await cancelSpin();
