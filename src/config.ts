@@ -6,8 +6,8 @@
  */
 import { z } from "zod";
 import { type GrynyaSettings, WriteSetting, WriteTemplate } from "./protocol.ts";
-import { PRESET_NAMES } from "./host/write_presets.ts";
-import { templateProblems } from "./host/write_template.ts";
+import { PRESET_NAMES } from "./grynya/write_presets.ts";
+import { templateProblems } from "./grynya/write_template.ts";
 import { parseModelId } from "./llm/model_id.ts";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);

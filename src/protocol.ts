@@ -23,7 +23,7 @@ export type Failure = z.infer<typeof Failure>;
 
 /**
  * One call to one of grynya's tools. Strings in `arguments` may hold placeholders (see
- * src/host/write_template.ts): a string that is exactly `"{{text}}"`, `"{{value}}"`,
+ * src/grynya/write_template.ts): a string that is exactly `"{{text}}"`, `"{{value}}"`,
  * `"{{value_json}}"` or `"{{steps.N.structured|json|text.field}}"` becomes that JSON value; only
  * `{{task_id}}`, `{{kind}}`, `{{seq}}` and `{{time}}` may sit inside a longer string.
  */

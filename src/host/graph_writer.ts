@@ -14,7 +14,7 @@ import type {
 import { MAX_SAVE_REPLY_CHARS } from "../protocol.ts";
 import type { GrynyaClient } from "./grynya_client.ts";
 import { TaskFailure } from "../task_failure.ts";
-import { draftTemplate, PRESETS, type ToolSchema } from "./write_presets.ts";
+import { draftTemplate, PRESETS, type ToolSchema } from "../grynya/write_presets.ts";
 import {
   fillStep,
   replyFailure,
@@ -23,7 +23,7 @@ import {
   stepsOf,
   TemplateError,
   templateTools,
-} from "./write_template.ts";
+} from "../grynya/write_template.ts";
 
 /** Codes of failures that end the task: grynya is gone, or did not answer in time. */
 export const LOST_CODES: ReadonlySet<string> = new Set(["grynya_unreachable", "grynya_timeout"]);

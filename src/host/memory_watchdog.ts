@@ -8,8 +8,7 @@
 /** How often the resident size is sampled. */
 export const MEMORY_CHECK_MS = 10;
 
-/** What the watchdog writes to stderr after the channel marker, then the resident bytes. */
-export const MEMORY_ALARM = "memory:";
+import { MEMORY_ALARM } from "../memory_alarm.ts";
 
 export function watchMemory(
   capBytes: number,

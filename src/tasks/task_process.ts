@@ -19,7 +19,7 @@ import {
 import { readLines } from "../lines.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { netAllowance } from "../net_allowance.ts";
-import { MEMORY_ALARM } from "../host/memory_watchdog.ts";
+import { MEMORY_ALARM } from "../memory_alarm.ts";
 import { TASK_NODE_MODULES } from "./kind_imports.ts";
 import type { Config } from "../config.ts";
 

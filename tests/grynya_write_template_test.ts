@@ -6,8 +6,8 @@ import {
   replyOf,
   TemplateError,
   templateProblems,
-} from "../../src/host/write_template.ts";
-import { draftTemplate, PRESETS, type ToolSchema } from "../../src/host/write_presets.ts";
+} from "../src/grynya/write_template.ts";
+import { draftTemplate, PRESETS, type ToolSchema } from "../src/grynya/write_presets.ts";
 
 const VALUES = {
   task_id: "t_1",

@@ -1,0 +1,6 @@
+/**
+ * What a task process's memory watchdog writes to stderr after the channel marker, followed by the
+ * resident bytes; the server ends the process when it reads it. No dependencies: the watchdog's
+ * Worker imports it.
+ */
+export const MEMORY_ALARM = "memory:";
