@@ -45,13 +45,19 @@ let peakRss = 0;
 let steadyPss: number | undefined;
 let steadyRss: number | undefined;
 let counts: Record<string, number> = {};
+let allRunningAt: number | undefined;
 while (true) {
   const t0 = performance.now();
   counts = (await call<{ counts: Record<string, number> }>(client, "list_tasks", { limit: 50 }))
     .counts;
   latencies.push(performance.now() - t0);
   peakRss = Math.max(peakRss, memoryOf(klym.pid).rss);
-  if (steadyPss === undefined && counts.running === TASKS) {
+  if (allRunningAt === undefined && counts.running === TASKS) allRunningAt = performance.now();
+  // Steady state: every task has connected and waits (they wait 20 s after connecting).
+  if (
+    steadyPss === undefined && allRunningAt !== undefined &&
+    performance.now() - allRunningAt > 12_000 && counts.running === TASKS
+  ) {
     const sample = childPids(klym.pid).slice(0, 20).map(memoryOf);
     steadyPss = sample.reduce((s, m) => s + m.pss, 0) / sample.length;
     steadyRss = sample.reduce((s, m) => s + m.rss, 0) / sample.length;
