@@ -4,6 +4,7 @@
  * 2 a usage, connection or request error (the message names the problem).
  */
 import { VERSION } from "../version.ts";
+import { FINAL_STATUSES, TASK_STATUSES } from "../tasks/task_state.ts";
 import { CLI_COMMANDS, type CommandName } from "./commands.ts";
 import { type FlagSpec, intFlag, paramsFrom, parseArgs, type Parsed, UsageError } from "./args.ts";
 import { CliError, connectKlym, DEFAULT_URL, type KlymClient, serverUrl } from "./klym_client.ts";
@@ -19,16 +20,8 @@ import {
 
 /** Between two `check_task_status` calls while following a task. */
 export const FOLLOW_POLL_MS = 500;
-const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "interrupted"]);
-const STATUSES = [
-  "queued",
-  "running",
-  "succeeded",
-  "failed",
-  "cancelled",
-  "timed_out",
-  "interrupted",
-];
+const FINAL: ReadonlySet<string> = new Set(FINAL_STATUSES);
+const STATUSES: readonly string[] = TASK_STATUSES;
 const MAX_LOG_LINES = 1000;
 
 interface Summary {

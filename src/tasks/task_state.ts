@@ -32,6 +32,11 @@ export const TASK_STATUSES = [
   "interrupted",
 ] as const satisfies readonly TaskStatus[];
 
+/** The statuses that never change again. */
+export const FINAL_STATUSES: readonly TaskStatus[] = TASK_STATUSES.filter((s) =>
+  s !== "queued" && s !== "running"
+);
+
 export function isTerminal(state: TaskState): boolean {
   return state.status !== "queued" && state.status !== "running";
 }

@@ -5,15 +5,9 @@
  * comes from a task with `textContent`, never as HTML.
  */
 
-const STATUSES = [
-  "queued",
-  "running",
-  "succeeded",
-  "failed",
-  "cancelled",
-  "timed_out",
-  "interrupted",
-];
+import { FINAL_STATUSES, TASK_STATUSES } from "../tasks/task_state.ts";
+
+const STATUSES = TASK_STATUSES;
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -140,7 +134,7 @@ body.login input { font: inherit; padding: .4rem; border: 1px solid var(--line);
 export const APP_JS = String.raw`"use strict";
 (function () {
   var LOG_TAIL_LINES = 2000;
-  var FINAL = ["succeeded", "failed", "cancelled", "timed_out", "interrupted"];
+  var FINAL = ${JSON.stringify(FINAL_STATUSES)};
   var view = { filter: "", taskId: null, cursor: 0, task: null, tasks: [] };
   var loading = { list: false, listAgain: false, task: false, taskAgain: false };
 
