@@ -109,9 +109,11 @@ export async function startKlym(config: Config): Promise<Klym> {
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `http://${host}:${addr.port}`;
   logger.info(
-    "Serving MCP at {url}/mcp and the dashboard at {url}/ui",
+    "Serving MCP at {mcp} and the dashboard at {ui}",
     {
       url,
+      mcp: `${url}/mcp`,
+      ui: `${url}/ui`,
       version: VERSION,
       banner: [
         ["Klym", VERSION],
