@@ -334,16 +334,7 @@ export class HttpApp {
         sessionIdGenerator: () => crypto.randomUUID(),
         eventStore: new BoundedEventStore(),
         retryInterval: SSE_RETRY_MS,
-        onsessioninitialized: (id) => {
-          this.#sessions.set(id, {
-            transport,
-            server,
-            owner,
-            lastSeen: Date.now(),
-            messages: 0,
-            inFlight: 0,
-          });
-        },
+        onsessioninitialized: (id) => this.#open(id, transport, server, owner),
         onsessionclosed: (id) => void this.#drop(id),
       });
     transport.onclose = () => {
@@ -381,14 +372,7 @@ export class HttpApp {
     if (!this.#makeRoom()) return this.#tooManySessions(null);
     const transport = new SseServerTransport(MESSAGES_PATH);
     const server = this.options.createServer(owner);
-    this.#sessions.set(transport.sessionId, {
-      transport,
-      server,
-      owner,
-      lastSeen: Date.now(),
-      messages: 0,
-      inFlight: 0,
-    });
+    this.#open(transport.sessionId, transport, server, owner);
     transport.onclose = () => void this.#drop(transport.sessionId);
     const response = transport.response();
     await server.connect(transport);
@@ -418,6 +402,17 @@ export class HttpApp {
       -32000,
       id,
     );
+  }
+
+  #open(id: string, transport: SessionTransport, server: McpServer, owner: string): void {
+    this.#sessions.set(id, {
+      transport,
+      server,
+      owner,
+      lastSeen: Date.now(),
+      messages: 0,
+      inFlight: 0,
+    });
   }
 
   async #drop(id: string): Promise<void> {
