@@ -13,12 +13,14 @@ function percentile(samples: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 }
 
+/** A p99 is printed only from 200 samples on: below that it is the maximum under another name. */
 function report(name: string, samples: number[], unit = "ms"): void {
   const f = (n: number) => n.toFixed(2);
+  const p99 = samples.length >= 200 ? `  p99 ${f(percentile(samples, 0.99))} ${unit}` : "";
   console.log(
-    `${name.padEnd(52)} p50 ${f(percentile(samples, 0.5))} ${unit}  p99 ${
-      f(percentile(samples, 0.99))
-    } ${unit}  max ${f(Math.max(...samples))} ${unit}  (n=${samples.length})`,
+    `${name.padEnd(52)} p50 ${f(percentile(samples, 0.5))} ${unit}${p99}  max ${
+      f(Math.max(...samples))
+    } ${unit}  (n=${samples.length})`,
   );
 }
 
