@@ -22,18 +22,23 @@ await using klym = await startKlym({
 });
 const client = await klym.connect();
 
-const quiet: number[] = [];
-for (let i = 0; i < SAMPLES; i++) {
-  const t0 = performance.now();
-  await call(client, "list_tasks", {});
-  quiet.push(performance.now() - t0);
+/** Times SAMPLES calls of `list_tasks` in a row and prints one line. */
+async function timeListTasks(label: string, note = ""): Promise<void> {
+  const times: number[] = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    const t0 = performance.now();
+    await call(client, "list_tasks", {});
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  console.log(
+    `${label.padEnd(14)} list_tasks p50 ${percentile(times, 0.5).toFixed(2)} ms  p99 ${
+      percentile(times, 0.99).toFixed(2)
+    } ms  max ${times.at(-1)!.toFixed(2)} ms  (n=${SAMPLES}${note})`,
+  );
 }
-quiet.sort((a, b) => a - b);
-console.log(
-  `${"no flood".padEnd(14)} list_tasks p50 ${percentile(quiet, 0.5).toFixed(2)} ms  p99 ${
-    percentile(quiet, 0.99).toFixed(2)
-  } ms  max ${quiet.at(-1)!.toFixed(2)} ms  (n=${SAMPLES})`,
-);
+
+await timeListTasks("no flood");
 
 for (const shape of SHAPES) {
   const ids: string[] = [];
@@ -49,17 +54,6 @@ for (const shape of SHAPES) {
       await new Promise((r) => setTimeout(r, 10));
     }
   }
-  const times: number[] = [];
-  for (let i = 0; i < SAMPLES; i++) {
-    const t0 = performance.now();
-    await call(client, "list_tasks", {});
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
+  await timeListTasks(shape, `, ${TASKS} tasks flooding`);
   for (const id of ids) await call(client, "cancel_task", { task_id: id });
-  console.log(
-    `${shape.padEnd(14)} list_tasks p50 ${percentile(times, 0.5).toFixed(2)} ms  p99 ${
-      percentile(times, 0.99).toFixed(2)
-    } ms  max ${times.at(-1)!.toFixed(2)} ms  (n=${SAMPLES}, ${TASKS} tasks flooding)`,
-  );
 }

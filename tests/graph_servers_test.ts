@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { call, type KlymProcess, startKlym, waitFinal } from "./helpers/klym_process.ts";
+import { withSilentPort } from "./helpers/tcp.ts";
 import {
   type FalkorDb,
   freePort,
@@ -361,13 +362,7 @@ Deno.test("grynya restarting mid-task over Streamable HTTP: the task reconnects 
 });
 
 Deno.test("a grynya that accepts but never answers fails within the connect timeout, not a multiple", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const held: Deno.Conn[] = [];
-  const accepting = (async () => {
-    for await (const conn of listener) held.push(conn);
-  })();
-  try {
+  await withSilentPort(async (port) => {
     await using klym = await startKlym({
       KLYM_GRYNYA_URL: `http://127.0.0.1:${port}/mcp`,
       KLYM_GRYNYA_CONNECT_TIMEOUT_MS: "2000",
@@ -381,11 +376,7 @@ Deno.test("a grynya that accepts but never answers fails within the connect time
       /no answer within \d+ ms \(KLYM_GRYNYA_CONNECT_TIMEOUT_MS\)/,
     );
     assert.ok(took < 2000 + 4000, `${took} ms`);
-  } finally {
-    listener.close();
-    await accepting.catch(() => {});
-    for (const conn of held) conn.close();
-  }
+  });
 });
 
 Deno.test("connect errors keep their cause and say what to fix", async (t) => {

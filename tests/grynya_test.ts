@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { Client, SSEClientTransport } from "@modelcontextprotocol/client";
 import { call, type KlymProcess, startKlym, waitFinal } from "./helpers/klym_process.ts";
-import { establishedTo } from "./helpers/tcp.ts";
+import { establishedTo, withSilentPort } from "./helpers/tcp.ts";
 import {
   freePort,
   type Peer,
@@ -153,13 +153,7 @@ Deno.test("grynya down: report fails as grynya_unreachable with the URL, within 
 });
 
 Deno.test("a grynya that accepts but never answers fails the connect within its timeout", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const held: Deno.Conn[] = [];
-  const accepting = (async () => {
-    for await (const conn of listener) held.push(conn);
-  })();
-  try {
+  await withSilentPort(async (port) => {
     await using klym = await startKlym({
       KLYM_GRYNYA_URL: `http://127.0.0.1:${port}/sse`,
       KLYM_GRYNYA_CONNECT_TIMEOUT_MS: "500",
@@ -173,11 +167,7 @@ Deno.test("a grynya that accepts but never answers fails the connect within its 
       /no answer within 500 ms \(KLYM_GRYNYA_CONNECT_TIMEOUT_MS\)/,
     );
     assert.ok(Date.now() - started < 4000, `${Date.now() - started} ms`);
-  } finally {
-    listener.close();
-    await accepting.catch(() => {});
-    for (const conn of held) conn.close();
-  }
+  });
 });
 
 Deno.test("a tool call that never answers fails at the per-call timeout", async () => {

@@ -17,3 +17,19 @@ export function establishedTo(port: number): number {
   }
   return count;
 }
+
+/** Runs `fn` with a local port that accepts connections and never answers, then closes it all. */
+export async function withSilentPort<T>(fn: (port: number) => Promise<T>): Promise<T> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn);
+  })();
+  try {
+    return await fn((listener.addr as Deno.NetAddr).port);
+  } finally {
+    listener.close();
+    await accepting.catch(() => {});
+    for (const conn of held) conn.close();
+  }
+}
