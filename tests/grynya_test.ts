@@ -202,6 +202,11 @@ Deno.test("grynya restarting mid-task: the task reconnects and carries on", asyn
     const final = await waitFinal(client, task_id);
     assert.equal(final.status, "succeeded", JSON.stringify(final.error));
     assert.equal((final.result as { calls: number }).calls, 8);
+    // It went through a reconnect, not around one.
+    assert.ok(
+      final.allLogs.some((l) => /^grynya: reconnected to .* on attempt \d+/.test(l.text)),
+      final.allLogs.map((l) => l.text).join("\n"),
+    );
   } finally {
     await peer.stop();
   }
