@@ -1,7 +1,13 @@
 /** Klym reaching grynya: real third-party MCP servers on 127.0.0.1 as grynya's stand-ins. */
 import assert from "node:assert/strict";
 import { Client, SSEClientTransport } from "@modelcontextprotocol/client";
-import { call, type KlymProcess, startKlym, waitFinal } from "./helpers/klym_process.ts";
+import {
+  call,
+  type KlymProcess,
+  startKlym,
+  type Status,
+  waitFinal,
+} from "./helpers/klym_process.ts";
 import { establishedTo, withSilentPort } from "./helpers/tcp.ts";
 import {
   freePort,
@@ -195,7 +201,14 @@ Deno.test("grynya restarting mid-task: the task reconnects and carries on", asyn
     kind: "grynya_calls",
     params: { times: 8, pause_ms: 250, resend_interrupted: true },
   });
-  await new Promise((r) => setTimeout(r, 700));
+  // Restart grynya only once the task is connected and working, however slowly it started.
+  let cursor = 0;
+  for (let seen = false; !seen;) {
+    const page = await call<Status>(client, "check_task_status", { task_id, log_cursor: cursor });
+    cursor = page.next_log_cursor;
+    seen = page.logs.some((l) => l.text === "call 0: ok");
+    if (!seen) await new Promise((r) => setTimeout(r, 20));
+  }
   await peer.stop();
   peer = await startFastMcpPeer({ port });
   try {
