@@ -275,6 +275,13 @@ export interface WriteStrategyInfo {
   readonly hint?: string;
 }
 
+/** Who grynya is and how it was reached, as the host tells task code. */
+export interface GrynyaInfo {
+  readonly name: string;
+  readonly version: string;
+  readonly transport: "sse" | "http";
+}
+
 /** What `ctx.save` answers: every save keeps grynya's reply, and says whether it landed. */
 export interface SaveRecord {
   /** 1 for a task's first save, then 2, 3, … (failed saves count too). */

@@ -19,7 +19,7 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from "@modelcontextprotocol/client";
-import type { GrynyaSettings } from "../protocol.ts";
+import type { GrynyaInfo, GrynyaSettings } from "../protocol.ts";
 import { TaskFailure } from "../task_failure.ts";
 import { VERSION } from "../version.ts";
 
@@ -28,12 +28,6 @@ const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 2000;
 /** Error messages are kept under 2 KB: the cause is cut to this. */
 const MAX_CAUSE_CHARS = 600;
-
-export interface GrynyaInfo {
-  readonly name: string;
-  readonly version: string;
-  readonly transport: "sse" | "http";
-}
 
 export interface CallOptions {
   /**

@@ -5,6 +5,7 @@
  */
 import type { CallToolResult } from "@modelcontextprotocol/client";
 import type {
+  GrynyaInfo,
   LlmRequest,
   LlmResponse,
   LogStream,
@@ -14,12 +15,6 @@ import type {
   WriteStrategyInfo,
 } from "../protocol.ts";
 import type { HostLink } from "./host_link.ts";
-
-export interface GrynyaInfo {
-  readonly name: string;
-  readonly version: string;
-  readonly transport: "sse" | "http";
-}
 
 export interface ToolInfo {
   readonly name: string;
@@ -69,7 +64,6 @@ export interface TaskContext {
 export type TaskKind = (ctx: TaskContext) => unknown;
 
 export type ReportProgress = (done: number, total?: number, message?: string) => void;
-export type WriteLine = (stream: LogStream, text: string) => void;
 
 export function createTaskContext(
   spec: WorkerSpec,
