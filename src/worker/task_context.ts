@@ -8,7 +8,6 @@ import type {
   GrynyaInfo,
   LlmRequest,
   LlmResponse,
-  LogStream,
   ModelBudget,
   SaveRecord,
   WorkerSpec,
