@@ -91,7 +91,7 @@ export async function startKlym(config: Config): Promise<Klym> {
   });
   const app: HttpApp = new HttpApp({
     config,
-    createServer: (owner) => createMcpServer(registry, config, { owner }),
+    createServer: (owner, era) => createMcpServer(registry, config, { owner, era }),
     health: (): Record<string, unknown> => ({
       tasks: registry.counts(),
       sessions: app.sessionCount,

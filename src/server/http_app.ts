@@ -63,8 +63,8 @@ export interface HttpAppOptions {
     | "sessionIdleS"
     | "maxSessions"
   >;
-  /** A server for one session of the principal `owner`. */
-  createServer: (owner: string) => McpServer;
+  /** A server for one session (legacy era) or one request (modern era) of the principal `owner`. */
+  createServer: (owner: string, era: "legacy" | "modern") => McpServer;
   health: () => Record<string, unknown>;
   /** The dashboard's routes under `/ui`. */
   ui?: (req: Request, url: URL) => Promise<Response>;
@@ -146,7 +146,7 @@ export class HttpApp {
   constructor(readonly options: HttpAppOptions) {
     this.principals = new Principals(options.config);
     this.#modern = createMcpHandler(
-      (ctx) => options.createServer(ctx.authInfo?.clientId ?? LOCAL_PRINCIPAL),
+      (ctx) => options.createServer(ctx.authInfo?.clientId ?? LOCAL_PRINCIPAL, ctx.era),
       {
         legacy: "reject",
         maxRequestBodySize: options.config.maxRequestBodyBytes,
@@ -328,7 +328,7 @@ export class HttpApp {
       );
     }
     if (!this.#makeRoom()) return this.#tooManySessions(id);
-    const server = this.options.createServer(owner);
+    const server = this.options.createServer(owner, "legacy");
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => crypto.randomUUID(),
@@ -371,7 +371,7 @@ export class HttpApp {
   async #openSse(owner: string): Promise<Response> {
     if (!this.#makeRoom()) return this.#tooManySessions(null);
     const transport = new SseServerTransport(MESSAGES_PATH);
-    const server = this.options.createServer(owner);
+    const server = this.options.createServer(owner, "legacy");
     this.#open(transport.sessionId, transport, server, owner);
     transport.onclose = () => void this.#drop(transport.sessionId);
     const response = transport.response();

@@ -19,6 +19,12 @@ export const SERVER_INFO = { name: "klym", version: VERSION } as const;
 export interface SessionOptions {
   /** The principal the session serves. */
   owner: string;
+  /**
+   * The protocol era the server serves: `legacy` for a 2025-era session (initialize, push-style
+   * sampling, `tasks/*` of 2025-11-25), `modern` for 2026-07-28 requests (one server per request,
+   * input-required results, the Tasks extension).
+   */
+  era?: "legacy" | "modern";
 }
 
 export function createMcpServer(
