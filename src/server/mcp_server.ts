@@ -9,7 +9,8 @@ import { TaskError } from "../errors.ts";
 import { registerTaskTools, startInput, startTask } from "./task_tools.ts";
 import { registerLlmTools } from "./llm_tools.ts";
 import { registerRunTask } from "./run_task.ts";
-import { installNativeTasks, wrapRequestHandler } from "./native_tasks.ts";
+import { installNativeTasks, type NativeTasksOptions, wrapRequestHandler } from "./native_tasks.ts";
+import { installTasksExtension } from "./tasks_extension.ts";
 import { LiveSession } from "./live_session.ts";
 import { LOCAL_PRINCIPAL } from "./principals.ts";
 import { VERSION } from "../version.ts";
@@ -46,7 +47,7 @@ export function createMcpServer(
   registerLlmTools(server, registry.llm, config.maxPromptBytes);
 
   const runInput = startInput(config);
-  installNativeTasks(server, {
+  const tasks: NativeTasksOptions = {
     registry,
     owner: session.owner,
     retentionMs,
@@ -64,7 +65,11 @@ export function createMcpServer(
       })();
     },
     onNativeStart: (task, progressToken) => live.startedNative(task, progressToken),
-  });
+  };
+  // Each era has its own tasks: 2025-11-25's `tasks/*` in a session, the 2026-07-28 extension
+  // per request. Both read and start the same registry tasks.
+  if (session.era === "modern") installTasksExtension(server, tasks);
+  else installNativeTasks(server, tasks);
 
   wrapRequestHandler(server, "logging/setLevel", (original) => async (request, ctx) => {
     const answer = await original(request, ctx);

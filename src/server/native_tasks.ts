@@ -33,10 +33,21 @@ export interface TaskLinks {
   ttl: number;
   /** Sampling requests to the starting client not yet answered: the task is `input_required`. */
   pendingInput: number;
+  /**
+   * Requests the task waits on that the client answers with `tasks/update` (protocol 2026-07-28,
+   * which has no server-to-client requests), by key; each key is used once in a task's life.
+   */
+  readonly parked: Map<string, ParkedInput>;
   /** Requests waiting on the task (a plain `run_task` call, `tasks/result`), per session. */
   readonly waiting: Map<McpServer, RequestId[]>;
   /** Turns the task's final record into the underlying request's result. */
   resultOf: (task: TaskRecord) => CallToolResult;
+}
+
+/** A request to the client waiting for its answer through `tasks/update`. */
+export interface ParkedInput {
+  readonly request: { method: string; params: Record<string, unknown> };
+  readonly answer: (response: unknown) => void;
 }
 
 const links = new WeakMap<TaskRecord, TaskLinks>();
@@ -47,6 +58,7 @@ export function linksOf(task: TaskRecord, retentionMs: number): TaskLinks {
     found = {
       ttl: retentionMs,
       pendingInput: 0,
+      parked: new Map(),
       waiting: new Map(),
       resultOf: defaultResult,
     };
@@ -90,7 +102,9 @@ export function mcpStatus(task: TaskRecord): McpTaskStatus {
   switch (task.state.status) {
     case "queued":
     case "running":
-      return (links.get(task)?.pendingInput ?? 0) > 0 ? "input_required" : "working";
+      return (links.get(task)?.pendingInput ?? 0) > 0 || (links.get(task)?.parked.size ?? 0) > 0
+        ? "input_required"
+        : "working";
     case "succeeded":
       return "completed";
     case "failed":
@@ -196,7 +210,34 @@ const TaskIdParams = z.object({ taskId: z.string().min(1).max(200) }).passthroug
 const ListParams = z.object({ cursor: z.string().max(200).optional() }).passthrough();
 const AnyResult = z.record(z.string(), z.unknown());
 
-function notFound(id: string): ProtocolError {
+/** The outstanding input requests of `task`, as the extension's `inputRequests`. */
+export function inputRequests(task: TaskRecord, retentionMs: number): Record<string, unknown> {
+  return Object.fromEntries(
+    [...linksOf(task, retentionMs).parked].map(([key, parked]) => [key, parked.request]),
+  );
+}
+
+/** Delivers the responses whose keys are outstanding; any other key is ignored. */
+export function answerInput(
+  task: TaskRecord,
+  retentionMs: number,
+  responses: Record<string, unknown>,
+): void {
+  const parked = linksOf(task, retentionMs).parked;
+  for (const [key, response] of Object.entries(responses)) {
+    const waiting = parked.get(key);
+    if (!waiting) continue;
+    parked.delete(key);
+    waiting.answer(response);
+  }
+}
+
+/** A refused start as the tool's own error, as a plain call would report it. */
+export function startRefused(error: TaskError): CallToolResult {
+  return { isError: true, content: [{ type: "text", text: `${error.code}: ${error.message}` }] };
+}
+
+export function notFound(id: string): ProtocolError {
   return new ProtocolError(
     INVALID_PARAMS,
     `Failed to retrieve task: no task "${id}" (never existed, not yours, or forgotten after KLYM_RETENTION_S)`,
@@ -236,13 +277,7 @@ export function installNativeTasks(server: McpServer, options: NativeTasksOption
     try {
       started = await starting;
     } catch (error) {
-      // A refused start is the tool's own error, as a plain call would report it.
-      if (error instanceof TaskError) {
-        return {
-          isError: true,
-          content: [{ type: "text", text: `${error.code}: ${error.message}` }],
-        };
-      }
+      if (error instanceof TaskError) return startRefused(error);
       throw error;
     }
     const { task, resultOf } = started;

@@ -1,0 +1,180 @@
+/**
+ * The Tasks extension of protocol 2026-07-28 (`io.modelcontextprotocol/tasks`, SEP-2663), over the
+ * same registry as the four tools and the 2025-11-25 `tasks/*`: a task is one task whichever way it
+ * was started or is read.
+ *
+ * Task creation is server-directed: a `tools/call` of a tool that runs as a task, from a request
+ * whose client capabilities declare the extension, answers a flat `CreateTaskResult`
+ * (`resultType: "task"`); the same call without the extension waits for the result as before.
+ * `tasks/get` answers the task with its result (or its pending input requests) inline,
+ * `tasks/update` delivers input responses, and `tasks/cancel` acknowledges with an empty result.
+ *
+ * Status mapping: queued/running → `working` (`input_required` while the task waits on input the
+ * client must give), any finished task but a cancelled one → `completed` with the tool's result
+ * (`isError` unless it succeeded: a failed tool is not a JSON-RPC error), cancelled → `cancelled`.
+ */
+import { type McpServer, ProtocolError } from "@modelcontextprotocol/server";
+import { z } from "zod";
+import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
+import { isTerminal } from "../tasks/task_state.ts";
+import { TaskError } from "../errors.ts";
+import {
+  answerInput,
+  inputRequests,
+  linksOf,
+  mcpTask,
+  type NativeTasksOptions,
+  notFound,
+  startRefused,
+  wrapRequestHandler,
+} from "./native_tasks.ts";
+
+export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
+const CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities";
+const MISSING_REQUIRED_CLIENT_CAPABILITY = -32021;
+
+type ExtensionOptions = Omit<NativeTasksOptions, "onNativeStart">;
+
+/** The client capabilities a 2026-07-28 request declares in its `_meta` envelope. */
+export function requestCapabilities(
+  request: { params?: Record<string, unknown> },
+  ctx: unknown,
+): Record<string, unknown> {
+  const envelope = (ctx as { mcpReq?: { envelope?: Record<string, unknown> } })?.mcpReq?.envelope;
+  const fromEnvelope = envelope?.clientCapabilities ?? envelope?.[CLIENT_CAPABILITIES_KEY];
+  const meta = request.params?._meta as Record<string, unknown> | undefined;
+  const found = fromEnvelope ?? meta?.[CLIENT_CAPABILITIES_KEY];
+  return found && typeof found === "object" ? found as Record<string, unknown> : {};
+}
+
+function declaresTasks(request: { params?: Record<string, unknown> }, ctx: unknown): boolean {
+  const extensions = requestCapabilities(request, ctx).extensions as
+    | Record<string, unknown>
+    | undefined;
+  return Boolean(extensions && typeof extensions === "object" && TASKS_EXTENSION in extensions);
+}
+
+function missingExtension(method: string): ProtocolError {
+  return new ProtocolError(
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    `Missing required client capability: ${method} needs the ${TASKS_EXTENSION} extension; ` +
+      `declare it in _meta["${CLIENT_CAPABILITIES_KEY}"].extensions`,
+    { requiredCapabilities: { extensions: { [TASKS_EXTENSION]: {} } } },
+  );
+}
+
+/** A task as the extension's `Task`: `ttlMs` and `pollIntervalMs` in place of 2025's names. */
+function extensionTask(task: TaskRecord, retentionMs: number): Record<string, unknown> {
+  const { ttl, pollInterval, status, ...rest } = mcpTask(task, retentionMs) as {
+    ttl: number;
+    pollInterval: number;
+    status: string;
+  } & Record<string, unknown>;
+  const state = task.state.status;
+  const mapped = !isTerminal(task.state)
+    ? status
+    : state === "cancelled"
+    ? "cancelled"
+    : "completed";
+  return { ...rest, status: mapped, ttlMs: ttl, pollIntervalMs: pollInterval };
+}
+
+/** The task with what its status carries inline: the result once completed, pending input. */
+export function detailedTask(
+  task: TaskRecord,
+  retentionMs: number,
+): Record<string, unknown> {
+  const base = extensionTask(task, retentionMs);
+  if (base.status === "completed") {
+    return { ...base, result: linksOf(task, retentionMs).resultOf(task) };
+  }
+  if (base.status === "input_required") {
+    return { ...base, inputRequests: inputRequests(task, retentionMs) };
+  }
+  return base;
+}
+
+const TaskIdParams = z.object({ taskId: z.string().min(1).max(200) }).passthrough();
+// The SDK lifts `inputResponses` out of the params into `ctx.mcpReq.inputResponses`.
+const UpdateParams = TaskIdParams.extend({
+  inputResponses: z.record(z.string(), z.unknown()).optional(),
+}).passthrough();
+const AnyResult = z.record(z.string(), z.unknown());
+
+/** Installs the extension's capability and handlers on a 2026-07-28 server. */
+export function installTasksExtension(server: McpServer, options: ExtensionOptions): void {
+  const { registry, owner, retentionMs } = options;
+  // Each method checks the extension itself, so its error names the method that needs it.
+  const find = (method: string, params: Record<string, unknown>, ctx: unknown) => {
+    if (!declaresTasks({ params }, ctx)) throw missingExtension(method);
+    return findOwned(registry, owner, String(params.taskId));
+  };
+
+  server.server.registerCapabilities({ extensions: { [TASKS_EXTENSION]: {} } } as never);
+
+  wrapRequestHandler(server, "tools/call", (original) => async (request, ctx) => {
+    const params = request.params ?? {};
+    if (!declaresTasks(request, ctx)) return await original(request, ctx);
+    const starting = options.startFor(
+      String(params.name),
+      (params.arguments ?? {}) as Record<string, unknown>,
+      ctx,
+    );
+    if (!starting) return await original(request, ctx);
+    let started;
+    try {
+      started = await starting;
+    } catch (error) {
+      if (error instanceof TaskError) return startRefused(error);
+      throw error;
+    }
+    const { task, resultOf } = started;
+    if (resultOf) linksOf(task, retentionMs).resultOf = resultOf;
+    // The task is in the registry before this answer leaves: an immediate tasks/get finds it.
+    return { resultType: "task", ...extensionTask(task, retentionMs) };
+  });
+
+  server.server.setRequestHandler(
+    "tasks/get",
+    { params: TaskIdParams, result: AnyResult },
+    (params, ctx) => {
+      const task = find("tasks/get", params, ctx);
+      return detailedTask(task, retentionMs) as never;
+    },
+  );
+
+  server.server.setRequestHandler(
+    "tasks/cancel",
+    { params: TaskIdParams, result: AnyResult },
+    (params, ctx) => {
+      const task = find("tasks/cancel", params, ctx);
+      // Idempotent: a task already final keeps its status, and the answer is the same ack.
+      if (!isTerminal(task.state)) {
+        registry.cancel(task.id, "cancelled by the client (tasks/cancel)", owner);
+      }
+      return {} as never;
+    },
+  );
+
+  server.server.setRequestHandler(
+    "tasks/update",
+    { params: UpdateParams, result: AnyResult },
+    (params, ctx) => {
+      const task = find("tasks/update", params, ctx);
+      // Keys not outstanding (never issued, answered already) are ignored, as the extension asks.
+      const lifted = (ctx as { mcpReq?: { inputResponses?: Record<string, unknown> } }).mcpReq
+        ?.inputResponses;
+      answerInput(task, retentionMs, lifted ?? params.inputResponses ?? {});
+      return {} as never;
+    },
+  );
+}
+
+function findOwned(registry: TaskRegistry, owner: string, id: string): TaskRecord {
+  try {
+    return registry.get(id, owner);
+  } catch (error) {
+    if (error instanceof TaskError) throw notFound(id);
+    throw error;
+  }
+}
