@@ -3,6 +3,7 @@
  * with tools when the client declares `sampling.tools`.
  */
 import type { McpServer, RequestId } from "@modelcontextprotocol/server";
+import { z } from "zod";
 import type { LlmRequest, LlmResponse } from "../protocol.ts";
 
 export type Sampler =
@@ -34,26 +35,7 @@ export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sam
   if (!caps?.sampling) return undefined;
   const withTools = Boolean((caps.sampling as { tools?: unknown }).tools);
   const sample = async (request: LlmRequest, signal: AbortSignal, timeoutMs: number) => {
-    if (request.tools?.length && !withTools) {
-      throw new Error(
-        "The client's sampling does not support tools (sampling.tools); configure KLYM_MODEL",
-      );
-    }
-    const params = {
-      messages: request.messages.map(toSamplingMessage),
-      maxTokens: request.maxTokens ?? DEFAULT_MAX_TOKENS,
-      ...(request.system ? { systemPrompt: request.system } : {}),
-      ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
-      ...(request.tools?.length
-        ? {
-          tools: request.tools.map((t) => ({
-            name: t.name,
-            ...(t.description ? { description: t.description } : {}),
-            inputSchema: { type: "object", ...t.inputSchema },
-          })),
-        }
-        : {}),
-    };
+    const params = samplingParams(request, withTools);
     const relatedRequestId = options.relatedRequestId?.();
     options.onPending?.(1);
     let result;
@@ -66,21 +48,94 @@ export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sam
     } finally {
       options.onPending?.(-1);
     }
-    const content =
-      (Array.isArray(result.content) ? result.content : [result.content]) as Content[];
-    return {
-      model: `${SAMPLING_MODEL}:${result.model}`,
-      text: content.filter((c) => c.type === "text").map((c) => String(c.text)).join(""),
-      toolCalls: content.filter((c) => c.type === "tool_use").map((c) => ({
-        id: String(c.id),
-        name: String(c.name),
-        args: c.input,
-      })),
-      usage: { inputTokens: 0, outputTokens: 0 },
-      finishReason: String(result.stopReason ?? "unknown"),
-    };
+    return fromSamplingResult(result);
   };
   return Object.assign(sample, { tools: withTools });
+}
+
+/**
+ * A sampler for a 2026-07-28 client, which takes no server-to-client requests: each request is
+ * handed to `ask` (which parks it for the client to answer through `tasks/update`) and the
+ * client's answer is checked as any sampling result. `undefined` when the client's request
+ * capabilities declare no `sampling`.
+ */
+export function askingSampler(
+  sampling: unknown,
+  ask: (
+    params: Record<string, unknown>,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ) => Promise<unknown>,
+): Sampler | undefined {
+  if (!sampling || typeof sampling !== "object") return undefined;
+  const withTools = Boolean((sampling as { tools?: unknown }).tools);
+  const sample = async (request: LlmRequest, signal: AbortSignal, timeoutMs: number) =>
+    fromSamplingResult(await ask(samplingParams(request, withTools), signal, timeoutMs));
+  return Object.assign(sample, { tools: withTools });
+}
+
+/**
+ * The `sampling/createMessage` params for `request`; throws when it needs tools and the client's
+ * sampling takes none.
+ */
+export function samplingParams(request: LlmRequest, withTools: boolean): Record<string, unknown> {
+  if (request.tools?.length && !withTools) {
+    throw new Error(
+      "The client's sampling does not support tools (sampling.tools); configure KLYM_MODEL",
+    );
+  }
+  return {
+    messages: request.messages.map(toSamplingMessage),
+    maxTokens: request.maxTokens ?? DEFAULT_MAX_TOKENS,
+    ...(request.system ? { systemPrompt: request.system } : {}),
+    ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+    ...(request.tools?.length
+      ? {
+        tools: request.tools.map((t) => ({
+          name: t.name,
+          ...(t.description ? { description: t.description } : {}),
+          inputSchema: { type: "object", ...t.inputSchema },
+        })),
+      }
+      : {}),
+  };
+}
+
+const SamplingResult = z.object({
+  model: z.string({ error: '"model" must be a string' }).max(200),
+  stopReason: z.string().max(100).optional(),
+  content: z.union([
+    z.object({ type: z.string() }).passthrough(),
+    z.array(z.object({ type: z.string() }).passthrough()).max(1000),
+  ], { error: '"content" must be a content block or an array of them' }),
+}).passthrough();
+
+/**
+ * A client's `sampling/createMessage` result as Klym's model response. The result comes from the
+ * client: anything not of the result's shape is refused with what is wrong.
+ */
+export function fromSamplingResult(raw: unknown): LlmResponse {
+  const parsed = SamplingResult.safeParse(raw);
+  if (!parsed.success) {
+    throw new Error(
+      `The client's sampling result is not a CreateMessageResult: ${
+        parsed.error.issues.map((i) => `${i.path.join(".") || "result"}: ${i.message}`).join("; ")
+      }`,
+    );
+  }
+  const result = parsed.data;
+  const content = (Array.isArray(result.content) ? result.content : [result.content]) as Content[];
+  return {
+    model: `${SAMPLING_MODEL}:${result.model}`,
+    text: content.filter((c) => c.type === "text").map((c) => String(c.text ?? "")).join(""),
+    toolCalls: content.filter((c) => c.type === "tool_use").map((c) => ({
+      id: String(c.id),
+      name: String(c.name),
+      args: c.input,
+    })),
+    usage: { inputTokens: 0, outputTokens: 0 },
+    finishReason: String(result.stopReason ?? "unknown"),
+  };
 }
 
 function toSamplingMessage(m: LlmRequest["messages"][number]) {

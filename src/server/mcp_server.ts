@@ -6,10 +6,16 @@ import { McpServer } from "@modelcontextprotocol/server";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { TaskError } from "../errors.ts";
-import { registerTaskTools, startInput, startTask } from "./task_tools.ts";
+import { registerTaskTools, startInput, startTask, type TaskToolsSession } from "./task_tools.ts";
 import { registerLlmTools } from "./llm_tools.ts";
 import { registerRunTask } from "./run_task.ts";
-import { installNativeTasks, type NativeTasksOptions, wrapRequestHandler } from "./native_tasks.ts";
+import {
+  installNativeTasks,
+  type NativeTasksOptions,
+  parkInput,
+  wrapRequestHandler,
+} from "./native_tasks.ts";
+import { askingSampler } from "../llm/sampling.ts";
 import { installTasksExtension } from "./tasks_extension.ts";
 import { LiveSession } from "./live_session.ts";
 import { LOCAL_PRINCIPAL } from "./principals.ts";
@@ -26,6 +32,28 @@ export interface SessionOptions {
    * input-required results, the Tasks extension).
    */
   era?: "legacy" | "modern";
+}
+
+/**
+ * `live` for a task started by a 2026-07-28 request: the client's model, when its request
+ * declares `sampling`, is asked through the task's input requests (answered by `tasks/update`).
+ */
+function askingSession(
+  live: LiveSession,
+  capabilities: Record<string, unknown>,
+  retentionMs: number,
+): TaskToolsSession {
+  return {
+    owner: live.owner,
+    started: (task) => live.started(task),
+    samplerFor: (holder) =>
+      askingSampler(capabilities.sampling, (params, signal, timeoutMs) => {
+        const task = holder.record;
+        if (!task) throw new Error("A task asked the client's model before it was started");
+        const request = { method: "sampling/createMessage", params };
+        return parkInput(task, retentionMs, request, signal, timeoutMs);
+      }),
+  };
 }
 
 export function createMcpServer(
@@ -51,8 +79,10 @@ export function createMcpServer(
     registry,
     owner: session.owner,
     retentionMs,
-    startFor: (tool, args) => {
+    startFor: (tool, args, capabilities) => {
       if (tool !== "run_task") return undefined;
+      // A 2026-07-28 client takes no server requests: its task asks through `tasks/get` instead.
+      const starter = capabilities ? askingSession(live, capabilities, retentionMs) : live;
       return (async () => {
         const parsed = await runInput.safeParseAsync(args);
         if (!parsed.success) {
@@ -61,7 +91,7 @@ export function createMcpServer(
             `Input validation error: ${parsed.error.issues.map((i) => i.message).join("; ")}`,
           );
         }
-        return { task: startTask(registry, live, parsed.data) };
+        return { task: startTask(registry, starter, parsed.data) };
       })();
     },
     onNativeStart: (task, progressToken) => live.startedNative(task, progressToken),

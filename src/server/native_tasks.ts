@@ -38,6 +38,8 @@ export interface TaskLinks {
    * which has no server-to-client requests), by key; each key is used once in a task's life.
    */
   readonly parked: Map<string, ParkedInput>;
+  /** Requests parked so far, for keys that are never reused. */
+  parkedCount: number;
   /** Requests waiting on the task (a plain `run_task` call, `tasks/result`), per session. */
   readonly waiting: Map<McpServer, RequestId[]>;
   /** Turns the task's final record into the underlying request's result. */
@@ -59,6 +61,7 @@ export function linksOf(task: TaskRecord, retentionMs: number): TaskLinks {
       ttl: retentionMs,
       pendingInput: 0,
       parked: new Map(),
+      parkedCount: 0,
       waiting: new Map(),
       resultOf: defaultResult,
     };
@@ -200,7 +203,8 @@ export interface NativeTasksOptions {
   readonly startFor: (
     tool: string,
     args: Record<string, unknown>,
-    ctx: unknown,
+    /** A 2026-07-28 request's client capabilities (its tasks then ask the client in-band). */
+    capabilities?: Record<string, unknown>,
   ) => Promise<{ task: TaskRecord; resultOf?: (task: TaskRecord) => CallToolResult }> | undefined;
   /** Told of each task started through a task-augmented call, with its progress token if any. */
   readonly onNativeStart: (task: TaskRecord, progressToken: unknown) => void;
@@ -215,6 +219,38 @@ export function inputRequests(task: TaskRecord, retentionMs: number): Record<str
   return Object.fromEntries(
     [...linksOf(task, retentionMs).parked].map(([key, parked]) => [key, parked.request]),
   );
+}
+
+/**
+ * Parks `request` on `task` until the client answers it through `tasks/update`, `signal` aborts or
+ * `timeoutMs` passes. Keys are never reused within a task's life, as the Tasks extension asks.
+ */
+export function parkInput(
+  task: TaskRecord,
+  retentionMs: number,
+  request: ParkedInput["request"],
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<unknown> {
+  const links = linksOf(task, retentionMs);
+  const key = `${request.method.replace("/", "-")}-${++links.parkedCount}`;
+  const { promise, resolve, reject } = Promise.withResolvers<unknown>();
+  const done = () => {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
+    links.parked.delete(key);
+  };
+  const onAbort = () => (done(), reject(signal.reason ?? new Error("aborted")));
+  const timer = setTimeout(() => {
+    done();
+    reject(
+      new Error(`The client did not answer ${request.method} (${key}) within ${timeoutMs} ms`),
+    );
+  }, timeoutMs);
+  signal.addEventListener("abort", onAbort, { once: true });
+  links.parked.set(key, { request, answer: (response) => (done(), resolve(response)) });
+  if (signal.aborted) onAbort();
+  return promise;
 }
 
 /** Delivers the responses whose keys are outstanding; any other key is ignored. */
@@ -266,7 +302,7 @@ export function installNativeTasks(server: McpServer, options: NativeTasksOption
     if (taskParams === undefined || taskParams === null) return await original(request, ctx);
     const name = String(params.name);
     const args = (params.arguments ?? {}) as Record<string, unknown>;
-    const starting = options.startFor(name, args, ctx);
+    const starting = options.startFor(name, args);
     if (!starting) {
       throw new ProtocolError(
         METHOD_NOT_FOUND,

@@ -118,7 +118,7 @@ export function installTasksExtension(server: McpServer, options: ExtensionOptio
     const starting = options.startFor(
       String(params.name),
       (params.arguments ?? {}) as Record<string, unknown>,
-      ctx,
+      requestCapabilities(request, ctx),
     );
     if (!starting) return await original(request, ctx);
     let started;

@@ -104,3 +104,74 @@ export class RawMcp {
     await res.body?.cancel();
   }
 }
+
+export const MODERN_VERSION = "2026-07-28";
+export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
+
+/** Protocol 2026-07-28 by hand: session-less requests, each with its `_meta` envelope and headers. */
+export class ModernMcp {
+  #next = 1;
+
+  constructor(
+    readonly url: string,
+    /** The client capabilities every request declares (its envelope's). */
+    readonly capabilities: Record<string, unknown> = { extensions: { [TASKS_EXTENSION]: {} } },
+    readonly token?: string,
+  ) {}
+
+  /** Sends one request; `headers` override the standard ones (`Mcp-Method`, `Mcp-Name`, …). */
+  async send(
+    method: string,
+    params: Record<string, unknown> = {},
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; message: RpcMessage }> {
+    const id = this.#next++;
+    const name = params.name ?? params.taskId;
+    const res = await fetch(`${this.url}/mcp`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN_VERSION,
+        "mcp-method": method,
+        ...(typeof name === "string" ? { "mcp-name": name } : {}),
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        ...headers,
+      },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id,
+        method,
+        params: {
+          ...params,
+          _meta: {
+            "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": this.capabilities,
+            "io.modelcontextprotocol/clientInfo": { name: "klym-modern-test", version: "1.0.0" },
+          },
+        },
+      }),
+    });
+    const text = await res.text();
+    const messages: RpcMessage[] = res.headers.get("content-type")?.includes("text/event-stream")
+      ? parseSse(text).filter((e) => e.data).map((e) => JSON.parse(e.data))
+      : [JSON.parse(text)];
+    const message = messages.find((m) => m.id === id);
+    if (!message) throw new Error(`No answer to ${method}: ${text.slice(0, 500)}`);
+    return { status: res.status, message };
+  }
+
+  /** The result of `method`; throws with the error's code and message when it failed. */
+  async request(
+    method: string,
+    params: Record<string, unknown> = {},
+  ): Promise<Record<string, unknown>> {
+    const { message } = await this.send(method, params);
+    if (message.error) {
+      throw Object.assign(new Error(`${method}: ${message.error.message}`), {
+        code: message.error.code,
+      });
+    }
+    return message.result!;
+  }
+}
