@@ -280,3 +280,18 @@ Deno.test("Tasks extension: a task asks the client's own model through inputRequ
     assert.match(JSON.stringify(agent.content), /NO_MODEL/);
   });
 });
+
+Deno.test("Tasks extension: an input request left unanswered expires after KLYM_LLM_TIMEOUT_MS", async () => {
+  await using klym = await startKlym({ KLYM_LLM_TIMEOUT_MS: "1000" });
+  const mcp = new ModernMcp(klym.url, { sampling: {}, extensions: { [TASKS_EXTENSION]: {} } });
+  const created = await mcp.request("tools/call", {
+    name: "run_task",
+    arguments: { kind: "llm_once", prompt: "hi" },
+  });
+  const done = await untilFinal(mcp, String(created.taskId));
+  assert.equal(done.status, "completed");
+  assert.ok(!("inputRequests" in done));
+  const result = done.result as { isError?: boolean; structuredContent: { error: Json } };
+  assert.equal(result.isError, true);
+  assert.match(String(result.structuredContent.error.message), /did not answer|1000 ms/);
+});
