@@ -3,7 +3,8 @@
  * dashboard at `/ui`) or stdio.
  */
 import { getLogger } from "@logtape/logtape";
-import { StdioServerTransport } from "@modelcontextprotocol/server/stdio";
+import { serveStdio, StdioServerTransport } from "@modelcontextprotocol/server/stdio";
+import type { Transport } from "@modelcontextprotocol/server";
 import { type Config, grynyaSettings } from "./config.ts";
 import { KindCatalog } from "./tasks/kind_catalog.ts";
 import { ProcessPool } from "./tasks/process_pool.ts";
@@ -12,7 +13,7 @@ import { TaskRegistry } from "./tasks/task_registry.ts";
 import { openJournal } from "./journal/open_journal.ts";
 import { createMcpServer } from "./server/mcp_server.ts";
 import { HttpApp } from "./server/http_app.ts";
-import { Principals } from "./server/principals.ts";
+import { LOCAL_PRINCIPAL, Principals } from "./server/principals.ts";
 import { ModelCatalog } from "./llm/model_catalog.ts";
 import { LlmService } from "./llm/llm_service.ts";
 import { UiApp } from "./ui/ui_app.ts";
@@ -62,11 +63,17 @@ export async function startKlym(config: Config): Promise<Klym> {
   pool.warm();
 
   if (config.stdio) {
-    const server = createMcpServer(registry, config);
+    // The SDK's stdio entry picks the era from the client's first message: a 2025 `initialize`
+    // pins a session server, a 2026-07-28 request (`server/discover`, …) a modern one.
     const transport = new StdioServerTransport();
     const { promise: done, resolve } = Promise.withResolvers<void>();
-    transport.onclose = () => resolve();
-    await server.connect(transport);
+    const stdio = serveStdio(
+      (ctx) => createMcpServer(registry, config, { owner: LOCAL_PRINCIPAL, era: ctx.era }),
+      {
+        transport: closingWith(transport, resolve),
+        onerror: (error) => logger.debug("stdio: {error}", { error }),
+      },
+    );
     logger.info("Serving one client over stdio");
     return {
       registry,
@@ -74,7 +81,7 @@ export async function startKlym(config: Config): Promise<Klym> {
       done,
       async close() {
         await registry.shutdown();
-        await server.close();
+        await stdio.close();
       },
     };
   }
@@ -137,4 +144,24 @@ export async function startKlym(config: Config): Promise<Klym> {
       await http.shutdown();
     },
   };
+}
+
+/** `transport`, calling `onEnd` once it has closed (the client went away), whoever set `onclose`. */
+function closingWith(transport: Transport, onEnd: () => void): Transport {
+  const close = transport.close.bind(transport);
+  let ended = false;
+  const end = () => {
+    if (!ended) (ended = true, onEnd());
+  };
+  let onclose: (() => void) | undefined;
+  Object.defineProperty(transport, "onclose", {
+    get: () => () => (onclose?.(), end()),
+    set: (handler: (() => void) | undefined) => (onclose = handler),
+    configurable: true,
+  });
+  transport.close = async () => {
+    await close();
+    end();
+  };
+  return transport;
 }
