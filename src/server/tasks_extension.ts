@@ -86,7 +86,11 @@ export function detailedTask(
 ): Record<string, unknown> {
   const base = extensionTask(task, retentionMs);
   if (base.status === "completed") {
-    return { ...base, result: linksOf(task, retentionMs).resultOf(task) };
+    // The result is the tool call's own 2026-07-28 result, `resultType` and all.
+    return {
+      ...base,
+      result: { ...linksOf(task, retentionMs).resultOf(task), resultType: "complete" },
+    };
   }
   if (base.status === "input_required") {
     return { ...base, inputRequests: inputRequests(task, retentionMs) };
