@@ -9,11 +9,7 @@ import {
   createTaskSessionFromClient,
   resultFromTaskOutcome,
 } from "@modelcontextprotocol/ext-tasks/client";
-import {
-  Client,
-  type JSONValue as JsonValue,
-  StreamableHTTPClientTransport,
-} from "@modelcontextprotocol/client";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { call, startKlym } from "../helpers/klym_process.ts";
 import { MODERN_VERSION, parseSse, TASKS_EXTENSION } from "../helpers/raw_mcp.ts";
 
