@@ -300,4 +300,4 @@ export interface SaveRecord {
 }
 
 /** Kinds built into the task worker; the server knows them by name only. */
-export const BUILTIN_KIND_NAMES: readonly string[] = ["agent", "report", "graph_write"];
+export const BUILTIN_KIND_NAMES: readonly string[] = ["agent", "report", "graph_write", "generate"];

@@ -1,5 +1,6 @@
 /** The provider face of Klym: one-shot completions and the configured models. */
-import type { McpServer } from "@modelcontextprotocol/server";
+import type { CallToolResult, McpServer } from "@modelcontextprotocol/server";
+import type { TaskRecord } from "../tasks/task_registry.ts";
 import { z } from "zod";
 import type { LlmService } from "../llm/llm_service.ts";
 import { samplerFor } from "../llm/sampling.ts";
@@ -16,28 +17,43 @@ function text(field: string, maxBytes: number) {
   });
 }
 
+/** `llm_generate`'s input, also taken by a task-augmented call of it. */
+export function generateInput(maxPromptBytes: number) {
+  return z.object({
+    prompt: text("prompt", maxPromptBytes).min(1, '"prompt" must not be empty'),
+    system: text("system", maxPromptBytes).optional(),
+    model: z.string({ error: '"model" must be a string such as "openai:gpt-4o-mini"' })
+      .optional(),
+    max_tokens: z.number({ error: '"max_tokens" must be a number' }).int().min(
+      1,
+      '"max_tokens" must be at least 1',
+    )
+      .max(MAX_GENERATE_TOKENS, `"max_tokens" must be at most ${MAX_GENERATE_TOKENS}`).optional(),
+    temperature: z.number({ error: '"temperature" must be a number' }).min(
+      0,
+      '"temperature" must be between 0 and 2',
+    )
+      .max(2, '"temperature" must be between 0 and 2').optional(),
+  });
+}
+
+export type GenerateInput = z.infer<ReturnType<typeof generateInput>>;
+
+/** The output a finished `generate` task gives `llm_generate` (as a plain call would answer). */
+export function generateResult(task: TaskRecord): CallToolResult {
+  const state = task.state;
+  if (state.status === "succeeded") return ok(JSON.parse(state.resultJson));
+  const error = "error" in state ? `${state.error.code}: ${state.error.message}` : state.status;
+  return { isError: true, content: [{ type: "text", text: error }] };
+}
+
 export function registerLlmTools(server: McpServer, llm: LlmService, maxPromptBytes: number): void {
-  server.registerTool("llm_generate", {
+  const generateTool = server.registerTool("llm_generate", {
     title: "Generate text with a configured model",
     description:
       "One-shot completion with one of Klym's configured models (see list_models), or, when none is configured, " +
-      "with the calling client's own model through MCP sampling. Waits for the answer; for long work use start_async_agent_task.",
-    inputSchema: z.object({
-      prompt: text("prompt", maxPromptBytes).min(1, '"prompt" must not be empty'),
-      system: text("system", maxPromptBytes).optional(),
-      model: z.string({ error: '"model" must be a string such as "openai:gpt-4o-mini"' })
-        .optional(),
-      max_tokens: z.number({ error: '"max_tokens" must be a number' }).int().min(
-        1,
-        '"max_tokens" must be at least 1',
-      )
-        .max(MAX_GENERATE_TOKENS, `"max_tokens" must be at most ${MAX_GENERATE_TOKENS}`).optional(),
-      temperature: z.number({ error: '"temperature" must be a number' }).min(
-        0,
-        '"temperature" must be between 0 and 2',
-      )
-        .max(2, '"temperature" must be between 0 and 2').optional(),
-    }),
+      "with the calling client's own model through MCP sampling. Waits for the answer (or, called as an MCP task, returns the task at once); for long work use start_async_agent_task.",
+    inputSchema: generateInput(maxPromptBytes),
     outputSchema: z.object({
       text: z.string(),
       model: z.string(),
@@ -68,6 +84,9 @@ export function registerLlmTools(server: McpServer, llm: LlmService, maxPromptBy
         finish_reason: response.finishReason,
       });
     }));
+
+  // As an MCP task it runs as a `generate` task (mcp_server.ts), visible to every face.
+  generateTool.execution = { taskSupport: "optional" };
 
   server.registerTool("list_models", {
     title: "List configured models",

@@ -7,7 +7,8 @@ import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { TaskError } from "../errors.ts";
 import { registerTaskTools, startInput, startTask, type TaskToolsSession } from "./task_tools.ts";
-import { registerLlmTools } from "./llm_tools.ts";
+import { generateInput, generateResult, registerLlmTools } from "./llm_tools.ts";
+import type { z } from "zod";
 import { registerRunTask } from "./run_task.ts";
 import {
   installNativeTasks,
@@ -56,6 +57,17 @@ function askingSession(
   };
 }
 
+/** The parsed input, or the refusal a plain call would give (naming the field and the fix). */
+function validated<T>(
+  parsed: { success: true; data: T } | { success: false; error: z.ZodError },
+): T {
+  if (parsed.success) return parsed.data;
+  throw new TaskError(
+    "INVALID_INPUT",
+    `Input validation error: ${parsed.error.issues.map((i) => i.message).join("; ")}`,
+  );
+}
+
 export function createMcpServer(
   registry: TaskRegistry,
   config: Config,
@@ -75,23 +87,26 @@ export function createMcpServer(
   registerLlmTools(server, registry.llm, config.maxPromptBytes);
 
   const runInput = startInput(config);
+  const generateInputSchema = generateInput(config.maxPromptBytes);
   const tasks: NativeTasksOptions = {
     registry,
     owner: session.owner,
     retentionMs,
     startFor: (tool, args, capabilities) => {
-      if (tool !== "run_task") return undefined;
+      if (tool !== "run_task" && tool !== "llm_generate") return undefined;
       // A 2026-07-28 client takes no server requests: its task asks through `tasks/get` instead.
       const starter = capabilities ? askingSession(live, capabilities, retentionMs) : live;
       return (async () => {
-        const parsed = await runInput.safeParseAsync(args);
-        if (!parsed.success) {
-          throw new TaskError(
-            "INVALID_INPUT",
-            `Input validation error: ${parsed.error.issues.map((i) => i.message).join("; ")}`,
-          );
+        if (tool === "llm_generate") {
+          const input = validated(await generateInputSchema.safeParseAsync(args));
+          const { prompt, model, system, max_tokens, temperature } = input;
+          const params = { system, max_tokens, temperature };
+          const task = startTask(registry, starter, { kind: "generate", prompt, model, params });
+          return { task, resultOf: generateResult };
         }
-        return { task: startTask(registry, starter, parsed.data) };
+        return {
+          task: startTask(registry, starter, validated(await runInput.safeParseAsync(args))),
+        };
       })();
     },
     onNativeStart: (task, progressToken) => live.startedNative(task, progressToken),

@@ -1,0 +1,81 @@
+/**
+ * `llm_generate` as an MCP task: a task-augmented call (2025-11-25) or a request declaring the
+ * Tasks extension (2026-07-28) starts a registry task of kind `generate`, which every face sees,
+ * and its result is `llm_generate`'s own answer.
+ */
+import assert from "node:assert/strict";
+import { call, startKlym } from "../helpers/klym_process.ts";
+import { ModernMcp, RawMcp } from "../helpers/raw_mcp.ts";
+import { startScriptedModel, textOf } from "../helpers/scripted_openai.ts";
+
+type Json = Record<string, unknown>;
+
+Deno.test("llm_generate runs as a task of kind generate, in both eras", async () => {
+  await using model = startScriptedModel((request) => ({
+    text: `echo: ${textOf(request.messages.at(-1)!)}`,
+  }));
+  await using klym = await startKlym({
+    KLYM_MODEL: "openai-compatible:scripted",
+    KLYM_OPENAI_COMPATIBLE_URL: model.baseUrl,
+    KLYM_LLM_RETRIES: "0",
+  });
+
+  const raw = new RawMcp(klym.url);
+  await raw.initialize();
+  const tools = (await raw.request("tools/list")).result!.tools as {
+    name: string;
+    execution?: Json;
+  }[];
+  assert.deepEqual(tools.find((t) => t.name === "llm_generate")?.execution, {
+    taskSupport: "optional",
+  });
+
+  const created = await raw.request("tools/call", {
+    name: "llm_generate",
+    arguments: { prompt: "hello there", max_tokens: 50, system: "be brief" },
+    task: { ttl: 60_000 },
+  });
+  const task = created.result!.task as { taskId: string; status: string };
+  assert.equal(task.status, "working");
+  const answer = await raw.request("tasks/result", { taskId: task.taskId });
+  const structured = answer.result!.structuredContent as Json;
+  assert.equal(structured.text, "echo: hello there");
+  assert.equal(structured.model, "openai-compatible:scripted");
+  assert.ok(typeof (structured.usage as Json).input_tokens === "number");
+  const meta = answer.result!._meta as Record<string, { taskId: string }>;
+  assert.equal(meta["io.modelcontextprotocol/related-task"]!.taskId, task.taskId);
+  // The model was asked what the call asked.
+  const sent = model.requests.at(-1)!;
+  assert.equal(textOf(sent.messages[0]!), "be brief");
+
+  // A registry task like any other.
+  const client = await klym.connect("http");
+  const status = await call<Json>(client, "check_task_status", { task_id: task.taskId });
+  assert.equal(status.kind, "generate");
+  assert.equal(status.status, "succeeded");
+
+  // Invalid input is refused as a plain call would refuse it, naming the field.
+  const refused = await raw.request("tools/call", {
+    name: "llm_generate",
+    arguments: { prompt: "x", temperature: 7 },
+    task: {},
+  });
+  assert.equal(refused.result!.isError, true);
+  assert.match(JSON.stringify(refused.result!.content), /temperature/);
+
+  // 2026-07-28 with the Tasks extension: the same, the result inline in tasks/get.
+  const modern = new ModernMcp(klym.url);
+  const started = await modern.request("tools/call", {
+    name: "llm_generate",
+    arguments: { prompt: "modern times" },
+  });
+  assert.equal(started.resultType, "task");
+  const deadline = Date.now() + 30_000;
+  let got: Json;
+  do {
+    got = await modern.request("tasks/get", { taskId: started.taskId });
+  } while (got.status === "working" && Date.now() < deadline);
+  assert.equal(got.status, "completed");
+  assert.equal(((got.result as Json).structuredContent as Json).text, "echo: modern times");
+  await raw.close();
+});
