@@ -1,9 +1,10 @@
 /** The provider face of Klym: one-shot completions and the configured models. */
-import type { CallToolResult, McpServer } from "@modelcontextprotocol/server";
+import { type CallToolResult, inputRequired, type McpServer } from "@modelcontextprotocol/server";
 import type { TaskRecord } from "../tasks/task_registry.ts";
 import { z } from "zod";
 import type { LlmService } from "../llm/llm_service.ts";
-import { samplerFor } from "../llm/sampling.ts";
+import { askingSampler, type Sampler, samplerFor } from "../llm/sampling.ts";
+import { requestCapabilities } from "./envelope.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { byteLimitProblem } from "../text.ts";
 
@@ -47,7 +48,37 @@ export function generateResult(task: TaskRecord): CallToolResult {
   return { isError: true, content: [{ type: "text", text: error }] };
 }
 
-export function registerLlmTools(server: McpServer, llm: LlmService, maxPromptBytes: number): void {
+/** The key of the one input request an llm_generate call may make of a 2026-07-28 client. */
+const SAMPLING_KEY = "sampling";
+
+/** Thrown by the in-band sampler: the client must be asked, with these params. */
+class InputNeeded extends Error {
+  constructor(readonly params: Record<string, unknown>) {
+    super("the client's model must be asked in-band");
+  }
+}
+
+/**
+ * The client's own model for a 2026-07-28 call (no server-to-client requests in that era): the
+ * answer the retried call carries, or `InputNeeded` to ask for it. `undefined` when the request
+ * declares no `sampling` (then NO_MODEL says what to configure).
+ */
+function askInBand(ctx: unknown): Sampler | undefined {
+  const sampling = requestCapabilities({}, ctx).sampling;
+  return askingSampler(sampling, (params) => {
+    const answered = (ctx as { mcpReq: { inputResponses?: Record<string, unknown> } }).mcpReq
+      .inputResponses?.[SAMPLING_KEY];
+    if (answered !== undefined) return Promise.resolve(answered);
+    throw new InputNeeded(params);
+  });
+}
+
+export function registerLlmTools(
+  server: McpServer,
+  llm: LlmService,
+  maxPromptBytes: number,
+  era: "legacy" | "modern" = "legacy",
+): void {
   const generateTool = server.registerTool("llm_generate", {
     title: "Generate text with a configured model",
     description:
@@ -60,20 +91,34 @@ export function registerLlmTools(server: McpServer, llm: LlmService, maxPromptBy
       usage: z.object({ input_tokens: z.number(), output_tokens: z.number() }),
       finish_reason: z.string(),
     }),
-  }, ({ prompt, system, model, max_tokens, temperature }, ctx) =>
+  }, (input, ctx) =>
     guarded(async () => {
-      const response = await llm.generate(
-        {
-          messages: [{ role: "user", text: prompt }],
-          ...(system === undefined ? {} : { system }),
-          ...(model === undefined ? {} : { model }),
-          ...(max_tokens === undefined ? {} : { maxTokens: max_tokens }),
-          ...(temperature === undefined ? {} : { temperature }),
-        },
-        ctx.mcpReq.signal,
-        // On this call's own stream: a client need not hold the standalone GET stream open.
-        samplerFor(server, { relatedRequestId: () => ctx.mcpReq.id }),
-      );
+      const { prompt, system, model, max_tokens, temperature } = input;
+      let response;
+      try {
+        response = await llm.generate(
+          {
+            messages: [{ role: "user", text: prompt }],
+            ...(system === undefined ? {} : { system }),
+            ...(model === undefined ? {} : { model }),
+            ...(max_tokens === undefined ? {} : { maxTokens: max_tokens }),
+            ...(temperature === undefined ? {} : { temperature }),
+          },
+          ctx.mcpReq.signal,
+          era === "modern"
+            ? askInBand(ctx)
+            // On this call's own stream: a client need not hold the standalone GET stream open.
+            : samplerFor(server, { relatedRequestId: () => ctx.mcpReq.id }),
+        );
+      } catch (error) {
+        // A 2026-07-28 client answers the model request by calling again with inputResponses.
+        if (error instanceof InputNeeded) {
+          return inputRequired({
+            inputRequests: { [SAMPLING_KEY]: inputRequired.createMessage(error.params as never) },
+          }) as never;
+        }
+        throw error;
+      }
       return ok({
         text: response.text,
         model: response.model,

@@ -84,7 +84,7 @@ export function createMcpServer(
   const live = new LiveSession(server, registry, session.owner, retentionMs);
   registerTaskTools(server, registry, config, live);
   registerRunTask(server, registry, config, live);
-  registerLlmTools(server, registry.llm, config.maxPromptBytes);
+  registerLlmTools(server, registry.llm, config.maxPromptBytes, session.era);
 
   const runInput = startInput(config);
   const generateInputSchema = generateInput(config.maxPromptBytes);

@@ -17,6 +17,7 @@ import { type McpServer, ProtocolError } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import { isTerminal } from "../tasks/task_state.ts";
+import { CLIENT_CAPABILITIES_KEY, requestCapabilities } from "./envelope.ts";
 import { TaskError } from "../errors.ts";
 import {
   answerInput,
@@ -30,22 +31,9 @@ import {
 } from "./native_tasks.ts";
 
 export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
-const CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities";
 const MISSING_REQUIRED_CLIENT_CAPABILITY = -32021;
 
 type ExtensionOptions = Omit<NativeTasksOptions, "onNativeStart">;
-
-/** The client capabilities a 2026-07-28 request declares in its `_meta` envelope. */
-export function requestCapabilities(
-  request: { params?: Record<string, unknown> },
-  ctx: unknown,
-): Record<string, unknown> {
-  const envelope = (ctx as { mcpReq?: { envelope?: Record<string, unknown> } })?.mcpReq?.envelope;
-  const fromEnvelope = envelope?.clientCapabilities ?? envelope?.[CLIENT_CAPABILITIES_KEY];
-  const meta = request.params?._meta as Record<string, unknown> | undefined;
-  const found = fromEnvelope ?? meta?.[CLIENT_CAPABILITIES_KEY];
-  return found && typeof found === "object" ? found as Record<string, unknown> : {};
-}
 
 function declaresTasks(request: { params?: Record<string, unknown> }, ctx: unknown): boolean {
   const extensions = requestCapabilities(request, ctx).extensions as

@@ -79,3 +79,44 @@ Deno.test("llm_generate runs as a task of kind generate, in both eras", async ()
   assert.equal(((got.result as Json).structuredContent as Json).text, "echo: modern times");
   await raw.close();
 });
+
+Deno.test("a 2026-07-28 llm_generate asks the client's own model with an input-required result", async () => {
+  await using klym = await startKlym();
+  const mcp = new ModernMcp(klym.url, { sampling: {} });
+  const args = { name: "llm_generate", arguments: { prompt: "2+2?", max_tokens: 20 } };
+
+  const first = await mcp.request("tools/call", args);
+  assert.equal(first.resultType, "input_required");
+  const requests = first.inputRequests as Record<string, { method: string; params: Json }>;
+  const [key] = Object.keys(requests);
+  assert.equal(requests[key!]!.method, "sampling/createMessage");
+  assert.equal(requests[key!]!.params.maxTokens, 20);
+
+  const second = await mcp.request("tools/call", {
+    ...args,
+    inputResponses: {
+      [key!]: {
+        role: "assistant",
+        content: { type: "text", text: "4" },
+        model: "m",
+        stopReason: "endTurn",
+      },
+    },
+  });
+  assert.equal(second.resultType, "complete");
+  assert.equal((second.structuredContent as Json).text, "4");
+  assert.equal((second.structuredContent as Json).model, "client-sampling:m");
+
+  // An answer that is no sampling result is refused, saying what is wrong.
+  const bad = await mcp.request("tools/call", {
+    ...args,
+    inputResponses: { [key!]: { role: "assistant", content: { type: "text", text: "4" } } },
+  });
+  assert.equal(bad.isError, true);
+  assert.match(JSON.stringify(bad.content), /not a CreateMessageResult: model/);
+
+  // Without sampling in the request, NO_MODEL says what to configure.
+  const none = await new ModernMcp(klym.url, {}).request("tools/call", args);
+  assert.equal(none.isError, true);
+  assert.match(JSON.stringify(none.content), /NO_MODEL|model/);
+});
