@@ -268,6 +268,24 @@ export function answerInput(
   }
 }
 
+/**
+ * Awaits a task start for a tool call: the task (with the result its call gives recorded), or a
+ * refused start as the tool's own error, as a plain call would report it.
+ */
+export async function settleStart(
+  starting: ReturnType<NativeTasksOptions["startFor"]> & object,
+  retentionMs: number,
+): Promise<{ task: TaskRecord } | { refused: CallToolResult }> {
+  try {
+    const { task, resultOf } = await starting;
+    if (resultOf) linksOf(task, retentionMs).resultOf = resultOf;
+    return { task };
+  } catch (error) {
+    if (error instanceof TaskError) return { refused: startRefused(error) };
+    throw error;
+  }
+}
+
 /** A refused start as the tool's own error, as a plain call would report it. */
 export function startRefused(error: TaskError): CallToolResult {
   return { isError: true, content: [{ type: "text", text: `${error.code}: ${error.message}` }] };
@@ -309,20 +327,14 @@ export function installNativeTasks(server: McpServer, options: NativeTasksOption
         `Tool "${name}" does not run as a task (its execution.taskSupport is forbidden); call it without "task"`,
       );
     }
-    let started;
-    try {
-      started = await starting;
-    } catch (error) {
-      if (error instanceof TaskError) return startRefused(error);
-      throw error;
-    }
-    const { task, resultOf } = started;
+    const started = await settleStart(starting, retentionMs);
+    if ("refused" in started) return started.refused;
+    const { task } = started;
     const requested = (taskParams as { ttl?: unknown }).ttl;
     const link = linksOf(task, retentionMs);
     link.ttl = typeof requested === "number" && requested > 0
       ? Math.min(Math.floor(requested), retentionMs)
       : retentionMs;
-    if (resultOf) link.resultOf = resultOf;
     const meta = params._meta as { progressToken?: unknown } | undefined;
     options.onNativeStart(task, meta?.progressToken);
     return { task: mcpTask(task, retentionMs) };

@@ -26,7 +26,7 @@ import {
   mcpTask,
   type NativeTasksOptions,
   notFound,
-  startRefused,
+  settleStart,
   wrapRequestHandler,
 } from "./native_tasks.ts";
 
@@ -113,15 +113,9 @@ export function installTasksExtension(server: McpServer, options: ExtensionOptio
       requestCapabilities(request, ctx),
     );
     if (!starting) return await original(request, ctx);
-    let started;
-    try {
-      started = await starting;
-    } catch (error) {
-      if (error instanceof TaskError) return startRefused(error);
-      throw error;
-    }
-    const { task, resultOf } = started;
-    if (resultOf) linksOf(task, retentionMs).resultOf = resultOf;
+    const started = await settleStart(starting, retentionMs);
+    if ("refused" in started) return started.refused;
+    const { task } = started;
     // The task is in the registry before this answer leaves: an immediate tasks/get finds it.
     return { resultType: "task", ...extensionTask(task, retentionMs) };
   });
