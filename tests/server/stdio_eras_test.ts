@@ -46,6 +46,9 @@ Deno.test("stdio serves protocol 2026-07-28: server/discover and the Tasks exten
     const discovered = await request("server/discover");
     assert.ok(discovered.result.supportedVersions.includes(MODERN_VERSION));
     assert.deepEqual(discovered.result.capabilities.extensions[TASKS_EXTENSION], {});
+    const listed = await request("tools/call", { name: "list_tasks", arguments: {} });
+    assert.equal(listed.error, undefined);
+    assert.deepEqual(listed.result.structuredContent.tasks, []);
     const created = await request("tools/call", { name: "run_task", arguments: { kind: "hello" } });
     assert.equal(created.result.resultType, "task");
     const deadline = Date.now() + 30_000;
