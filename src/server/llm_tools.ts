@@ -1,5 +1,10 @@
 /** The provider face of Klym: one-shot completions and the configured models. */
-import { type CallToolResult, inputRequired, type McpServer } from "@modelcontextprotocol/server";
+import {
+  type CallToolResult,
+  inputRequired,
+  inputResponse,
+  type McpServer,
+} from "@modelcontextprotocol/server";
 import type { TaskRecord } from "../tasks/task_registry.ts";
 import { z } from "zod";
 import type { LlmService } from "../llm/llm_service.ts";
@@ -60,17 +65,26 @@ class InputNeeded extends Error {
 
 /**
  * The client's own model for a 2026-07-28 call (no server-to-client requests in that era): the
- * answer the retried call carries, or `InputNeeded` to ask for it. `undefined` when the request
- * declares no `sampling` (then NO_MODEL says what to configure).
+ * answer the retried call carries, or `InputNeeded` to ask for it. The SDK answers -32021 when
+ * the request's envelope declares no `sampling`. The answer comes from the client: one of another
+ * kind, or of no kind, is refused saying so; a sampling result is checked as any sampling result.
  */
-function askInBand(ctx: unknown): Sampler | undefined {
+function askInBand(ctx: { mcpReq: { inputResponses?: Record<string, unknown> } }): Sampler {
   const sampling = requestCapabilities({}, ctx).sampling;
-  return askingSampler(sampling, (params) => {
-    const answered = (ctx as { mcpReq: { inputResponses?: Record<string, unknown> } }).mcpReq
-      .inputResponses?.[SAMPLING_KEY];
-    if (answered !== undefined) return Promise.resolve(answered);
-    throw new InputNeeded(params);
-  });
+  return askingSampler(sampling && typeof sampling === "object" ? sampling : {}, (params) => {
+    const responses = ctx.mcpReq.inputResponses;
+    const answered = inputResponse(responses, SAMPLING_KEY);
+    if (answered.kind === "sampling") return Promise.resolve(answered.result);
+    if (answered.kind === "missing" && responses?.[SAMPLING_KEY] === undefined) {
+      throw new InputNeeded(params);
+    }
+    const what = answered.kind === "missing"
+      ? "no sampling result (a CreateMessageResult has role, content and model)"
+      : `${
+        answered.kind === "elicit" ? "an elicitation" : "a roots"
+      } result, not a sampling result`;
+    throw new Error(`The client's answer to input request "${SAMPLING_KEY}" is ${what}`);
+  })!;
 }
 
 export function registerLlmTools(

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { call, startKlym } from "../helpers/klym_process.ts";
-import { ModernMcp, RawMcp } from "../helpers/raw_mcp.ts";
+import { ModernMcp, parseSse, RawMcp, type RpcMessage } from "../helpers/raw_mcp.ts";
 import { startScriptedModel, textOf } from "../helpers/scripted_openai.ts";
 
 type Json = Record<string, unknown>;
@@ -53,6 +53,12 @@ Deno.test("llm_generate runs as a task of kind generate, in both eras", async ()
   const status = await call<Json>(client, "check_task_status", { task_id: task.taskId });
   assert.equal(status.kind, "generate");
   assert.equal(status.status, "succeeded");
+  const listed = await call<{ tasks: { task_id: string; kind: string }[] }>(
+    client,
+    "list_tasks",
+    {},
+  );
+  assert.equal(listed.tasks.find((t) => t.task_id === task.taskId)?.kind, "generate");
 
   // Invalid input is refused as a plain call would refuse it, naming the field.
   const refused = await raw.request("tools/call", {
@@ -115,8 +121,76 @@ Deno.test("a 2026-07-28 llm_generate asks the client's own model with an input-r
   assert.equal(bad.isError, true);
   assert.match(JSON.stringify(bad.content), /not a CreateMessageResult: model/);
 
-  // Without sampling in the request, NO_MODEL says what to configure.
-  const none = await new ModernMcp(klym.url, {}).request("tools/call", args);
-  assert.equal(none.isError, true);
-  assert.match(JSON.stringify(none.content), /NO_MODEL|model/);
+  // An answer of another kind (an elicitation result) is refused, naming it.
+  const elicited = await mcp.request("tools/call", {
+    ...args,
+    inputResponses: { [key!]: { action: "accept", content: { answer: "4" } } },
+  });
+  assert.equal(elicited.isError, true);
+  assert.match(JSON.stringify(elicited.content), /an elicitation result, not a sampling result/);
+
+  // Garbage is refused too.
+  const garbage = await mcp.request("tools/call", {
+    ...args,
+    inputResponses: { [key!]: { nonsense: true } },
+  });
+  assert.equal(garbage.isError, true);
+  assert.match(JSON.stringify(garbage.content), /no sampling result/);
+
+  // A request whose envelope declares no sampling cannot be asked: -32021 from the SDK.
+  const { message } = await new ModernMcp(klym.url, {}).send("tools/call", args);
+  assert.equal(message.error?.code, -32021);
+  assert.match(JSON.stringify(message.error), /sampling/);
+});
+
+Deno.test("a generate task on the client's sampling is input_required while the client is asked", async () => {
+  await using klym = await startKlym();
+  const mcp = new RawMcp(klym.url);
+  await mcp.initialize({ sampling: {} });
+  const created = await mcp.request("tools/call", {
+    name: "llm_generate",
+    arguments: { prompt: "say hi", max_tokens: 30 },
+    task: { ttl: 60_000 },
+  });
+  const { taskId } = created.result!.task as { taskId: string };
+
+  // tasks/result waits on the task; the sampling request travels on its stream.
+  const res = await mcp.post({ id: 900, method: "tasks/result", params: { taskId } });
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let asked: RpcMessage | undefined;
+  let final: RpcMessage | undefined;
+  try {
+    while (!final) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+      const messages = parseSse(text).filter((e) => e.data).map((e) =>
+        JSON.parse(e.data) as RpcMessage
+      );
+      final = messages.find((m) => m.id === 900 && m.method === undefined);
+      const request = messages.find((m) => m.method === "sampling/createMessage");
+      if (request && !asked) {
+        asked = request;
+        assert.equal(request.params!.maxTokens, 30);
+        // While the client has not answered, the task waits on it.
+        const got = await mcp.request("tasks/get", { taskId });
+        assert.equal(got.result!.status, "input_required");
+        const reply = await mcp.post({
+          id: request.id,
+          result: { role: "assistant", content: { type: "text", text: "hi!" }, model: "m1" },
+        });
+        await reply.body?.cancel();
+      }
+    }
+  } finally {
+    await reader.cancel();
+  }
+  assert.ok(asked, `a sampling request arrived on the tasks/result stream: ${text}`);
+  const structured = final!.result!.structuredContent as Json;
+  assert.equal(structured.text, "hi!");
+  assert.equal(structured.model, "client-sampling:m1");
+  const done = await mcp.request("tasks/get", { taskId });
+  assert.equal(done.result!.status, "completed");
+  await mcp.close();
 });
