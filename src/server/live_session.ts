@@ -63,6 +63,8 @@ export class LiveSession implements TaskToolsSession {
     readonly registry: TaskRegistry,
     readonly owner: string,
     readonly retentionMs: number,
+    /** Whether the server may send its client requests (sampling): not in the 2026-07-28 era. */
+    readonly canRequest = true,
   ) {
     this.#unsubscribe = registry.events.subscribe((change) => {
       if (!this.#followed.has(change.id)) return;
@@ -79,6 +81,8 @@ export class LiveSession implements TaskToolsSession {
   }
 
   samplerFor(holder: { record?: TaskRecord }): Sampler | undefined {
+    // A 2026-07-28 server cannot send the client requests; its tasks ask in-band or not at all.
+    if (!this.canRequest) return undefined;
     return samplerFor(this.server, {
       relatedRequestId: () => waitingRequest(holder.record, this.server),
       onPending: (delta) => {

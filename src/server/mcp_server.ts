@@ -81,7 +81,13 @@ export function createMcpServer(
       "run_task runs one and waits for its result (or, called as an MCP task, returns the task at once).",
   });
   const retentionMs = config.retentionS * 1000;
-  const live = new LiveSession(server, registry, session.owner, retentionMs);
+  const live = new LiveSession(
+    server,
+    registry,
+    session.owner,
+    retentionMs,
+    session.era !== "modern",
+  );
   registerTaskTools(server, registry, config, live);
   registerRunTask(server, registry, config, live);
   registerLlmTools(server, registry.llm, config.maxPromptBytes, session.era);

@@ -279,6 +279,24 @@ Deno.test("Tasks extension: a task asks the client's own model through inputRequ
     assert.equal(agent.isError, true);
     assert.match(JSON.stringify(agent.content), /NO_MODEL/);
   });
+
+  await t.step(
+    "a task started outside the extension cannot ask the client: NO_MODEL, plainly",
+    async () => {
+      // start_async_agent_task from a 2026 client that declares sampling: no server-to-client
+      // request can be sent in that era, so the task has no model rather than an SDK error.
+      const started = await mcp.request("tools/call", {
+        name: "start_async_agent_task",
+        arguments: { kind: "llm_once", prompt: "hi" },
+      });
+      const taskId = (started.structuredContent as Json).task_id;
+      const done = await untilFinal(mcp, String(taskId));
+      assert.equal(done.status, "completed");
+      const message = String(done.statusMessage);
+      assert.match(message, /no_model/);
+      assert.doesNotMatch(message, /Server-to-client requests are not available/);
+    },
+  );
 });
 
 Deno.test("Tasks extension: an input request left unanswered expires after KLYM_LLM_TIMEOUT_MS", async () => {
