@@ -10,9 +10,12 @@
  *
  *   deno run -A tests/peers/setup.ts
  *
- * Idempotent: each install is skipped while a stamp file written after its last success still
- * holds the hash of the files it was made from, so a warm run spawns nothing. Progress goes to
- * stderr, so stdout stays free for callers.
+ * Idempotent and shared between clones: each install lives in the user's cache folder
+ * (`$XDG_CACHE_HOME/klym-test-peers`, or `~/.cache/klym-test-peers`) under the hash of the files it
+ * was made from, and the clone's `npm/node_modules` and `.venv` are links to it; a stamp written after
+ * an install's last success marks it whole. So a fresh clone on a machine that ran the tests before
+ * installs nothing, and a warm run spawns nothing. Progress goes to stderr, so stdout stays free
+ * for callers.
  */
 
 export const PEERS_DIR = new URL(".", import.meta.url).pathname;
@@ -20,8 +23,15 @@ const NPM_DIR = `${PEERS_DIR}npm/`;
 const NODE_MODULES = `${NPM_DIR}node_modules`;
 const VENV = `${PEERS_DIR}.venv`;
 // Written last, so an interrupted install is redone on the next run.
-const NPM_STAMP = `${NODE_MODULES}/.klym-setup.sha256`;
-const VENV_STAMP = `${VENV}/klym-requirements.sha256`;
+const STAMP = ".klym-setup-complete";
+
+function cacheRoot(): string {
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE");
+  if (xdg) return `${xdg}/klym-test-peers`;
+  if (home) return `${home}/.cache/klym-test-peers`;
+  return `${PEERS_DIR}.cache`;
+}
 
 function log(message: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(`[peers setup] ${message}\n`));
@@ -33,15 +43,6 @@ async function sha256(...paths: string[]): Promise<string> {
     await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)),
   );
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function readOr(path: string, fallback: string): Promise<string> {
-  try {
-    return (await Deno.readTextFile(path)).trim();
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return fallback;
-    throw e;
-  }
 }
 
 /** Runs a command in `cwd`, echoing its stdout to our stderr; throws unless it succeeds. */
@@ -65,36 +66,67 @@ async function run(
   if (code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed with exit code ${code}`);
 }
 
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/**
+ * Points `link` at the cached install `dir`, made by `install(dir)` when it is missing or was
+ * interrupted. A real folder at `link` (an older layout) is replaced by the link.
+ */
+async function linkCached(
+  link: string,
+  dir: string,
+  install: (dir: string) => Promise<void>,
+): Promise<void> {
+  if (!(await exists(`${dir}/${STAMP}`))) {
+    log(`installing into ${dir}`);
+    await Deno.remove(dir, { recursive: true }).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+    await Deno.mkdir(dir, { recursive: true });
+    await install(dir);
+    await Deno.writeTextFile(`${dir}/${STAMP}`, new Date().toISOString());
+  }
+  const current = await Deno.readLink(link).catch(() => undefined);
+  if (current === dir) return;
+  await Deno.remove(link, { recursive: true }).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
+  await Deno.symlink(dir, link);
+}
+
 async function setupNpm(): Promise<void> {
   const hash = await sha256(`${NPM_DIR}package.json`, `${NPM_DIR}package-lock.json`);
-  if (await readOr(NPM_STAMP, "") === hash) return;
-  log("npm/node_modules is missing or older than package-lock.json; installing");
-  await run("npm", ["ci", "--no-audit", "--no-fund"], NPM_DIR, "install Node.js 20+ with npm");
-  await Deno.writeTextFile(NPM_STAMP, hash);
+  const project = `${cacheRoot()}/npm-${hash.slice(0, 16)}`;
+  await linkCached(NODE_MODULES, `${project}/node_modules`, async () => {
+    // npm ci installs next to package.json: the project is copied into the cache first.
+    await Deno.copyFile(`${NPM_DIR}package.json`, `${project}/package.json`);
+    await Deno.copyFile(`${NPM_DIR}package-lock.json`, `${project}/package-lock.json`);
+    await run("npm", ["ci", "--no-audit", "--no-fund"], project, "install Node.js 20+ with npm");
+  });
 }
 
 async function setupVenv(): Promise<void> {
   const requirements = `${PEERS_DIR}requirements.txt`;
   const hash = await sha256(requirements);
+  const venv = `${cacheRoot()}/venv-${hash.slice(0, 16)}`;
   // Deno.stat follows the venv's python symlink, so a vanished base interpreter counts as stale.
-  const pythonOk = await Deno.stat(`${VENV}/bin/python`).then(() => true, () => false);
-  if (pythonOk && await readOr(VENV_STAMP, "") === hash) return;
-  log(".venv is missing or older than requirements.txt; recreating it");
-  // Recreate rather than update, so packages dropped from requirements.txt do not linger.
-  await Deno.remove(VENV, { recursive: true }).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  if (!(await exists(`${venv}/bin/python`))) {
+    await Deno.remove(`${venv}/${STAMP}`).catch(() => {});
+  }
+  await linkCached(VENV, venv, async (dir) => {
+    await run("python3", ["-m", "venv", dir], PEERS_DIR, "install Python 3.10+ with venv");
+    const pipArgs = ["install", "--disable-pip-version-check", "--quiet", "-r", requirements];
+    await run(`${dir}/bin/pip`, pipArgs, PEERS_DIR, "the venv has no pip");
   });
-  await run("python3", ["-m", "venv", VENV], PEERS_DIR, "install Python 3.10+ with venv");
-  const pipArgs = ["install", "--disable-pip-version-check", "--quiet", "-r", requirements];
-  await run(`${VENV}/bin/pip`, pipArgs, PEERS_DIR, "the venv has no pip");
-  await Deno.writeTextFile(VENV_STAMP, hash);
 }
 
 /** Where the dashboard tests look for Chromium (they fail, saying so, when it is missing). */
 const CHROMIUM = Deno.env.get("KLYM_CHROMIUM") ?? "/usr/bin/chromium";
 
 async function setupChromium(): Promise<void> {
-  if (await Deno.stat(CHROMIUM).then(() => true, () => false)) return;
+  if (await exists(CHROMIUM)) return;
   if (Deno.build.os !== "linux" || Deno.uid() !== 0) {
     log(
       `${CHROMIUM} is missing and this is not root on Linux: the dashboard tests will fail until ` +
