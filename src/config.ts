@@ -128,7 +128,7 @@ export const ConfigSchema = z.object({
   authFailuresBurst: int(1, 10_000).default(10),
   authFailuresPerMin: int(1, 100_000).default(10),
   /** Failed authentications from all addresses together per minute (also their burst). */
-  authFailuresTotalPerMin: int(1, 1_000_000).default(120),
+  authFailuresAllPerMin: int(1, 1_000_000).default(120),
   /** The journal's SQLite file, or `memory` to keep nothing across a restart (default: the platform's state folder). */
   state: z.string().min(1).optional(),
   /** Lowest level of Klym's own log on stderr. */
@@ -235,7 +235,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   maxSessions: "KLYM_MAX_SESSIONS",
   authFailuresBurst: "KLYM_AUTH_FAILURES_BURST",
   authFailuresPerMin: "KLYM_AUTH_FAILURES_PER_MIN",
-  authFailuresTotalPerMin: "KLYM_AUTH_FAILURES_TOTAL_PER_MIN",
+  authFailuresAllPerMin: "KLYM_AUTH_FAILURES_ALL_PER_MIN",
   state: "KLYM_STATE",
   logLevel: "KLYM_LOG_LEVEL",
   logFormat: "KLYM_LOG_FORMAT",

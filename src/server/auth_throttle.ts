@@ -25,7 +25,7 @@ const MS_PER_MIN = 60_000;
 
 export type AuthThrottleLimits = Pick<
   Config,
-  "authFailuresBurst" | "authFailuresPerMin" | "authFailuresTotalPerMin"
+  "authFailuresBurst" | "authFailuresPerMin" | "authFailuresAllPerMin"
 >;
 
 export interface AuthThrottleOptions {
@@ -43,7 +43,7 @@ export type AuthAttempt<T> =
     /** Whole seconds until the address may try again (`Retry-After`). */
     readonly retryAfterS: number;
     /** The bucket that ran dry: the address's own, or all addresses'. */
-    readonly bucket: "address" | "total";
+    readonly bucket: "address" | "all";
   };
 
 interface Bucket {
@@ -68,8 +68,8 @@ export class AuthThrottle {
   constructor(limits: AuthThrottleLimits, options: AuthThrottleOptions = {}) {
     this.#burst = limits.authFailuresBurst;
     this.#perMs = limits.authFailuresPerMin / MS_PER_MIN;
-    this.#totalBurst = limits.authFailuresTotalPerMin;
-    this.#totalPerMs = limits.authFailuresTotalPerMin / MS_PER_MIN;
+    this.#totalBurst = limits.authFailuresAllPerMin;
+    this.#totalPerMs = limits.authFailuresAllPerMin / MS_PER_MIN;
     this.#now = options.now ?? Date.now;
     this.#maxAddresses = options.maxAddresses ?? AUTH_THROTTLE_MAX_ADDRESSES;
     this.#total = { tokens: this.#totalBurst, at: this.#now(), warned: false };
@@ -105,7 +105,7 @@ export class AuthThrottle {
       return {
         outcome: "refused",
         retryAfterS: seconds(Math.min(untilTotal, untilClean)),
-        bucket: "total",
+        bucket: "all",
       };
     }
     const value = check();
@@ -119,7 +119,7 @@ export class AuthThrottle {
     if (this.#total.tokens < 1 && !this.#total.warned) {
       this.#total.warned = true;
       logger.warn(
-        "Failed authentications from all addresses reached {limit} a minute (KLYM_AUTH_FAILURES_TOTAL_PER_MIN): addresses with a recent failure are refused until it refills",
+        "Failed authentications from all addresses reached {limit} a minute (KLYM_AUTH_FAILURES_ALL_PER_MIN): addresses with a recent failure are refused until it refills",
         { limit: this.#totalBurst },
       );
     }

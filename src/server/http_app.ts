@@ -65,7 +65,7 @@ export interface HttpAppOptions {
     | "maxSessions"
     | "authFailuresBurst"
     | "authFailuresPerMin"
-    | "authFailuresTotalPerMin"
+    | "authFailuresAllPerMin"
   >;
   /** A server for one session (legacy era) or one request (modern era) of the principal `owner`. */
   createServer: (owner: string, era: "legacy" | "modern") => McpServer;
@@ -244,7 +244,7 @@ export class HttpApp {
       429,
       attempt.bucket === "address"
         ? `Too many failed authentications from this address (KLYM_AUTH_FAILURES_BURST, KLYM_AUTH_FAILURES_PER_MIN): retry in ${attempt.retryAfterS} s`
-        : `Too many failed authentications from all addresses (KLYM_AUTH_FAILURES_TOTAL_PER_MIN), this one among them: retry in ${attempt.retryAfterS} s`,
+        : `Too many failed authentications from all addresses (KLYM_AUTH_FAILURES_ALL_PER_MIN), this one among them: retry in ${attempt.retryAfterS} s`,
     );
     response.headers.set("retry-after", String(attempt.retryAfterS));
     return response;

@@ -19,7 +19,7 @@ function setup(
   const throttle = new AuthThrottle({
     authFailuresBurst: limits.burst,
     authFailuresPerMin: limits.perMin,
-    authFailuresTotalPerMin: limits.totalPerMin,
+    authFailuresAllPerMin: limits.totalPerMin,
   }, { now: () => now, ...(maxAddresses ? { maxAddresses } : {}) });
   let checks = 0;
   const attempt = (address: string, token: string): AuthAttempt<string> =>
@@ -113,18 +113,22 @@ Deno.test("with the total bucket empty, addresses that failed recently are refus
   const checks = t.checks;
   // a has 4 of 5 tokens, but the total is dry: refused until a's bucket is full (10 s) or the
   // total has a token again (20 s), whichever comes first; a right token is not let through.
-  assert.deepEqual(t.attempt("a", RIGHT), { outcome: "refused", retryAfterS: 10, bucket: "total" });
+  assert.deepEqual(t.attempt("a", RIGHT), { outcome: "refused", retryAfterS: 10, bucket: "all" });
   assert.deepEqual(t.attempt("b", "wrong"), {
     outcome: "refused",
     retryAfterS: 10,
-    bucket: "total",
+    bucket: "all",
   });
   assert.equal(t.checks, checks, "nothing was checked");
   // A clean address is checked: the right token gets in at once...
   assert.deepEqual(t.attempt("d", RIGHT), PASSED);
   // ...and a clean address's failure while the total is dry spends its whole burst (one strike).
   assert.deepEqual(t.attempt("e", "wrong"), FAILED);
-  assert.deepEqual(t.attempt("e", RIGHT), { outcome: "refused", retryAfterS: 10, bucket: "address" });
+  assert.deepEqual(t.attempt("e", RIGHT), {
+    outcome: "refused",
+    retryAfterS: 10,
+    bucket: "address",
+  });
   assert.equal(t.checks, checks + 2);
   // After 10 s, a is full again (forgotten, so clean) and checked.
   t.advance(10_000);
