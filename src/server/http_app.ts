@@ -1,7 +1,8 @@
 /**
  * Klym over HTTP: Streamable HTTP at `/mcp`, legacy SSE at `/sse` + `/messages`, and `/healthz`.
  * Every MCP route passes the same guards first: Host and Origin against DNS rebinding, the bearer
- * token, and a body cap checked before parsing. The dashboard (`/ui`, when given) passes the Host and
+ * token (failures throttled per client address: `auth_throttle.ts`), and a body cap checked before
+ * parsing. The dashboard (`/ui`, when given) passes the Host and
  * Origin guards and does its own login with the same token.
  */
 import {
