@@ -124,6 +124,11 @@ export const ConfigSchema = z.object({
   maxRequestBodyBytes: int(1024, 64 * 1024 ** 2).default(4 * 1024 * 1024),
   sessionIdleS: int(1, 86_400).default(1800),
   maxSessions: int(1, 100_000).default(256),
+  /** Failed authentications one client address may make at once, and per minute after that. */
+  authFailuresBurst: int(1, 10_000).default(10),
+  authFailuresPerMin: int(1, 100_000).default(10),
+  /** Failed authentications from all addresses together per minute (also their burst). */
+  authFailuresAllPerMin: int(1, 1_000_000).default(120),
   /** The journal's SQLite file, or `memory` to keep nothing across a restart (default: the platform's state folder). */
   state: z.string().min(1).optional(),
   /** Lowest level of Klym's own log on stderr. */
@@ -228,6 +233,9 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   maxRequestBodyBytes: "KLYM_MAX_REQUEST_BODY_BYTES",
   sessionIdleS: "KLYM_SESSION_IDLE_S",
   maxSessions: "KLYM_MAX_SESSIONS",
+  authFailuresBurst: "KLYM_AUTH_FAILURES_BURST",
+  authFailuresPerMin: "KLYM_AUTH_FAILURES_PER_MIN",
+  authFailuresAllPerMin: "KLYM_AUTH_FAILURES_ALL_PER_MIN",
   state: "KLYM_STATE",
   logLevel: "KLYM_LOG_LEVEL",
   logFormat: "KLYM_LOG_FORMAT",

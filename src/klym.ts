@@ -14,6 +14,7 @@ import { openJournal } from "./journal/open_journal.ts";
 import { createMcpServer } from "./server/mcp_server.ts";
 import { HttpApp } from "./server/http_app.ts";
 import { LOCAL_PRINCIPAL, Principals } from "./server/principals.ts";
+import { AuthThrottle } from "./server/auth_throttle.ts";
 import { ModelCatalog } from "./llm/model_catalog.ts";
 import { LlmService } from "./llm/llm_service.ts";
 import { UiApp } from "./ui/ui_app.ts";
@@ -90,11 +91,14 @@ export async function startKlym(config: Config): Promise<Klym> {
   // The dashboard's login takes any configured token (KLYM_AUTH_TOKEN or one of KLYM_AUTH_TOKENS);
   // it shows every principal's tasks, as an operator's view.
   const principals = new Principals(config);
+  // One throttle for failed bearer checks and failed logins: both guess the same tokens.
+  const throttle = new AuthThrottle(config);
   const ui = new UiApp({
     registry,
     authToken: principals.required ? "any configured token" : undefined,
     sameSecret: (given) => principals.required && principals.ofToken(given) !== undefined,
     stats: new ServerStatsSource(registry, config.grynyaUrl, model, VERSION),
+    throttle,
   });
   const app: HttpApp = new HttpApp({
     config,
@@ -105,6 +109,7 @@ export async function startKlym(config: Config): Promise<Klym> {
       journal: journal.health(),
     }),
     ui: ui.fetch,
+    throttle,
   });
   const { promise: listening, resolve: onListen } = Promise.withResolvers<Deno.NetAddr>();
   const http = Deno.serve({

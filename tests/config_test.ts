@@ -66,6 +66,17 @@ Deno.test("every invalid value is a ConfigError naming its variable or flag", ()
     [{ KLYM_GRYNYA_HEADERS: "[]" }, [], /KLYM_GRYNYA_HEADERS: /],
     [{ KLYM_OPENAI_COMPATIBLE_URL: "localhost:11434" }, [], /KLYM_OPENAI_COMPATIBLE_URL: /],
     [{ KLYM_AUTH_TOKEN: "short" }, [], /KLYM_AUTH_TOKEN: must be at least 16 characters/],
+    [{ KLYM_AUTH_FAILURES_BURST: "0" }, [], /KLYM_AUTH_FAILURES_BURST: must be between 1 and/],
+    [
+      { KLYM_AUTH_FAILURES_PER_MIN: "100001" },
+      [],
+      /KLYM_AUTH_FAILURES_PER_MIN: must be between 1 and 100000, received 100001/,
+    ],
+    [
+      { KLYM_AUTH_FAILURES_ALL_PER_MIN: "0" },
+      [],
+      /KLYM_AUTH_FAILURES_ALL_PER_MIN: must be between/,
+    ],
     [
       { KLYM_MAX_CONCURENT: "3" },
       [],

@@ -1,7 +1,8 @@
 /**
  * Klym over HTTP: Streamable HTTP at `/mcp`, legacy SSE at `/sse` + `/messages`, and `/healthz`.
  * Every MCP route passes the same guards first: Host and Origin against DNS rebinding, the bearer
- * token, and a body cap checked before parsing. The dashboard (`/ui`, when given) passes the Host and
+ * token (failures throttled per client address: `auth_throttle.ts`), and a body cap checked before
+ * parsing. The dashboard (`/ui`, when given) passes the Host and
  * Origin guards and does its own login with the same token.
  */
 import {
@@ -24,6 +25,7 @@ import { type Config, isLoopback } from "../config.ts";
 import { SseServerTransport } from "./sse_server_transport.ts";
 import { BoundedEventStore } from "./event_store.ts";
 import { LOCAL_PRINCIPAL, Principals } from "./principals.ts";
+import { AuthThrottle, clientAddress } from "./auth_throttle.ts";
 
 export { sameSecret } from "./principals.ts";
 
@@ -62,12 +64,17 @@ export interface HttpAppOptions {
     | "maxRequestBodyBytes"
     | "sessionIdleS"
     | "maxSessions"
+    | "authFailuresBurst"
+    | "authFailuresPerMin"
+    | "authFailuresAllPerMin"
   >;
   /** A server for one session (legacy era) or one request (modern era) of the principal `owner`. */
   createServer: (owner: string, era: "legacy" | "modern") => McpServer;
   health: () => Record<string, unknown>;
-  /** The dashboard's routes under `/ui`. */
-  ui?: (req: Request, url: URL) => Promise<Response>;
+  /** The dashboard's routes under `/ui`; `client` is the caller's address (see `clientAddress`). */
+  ui?: (req: Request, url: URL, client: string) => Promise<Response>;
+  /** Failed bearer checks, shared with the dashboard's login (default: one from `config`). */
+  throttle?: AuthThrottle;
 }
 
 type Id = string | number | null;
@@ -140,11 +147,13 @@ export class HttpApp {
   readonly #allowedOrigins: string[];
   readonly #sweeper: ReturnType<typeof setInterval>;
   readonly principals: Principals;
+  readonly #throttle: AuthThrottle;
   /** Protocol 2026-07-28 and later: session-less, one server instance per request. */
   readonly #modern: McpHttpHandler;
 
   constructor(readonly options: HttpAppOptions) {
     this.principals = new Principals(options.config);
+    this.#throttle = options.throttle ?? new AuthThrottle(options.config);
     this.#modern = createMcpHandler(
       (ctx) => options.createServer(ctx.authInfo?.clientId ?? LOCAL_PRINCIPAL, ctx.era),
       {
@@ -169,23 +178,24 @@ export class HttpApp {
     return this.#sessions.size;
   }
 
-  readonly fetch = async (req: Request): Promise<Response> => {
+  readonly fetch = async (req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> => {
     const url = new URL(req.url);
+    const client = clientAddress(info);
     if (url.pathname === "/healthz" && req.method === "GET") {
       // Without the token (when one is set), only whether Klym is up: no counts to probe.
-      const open = this.principals.ofRequest(req) !== undefined;
+      const open = typeof this.#authenticate(req, client) === "string";
       return Response.json(open ? { ok: true, ...this.options.health() } : { ok: true });
     }
     const ui = this.options.ui;
     if (ui && (url.pathname === "/ui" || url.pathname.startsWith("/ui/"))) {
       const refused = this.#guardHostOrigin(req);
       if (refused) return refused;
-      return await ui(req, url);
+      return await ui(req, url, client);
     }
     const refused = this.#guardHostOrigin(req);
     if (refused) return refused;
-    const owner = this.principals.ofRequest(req);
-    if (owner === undefined) return this.#unauthorized();
+    const owner = this.#authenticate(req, client);
+    if (typeof owner !== "string") return owner;
     try {
       switch (url.pathname) {
         case "/mcp":
@@ -218,6 +228,27 @@ export class HttpApp {
       return jsonRpcError(403, `Forbidden: Origin ${origin} is not allowed (KLYM_ALLOWED_ORIGINS)`);
     }
     return undefined;
+  }
+
+  /**
+   * The principal of the request's bearer token, or the answer refusing it: 401, or 429 while
+   * `client` is throttled for failed checks (then the token is not even looked at).
+   */
+  #authenticate(req: Request, client: string): string | Response {
+    if (!this.principals.required || !req.headers.has("authorization")) {
+      return this.principals.ofRequest(req) ?? this.#unauthorized();
+    }
+    const attempt = this.#throttle.attempt(client, () => this.principals.ofRequest(req));
+    if (attempt.outcome === "passed") return attempt.value;
+    if (attempt.outcome === "failed") return this.#unauthorized();
+    const response = jsonRpcError(
+      429,
+      attempt.bucket === "address"
+        ? `Too many failed authentications from this address (KLYM_AUTH_FAILURES_BURST, KLYM_AUTH_FAILURES_PER_MIN): retry in ${attempt.retryAfterS} s`
+        : `Too many failed authentications from all addresses (KLYM_AUTH_FAILURES_ALL_PER_MIN), this one among them: retry in ${attempt.retryAfterS} s`,
+    );
+    response.headers.set("retry-after", String(attempt.retryAfterS));
+    return response;
   }
 
   #unauthorized(): Response {

@@ -16,12 +16,8 @@ import { APP_CSS, APP_JS, dashboardHtml, loginHtml } from "./assets.ts";
 import { type EventStreamOptions, EventStreams } from "./event_stream.ts";
 import type { ServerStatsSource } from "./server_stats.ts";
 import { CLEARED_COOKIE, UiSessions } from "./ui_sessions.ts";
-import {
-  UI_LIST_LIMIT,
-  UI_LOG_LINES_PER_READ,
-  UI_LOGIN_BODY_BYTES,
-  UI_LOGIN_FAIL_DELAY_MS,
-} from "./ui_limits.ts";
+import { UI_LIST_LIMIT, UI_LOG_LINES_PER_READ, UI_LOGIN_BODY_BYTES } from "./ui_limits.ts";
+import type { AuthThrottle } from "../server/auth_throttle.ts";
 
 const logger = getLogger(["klym", "ui"]);
 
@@ -53,7 +49,8 @@ export interface UiAppOptions {
   stats: ServerStatsSource;
   sameSecret: (given: string, expected: string) => boolean;
   streams?: EventStreamOptions;
-  loginFailDelayMs?: number;
+  /** Failed logins, counted per client address with the failed bearer checks. */
+  throttle: AuthThrottle;
 }
 
 function respond(body: BodyInit | null, status: number, headers: Record<string, string> = {}) {
@@ -95,16 +92,16 @@ export class UiApp {
     );
   }
 
-  readonly fetch = async (req: Request, url: URL): Promise<Response> => {
+  readonly fetch = async (req: Request, url: URL, client: string): Promise<Response> => {
     try {
-      return await this.#route(req, url);
+      return await this.#route(req, url, client);
     } catch (error) {
       logger.error("Dashboard request failed: {error}", { error });
       return json({ error: "Internal server error" }, 500);
     }
   };
 
-  async #route(req: Request, url: URL): Promise<Response> {
+  async #route(req: Request, url: URL, client: string): Promise<Response> {
     const path = url.pathname;
     const method = req.method;
     if (path === "/ui/app.js" && method === "GET") {
@@ -115,7 +112,7 @@ export class UiApp {
     }
     if (path === "/ui/login") {
       if (method === "GET") return this.#loginPage(req, undefined, 200);
-      if (method === "POST") return await this.#login(req, url);
+      if (method === "POST") return await this.#login(req, url, client);
     }
     if (path === "/ui/logout" && method === "POST") {
       if (!sameOrigin(req)) return json({ error: "Cross-origin request refused" }, 403);
@@ -199,13 +196,21 @@ export class UiApp {
     });
   }
 
-  #loginPage(req: Request, error: string | undefined, status: number): Response {
+  #loginPage(
+    req: Request,
+    error: string | undefined,
+    status: number,
+    headers: Record<string, string> = {},
+  ): Response {
     if (!this.options.authToken) return redirect("/ui");
     if (this.sessions.has(req)) return redirect("/ui");
-    return respond(loginHtml(error), status, { "content-type": "text/html; charset=utf-8" });
+    return respond(loginHtml(error), status, {
+      "content-type": "text/html; charset=utf-8",
+      ...headers,
+    });
   }
 
-  async #login(req: Request, url: URL): Promise<Response> {
+  async #login(req: Request, url: URL, client: string): Promise<Response> {
     const token = this.options.authToken;
     if (!token) return redirect("/ui");
     if (!sameOrigin(req)) {
@@ -217,10 +222,15 @@ export class UiApp {
       return this.#loginPage(req, `The form is larger than ${UI_LOGIN_BODY_BYTES} bytes`, 413);
     }
     const given = new URLSearchParams(text).get("token") ?? "";
-    if (!this.options.sameSecret(given, token)) {
-      await new Promise((r) =>
-        setTimeout(r, this.options.loginFailDelayMs ?? UI_LOGIN_FAIL_DELAY_MS)
-      );
+    const attempt = this.options.throttle.attempt(
+      client,
+      () => this.options.sameSecret(given, token) || undefined,
+    );
+    if (attempt.outcome === "refused") {
+      const retry = `Too many failed logins: try again in ${attempt.retryAfterS} s`;
+      return this.#loginPage(req, retry, 429, { "retry-after": String(attempt.retryAfterS) });
+    }
+    if (attempt.outcome === "failed") {
       logger.warn("Dashboard login refused: wrong token");
       return this.#loginPage(req, "Wrong token: use the value of KLYM_AUTH_TOKEN", 401);
     }

@@ -20,8 +20,6 @@ export const UI_SESSION_TTL_S = 12 * 3600;
 export const UI_MAX_SESSIONS = 64;
 /** A login form's body. */
 export const UI_LOGIN_BODY_BYTES = 4096;
-/** A failed login is answered after this pause, to slow down guessing. */
-export const UI_LOGIN_FAIL_DELAY_MS = 500;
 /** Tasks in the dashboard's list. */
 export const UI_LIST_LIMIT = 200;
 /** Log lines in one answer of the task page's log endpoint. */
