@@ -43,9 +43,21 @@ const baseEnv = (env: Record<string, string>) => ({
   ...env,
 });
 
-export async function startKlym(env: Record<string, string> = {}): Promise<KlymProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"],
+export interface StartOptions {
+  /** The server's umask (e.g. "022"), set by a shell that then runs it. */
+  readonly umask?: string;
+}
+
+export async function startKlym(
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<KlymProcess> {
+  const args = ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"];
+  const umask = options.umask;
+  const child = new Deno.Command(umask === undefined ? Deno.execPath() : "sh", {
+    args: umask === undefined
+      ? args
+      : ["-c", `umask ${umask} && exec "$0" "$@"`, Deno.execPath(), ...args],
     env: baseEnv(env),
     stdin: "null",
     stdout: "null",
