@@ -114,6 +114,21 @@ export async function startKlym(
   };
 }
 
+/** Runs Klym expecting it to refuse to start: its exit code and stderr. */
+export async function refusedStart(
+  env: Record<string, string>,
+): Promise<{ code: number; err: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"],
+    env: { KLYM_TASKS_DIR: FIXTURE_TASKS, KLYM_LOG_FORMAT: "json", ...env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  return { code: out.code, err: new TextDecoder().decode(out.stderr) };
+}
+
 /** A client speaking to Klym over stdio, Klym being its child process. */
 export async function connectStdio(env: Record<string, string> = {}): Promise<Client> {
   const client = new Client({ name: "klym-test", version: "1.0.0" });

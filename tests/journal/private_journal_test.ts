@@ -3,14 +3,7 @@
  * an owner file that is never followed, and log lines that keep every byte across a restart.
  */
 import assert from "node:assert/strict";
-import {
-  call,
-  FIXTURE_TASKS,
-  MAIN,
-  startKlym,
-  type Status,
-  waitFinal,
-} from "../helpers/klym_process.ts";
+import { call, refusedStart, startKlym, type Status, waitFinal } from "../helpers/klym_process.ts";
 import { JournalError } from "../../src/journal/journal.ts";
 import { SqliteJournal } from "../../src/journal/sqlite_journal.ts";
 
@@ -20,19 +13,6 @@ const octal = (m: number) => `0${m.toString(8)}`;
 async function tempDir(): Promise<{ dir: string } & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "klym-private-" });
   return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
-}
-
-/** Runs Klym expecting it to refuse to start: its exit code and stderr. */
-async function refusedStart(env: Record<string, string>): Promise<{ code: number; err: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"],
-    env: { KLYM_TASKS_DIR: FIXTURE_TASKS, KLYM_LOG_FORMAT: "json", ...env },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    signal: AbortSignal.timeout(20_000),
-  }).output();
-  return { code: out.code, err: new TextDecoder().decode(out.stderr) };
 }
 
 /** A pid no process has: past the kernel's maximum. */
