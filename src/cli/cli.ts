@@ -10,12 +10,13 @@ import { type FlagSpec, intFlag, paramsFrom, parseArgs, type Parsed, UsageError 
 import { CliError, connectKlym, DEFAULT_URL, type KlymClient, serverUrl } from "./klym_client.ts";
 import {
   humanDuration,
-  inert,
   type Output,
   paintStatus,
   progressBar,
   table,
+  terminalJson,
   terminalOutput,
+  terminalText,
 } from "./output.ts";
 
 /** Between two `check_task_status` calls while following a task. */
@@ -72,12 +73,13 @@ function runTime(task: Summary): number | undefined {
 }
 
 function jsonLine(output: Output, value: unknown): void {
-  output.out(`${JSON.stringify(value)}\n`);
+  output.out(`${terminalJson(value)}\n`);
 }
 
 function printLogs(output: Output, status: Status, json: boolean): void {
   if (status.logs_missed > 0 && !json) {
-    output.err(`klym: ${status.logs_missed} log lines were dropped before they could be read\n`);
+    const missed = terminalText(String(status.logs_missed));
+    output.err(`klym: ${missed} log lines were dropped before they could be read\n`);
   }
   for (const line of status.logs) {
     if (json) {
@@ -87,28 +89,31 @@ function printLogs(output: Output, status: Status, json: boolean): void {
     const stream = line.stream === "stderr"
       ? output.paint("yellow", "err")
       : output.paint("dim", "out");
-    output.out(`${output.paint("dim", line.time.slice(11, 23))} ${stream} ${inert(line.text)}\n`);
+    const time = terminalText(line.time.slice(11, 23));
+    output.out(`${output.paint("dim", time)} ${stream} ${terminalText(line.text)}\n`);
   }
 }
 
 function printTask(output: Output, task: Status): void {
   const rows: [string, string][] = [
-    ["task", task.task_id],
-    ["kind", inert(task.kind)],
+    ["task", terminalText(task.task_id)],
+    ["kind", terminalText(task.kind)],
     ["status", paintStatus(output, task.status)],
-    ["created", task.created_at],
+    ["created", terminalText(task.created_at)],
   ];
-  if (task.started_at) rows.push(["started", task.started_at]);
-  if (task.finished_at) rows.push(["finished", task.finished_at]);
+  if (task.started_at) rows.push(["started", terminalText(task.started_at)]);
+  if (task.finished_at) rows.push(["finished", terminalText(task.finished_at)]);
   const duration = runTime(task);
   if (duration !== undefined) rows.push(["duration", humanDuration(duration)]);
   if (task.progress) rows.push(["progress", progressBar(task.progress)]);
-  rows.push(["logs", `klym logs ${task.task_id}`]);
-  if (task.error) rows.push(["error", `${task.error.code}: ${inert(task.error.message)}`]);
+  rows.push(["logs", `klym logs ${terminalText(task.task_id)}`]);
+  if (task.error) {
+    rows.push(["error", terminalText(`${task.error.code}: ${task.error.message}`)]);
+  }
   output.out(table(rows.map(([k, v]) => [output.paint("bold", k), v])));
   if (task.status === "succeeded") {
     output.out(
-      `${output.paint("bold", "result")}\n${inert(JSON.stringify(task.result, null, 2))}\n`,
+      `${output.paint("bold", "result")}\n${terminalJson(task.result, 2)}\n`,
     );
   }
 }
@@ -191,8 +196,8 @@ const COMMANDS: Record<CommandName, Command> = {
       ];
       for (const task of answer.tasks) {
         rows.push([
-          task.task_id,
-          inert(task.kind),
+          terminalText(task.task_id),
+          terminalText(task.kind),
           paintStatus(output, task.status),
           humanDuration(Date.now() - Date.parse(task.created_at)),
           humanDuration(runTime(task)),
@@ -230,7 +235,7 @@ const COMMANDS: Record<CommandName, Command> = {
       const id = parsed.positional[0]!;
       if (has(parsed, "follow")) {
         const final = await follow(client, id, output, { json, showLogs: true, bar: false });
-        if (!json) output.err(`klym: ${id} ${paintStatus(output, final.status)}\n`);
+        if (!json) output.err(`klym: ${terminalText(id)} ${paintStatus(output, final.status)}\n`);
         return exitFor(final.status);
       }
       let cursor = 0;
@@ -285,10 +290,10 @@ const COMMANDS: Record<CommandName, Command> = {
       );
       if (!has(parsed, "wait")) {
         if (json) jsonLine(output, started);
-        else output.out(`${started.task_id}\n`);
+        else output.out(`${terminalText(started.task_id)}\n`);
         return 0;
       }
-      if (!json) output.err(`klym: started ${started.task_id}\n`);
+      if (!json) output.err(`klym: started ${terminalText(started.task_id)}\n`);
       const final = await follow(client, started.task_id, output, {
         json,
         showLogs: false,
@@ -313,7 +318,7 @@ const COMMANDS: Record<CommandName, Command> = {
         ...(reason === undefined ? {} : { reason }),
       });
       if (json) jsonLine(output, answer);
-      else output.out(`${answer.task_id} ${paintStatus(output, answer.status)}\n`);
+      else output.out(`${terminalText(answer.task_id)} ${paintStatus(output, answer.status)}\n`);
       return 0;
     },
   },
@@ -397,11 +402,13 @@ export async function runCli(
     return await command.run(client, parsed, output, has(parsed, "json"));
   } catch (error) {
     if (error instanceof UsageError) {
-      output.err(`klym: ${error.message}\nRun "klym --help" for the commands and options.\n`);
+      output.err(
+        `klym: ${terminalText(error.message)}\nRun "klym --help" for the commands and options.\n`,
+      );
       return 2;
     }
     if (error instanceof CliError) {
-      output.err(`klym: ${error.message}\n`);
+      output.err(`klym: ${terminalText(error.message)}\n`);
       return 2;
     }
     throw error;

@@ -1,9 +1,9 @@
 /**
  * The CLI's terminal output: stdout for answers, stderr for messages and the progress bar; colour
- * only on a terminal and without `NO_COLOR`. Text from a task is made inert (control characters
- * escaped) before it reaches a terminal.
+ * only on a terminal and without `NO_COLOR`. Text from a server or a task goes through
+ * `terminalText` (or `terminalJson`) before it reaches a terminal: one field, one row, always.
  */
-import { inert } from "../log_format.ts";
+import { terminalJson, terminalText } from "./terminal_text.ts";
 
 const encoder = new TextEncoder();
 
@@ -44,7 +44,7 @@ export function terminalOutput(env: Record<string, string | undefined>): Output 
   };
 }
 
-export { inert };
+export { terminalJson, terminalText };
 
 const STATUS_STYLE: Record<string, Style> = {
   queued: "yellow",
@@ -57,7 +57,7 @@ const STATUS_STYLE: Record<string, Style> = {
 };
 
 export function paintStatus(output: Output, status: string): string {
-  return output.paint(STATUS_STYLE[status] ?? "bold", status);
+  return output.paint(STATUS_STYLE[status] ?? "bold", terminalText(status));
 }
 
 /** `[#######-------] 7/14 message`, `width` cells wide. */
@@ -66,13 +66,16 @@ export function progressBar(
   width = 24,
 ): string {
   if (!progress) return `[${"·".repeat(width)}]`;
-  const { done, total, message } = progress;
+  // Numbers from the server, made numbers (anything else prints as NaN, never as raw text).
+  const done = Number(progress.done);
+  const total = progress.total === undefined ? undefined : Number(progress.total);
+  const message = progress.message === undefined ? undefined : String(progress.message);
   let bar: string;
   if (total && total > 0) {
     const filled = Math.max(0, Math.min(width, Math.round((done / total) * width)));
     bar = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${total}`;
   } else bar = `[${"~".repeat(width)}] ${done}`;
-  return message ? `${bar} ${inert(message)}` : bar;
+  return message ? `${bar} ${terminalText(message)}` : bar;
 }
 
 /** "42 s", "3 min 5 s", "2 h 4 min". */

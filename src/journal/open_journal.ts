@@ -29,5 +29,6 @@ export function openJournal(
   env: Record<string, string | undefined> = Deno.env.toObject(),
 ): Journal {
   if (state === "memory") return new MemoryJournal();
-  return new SqliteJournal(state ?? defaultStatePath(env));
+  if (state !== undefined) return new SqliteJournal(state);
+  return new SqliteJournal(defaultStatePath(env), { defaultFolder: true });
 }

@@ -7,14 +7,23 @@
  * One process owns a file: it is opened with `locking_mode=EXCLUSIVE` and written to at once, so the
  * operating system's lock keeps any other process out until this one closes it or dies (a dead
  * owner's lock goes with it). The owner writes its pid next to the file (`<file>.owner`) so that a
- * refused second Klym can say who holds it.
+ * refused second Klym can say who holds it. The folder and the files are private (0700 and 0600:
+ * see `private_files.ts`); text columns are read back whole, NUL bytes included.
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
-import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import type { Failure } from "../protocol.ts";
 import type { TaskState } from "../tasks/task_state.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
+import {
+  createPrivateFile,
+  OWNER_SUFFIX,
+  PrivacyError,
+  privateFiles,
+  privateFolder,
+  readOwnerFile,
+  writeOwnerFile,
+} from "./private_files.ts";
 import {
   type Journal,
   JournalError,
@@ -45,6 +54,8 @@ export interface SqliteJournalOptions {
   readonly pid?: number;
   /** Caps the file (in pages): a stand-in for a full disk in tests. */
   readonly maxPageCount?: number;
+  /** The file is in the default state folder: that folder is Klym's whatever else it holds. */
+  readonly defaultFolder?: boolean;
 }
 
 interface PendingLogs {
@@ -59,7 +70,7 @@ interface TaskRow {
   owner: string;
   kind: string;
   model: string | null;
-  prompt: string | null;
+  prompt: string | Uint8Array | null;
   params: string;
   timeout_s: number;
   created_at: number;
@@ -76,6 +87,21 @@ interface TaskRow {
 
 /** `undefined` becomes SQL NULL. */
 const sql = (value: string | number | undefined): SQLInputValue => value ?? null;
+
+/**
+ * A free-text column read back whole. SQLite keeps every byte of a bound string, but node:sqlite
+ * reads TEXT as a C string, cut at its first NUL: a value holding one is read as its bytes instead.
+ */
+const whole = (column: string) =>
+  `CASE WHEN instr(${column}, char(0)) > 0 THEN CAST(${column} AS BLOB) ELSE ${column} END ` +
+  `AS ${column}`;
+
+const utf8 = new TextDecoder();
+
+/** A column read through `whole`: its text. */
+function text<T extends string | null>(value: T | Uint8Array): T | string {
+  return value instanceof Uint8Array ? utf8.decode(value) : value;
+}
 
 export class SqliteJournal implements Journal {
   readonly where: string;
@@ -97,11 +123,20 @@ export class SqliteJournal implements Journal {
   /** Opens (creating when missing) and migrates the file; throws a `JournalError` saying why not. */
   constructor(readonly file: string, options: SqliteJournalOptions = {}) {
     this.where = file;
-    this.#ownerFile = `${file}.owner`;
+    this.#ownerFile = `${file}${OWNER_SUFFIX}`;
     try {
-      Deno.mkdirSync(dirname(file), { recursive: true });
+      privateFolder(file, options.defaultFolder ?? false);
     } catch (error) {
-      throw refusal(file, `its folder cannot be created (${message(error)})`);
+      throw refusal(file, `its folder cannot be created or made private (${message(error)})`);
+    }
+    try {
+      privateFiles(file, true);
+      createPrivateFile(file);
+    } catch (error) {
+      throw refusal(
+        file,
+        error instanceof PrivacyError ? error.message : `it cannot be created (${message(error)})`,
+      );
     }
     let db: DatabaseSync;
     try {
@@ -123,18 +158,29 @@ export class SqliteJournal implements Journal {
       this.#migrate();
       if (options.maxPageCount) db.exec(`PRAGMA max_page_count = ${options.maxPageCount}`);
       this.#statements = prepare(db);
+      // SQLite made its -wal (and any other file) with the journal's mode; make sure of it.
+      privateFiles(file, false);
     } catch (error) {
       db.close();
       if (error instanceof JournalError) throw error;
+      if (error instanceof PrivacyError) throw refusal(file, error.message);
       throw this.#openProblem(error);
     }
     try {
-      Deno.writeTextFileSync(
+      writeOwnerFile(
         this.#ownerFile,
         JSON.stringify({ pid: options.pid ?? Deno.pid, since: new Date().toISOString() }) + "\n",
       );
-    } catch {
+    } catch (error) {
+      if (error instanceof PrivacyError) {
+        db.close();
+        throw refusal(file, error.message);
+      }
       // Only a refused second Klym's message needs it.
+      logger.warn("Cannot write the journal's owner file {path}: {error}", {
+        path: this.#ownerFile,
+        error: message(error),
+      });
     }
   }
 
@@ -167,8 +213,10 @@ export class SqliteJournal implements Journal {
     if (/locked|busy/i.test(text)) {
       let owner = "another process";
       try {
-        const { pid, since } = JSON.parse(Deno.readTextFileSync(this.#ownerFile));
-        owner = `another Klym (pid ${pid}, running since ${since})`;
+        const { pid, since } = JSON.parse(readOwnerFile(this.#ownerFile) ?? "");
+        if (Number.isSafeInteger(pid) && typeof since === "string") {
+          owner = `another Klym (pid ${pid}, running since ${since})`;
+        }
       } catch {
         // No owner file: say what is known.
       }
@@ -245,7 +293,7 @@ export class SqliteJournal implements Journal {
         owner: row.owner,
         kind: row.kind,
         model: row.model ?? undefined,
-        prompt: row.prompt ?? undefined,
+        prompt: text(row.prompt) ?? undefined,
         params: JSON.parse(row.params),
         timeoutS: row.timeout_s,
         createdAt: row.created_at,
@@ -366,13 +414,13 @@ export class SqliteJournal implements Journal {
       seq: number;
       stream: number;
       time: number;
-      text: string;
+      text: string | Uint8Array;
     }[];
     return rows.map((r) => ({
       seq: r.seq,
       stream: STREAMS[r.stream] ?? "stdout",
       time: r.time,
-      text: r.text,
+      text: text(r.text),
     }));
   }
 
@@ -381,18 +429,18 @@ export class SqliteJournal implements Journal {
     if (no === undefined) return [];
     const rows = this.#statements.readSaves.all(no) as {
       seq: number;
-      tool: string;
+      tool: string | Uint8Array;
       ok: number;
       time: number;
-      reply: string;
+      reply: string | Uint8Array;
     }[];
     return rows.map((r) => ({
       taskId,
       seq: r.seq,
-      tool: r.tool,
+      tool: text(r.tool),
       ok: r.ok === 1,
       time: r.time,
-      reply: r.reply,
+      reply: text(r.reply),
     }));
   }
 
@@ -455,6 +503,12 @@ export class SqliteJournal implements Journal {
     if (this.#closed) return;
     this.flush();
     this.#closed = true;
+    // Removed while the lock is still held, so a Klym that takes the file next keeps its own.
+    try {
+      Deno.removeSync(this.#ownerFile);
+    } catch {
+      // Already gone.
+    }
     try {
       this.#db.close();
     } catch (error) {
@@ -462,11 +516,6 @@ export class SqliteJournal implements Journal {
         file: this.file,
         error: message(error),
       });
-    }
-    try {
-      Deno.removeSync(this.#ownerFile);
-    } catch {
-      // Already gone.
     }
   }
 
@@ -549,7 +598,8 @@ function prepare(db: DatabaseSync) {
   const st = (text: string): StatementSync => db.prepare(text);
   return {
     allTasks: st(
-      "SELECT no, id, owner, kind, model, prompt, params, timeout_s, created_at, status, queued_at, " +
+      `SELECT no, id, owner, kind, model, ${whole("prompt")}, params, timeout_s, created_at, ` +
+        "status, queued_at, " +
         "started_at, code_started_at, finished_at, progress, result, error, logs_dropped " +
         "FROM tasks ORDER BY no",
     ),
@@ -581,12 +631,16 @@ function prepare(db: DatabaseSync) {
     ),
     trimLogs: st("DELETE FROM logs WHERE task = ? AND seq < ?"),
     readLogs: st(
-      "SELECT seq, stream, time, text FROM logs WHERE task = ? AND seq > ? ORDER BY seq LIMIT ?",
+      `SELECT seq, stream, time, ${whole("text")} FROM logs WHERE task = ? AND seq > ? ` +
+        "ORDER BY seq LIMIT ?",
     ),
     insertSave: st(
       "INSERT OR REPLACE INTO saves (task, seq, tool, ok, time, reply) VALUES (?, ?, ?, ?, ?, ?)",
     ),
-    readSaves: st("SELECT seq, tool, ok, time, reply FROM saves WHERE task = ? ORDER BY seq"),
+    readSaves: st(
+      `SELECT seq, ${whole("tool")}, ok, time, ${whole("reply")} FROM saves WHERE task = ? ` +
+        "ORDER BY seq",
+    ),
     deleteLogs: st("DELETE FROM logs WHERE task = ?"),
     deleteEvents: st("DELETE FROM task_events WHERE task = ?"),
     deleteSaves: st("DELETE FROM saves WHERE task = ?"),

@@ -223,3 +223,105 @@ Deno.test("klym drives a running Klym: start --wait, tasks, show, logs -f, cance
     assert.match(missing.stderr, /TASK_NOT_FOUND/);
   });
 });
+
+/** Characters that must never reach a terminal raw from the CLI. */
+// deno-lint-ignore no-control-regex
+const RAW_UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}]/u;
+
+Deno.test("text that lies on a terminal prints as escapes: one field, one row; --json parses back", async (t) => {
+  await using klym = await startKlym();
+  const env = { KLYM_URL: klym.url };
+  const client = await klym.connect();
+  const forged = 'boom\nstatus    succeeded\nresult    {"ok": true}';
+  const line = "paid \u202edcba\u202c\x9b31m\u2028\u200b\ufeff\x1b[2J done";
+  const progress = "half\nt_fake  echo_text  succeeded\u2029\u2066x\u2069";
+  const started = await call<{ task_id: string }>(client, "start_async_agent_task", {
+    kind: "echo_text",
+    params: { out: [line], err: ["\x85warn\u200f"], progress, fail: forged },
+  });
+  const id = started.task_id;
+  const final = await waitFinal(client, id);
+  assert.equal(final.status, "failed");
+  assert.ok(final.error!.message.includes(forged), "the task's message reached the server whole");
+
+  await t.step(
+    "show prints exactly one status row and shows the error's breaks as \\n",
+    async () => {
+      const run = await klymCli(["show", id], env);
+      assert.equal(run.code, 1, run.stderr);
+      assert.doesNotMatch(run.stdout, RAW_UNSAFE);
+      const rows = run.stdout.trimEnd().split("\n");
+      assert.deepEqual(rows.filter((row) => row.startsWith("status")), ["status    failed"]);
+      assert.ok(!rows.some((row) => row.startsWith("result")), "no forged result row");
+      const error = rows.filter((row) => row.startsWith("error"));
+      assert.equal(error.length, 1);
+      assert.ok(
+        error[0]!.includes('boom\\nstatus    succeeded\\nresult    {"ok": true}'),
+        error[0],
+      );
+      assert.ok(
+        rows.every((row) =>
+          /^(task|kind|status|created|started|finished|duration|progress|logs|error) /.test(row)
+        ),
+        run.stdout,
+      );
+      assert.match(
+        run.stdout,
+        /progress\s+\[.*\] 1\/2 half\\nt_fake {2}echo_text {2}succeeded\\u2029\\u2066x\\u2069\n/,
+      );
+    },
+  );
+
+  await t.step("tasks prints one row per task with the progress message escaped", async () => {
+    const run = await klymCli(["tasks"], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.doesNotMatch(run.stdout, RAW_UNSAFE);
+    const rows = run.stdout.trimEnd().split("\n");
+    assert.equal(rows.length, 2, run.stdout);
+    assert.match(rows[1]!, new RegExp(`^${id}\\s+echo_text\\s+failed\\s`));
+    assert.ok(rows[1]!.includes("half\\nt_fake  echo_text  succeeded\\u2029\\u2066x\\u2069"));
+  });
+
+  await t.step(
+    "logs and logs -f show bidi, C1, separators and zero-width characters as escapes",
+    async () => {
+      const shown = "paid \\u202Edcba\\u202C\\u009B31m\\u2028\\u200B\\uFEFF\\u001B[2J done";
+      for (const args of [["logs", id], ["logs", "-f", id]]) {
+        const run = await klymCli(args, env);
+        assert.equal(run.code, 1, run.stderr);
+        assert.doesNotMatch(run.stdout + run.stderr, RAW_UNSAFE);
+        assert.match(run.stdout, /^\d\d:\d\d:\d\d\.\d{3} out paid /m);
+        assert.ok(run.stdout.includes(` out ${shown}\n`), run.stdout);
+        assert.ok(run.stdout.includes(" err \\u0085warn\\u200F\n"), run.stdout);
+        assert.equal(run.stdout.trimEnd().split("\n").length, 2);
+      }
+    },
+  );
+
+  await t.step(
+    "--json holds no raw C1 or bidi character and parses to the original strings",
+    async () => {
+      const show = await klymCli(["show", id, "--json"], env);
+      const tasks = await klymCli(["tasks", "--json"], env);
+      const logs = await klymCli(["logs", id, "--json"], env);
+      for (const run of [show, tasks, logs]) {
+        assert.doesNotMatch(run.stdout, /[\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}]/u);
+      }
+      assert.ok(
+        show.stdout.includes("\\u2066") && logs.stdout.includes("\\u202Edcba\\u202C\\u009B"),
+      );
+      const [task] = jsonLines(show.stdout);
+      assert.deepEqual(task.error, final.error);
+      assert.equal(task.progress.message, progress);
+      assert.deepEqual(jsonLines(tasks.stdout)[0].tasks[0].error, final.error);
+      assert.deepEqual(jsonLines(logs.stdout).map((l) => l.text), [line, "\x85warn\u200f"]);
+    },
+  );
+
+  await t.step("an error message from the server prints on one row of stderr", async () => {
+    const run = await klymCli(["show", "t_\u202e\nstatus    succeeded"], env);
+    assert.equal(run.code, 2);
+    assert.doesNotMatch(run.stderr, RAW_UNSAFE);
+    assert.match(run.stderr, /^klym: .*TASK_NOT_FOUND.*\n$/);
+  });
+});

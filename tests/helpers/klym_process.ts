@@ -43,9 +43,21 @@ const baseEnv = (env: Record<string, string>) => ({
   ...env,
 });
 
-export async function startKlym(env: Record<string, string> = {}): Promise<KlymProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"],
+export interface StartOptions {
+  /** The server's umask (e.g. "022"), set by a shell that then runs it. */
+  readonly umask?: string;
+}
+
+export async function startKlym(
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<KlymProcess> {
+  const args = ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"];
+  const umask = options.umask;
+  const child = new Deno.Command(umask === undefined ? Deno.execPath() : "sh", {
+    args: umask === undefined
+      ? args
+      : ["-c", `umask ${umask} && exec "$0" "$@"`, Deno.execPath(), ...args],
     env: baseEnv(env),
     stdin: "null",
     stdout: "null",
@@ -100,6 +112,21 @@ export async function startKlym(env: Record<string, string> = {}): Promise<KlymP
       clearTimeout(killer);
     },
   };
+}
+
+/** Runs Klym expecting it to refuse to start: its exit code and stderr. */
+export async function refusedStart(
+  env: Record<string, string>,
+): Promise<{ code: number; err: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"],
+    env: { KLYM_TASKS_DIR: FIXTURE_TASKS, KLYM_LOG_FORMAT: "json", ...env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  return { code: out.code, err: new TextDecoder().decode(out.stderr) };
 }
 
 /** A client speaking to Klym over stdio, Klym being its child process. */

@@ -1,7 +1,7 @@
 /** The real server, killed with SIGKILL and started again on the same state file. */
 import assert from "node:assert/strict";
 import { SqliteJournal } from "../../src/journal/sqlite_journal.ts";
-import { call, FIXTURE_TASKS, MAIN, startKlym, type Status } from "../helpers/klym_process.ts";
+import { call, refusedStart, startKlym, type Status } from "../helpers/klym_process.ts";
 
 async function stateFile(): Promise<{ file: string } & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "klym-restart-" });
@@ -9,19 +9,6 @@ async function stateFile(): Promise<{ file: string } & AsyncDisposable> {
     file: `${dir}/klym.db`,
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
-}
-
-/** Runs Klym expecting it to refuse to start: its exit code and stderr. */
-async function refusedStart(env: Record<string, string>): Promise<{ code: number; err: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"],
-    env: { KLYM_TASKS_DIR: FIXTURE_TASKS, KLYM_LOG_FORMAT: "json", ...env },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    signal: AbortSignal.timeout(20_000),
-  }).output();
-  return { code: out.code, err: new TextDecoder().decode(out.stderr) };
 }
 
 Deno.test("after SIGKILL and a restart: the live task is interrupted with its logs, results and cursors survive", async () => {
