@@ -1,8 +1,8 @@
 /**
- * The server's scheduler: the queue (fair across principals, `FairQueue`), the running slots and
- * each principal's share of them, deadlines and cancel. The records
- * (and their retention and journal) are the `TaskStore`'s. Every status change goes through
- * `#settle`/`#launch`, which call `transition`, so each task reaches exactly one terminal state.
+ * The server's scheduler: the queue (fair across principals, `FairQueue`), each principal's share
+ * of it and of the running slots, deadlines and cancel. The records (and their retention and
+ * journal) are the `TaskStore`'s. Every status change goes through `#settle`/`#launch`, which call
+ * `transition`, so each task reaches exactly one terminal state.
  * Nothing a task sends can throw out of here: a bad event ends that task, not the server.
  */
 import { getLogger } from "@logtape/logtape";
