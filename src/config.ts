@@ -97,8 +97,16 @@ export const ConfigSchema = z.object({
   maxGrynyaCallBytes: int(1024, 64 * 1024 ** 2).default(1024 ** 2),
   /** Running task processes; more tasks wait `queued`. */
   maxConcurrent: int(1, 1024).default(8),
-  /** Tasks waiting for a slot; beyond it `start_async_agent_task` is refused. */
+  /** Tasks one principal may have waiting for a slot; beyond it its `start` is refused. */
   maxQueued: int(0, 100_000).default(1000),
+  /** Tasks waiting, all principals together (default: ten principals' worth, 10 × maxQueued). */
+  maxQueuedTotal: int(0, 10_000_000).optional(),
+  /** UTF-8 bytes of prompts plus JSON bytes of params one principal may have waiting. */
+  maxQueuedBytes: int(1024, 1024 ** 4).default(32 * 1024 ** 2),
+  /** The same, all principals together (default: four principals' worth, 4 × maxQueuedBytes). */
+  maxQueuedBytesTotal: int(1024, 1024 ** 4).optional(),
+  /** Running task processes of one principal (default: maxConcurrent, all of them). */
+  maxRunningPerPrincipal: int(1, 1024).optional(),
   defaultTimeoutS: int(1, 86_400).default(600),
   maxTimeoutS: int(1, 86_400).default(3600),
   /** Grace between a cooperative abort and SIGKILL of the task's process. */
@@ -129,6 +137,8 @@ export const ConfigSchema = z.object({
   authFailuresPerMin: int(1, 100_000).default(10),
   /** Failed authentications from all addresses together per minute (also their burst). */
   authFailuresAllPerMin: int(1, 1_000_000).default(120),
+  /** Open MCP sessions of one principal (default: maxSessions). */
+  maxSessionsPerPrincipal: int(1, 100_000).optional(),
   /** The journal's SQLite file, or `memory` to keep nothing across a restart (default: the platform's state folder). */
   state: z.string().min(1).optional(),
   /** Lowest level of Klym's own log on stderr. */
@@ -169,6 +179,34 @@ export const ConfigSchema = z.object({
       message: "each token and each name must appear once (KLYM_AUTH_TOKEN included)",
     });
   }
+  const atLeast = (key: keyof typeof c, value: number | undefined, floor: number, why: string) => {
+    if (value !== undefined && value < floor) {
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        message: `must be at least ${why}, received ${value}`,
+      });
+    }
+  };
+  atLeast(
+    "maxQueuedTotal",
+    c.maxQueuedTotal,
+    c.maxQueued,
+    `KLYM_MAX_QUEUED (${c.maxQueued}), one principal's share`,
+  );
+  const oneTask = c.maxPromptBytes + c.maxParamsBytes;
+  atLeast(
+    "maxQueuedBytes",
+    c.maxQueuedBytes,
+    oneTask,
+    `KLYM_MAX_PROMPT_BYTES + KLYM_MAX_PARAMS_BYTES (${oneTask}), so that a task with the largest inputs fits`,
+  );
+  atLeast(
+    "maxQueuedBytesTotal",
+    c.maxQueuedBytesTotal,
+    c.maxQueuedBytes,
+    `KLYM_MAX_QUEUED_BYTES (${c.maxQueuedBytes}), one principal's share`,
+  );
   if (!c.stdio && !isLoopback(c.host) && tokens.length === 0) {
     ctx.addIssue({
       code: "custom",
@@ -177,7 +215,14 @@ export const ConfigSchema = z.object({
         `KLYM_AUTH_TOKEN is required when binding to the non-loopback host "${c.host}" (or KLYM_AUTH_TOKENS)`,
     });
   }
-});
+}).transform((c) => ({
+  ...c,
+  // Defaults that follow other knobs: one principal alone may use what a single user had before.
+  maxQueuedTotal: c.maxQueuedTotal ?? 10 * c.maxQueued,
+  maxQueuedBytesTotal: c.maxQueuedBytesTotal ?? 4 * c.maxQueuedBytes,
+  maxRunningPerPrincipal: c.maxRunningPerPrincipal ?? c.maxConcurrent,
+  maxSessionsPerPrincipal: c.maxSessionsPerPrincipal ?? c.maxSessions,
+}));
 
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -216,6 +261,10 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   maxGrynyaCallBytes: "KLYM_MAX_GRYNYA_CALL_BYTES",
   maxConcurrent: "KLYM_MAX_CONCURRENT",
   maxQueued: "KLYM_MAX_QUEUED",
+  maxQueuedTotal: "KLYM_MAX_QUEUED_TOTAL",
+  maxQueuedBytes: "KLYM_MAX_QUEUED_BYTES",
+  maxQueuedBytesTotal: "KLYM_MAX_QUEUED_BYTES_TOTAL",
+  maxRunningPerPrincipal: "KLYM_MAX_RUNNING_PER_PRINCIPAL",
   defaultTimeoutS: "KLYM_DEFAULT_TIMEOUT_S",
   maxTimeoutS: "KLYM_MAX_TIMEOUT_S",
   cancelGraceMs: "KLYM_CANCEL_GRACE_MS",
@@ -236,6 +285,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   authFailuresBurst: "KLYM_AUTH_FAILURES_BURST",
   authFailuresPerMin: "KLYM_AUTH_FAILURES_PER_MIN",
   authFailuresAllPerMin: "KLYM_AUTH_FAILURES_ALL_PER_MIN",
+  maxSessionsPerPrincipal: "KLYM_MAX_SESSIONS_PER_PRINCIPAL",
   state: "KLYM_STATE",
   logLevel: "KLYM_LOG_LEVEL",
   logFormat: "KLYM_LOG_FORMAT",

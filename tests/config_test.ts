@@ -83,6 +83,31 @@ Deno.test("every invalid value is a ConfigError naming its variable or flag", ()
       /KLYM_MAX_CONCURENT is not a Klym variable; did you mean KLYM_MAX_CONCURRENT\?/,
     ],
     [{ KLYM_LOGLEVEL: "info" }, [], /KLYM_LOGLEVEL .*did you mean KLYM_LOG_LEVEL\?/],
+    [
+      { KLYM_MAX_QUEUED: "10", KLYM_MAX_QUEUED_TOTAL: "9" },
+      [],
+      /KLYM_MAX_QUEUED_TOTAL: must be at least KLYM_MAX_QUEUED \(10\), one principal's share, received 9/,
+    ],
+    [
+      { KLYM_MAX_QUEUED_BYTES: "327679" },
+      [],
+      /KLYM_MAX_QUEUED_BYTES: must be at least KLYM_MAX_PROMPT_BYTES \+ KLYM_MAX_PARAMS_BYTES \(327680\), so that a task with the largest inputs fits, received 327679/,
+    ],
+    [
+      { KLYM_MAX_QUEUED_BYTES: "400000", KLYM_MAX_QUEUED_BYTES_TOTAL: "399999" },
+      [],
+      /KLYM_MAX_QUEUED_BYTES_TOTAL: must be at least KLYM_MAX_QUEUED_BYTES \(400000\)/,
+    ],
+    [
+      { KLYM_MAX_RUNNING_PER_PRINCIPAL: "0" },
+      [],
+      /KLYM_MAX_RUNNING_PER_PRINCIPAL: must be between 1/,
+    ],
+    [
+      { KLYM_MAX_SESSIONS_PER_PRINCIPAL: "0" },
+      [],
+      /KLYM_MAX_SESSIONS_PER_PRINCIPAL: must be between/,
+    ],
   ];
   for (const [env, args, pattern] of cases) {
     const what = JSON.stringify({ env, args });
@@ -92,6 +117,26 @@ Deno.test("every invalid value is a ConfigError naming its variable or flag", ()
       return true;
     }, what);
   }
+});
+
+Deno.test("per-principal limits default to a single user's share, totals to several", () => {
+  const c = loadConfig({}, []);
+  assert.deepEqual(
+    [c.maxQueued, c.maxQueuedTotal, c.maxQueuedBytes, c.maxQueuedBytesTotal],
+    [1000, 10_000, 32 * 1024 ** 2, 128 * 1024 ** 2],
+  );
+  assert.deepEqual([c.maxRunningPerPrincipal, c.maxSessionsPerPrincipal], [8, 256]);
+  const set = loadConfig({
+    KLYM_MAX_QUEUED: "7",
+    KLYM_MAX_QUEUED_BYTES: "400000",
+    KLYM_MAX_CONCURRENT: "3",
+    KLYM_MAX_SESSIONS: "5",
+  }, []);
+  assert.deepEqual(
+    [set.maxQueuedTotal, set.maxQueuedBytesTotal, set.maxRunningPerPrincipal],
+    [70, 1_600_000, 3],
+  );
+  assert.equal(set.maxSessionsPerPrincipal, 5);
 });
 
 Deno.test("booleans are exactly 1, true, 0 or false; the log level is one of six", () => {

@@ -67,6 +67,7 @@ export interface HttpAppOptions {
     | "authFailuresBurst"
     | "authFailuresPerMin"
     | "authFailuresAllPerMin"
+    | "maxSessionsPerPrincipal"
   >;
   /** A server for one session (legacy era) or one request (modern era) of the principal `owner`. */
   createServer: (owner: string, era: "legacy" | "modern") => McpServer;
@@ -142,6 +143,8 @@ function untilSent(response: Response, done: () => void): Response {
 
 export class HttpApp {
   readonly #sessions = new Map<string, Session>();
+  /** Open sessions of each principal (no entry for none). */
+  readonly #sessionsOf = new Map<string, number>();
   /** `undefined`: any Host (a wildcard bind with no list; the bearer token guards it). */
   readonly #allowedHosts: string[] | undefined;
   readonly #allowedOrigins: string[];
@@ -358,7 +361,8 @@ export class HttpApp {
         id,
       );
     }
-    if (!this.#makeRoom()) return this.#tooManySessions(id);
+    const full = this.#makeRoom(owner, id);
+    if (full) return full;
     const server = this.options.createServer(owner, "legacy");
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({
@@ -376,31 +380,71 @@ export class HttpApp {
   }
 
   /**
-   * Whether a new session fits: at the limit, the least recently used Streamable HTTP session
-   * with nothing in flight for `EVICTABLE_IDLE_MS` gives way, so careless clients that never
-   * `DELETE` their sessions cannot lock others out.
+   * Room for a session of `owner`, or the 503 that refuses it. A principal at
+   * `KLYM_MAX_SESSIONS_PER_PRINCIPAL` may only displace its own least recently used Streamable HTTP
+   * session idle for `EVICTABLE_IDLE_MS` (careless clients never `DELETE` theirs). At
+   * `KLYM_MAX_SESSIONS`, a principal holding less than its fair share (the limit divided among the
+   * principals holding sessions, itself included) takes the place of the least recently used
+   * session of the principal holding the most, an open SSE stream included; anyone else may only
+   * displace such an idle session of a principal holding at least as many as it does.
    */
-  #makeRoom(): boolean {
-    if (this.#sessions.size < this.options.config.maxSessions) return true;
-    const cutoff = Date.now() - EVICTABLE_IDLE_MS;
+  #makeRoom(owner: string, id: Id): Response | undefined {
+    const { maxSessions, maxSessionsPerPrincipal } = this.options.config;
+    const mine = this.#sessionsOf.get(owner) ?? 0;
+    const idle = (s: Session) =>
+      s.transport instanceof WebStandardStreamableHTTPServerTransport && s.inFlight === 0 &&
+      s.lastSeen <= Date.now() - EVICTABLE_IDLE_MS;
+    if (mine >= maxSessionsPerPrincipal) {
+      if (this.#evictLru((s) => s.owner === owner && idle(s), "its principal's limit")) return;
+      // A limit per principal no lower than the total is the total's (one principal alone).
+      return this.#tooManySessions(
+        maxSessionsPerPrincipal < maxSessions
+          ? `principal "${owner}" has ${mine} open sessions, the limit per principal is ${maxSessionsPerPrincipal} (KLYM_MAX_SESSIONS_PER_PRINCIPAL)`
+          : `principal "${owner}" has ${mine} open sessions, the limit is ${maxSessions} (KLYM_MAX_SESSIONS)`,
+        id,
+      );
+    }
+    if (this.#sessions.size < maxSessions) return;
+    const holders = this.#sessionsOf.size + (mine === 0 ? 1 : 0);
+    const fairShare = Math.floor(maxSessions / holders);
+    if (mine < fairShare) {
+      let busiest = owner;
+      for (const [principal, count] of this.#sessionsOf) {
+        if (count > (this.#sessionsOf.get(busiest) ?? 0)) busiest = principal;
+      }
+      const reason = `a fair share for "${owner}"`;
+      if (
+        this.#evictLru((s) => s.owner === busiest && s.inFlight === 0, reason) ||
+        this.#evictLru((s) => s.owner === busiest, reason)
+      ) return;
+    }
+    const atLeastMine = (s: Session) => (this.#sessionsOf.get(s.owner) ?? 0) >= mine;
+    if (this.#evictLru((s) => idle(s) && atLeastMine(s), "the session limit")) return;
+    return this.#tooManySessions(
+      `${this.#sessions.size} sessions are open, the limit is ${maxSessions} (KLYM_MAX_SESSIONS), and principal "${owner}" has ${mine}, its fair share being ${fairShare}`,
+      id,
+    );
+  }
+
+  /** Closes the least recently used session that `may` accepts; `false` when there is none. */
+  #evictLru(may: (session: Session) => boolean, reason: string): boolean {
     let lru: [string, Session] | undefined;
     for (const entry of this.#sessions) {
-      const session = entry[1];
-      if (!(session.transport instanceof WebStandardStreamableHTTPServerTransport)) continue;
-      if (session.inFlight > 0 || session.lastSeen > cutoff) continue;
-      if (!lru || session.lastSeen < lru[1].lastSeen) lru = entry;
+      if ((!lru || entry[1].lastSeen < lru[1].lastSeen) && may(entry[1])) lru = entry;
     }
     if (!lru) return false;
-    logger.info("Session limit reached: closing the least recently used idle session {id}", {
+    logger.info("Closing the least recently used session {id} of {owner} to make room: {reason}", {
       id: lru[0],
+      owner: lru[1].owner,
+      reason,
     });
     void this.#drop(lru[0]);
-    this.#sessions.delete(lru[0]);
     return true;
   }
 
   async #openSse(owner: string): Promise<Response> {
-    if (!this.#makeRoom()) return this.#tooManySessions(null);
+    const full = this.#makeRoom(owner, null);
+    if (full) return full;
     const transport = new SseServerTransport(MESSAGES_PATH);
     const server = this.options.createServer(owner, "legacy");
     this.#open(transport.sessionId, transport, server, owner);
@@ -426,10 +470,10 @@ export class HttpApp {
     return new Response("Accepted", { status: 202 });
   }
 
-  #tooManySessions(id: Id): Response {
+  #tooManySessions(why: string, id: Id): Response {
     return jsonRpcError(
       503,
-      `Too many open sessions (${this.options.config.maxSessions}, KLYM_MAX_SESSIONS); close idle clients or retry later`,
+      `Too many open sessions: ${why}; close idle clients or retry later`,
       -32000,
       id,
     );
@@ -444,12 +488,16 @@ export class HttpApp {
       messages: 0,
       inFlight: 0,
     });
+    this.#sessionsOf.set(owner, (this.#sessionsOf.get(owner) ?? 0) + 1);
   }
 
   async #drop(id: string): Promise<void> {
     const session = this.#sessions.get(id);
     if (!session) return;
     this.#sessions.delete(id);
+    const left = this.#sessionsOf.get(session.owner)! - 1;
+    if (left > 0) this.#sessionsOf.set(session.owner, left);
+    else this.#sessionsOf.delete(session.owner);
     await session.server.close().catch(() => {});
   }
 

@@ -45,6 +45,8 @@ export interface Admitted {
   readonly timeoutS: number;
   readonly params: Record<string, unknown>;
   readonly budget: ModelBudget;
+  /** The prompt's UTF-8 bytes and the params' JSON bytes, counted toward the queue's byte budget. */
+  readonly inputBytes: number;
 }
 
 const refuse = (message: string) => new TaskError("INVALID_INPUT", `Cannot start task: ${message}`);
@@ -87,7 +89,13 @@ export function admit(
       `"params" is ${paramsBytes} bytes as JSON, the limit is ${limits.maxParamsBytes} (KLYM_MAX_PARAMS_BYTES)`,
     );
   }
-  return { modulePath, timeoutS, params, budget: modelBudget(request.kind, params, limits) };
+  return {
+    modulePath,
+    timeoutS,
+    params,
+    budget: modelBudget(request.kind, params, limits),
+    inputBytes: paramsBytes + (request.prompt === undefined ? 0 : utf8Length(request.prompt)),
+  };
 }
 
 /** The agent's budget may be lowered by its params; every other kind gets the task-wide one. */

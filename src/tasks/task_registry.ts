@@ -1,7 +1,8 @@
 /**
- * The server's scheduler: the FIFO queue, the running slots, deadlines and cancel. The records
- * (and their retention and journal) are the `TaskStore`'s. Every status change goes through
- * `#settle`/`#launch`, which call `transition`, so each task reaches exactly one terminal state.
+ * The server's scheduler: the queue (fair across principals, `FairQueue`), each principal's share
+ * of it and of the running slots, deadlines and cancel. The records (and their retention and
+ * journal) are the `TaskStore`'s. Every status change goes through `#settle`/`#launch`, which call
+ * `transition`, so each task reaches exactly one terminal state.
  * Nothing a task sends can throw out of here: a bad event ends that task, not the server.
  */
 import { getLogger } from "@logtape/logtape";
@@ -19,6 +20,7 @@ import type { ProcessEvent, ProcessExit, TaskProcess } from "./task_process.ts";
 import type { KindCatalog } from "./kind_catalog.ts";
 import { type AdmissionLimits, admit, type StartRequest } from "./admission.ts";
 import { ModelBroker, type ModelLimits } from "./model_broker.ts";
+import { FairQueue } from "./fair_queue.ts";
 
 export type { StartRequest } from "./admission.ts";
 import { TaskEvents } from "./task_events.ts";
@@ -35,6 +37,10 @@ export type RegistryLimits =
     Config,
     | "maxConcurrent"
     | "maxQueued"
+    | "maxQueuedTotal"
+    | "maxQueuedBytes"
+    | "maxQueuedBytesTotal"
+    | "maxRunningPerPrincipal"
     | "cancelGraceMs"
     | "logLimitBytes"
     | "retentionS"
@@ -49,10 +55,12 @@ interface Running {
 }
 
 export class TaskRegistry {
-  readonly #queue: LiveTask[] = [];
+  readonly #queue = new FairQueue<LiveTask>();
   readonly #running = new Map<string, Running>();
   /** Processes not yet exited, whether or not their task is still running. */
   readonly #slots = new Set<Promise<ProcessExit>>();
+  /** Of those, how many each principal holds (no entry for none). */
+  readonly #slotsOf = new Map<string, number>();
   /** The starting client's sampler of each unfinished task. */
   readonly #samplers = new Map<string, Sampler>();
   #closing = false;
@@ -80,23 +88,18 @@ export class TaskRegistry {
     if (this.#closing) {
       throw new TaskError("SHUTTING_DOWN", "Cannot start task: Klym is shutting down");
     }
-    const { modulePath, timeoutS, params, budget } = admit(
+    const { modulePath, timeoutS, params, budget, inputBytes } = admit(
       request,
       this.limits,
       this.kinds,
       this.llm,
     );
-    // Tasks about to take a free slot (their process is being spawned) do not count as waiting.
-    if (this.#queue.length >= this.limits.maxQueued + this.#freeSlots()) {
-      throw new TaskError(
-        "QUEUE_FULL",
-        `Cannot start task: ${this.#running.size} tasks are running and ${this.#queue.length} are queued, the queue limit is ${this.limits.maxQueued} (KLYM_MAX_QUEUED); wait for tasks to finish or cancel some`,
-      );
-    }
+    const owner = request.owner ?? "local";
+    this.#checkRoom(owner, inputBytes);
     const now = this.now();
     const task: LiveTask = {
       id: newTaskId(now),
-      owner: request.owner ?? "local",
+      owner,
       kind: request.kind,
       modulePath,
       model: request.model,
@@ -113,7 +116,7 @@ export class TaskRegistry {
     };
     this.store.add(task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);
-    this.#queue.push(task);
+    this.#queue.push(owner, task, inputBytes);
     this.events.emit({ type: "task", id: task.id });
     this.#pump();
     return task;
@@ -154,7 +157,7 @@ export class TaskRegistry {
 
   /** Resolves when no task process is left (queue empty, every process exited). */
   whenIdle(): Promise<void> {
-    if (this.#queue.length === 0 && this.#slots.size === 0) return Promise.resolve();
+    if (this.#queue.size === 0 && this.#slots.size === 0) return Promise.resolve();
     this.#idle ??= Promise.withResolvers<void>();
     return this.#idle.promise;
   }
@@ -189,13 +192,55 @@ export class TaskRegistry {
     return Math.max(0, this.limits.maxConcurrent - this.#slots.size);
   }
 
+  /** Free slots `owner` may take: the free ones, within its own running limit. */
+  #freeSlotsOf(owner: string): number {
+    const own = this.limits.maxRunningPerPrincipal - (this.#slotsOf.get(owner) ?? 0);
+    return Math.max(0, Math.min(this.#freeSlots(), own));
+  }
+
+  /**
+   * Refuses a task its principal's share of the queue, or the whole queue, has no room for.
+   * Tasks about to take a free slot (their process is being spawned) do not count as waiting;
+   * their input bytes count until they leave the queue.
+   */
+  #checkRoom(owner: string, bytes: number): void {
+    const full = (message: string) => new TaskError("QUEUE_FULL", `Cannot start task: ${message}`);
+    const l = this.limits;
+    const mine = this.#queue.sizeOf(owner);
+    if (mine >= l.maxQueued + this.#freeSlotsOf(owner)) {
+      throw full(
+        `principal "${owner}" has ${mine} tasks queued; its queue limit is ${l.maxQueued} (KLYM_MAX_QUEUED); wait for some to finish or cancel some`,
+      );
+    }
+    const all = this.#queue.size;
+    if (all >= l.maxQueuedTotal + this.#freeSlots()) {
+      throw full(
+        `${all} tasks are queued across all principals (principal "${owner}" has ${mine}), the total queue limit is ${l.maxQueuedTotal} (KLYM_MAX_QUEUED_TOTAL); wait for tasks to finish or retry later`,
+      );
+    }
+    const myBytes = this.#queue.bytesOf(owner);
+    if (myBytes + bytes > l.maxQueuedBytes) {
+      throw full(
+        `principal "${owner}" has ${myBytes} bytes of prompts and params queued and this task brings ${bytes}, the limit per principal is ${l.maxQueuedBytes} (KLYM_MAX_QUEUED_BYTES); wait for some to finish, cancel some or pass large data by reference`,
+      );
+    }
+    const allBytes = this.#queue.bytes;
+    if (allBytes + bytes > l.maxQueuedBytesTotal) {
+      throw full(
+        `${allBytes} bytes of prompts and params are queued across all principals (principal "${owner}" has ${myBytes}) and this task brings ${bytes}, the total limit is ${l.maxQueuedBytesTotal} (KLYM_MAX_QUEUED_BYTES_TOTAL); wait for tasks to finish or retry later`,
+      );
+    }
+  }
+
   /**
    * Starts queued tasks while slots are free. A warm spare is handed its task at once; a task that
    * needs a fresh process waits for a turn of its own, one spawn per turn, so that spawning (which
-   * blocks the event loop for milliseconds) never sits on the path of a client's request.
+   * blocks the event loop for milliseconds) never sits on the path of a client's request. The
+   * queue picks whose task goes next; a principal holding its running limit is passed over.
    */
   #pump(spawnTurn = false): void {
-    while (!this.#closing && this.#queue.length > 0 && this.#freeSlots() > 0) {
+    const mayRun = (owner: string) => this.#freeSlotsOf(owner) > 0;
+    while (!this.#closing && this.#freeSlots() > 0 && this.#queue.hasNext(mayRun)) {
       if (!this.pool.hasSpare) {
         if (!spawnTurn) {
           this.#spawnSoon();
@@ -203,7 +248,7 @@ export class TaskRegistry {
         }
         spawnTurn = false;
       }
-      this.#launch(this.#queue.shift()!);
+      this.#launch(this.#queue.next(mayRun)!);
     }
     this.#updateIdle();
   }
@@ -216,7 +261,7 @@ export class TaskRegistry {
   }
 
   #updateIdle(): void {
-    if (this.#idle && this.#queue.length === 0 && this.#slots.size === 0) {
+    if (this.#idle && this.#queue.size === 0 && this.#slots.size === 0) {
       this.#idle.resolve();
       this.#idle = undefined;
     }
@@ -266,8 +311,12 @@ export class TaskRegistry {
       return exit;
     });
     this.#slots.add(slot);
+    this.#slotsOf.set(task.owner, (this.#slotsOf.get(task.owner) ?? 0) + 1);
     void slot.finally(() => {
       this.#slots.delete(slot);
+      const held = this.#slotsOf.get(task.owner)! - 1;
+      if (held > 0) this.#slotsOf.set(task.owner, held);
+      else this.#slotsOf.delete(task.owner);
       this.#pump();
     });
     process.start(
@@ -372,8 +421,7 @@ export class TaskRegistry {
         : { status: status as "failed", startedAt, finishedAt, error: outcome as Failure },
     );
     this.#samplers.delete(task.id);
-    const queued = this.#queue.findIndex((t) => t === task);
-    if (queued !== -1) this.#queue.splice(queued, 1);
+    this.#queue.remove(task.owner, task as LiveTask);
     const running = this.#running.get(task.id);
     if (running) {
       const reason = status === "succeeded" || status === "failed" ? "finished" : status;
