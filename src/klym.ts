@@ -11,7 +11,7 @@ import { ProcessPool } from "./tasks/process_pool.ts";
 import { processOptions } from "./tasks/task_process.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
 import { openJournal } from "./journal/open_journal.ts";
-import { createMcpServer } from "./server/mcp_server.ts";
+import { createMcpServer } from "./mcp/mcp_server.ts";
 import { HttpApp } from "./server/http_app.ts";
 import { LOCAL_PRINCIPAL, Principals } from "./server/principals.ts";
 import { ModelCatalog } from "./llm/model_catalog.ts";

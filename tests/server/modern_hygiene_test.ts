@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { makeRegistry } from "../helpers/registry.ts";
 import { loadConfig } from "../../src/config.ts";
 import { HttpApp } from "../../src/server/http_app.ts";
-import { createMcpServer } from "../../src/server/mcp_server.ts";
+import { createMcpServer } from "../../src/mcp/mcp_server.ts";
 import { MODERN_VERSION, TASKS_EXTENSION } from "../helpers/raw_mcp.ts";
 
 Deno.test("modern requests leave no server behind", async () => {

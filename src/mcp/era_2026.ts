@@ -28,7 +28,7 @@ import {
   notFound,
   settleStart,
   wrapRequestHandler,
-} from "./native_tasks.ts";
+} from "./era_2025.ts";
 
 export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
 const MISSING_REQUIRED_CLIENT_CAPABILITY = -32021;

@@ -10,7 +10,7 @@ import { z } from "zod";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { finalResult, startInput, startTask, Summary } from "./task_tools.ts";
-import { markWaiting, setDefaultResult, whenFinal } from "./native_tasks.ts";
+import { markWaiting, setDefaultResult, whenFinal } from "./era_2025.ts";
 import type { LiveSession } from "./live_session.ts";
 import { guarded } from "./tool_results.ts";
 

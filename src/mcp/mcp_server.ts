@@ -15,11 +15,11 @@ import {
   type NativeTasksOptions,
   parkInput,
   wrapRequestHandler,
-} from "./native_tasks.ts";
+} from "./era_2025.ts";
 import { askingSampler } from "../llm/sampling.ts";
-import { installTasksExtension } from "./tasks_extension.ts";
+import { installTasksExtension } from "./era_2026.ts";
 import { LiveSession } from "./live_session.ts";
-import { LOCAL_PRINCIPAL } from "./principals.ts";
+import { LOCAL_PRINCIPAL } from "../server/principals.ts";
 import { VERSION } from "../version.ts";
 
 export const SERVER_INFO = { name: "klym", version: VERSION } as const;

@@ -14,7 +14,7 @@ import { getLogger } from "@logtape/logtape";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import { isTerminal } from "../tasks/task_state.ts";
 import { type Sampler, samplerFor } from "../llm/sampling.ts";
-import { linksOf, mcpStatus, mcpTask, type McpTaskStatus, waitingRequest } from "./native_tasks.ts";
+import { linksOf, mcpStatus, mcpTask, type McpTaskStatus, waitingRequest } from "./era_2025.ts";
 import type { TaskToolsSession } from "./task_tools.ts";
 
 const logger = getLogger(["klym", "mcp"]);
