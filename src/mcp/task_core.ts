@@ -71,17 +71,20 @@ interface TaskLinks {
   resultOf: ResultOf;
 }
 
+/** What the core needs of the registry: its tasks by id and owner, and their changes. */
+export type TaskSource = Pick<TaskRegistry, "get" | "events">;
+
 export interface McpTaskCoreOptions {
   /** KLYM_RETENTION_S in ms: the longest ttl granted, and the ttl of a task granted none. */
   readonly retentionMs: number;
 }
 
 export class McpTaskCore {
-  readonly #registry: TaskRegistry;
+  readonly #registry: TaskSource;
   readonly #retentionMs: number;
   readonly #links = new WeakMap<TaskRecord, TaskLinks>();
 
-  constructor(registry: TaskRegistry, options: McpTaskCoreOptions) {
+  constructor(registry: TaskSource, options: McpTaskCoreOptions) {
     this.#registry = registry;
     this.#retentionMs = options.retentionMs;
   }
