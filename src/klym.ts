@@ -11,7 +11,8 @@ import { ProcessPool } from "./tasks/process_pool.ts";
 import { processOptions } from "./tasks/task_process.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
 import { openJournal } from "./journal/open_journal.ts";
-import { createMcpServer } from "./server/mcp_server.ts";
+import { createMcpServer, type McpServices } from "./mcp/mcp_server.ts";
+import { McpTaskCore } from "./mcp/task_core.ts";
 import { HttpApp } from "./server/http_app.ts";
 import { LOCAL_PRINCIPAL, Principals } from "./server/principals.ts";
 import { AuthThrottle } from "./server/auth_throttle.ts";
@@ -62,6 +63,9 @@ export async function startKlym(config: Config): Promise<Klym> {
   }
   logger.info("Tasks are journaled in {store}", { store: journal.where });
   pool.warm();
+  // One MCP task core for every session of both eras, living as long as the registry.
+  const core = new McpTaskCore(registry, { retentionMs: config.retentionS * 1000 });
+  const mcp: McpServices = { registry, core, config };
 
   if (config.stdio) {
     // The SDK's stdio entry picks the era from the client's first message: a 2025 `initialize`
@@ -69,7 +73,7 @@ export async function startKlym(config: Config): Promise<Klym> {
     const transport = new StdioServerTransport();
     const { promise: done, resolve } = Promise.withResolvers<void>();
     const stdio = serveStdio(
-      (ctx) => createMcpServer(registry, config, { owner: LOCAL_PRINCIPAL, era: ctx.era }),
+      (ctx) => createMcpServer(mcp, { owner: LOCAL_PRINCIPAL, era: ctx.era }),
       {
         transport: closingWith(transport, resolve),
         onerror: (error) => logger.debug("stdio: {error}", { error }),
@@ -102,7 +106,7 @@ export async function startKlym(config: Config): Promise<Klym> {
   });
   const app: HttpApp = new HttpApp({
     config,
-    createServer: (owner, era) => createMcpServer(registry, config, { owner, era }),
+    createServer: (owner, era) => createMcpServer(mcp, { owner, era }),
     health: (): Record<string, unknown> => ({
       tasks: registry.counts(),
       sessions: app.sessionCount,

@@ -5,7 +5,7 @@
  * sessions; protocol 2026-07-28 and its Tasks extension). A check the suite itself marks
  * untestable, or one that needs the reference server's test-only tools (`test_logging_tool`,
  * `slow_compute`, …), is not counted against Klym; the same protocol steps run against Klym's own
- * tools in tests/server/native_tasks_test.ts and tests/server/tasks_extension_test.ts.
+ * tools in tests/mcp/era_2025_test.ts and tests/mcp/era_2026_test.ts.
  */
 import assert from "node:assert/strict";
 import { PEERS_DIR } from "./peers/setup.ts";
@@ -60,7 +60,7 @@ const SUITES: Record<string, string[]> = {
 /**
  * The reference server's test-only tools. A check that fails only because Klym has no such tool
  * (or because an earlier step could not create a task with one) is not counted; the same steps
- * run against Klym's own tools in tests/server/tasks_extension_test.ts.
+ * run against Klym's own tools in tests/mcp/era_2026_test.ts.
  */
 const FIXTURE_TOOLS = [
   "greet",

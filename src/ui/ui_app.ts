@@ -11,7 +11,7 @@ import { getLogger } from "@logtape/logtape";
 import { TaskError } from "../errors.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { TASK_STATUSES, type TaskStatus } from "../tasks/task_state.ts";
-import { summary } from "../server/task_tools.ts";
+import { summary } from "../mcp/task_tools.ts";
 import { APP_CSS, APP_JS, dashboardHtml, loginHtml } from "./assets.ts";
 import { type EventStreamOptions, EventStreams } from "./event_stream.ts";
 import type { ServerStatsSource } from "./server_stats.ts";

@@ -6,15 +6,17 @@ import assert from "node:assert/strict";
 import { makeRegistry } from "../helpers/registry.ts";
 import { loadConfig } from "../../src/config.ts";
 import { HttpApp } from "../../src/server/http_app.ts";
-import { createMcpServer } from "../../src/server/mcp_server.ts";
+import { createMcpServer } from "../../src/mcp/mcp_server.ts";
+import { McpTaskCore } from "../../src/mcp/task_core.ts";
 import { MODERN_VERSION, TASKS_EXTENSION } from "../helpers/raw_mcp.ts";
 
 Deno.test("modern requests leave no server behind", async () => {
   const registry = makeRegistry();
   const config = loadConfig({ KLYM_STATE: "memory" }, []);
+  const core = new McpTaskCore(registry, { retentionMs: config.retentionS * 1000 });
   const app = new HttpApp({
     config,
-    createServer: (owner, era) => createMcpServer(registry, config, { owner, era }),
+    createServer: (owner, era) => createMcpServer({ registry, core, config }, { owner, era }),
     health: () => ({}),
   });
   try {

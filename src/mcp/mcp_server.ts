@@ -1,28 +1,33 @@
 /**
- * One MCP server per client session, all sharing the task registry. Each belongs to one principal
- * (`principals.ts`): the tasks it starts are that principal's, and it sees no other's.
+ * One MCP server per client session (2025-11-25) or request (2026-07-28), all sharing the task
+ * registry and the one task core of both eras. Each belongs to one principal
+ * (`src/server/principals.ts`): the tasks it starts are that principal's, and it sees no other's.
  */
 import { McpServer } from "@modelcontextprotocol/server";
+import type { z } from "zod";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { TaskError } from "../errors.ts";
+import { askingSampler } from "../llm/sampling.ts";
+import { VERSION } from "../version.ts";
 import { registerTaskTools, startInput, startTask, type TaskToolsSession } from "./task_tools.ts";
 import { generateInput, generateResult, registerLlmTools } from "./llm_tools.ts";
-import type { z } from "zod";
 import { registerRunTask } from "./run_task.ts";
-import {
-  installNativeTasks,
-  type NativeTasksOptions,
-  parkInput,
-  wrapRequestHandler,
-} from "./native_tasks.ts";
-import { askingSampler } from "../llm/sampling.ts";
-import { installTasksExtension } from "./tasks_extension.ts";
+import type { McpTaskCore, StartFor } from "./task_core.ts";
+import { installNativeTasks } from "./era_2025.ts";
+import { installTasksExtension } from "./era_2026.ts";
 import { LiveSession } from "./live_session.ts";
-import { LOCAL_PRINCIPAL } from "./principals.ts";
-import { VERSION } from "../version.ts";
+import { wrapRequestHandler } from "./sdk_seam.ts";
 
 export const SERVER_INFO = { name: "klym", version: VERSION } as const;
+
+/** What every session's server shares: made once, next to the registry (`klym.ts`). */
+export interface McpServices {
+  readonly registry: TaskRegistry;
+  /** The task core of both eras, owned by the registry's lifetime. */
+  readonly core: McpTaskCore;
+  readonly config: Config;
+}
 
 export interface SessionOptions {
   /** The principal the session serves. */
@@ -32,7 +37,7 @@ export interface SessionOptions {
    * sampling, `tasks/*` of 2025-11-25), `modern` for 2026-07-28 requests (one server per request,
    * input-required results, the Tasks extension).
    */
-  era?: "legacy" | "modern";
+  era: "legacy" | "modern";
 }
 
 /**
@@ -41,8 +46,8 @@ export interface SessionOptions {
  */
 function askingSession(
   live: LiveSession,
+  core: McpTaskCore,
   capabilities: Record<string, unknown>,
-  retentionMs: number,
 ): TaskToolsSession {
   return {
     owner: live.owner,
@@ -52,7 +57,7 @@ function askingSession(
         const task = holder.record;
         if (!task) throw new Error("A task asked the client's model before it was started");
         const request = { method: "sampling/createMessage", params };
-        return parkInput(task, retentionMs, request, signal, timeoutMs);
+        return core.inputs(task).park(request, signal, timeoutMs);
       }),
   };
 }
@@ -68,11 +73,9 @@ function validated<T>(
   );
 }
 
-export function createMcpServer(
-  registry: TaskRegistry,
-  config: Config,
-  session: SessionOptions = { owner: LOCAL_PRINCIPAL },
-): McpServer {
+/** The server of one session (2025-11-25) or one request (2026-07-28) of `session.owner`. */
+export function createMcpServer(services: McpServices, session: SessionOptions): McpServer {
+  const { registry, core, config } = services;
   const server = new McpServer(SERVER_INFO, {
     capabilities: { logging: {} },
     instructions:
@@ -80,47 +83,45 @@ export function createMcpServer(
       "poll check_task_status with it (passing next_log_cursor back) until the status is final; cancel_task stops a task. " +
       "run_task runs one and waits for its result (or, called as an MCP task, returns the task at once).",
   });
-  const retentionMs = config.retentionS * 1000;
-  const live = new LiveSession(
-    server,
+  const live = new LiveSession(server, {
     registry,
-    session.owner,
-    retentionMs,
-    session.era !== "modern",
-  );
+    core,
+    owner: session.owner,
+    canRequest: session.era !== "modern",
+  });
   registerTaskTools(server, registry, config, live);
-  registerRunTask(server, registry, config, live);
+  registerRunTask(server, live, services);
   registerLlmTools(server, registry.llm, config.maxPromptBytes, session.era);
 
   const runInput = startInput(config);
   const generateInputSchema = generateInput(config.maxPromptBytes);
-  const tasks: NativeTasksOptions = {
-    registry,
-    owner: session.owner,
-    retentionMs,
-    startFor: (tool, args, capabilities) => {
-      if (tool !== "run_task" && tool !== "llm_generate") return undefined;
-      // A 2026-07-28 client takes no server requests: its task asks through `tasks/get` instead.
-      const starter = capabilities ? askingSession(live, capabilities, retentionMs) : live;
-      return (async () => {
-        if (tool === "llm_generate") {
-          const input = validated(await generateInputSchema.safeParseAsync(args));
-          const { prompt, model, system, max_tokens, temperature } = input;
-          const params = { system, max_tokens, temperature };
-          const task = startTask(registry, starter, { kind: "generate", prompt, model, params });
-          return { task, resultOf: generateResult };
-        }
-        return {
-          task: startTask(registry, starter, validated(await runInput.safeParseAsync(args))),
-        };
-      })();
-    },
-    onNativeStart: (task, progressToken) => live.startedNative(task, progressToken),
+  const startFor: StartFor = (tool, args, capabilities) => {
+    if (tool !== "run_task" && tool !== "llm_generate") return undefined;
+    // A 2026-07-28 client takes no server requests: its task asks through `tasks/get` instead.
+    const starter = capabilities ? askingSession(live, core, capabilities) : live;
+    return (async () => {
+      if (tool === "llm_generate") {
+        const input = validated(await generateInputSchema.safeParseAsync(args));
+        const { prompt, model, system, max_tokens, temperature } = input;
+        const params = { system, max_tokens, temperature };
+        const task = startTask(registry, starter, { kind: "generate", prompt, model, params });
+        return { task, resultOf: generateResult };
+      }
+      return {
+        task: startTask(registry, starter, validated(await runInput.safeParseAsync(args))),
+      };
+    })();
   };
   // Each era has its own tasks: 2025-11-25's `tasks/*` in a session, the 2026-07-28 extension
-  // per request. Both read and start the same registry tasks.
-  if (session.era === "modern") installTasksExtension(server, tasks);
-  else installNativeTasks(server, tasks);
+  // per request. Both read and start the same registry tasks, through the one core.
+  const era = { registry, core, owner: session.owner, startFor };
+  if (session.era === "modern") installTasksExtension(server, era);
+  else {
+    installNativeTasks(server, {
+      ...era,
+      onNativeStart: (task, progressToken) => live.startedNative(task, progressToken),
+    });
+  }
 
   wrapRequestHandler(server, "logging/setLevel", (original) => async (request, ctx) => {
     const answer = await original(request, ctx);

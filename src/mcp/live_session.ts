@@ -14,7 +14,7 @@ import { getLogger } from "@logtape/logtape";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import { isTerminal } from "../tasks/task_state.ts";
 import { type Sampler, samplerFor } from "../llm/sampling.ts";
-import { linksOf, mcpStatus, mcpTask, type McpTaskStatus, waitingRequest } from "./native_tasks.ts";
+import type { McpTaskCore, McpTaskStatus } from "./task_core.ts";
 import type { TaskToolsSession } from "./task_tools.ts";
 
 const logger = getLogger(["klym", "mcp"]);
@@ -50,6 +50,15 @@ interface Followed {
   related?: RequestId;
 }
 
+export interface LiveSessionOptions {
+  readonly registry: TaskRegistry;
+  readonly core: McpTaskCore;
+  /** The principal of the session. */
+  readonly owner: string;
+  /** Whether the server may send its client requests (sampling): not in the 2026-07-28 era. */
+  readonly canRequest: boolean;
+}
+
 export class LiveSession implements TaskToolsSession {
   readonly #followed = new Map<string, Followed>();
   readonly #dirty = new Set<string>();
@@ -57,16 +66,17 @@ export class LiveSession implements TaskToolsSession {
   #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #unsubscribe: () => void;
   #closed = false;
+  readonly #server: McpServer;
+  readonly #core: McpTaskCore;
+  readonly #canRequest: boolean;
+  readonly owner: string;
 
-  constructor(
-    readonly server: McpServer,
-    readonly registry: TaskRegistry,
-    readonly owner: string,
-    readonly retentionMs: number,
-    /** Whether the server may send its client requests (sampling): not in the 2026-07-28 era. */
-    readonly canRequest = true,
-  ) {
-    this.#unsubscribe = registry.events.subscribe((change) => {
+  constructor(server: McpServer, options: LiveSessionOptions) {
+    this.#server = server;
+    this.#core = options.core;
+    this.#canRequest = options.canRequest;
+    this.owner = options.owner;
+    this.#unsubscribe = options.registry.events.subscribe((change) => {
       if (!this.#followed.has(change.id)) return;
       this.#dirty.add(change.id);
       this.#schedule();
@@ -82,13 +92,13 @@ export class LiveSession implements TaskToolsSession {
 
   samplerFor(holder: { record?: TaskRecord }): Sampler | undefined {
     // A 2026-07-28 server cannot send the client requests; its tasks ask in-band or not at all.
-    if (!this.canRequest) return undefined;
-    return samplerFor(this.server, {
-      relatedRequestId: () => waitingRequest(holder.record, this.server),
+    if (!this.#canRequest) return undefined;
+    return samplerFor(this.#server, {
+      relatedRequestId: () => this.#core.waitingRequest(holder.record, this.#server),
       onPending: (delta) => {
         const task = holder.record;
         if (!task) return;
-        linksOf(task, this.retentionMs).pendingInput += delta;
+        this.#core.inputs(task).asked(delta);
         this.#dirty.add(task.id);
         this.#schedule();
       },
@@ -130,7 +140,7 @@ export class LiveSession implements TaskToolsSession {
     const followed: Followed = {
       task,
       native,
-      lastStatus: native ? mcpStatus(task) : undefined,
+      lastStatus: native ? this.#core.status(task) : undefined,
       logCursor: existing?.logCursor ?? 0,
       ...(existing?.progress ? { progress: existing.progress } : {}),
       ...(existing?.related === undefined ? {} : { related: existing.related }),
@@ -167,12 +177,12 @@ export class LiveSession implements TaskToolsSession {
   #flushOne(f: Followed): void {
     const task = f.task;
     if (f.native) {
-      const status = mcpStatus(task);
+      const status = this.#core.status(task);
       if (status !== f.lastStatus) {
         f.lastStatus = status;
         this.#notify({
           method: "notifications/tasks/status",
-          params: mcpTask(task, this.retentionMs),
+          params: { ...this.#core.view(task) },
         });
       }
     }
@@ -218,8 +228,8 @@ export class LiveSession implements TaskToolsSession {
 
   #notify(notification: { method: string; params: Record<string, unknown> }, related?: RequestId) {
     if (this.#closed) return;
-    this.server.server.notification(
-      notification as never,
+    this.#server.server.notification(
+      notification,
       related === undefined ? undefined : { relatedRequestId: related },
     ).catch((error: unknown) => {
       logger.debug("A live notification was not delivered: {error}", { error });

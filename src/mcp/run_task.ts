@@ -2,7 +2,7 @@
  * `run_task`: starts a Klym task and answers with its final result. Called plainly it waits,
  * sending `notifications/progress` when the call carries a `progressToken` (and cancelling the task
  * when the call is cancelled); called as an MCP task (`execution.taskSupport: "optional"`) it
- * answers with the task at once (`native_tasks.ts`). Either way the task is an ordinary registry
+ * answers with the task at once (`era_2025.ts`, `era_2026.ts`). Either way the task is an ordinary registry
  * task, visible to `check_task_status`, `list_tasks`, `tasks/get` and the dashboard.
  */
 import type { McpServer } from "@modelcontextprotocol/server";
@@ -10,17 +10,20 @@ import { z } from "zod";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { finalResult, startInput, startTask, Summary } from "./task_tools.ts";
-import { markWaiting, setDefaultResult, whenFinal } from "./native_tasks.ts";
+import type { McpTaskCore } from "./task_core.ts";
 import type { LiveSession } from "./live_session.ts";
 import { guarded } from "./tool_results.ts";
 
-setDefaultResult(finalResult);
+export interface RunTaskOptions {
+  readonly registry: TaskRegistry;
+  readonly core: McpTaskCore;
+  readonly config: Config;
+}
 
 export function registerRunTask(
   server: McpServer,
-  registry: TaskRegistry,
-  config: Config,
   live: LiveSession,
+  { registry, core, config }: RunTaskOptions,
 ): void {
   const tool = server.registerTool("run_task", {
     title: "Run a task and wait for its result",
@@ -35,9 +38,9 @@ export function registerRunTask(
     guarded(async () => {
       const task = startTask(registry, live, input);
       live.callWaits(task, ctx.mcpReq.id, ctx.mcpReq._meta?.progressToken);
-      const done = markWaiting(task, config.retentionS * 1000, server, ctx.mcpReq.id);
+      const done = core.markWaiting(task, server, ctx.mcpReq.id);
       try {
-        await whenFinal(registry, task, ctx.mcpReq.signal);
+        await core.whenFinal(task, ctx.mcpReq.signal);
       } catch (error) {
         registry.cancel(task.id, "the client cancelled its run_task call", live.owner);
         throw error;

@@ -70,7 +70,7 @@ export function summary(task: TaskRecord): z.infer<typeof Summary> {
 export interface TaskToolsSession {
   /** The principal of the session: tasks it starts are its own, and it sees no other's. */
   readonly owner: string;
-  /** A sampler for a task this session starts (see `native_tasks.ts`), `undefined` without one. */
+  /** A sampler for a task this session starts (see `live_session.ts`), `undefined` without one. */
   samplerFor(task: { record?: TaskRecord }): Sampler | undefined;
   /** Told of each task the session starts, for its live notifications. */
   started(task: TaskRecord): void;

@@ -1,6 +1,6 @@
 /**
  * The Tasks extension of protocol 2026-07-28 (`io.modelcontextprotocol/tasks`, SEP-2663), over the
- * same registry as the four tools and the 2025-11-25 `tasks/*`: a task is one task whichever way it
+ * task core (`task_core.ts`) the 2025-11-25 `tasks/*` share: a task is one task whichever way it
  * was started or is read.
  *
  * Task creation is server-directed: a `tools/call` of a tool that runs as a task, from a request
@@ -13,29 +13,26 @@
  * client must give), any finished task but a cancelled one → `completed` with the tool's result
  * (`isError` unless it succeeded: a failed tool is not a JSON-RPC error), cancelled → `cancelled`.
  */
-import { type McpServer, ProtocolError } from "@modelcontextprotocol/server";
+import { type McpServer, ProtocolError, type ServerContext } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import { isTerminal } from "../tasks/task_state.ts";
 import { CLIENT_CAPABILITIES_KEY, requestCapabilities } from "./envelope.ts";
-import { TaskError } from "../errors.ts";
-import {
-  answerInput,
-  inputRequests,
-  linksOf,
-  mcpTask,
-  type NativeTasksOptions,
-  notFound,
-  settleStart,
-  wrapRequestHandler,
-} from "./native_tasks.ts";
+import { AnyResult, type McpTaskCore, type StartFor, TaskIdParams } from "./task_core.ts";
+import { wrapRequestHandler } from "./sdk_seam.ts";
 
 export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
 const MISSING_REQUIRED_CLIENT_CAPABILITY = -32021;
 
-type ExtensionOptions = Omit<NativeTasksOptions, "onNativeStart">;
+export interface Era2026Options {
+  readonly registry: TaskRegistry;
+  readonly core: McpTaskCore;
+  /** The principal of the request. */
+  readonly owner: string;
+  readonly startFor: StartFor;
+}
 
-function declaresTasks(request: { params?: Record<string, unknown> }, ctx: unknown): boolean {
+function declaresTasks(request: { params?: Record<string, unknown> }, ctx: ServerContext): boolean {
   const extensions = requestCapabilities(request, ctx).extensions as
     | Record<string, unknown>
     | undefined;
@@ -52,57 +49,44 @@ function missingExtension(method: string): ProtocolError {
 }
 
 /** A task as the extension's `Task`: `ttlMs` and `pollIntervalMs` in place of 2025's names. */
-function extensionTask(task: TaskRecord, retentionMs: number): Record<string, unknown> {
-  const { ttl, pollInterval, status, ...rest } = mcpTask(task, retentionMs) as {
-    ttl: number;
-    pollInterval: number;
-    status: string;
-  } & Record<string, unknown>;
-  const state = task.state.status;
+function extensionTask(core: McpTaskCore, task: TaskRecord): Record<string, unknown> {
+  const { ttl, pollInterval, status, ...rest } = core.view(task);
   const mapped = !isTerminal(task.state)
     ? status
-    : state === "cancelled"
+    : task.state.status === "cancelled"
     ? "cancelled"
     : "completed";
   return { ...rest, status: mapped, ttlMs: ttl, pollIntervalMs: pollInterval };
 }
 
 /** The task with what its status carries inline: the result once completed, pending input. */
-export function detailedTask(
-  task: TaskRecord,
-  retentionMs: number,
-): Record<string, unknown> {
-  const base = extensionTask(task, retentionMs);
+function detailedTask(core: McpTaskCore, task: TaskRecord): Record<string, unknown> {
+  const base = extensionTask(core, task);
   if (base.status === "completed") {
     // The result is the tool call's own 2026-07-28 result, `resultType` and all.
-    return {
-      ...base,
-      result: { ...linksOf(task, retentionMs).resultOf(task), resultType: "complete" },
-    };
+    return { ...base, result: { ...core.resultOf(task), resultType: "complete" } };
   }
   if (base.status === "input_required") {
-    return { ...base, inputRequests: inputRequests(task, retentionMs) };
+    return { ...base, inputRequests: core.inputs(task).outstanding() };
   }
   return base;
 }
 
-const TaskIdParams = z.object({ taskId: z.string().min(1).max(200) }).passthrough();
 // The SDK lifts `inputResponses` out of the params into `ctx.mcpReq.inputResponses`.
 const UpdateParams = TaskIdParams.extend({
   inputResponses: z.record(z.string(), z.unknown()).optional(),
 }).passthrough();
-const AnyResult = z.record(z.string(), z.unknown());
 
 /** Installs the extension's capability and handlers on a 2026-07-28 server. */
-export function installTasksExtension(server: McpServer, options: ExtensionOptions): void {
-  const { registry, owner, retentionMs } = options;
+export function installTasksExtension(server: McpServer, options: Era2026Options): void {
+  const { registry, core, owner } = options;
   // Each method checks the extension itself, so its error names the method that needs it.
-  const find = (method: string, params: Record<string, unknown>, ctx: unknown) => {
+  const find = (method: string, params: Record<string, unknown>, ctx: ServerContext) => {
     if (!declaresTasks({ params }, ctx)) throw missingExtension(method);
-    return findOwned(registry, owner, String(params.taskId));
+    return core.find(String(params.taskId), owner);
   };
 
-  server.server.registerCapabilities({ extensions: { [TASKS_EXTENSION]: {} } } as never);
+  server.server.registerCapabilities({ extensions: { [TASKS_EXTENSION]: {} } });
 
   wrapRequestHandler(server, "tools/call", (original) => async (request, ctx) => {
     const params = request.params ?? {};
@@ -113,20 +97,16 @@ export function installTasksExtension(server: McpServer, options: ExtensionOptio
       requestCapabilities(request, ctx),
     );
     if (!starting) return await original(request, ctx);
-    const started = await settleStart(starting, retentionMs);
+    const started = await core.start(starting);
     if ("refused" in started) return started.refused;
-    const { task } = started;
     // The task is in the registry before this answer leaves: an immediate tasks/get finds it.
-    return { resultType: "task", ...extensionTask(task, retentionMs) };
+    return { resultType: "task", ...extensionTask(core, started.task) };
   });
 
   server.server.setRequestHandler(
     "tasks/get",
     { params: TaskIdParams, result: AnyResult },
-    (params, ctx) => {
-      const task = find("tasks/get", params, ctx);
-      return detailedTask(task, retentionMs) as never;
-    },
+    (params, ctx) => detailedTask(core, find("tasks/get", params, ctx)),
   );
 
   server.server.setRequestHandler(
@@ -138,7 +118,7 @@ export function installTasksExtension(server: McpServer, options: ExtensionOptio
       if (!isTerminal(task.state)) {
         registry.cancel(task.id, "cancelled by the client (tasks/cancel)", owner);
       }
-      return {} as never;
+      return {};
     },
   );
 
@@ -148,19 +128,8 @@ export function installTasksExtension(server: McpServer, options: ExtensionOptio
     (params, ctx) => {
       const task = find("tasks/update", params, ctx);
       // Keys not outstanding (never issued, answered already) are ignored, as the extension asks.
-      const lifted = (ctx as { mcpReq?: { inputResponses?: Record<string, unknown> } }).mcpReq
-        ?.inputResponses;
-      answerInput(task, retentionMs, lifted ?? params.inputResponses ?? {});
-      return {} as never;
+      core.inputs(task).answer(ctx.mcpReq.inputResponses ?? params.inputResponses ?? {});
+      return {};
     },
   );
-}
-
-function findOwned(registry: TaskRegistry, owner: string, id: string): TaskRecord {
-  try {
-    return registry.get(id, owner);
-  } catch (error) {
-    if (error instanceof TaskError) throw notFound(id);
-    throw error;
-  }
 }

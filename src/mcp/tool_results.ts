@@ -1,5 +1,5 @@
 /** Tool results: structured content mirrored as JSON text, and domain errors as `isError` results. */
-import type { CallToolResult } from "@modelcontextprotocol/server";
+import type { CallToolResult, InputRequiredResult } from "@modelcontextprotocol/server";
 import { TaskError } from "../errors.ts";
 import { LlmError } from "../llm/llm_service.ts";
 
@@ -11,9 +11,9 @@ export function ok<T extends Record<string, unknown>>(structured: T): CallToolRe
 }
 
 /** Runs a tool body; a `TaskError` or `LlmError` becomes an `isError` result naming its code. */
-export async function guarded(
-  run: () => CallToolResult | Promise<CallToolResult>,
-): Promise<CallToolResult> {
+export async function guarded<T extends CallToolResult | InputRequiredResult>(
+  run: () => T | Promise<T>,
+): Promise<T | CallToolResult> {
   try {
     return await run();
   } catch (error) {

@@ -1,9 +1,11 @@
 /** The provider face of Klym: one-shot completions and the configured models. */
 import {
   type CallToolResult,
+  type CreateMessageRequestParams,
   inputRequired,
   inputResponse,
   type McpServer,
+  type ServerContext,
 } from "@modelcontextprotocol/server";
 import type { TaskRecord } from "../tasks/task_registry.ts";
 import { z } from "zod";
@@ -58,7 +60,7 @@ const SAMPLING_KEY = "sampling";
 
 /** Thrown by the in-band sampler: the client must be asked, with these params. */
 class InputNeeded extends Error {
-  constructor(readonly params: Record<string, unknown>) {
+  constructor(readonly params: CreateMessageRequestParams) {
     super("the client's model must be asked in-band");
   }
 }
@@ -69,14 +71,14 @@ class InputNeeded extends Error {
  * the request's envelope declares no `sampling`. The answer comes from the client: one of another
  * kind, or of no kind, is refused saying so; a sampling result is checked as any sampling result.
  */
-function askInBand(ctx: { mcpReq: { inputResponses?: Record<string, unknown> } }): Sampler {
+function askInBand(ctx: ServerContext): Sampler {
   const sampling = requestCapabilities({}, ctx).sampling;
   return askingSampler(sampling && typeof sampling === "object" ? sampling : {}, (params) => {
     const responses = ctx.mcpReq.inputResponses;
     const answered = inputResponse(responses, SAMPLING_KEY);
     if (answered.kind === "sampling") return Promise.resolve(answered.result);
     if (answered.kind === "missing" && responses?.[SAMPLING_KEY] === undefined) {
-      throw new InputNeeded(params);
+      throw new InputNeeded(params as CreateMessageRequestParams);
     }
     const what = answered.kind === "missing"
       ? "no sampling result (a CreateMessageResult has role, content and model)"
@@ -128,8 +130,8 @@ export function registerLlmTools(
         // A 2026-07-28 client answers the model request by calling again with inputResponses.
         if (error instanceof InputNeeded) {
           return inputRequired({
-            inputRequests: { [SAMPLING_KEY]: inputRequired.createMessage(error.params as never) },
-          }) as never;
+            inputRequests: { [SAMPLING_KEY]: inputRequired.createMessage(error.params) },
+          });
         }
         throw error;
       }

@@ -1,0 +1,227 @@
+/**
+ * The directions of Klym's layout, read from the import lines of every file in src/ and main.ts:
+ * the task side knows nothing of the faces, mcp/ is protocol (no transport, dashboard or CLI), the
+ * two protocol eras never import each other, one file touches the MCP SDK's internals, and the
+ * Worker's code loads only what a Worker with no permissions may load. The rules are data (the
+ * tables below); a failure names the file, the line, the import and the rule.
+ */
+import assert from "node:assert/strict";
+import { dirname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** An import direction that must not be taken. */
+interface Rule {
+  /** What the rule keeps true, in the failure message. */
+  readonly rule: string;
+  /** The importing files it applies to (paths from the repository root). */
+  readonly from: RegExp;
+  /** The imports it refuses: resolved paths from the root, or bare specifiers as written. */
+  readonly refuse: RegExp;
+}
+
+const RULES: readonly Rule[] = [
+  {
+    rule: "the task side (tasks/, journal/, llm/, grynya/) knows nothing of the faces",
+    from: /^src\/(tasks|journal|llm|grynya)\//,
+    refuse: /^src\/(mcp|server|http|ui|cli)\//,
+  },
+  {
+    rule: "mcp/ is protocol: it imports no transport (server/, http/), dashboard or CLI",
+    from: /^src\/mcp\//,
+    refuse: /^src\/(server|http|ui|cli)\//,
+  },
+  {
+    rule: "the 2025-11-25 era never imports the 2026-07-28 era (both use the task core)",
+    from: /^src\/mcp\/era_2025\.ts$/,
+    refuse: /^src\/mcp\/era_2026\.ts$/,
+  },
+  {
+    rule: "the 2026-07-28 era never imports the 2025-11-25 era (both use the task core)",
+    from: /^src\/mcp\/era_2026\.ts$/,
+    refuse: /^src\/mcp\/era_2025\.ts$/,
+  },
+  {
+    rule: "the worker/ code runs in the task's Worker: nothing on the server side imports it",
+    from: /^src\/(?!worker\/)/,
+    refuse: /^src\/worker\//,
+  },
+];
+
+/** Text only one file may contain: reaching into the MCP SDK's private state. */
+const SDK_INTERNALS = {
+  rule: "only src/mcp/sdk_seam.ts touches the MCP SDK's internals (add what you need to its API)",
+  allowed: "src/mcp/sdk_seam.ts",
+  pattern: new RegExp(
+    String.raw`\b_(requestHandlers|notificationHandlers|responseHandlers|progressHandlers|` +
+      String.raw`requestHandlerAbortControllers|wrapHandler|getRequestHandler|onrequest|` +
+      String
+        .raw`onnotification|onresponse|transport|capabilities|clientCapabilities|serverInfo)\b` +
+      String.raw`|\bserver\b[^\n;]*\bas unknown as\b`,
+  ),
+};
+
+/**
+ * What the Worker's code may load at run time (the closure of its value imports): a Worker with
+ * no permissions, so Klym's own small pure modules and nothing else: no npm package (the SDK, zod),
+ * no Node or Deno built-in module. Type-only imports (`import type`) are erased and may name any.
+ */
+const WORKER = {
+  rule: "worker/ loads only what a Worker with no permissions may load",
+  entries: /^src\/worker\//,
+  mayLoad: [/^src\/worker\//, /^src\/text\.ts$/, /^src\/task_failure\.ts$/],
+};
+
+interface Import {
+  readonly line: number;
+  readonly specifier: string;
+  /** The path from the root for a relative import, else the specifier. */
+  readonly target: string;
+  readonly typeOnly: boolean;
+}
+
+const STATIC_IMPORT =
+  /^[ \t]*(import|export)\b(\s+type\b)?[^;]*?\bfrom\s*["']([^"']+)["']|^[ \t]*import\s*["']([^"']+)["']/gm;
+const DYNAMIC_IMPORT = /^(?![ \t]*(?:\*|\/\/)).*?\bimport\(\s*["']([^"']+)["']\s*\)/gm;
+
+/** The imports of `source` (the file `path` from the root), with their line numbers. */
+function importsOf(path: string, source: string): Import[] {
+  const found: Import[] = [];
+  const add = (index: number, specifier: string, typeOnly: boolean) => {
+    const line = source.slice(0, index).split("\n").length;
+    const target = specifier.startsWith(".")
+      ? normalize(join(dirname(path), specifier)).replaceAll("\\", "/")
+      : specifier;
+    found.push({ line, specifier, target, typeOnly });
+  };
+  for (const m of source.matchAll(STATIC_IMPORT)) {
+    add(m.index, (m[3] ?? m[4])!, m[2] !== undefined);
+  }
+  for (const m of source.matchAll(DYNAMIC_IMPORT)) add(m.index, m[1]!, false);
+  return found;
+}
+
+/** Every broken rule in `files` (source text by path from the root), as a readable line each. */
+function violations(files: ReadonlyMap<string, string>): string[] {
+  const problems: string[] = [];
+  const said = (path: string, i: Import, rule: string) =>
+    `${path}:${i.line} imports "${i.specifier}"${
+      i.target === i.specifier ? "" : ` (${i.target})`
+    }: ${rule}`;
+  for (const [path, source] of files) {
+    for (const i of importsOf(path, source)) {
+      for (const rule of RULES) {
+        if (rule.from.test(path) && rule.refuse.test(i.target)) {
+          problems.push(said(path, i, rule.rule));
+        }
+      }
+    }
+    if (path !== SDK_INTERNALS.allowed) {
+      source.split("\n").forEach((text, at) => {
+        const hit = text.match(SDK_INTERNALS.pattern);
+        if (hit) problems.push(`${path}:${at + 1} has "${hit[0]}": ${SDK_INTERNALS.rule}`);
+      });
+    }
+  }
+  // The Worker's load closure: from each worker/ file, through every value import.
+  const seen = new Set<string>();
+  const queue = [...files.keys()].filter((path) => WORKER.entries.test(path));
+  while (queue.length > 0) {
+    const path = queue.pop()!;
+    if (seen.has(path)) continue;
+    seen.add(path);
+    for (const i of importsOf(path, files.get(path) ?? "")) {
+      if (i.typeOnly) continue;
+      if (!WORKER.mayLoad.some((allowed) => allowed.test(i.target))) {
+        problems.push(
+          said(path, i, `${WORKER.rule} (${WORKER.mayLoad.map((r) => r.source).join(", ")})`),
+        );
+      } else queue.push(i.target);
+    }
+  }
+  return problems;
+}
+
+async function sourceFiles(): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  const walk = async (dir: string) => {
+    for await (const entry of Deno.readDir(join(ROOT, dir))) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) await walk(path);
+      else if (/\.(ts|js|mjs)$/.test(entry.name)) {
+        files.set(path, await Deno.readTextFile(join(ROOT, path)));
+      }
+    }
+  };
+  await walk("src");
+  files.set("main.ts", await Deno.readTextFile(join(ROOT, "main.ts")));
+  return files;
+}
+
+Deno.test("src/ and main.ts keep the layering rules", async () => {
+  const files = await sourceFiles();
+  const problems = violations(files);
+  assert.deepEqual(problems, [], `Layering rules broken:\n${problems.join("\n")}`);
+});
+
+Deno.test("the import reader sees static, re-exported, side-effect, type-only and dynamic imports", async () => {
+  const files = await sourceFiles();
+  const edges = (path: string) => importsOf(path, files.get(path)!).map((i) => i.target);
+  assert.ok(edges("src/mcp/era_2025.ts").includes("src/mcp/task_core.ts"));
+  assert.ok(edges("src/mcp/era_2026.ts").includes("src/mcp/sdk_seam.ts"));
+  assert.ok(edges("main.ts").includes("src/klym.ts"), "main.ts loads src/klym.ts with import()");
+  assert.ok(edges("src/worker/task_worker.ts").includes("src/worker/lockdown.ts"));
+
+  const sample = [
+    'import type { A } from "../protocol.ts";',
+    'export { b } from "./b.ts";',
+    "import {",
+    "  c,",
+    '} from "node:fs";',
+    ' * import("./in_a_comment.ts") is not an import',
+    'const d = await import("./d.ts");',
+  ].join("\n");
+  assert.deepEqual(
+    importsOf("src/worker/x.ts", sample).map(({ line, target, typeOnly }) => ({
+      line,
+      target,
+      typeOnly,
+    })),
+    [
+      { line: 1, target: "src/protocol.ts", typeOnly: true },
+      { line: 2, target: "src/worker/b.ts", typeOnly: false },
+      { line: 3, target: "node:fs", typeOnly: false },
+      { line: 7, target: "src/worker/d.ts", typeOnly: false },
+    ],
+  );
+});
+
+Deno.test("each rule refuses its import and names the file, the line, the import and the rule", () => {
+  const broken = new Map([
+    ["src/tasks/a.ts", 'import { x } from "../mcp/task_core.ts";'],
+    ["src/mcp/era_2025.ts", '\nimport { y } from "./era_2026.ts";'],
+    ["src/mcp/era_2026.ts", 'import { z } from "./era_2025.ts";'],
+    ["src/mcp/b.ts", 'import type { H } from "../server/http_app.ts";'],
+    ["src/ui/c.ts", 'import { w } from "../worker/task_context.ts";'],
+    ["src/mcp/d.ts", "const h = (server.server as unknown as P)._requestHandlers;"],
+    ["src/worker/task_context.ts", 'import { z } from "zod";\nimport "../protocol.ts";'],
+    ["src/worker/e.ts", 'import type { T } from "zod";\nimport { f } from "../text.ts";'],
+    ["src/text.ts", 'import { readFileSync } from "node:fs";'],
+  ]);
+  const worker = `${WORKER.rule} (${WORKER.mayLoad.map((r) => r.source).join(", ")})`;
+  assert.deepEqual(
+    violations(broken).sort(),
+    [
+      'src/tasks/a.ts:1 imports "../mcp/task_core.ts" (src/mcp/task_core.ts): the task side (tasks/, journal/, llm/, grynya/) knows nothing of the faces',
+      'src/mcp/era_2025.ts:2 imports "./era_2026.ts" (src/mcp/era_2026.ts): the 2025-11-25 era never imports the 2026-07-28 era (both use the task core)',
+      'src/mcp/era_2026.ts:1 imports "./era_2025.ts" (src/mcp/era_2025.ts): the 2026-07-28 era never imports the 2025-11-25 era (both use the task core)',
+      'src/mcp/b.ts:1 imports "../server/http_app.ts" (src/server/http_app.ts): mcp/ is protocol: it imports no transport (server/, http/), dashboard or CLI',
+      'src/ui/c.ts:1 imports "../worker/task_context.ts" (src/worker/task_context.ts): the worker/ code runs in the task\'s Worker: nothing on the server side imports it',
+      `src/mcp/d.ts:1 has "server.server as unknown as": ${SDK_INTERNALS.rule}`,
+      `src/text.ts:1 imports "node:fs": ${worker}`,
+      `src/worker/task_context.ts:1 imports "zod": ${worker}`,
+      `src/worker/task_context.ts:2 imports "../protocol.ts" (src/protocol.ts): ${worker}`,
+    ].sort(),
+  );
+});
