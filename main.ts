@@ -2,10 +2,18 @@
  * Klym: an MCP server that runs long tasks in the background.
  * Reads config, wires the parts, serves; `--task-host` makes this binary a task's own process, and
  * a CLI command (`klym tasks`, `klym logs -f ID`, …) makes it a client of a running Klym.
+ * `--stdio` bridges an assistant to the user's Klym service (starting it, detached, with
+ * `--service`), unless `--standalone` asks for a private in-process Klym.
  */
-import { ConfigError, loadConfig } from "./src/config.ts";
+import { type Config, ConfigError, loadConfig } from "./src/config.ts";
 import { VERSION } from "./src/version.ts";
 import { CLI_COMMANDS } from "./src/cli/commands.ts";
+import {
+  SERVICE_EXIT_FAILED,
+  SERVICE_EXIT_TAKEN,
+  SERVICE_FLAG,
+} from "./src/service/service_spawner.ts";
+import { servicePaths } from "./src/service/service_paths.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 
@@ -25,35 +33,84 @@ async function main(): Promise<number> {
     const { runCli } = await import("./src/cli/cli.ts");
     return await runCli(Deno.args, Deno.env.toObject());
   }
+  const service = Deno.args.includes(SERVICE_FLAG);
+  const args = Deno.args.filter((arg) => arg !== SERVICE_FLAG);
   // The config is validated before logging is set up, so even KLYM_LOG_LEVEL is never guessed.
-  let config;
+  let config: Config;
   try {
-    config = loadConfig(Deno.env.toObject(), Deno.args);
+    config = loadConfig(Deno.env.toObject(), args);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
     return 2;
   }
   const { setupLogging } = await import("./src/logging.ts");
+  const paths = servicePaths(config.state);
+  if (service) return await serve({ ...config, stdio: false }, "service");
+  if (config.stdio && !config.standalone && paths) {
+    await setupLogging(config.logLevel, config.logFormat);
+    const { runBridge } = await import("./src/service/bridge.ts");
+    return await runBridge(config, paths, args.filter((arg) => arg !== "--stdio"));
+  }
+  await setupLogging(config.logLevel, config.logFormat);
+  return await serve(config, config.stdio ? "stdio" : "http");
+}
+
+/** Serves until a signal, the stdio client's exit or the service's idle time; the exit code. */
+async function serve(config: Config, mode: "http" | "service" | "stdio"): Promise<number> {
   const { startKlym } = await import("./src/klym.ts");
   const { JournalError } = await import("./src/journal/journal.ts");
-  await setupLogging(config.logLevel, config.logFormat);
+  const { ServiceError } = await import("./src/service/service_listener.ts");
+  let fail = (message: string, _taken: boolean): void => {
+    Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${message}\n`));
+  };
+  const { dispose } = await import("@logtape/logtape");
+  if (mode === "service") {
+    // A service has no stderr: it logs to a file in its (private) state folder.
+    const { privateFolder } = await import("./src/journal/private_files.ts");
+    const { openServiceLog } = await import("./src/service/service_log.ts");
+    const { setupLogging } = await import("./src/logging.ts");
+    const { getLogger } = await import("@logtape/logtape");
+    const paths = servicePaths(config.state);
+    let log: Deno.FsFile;
+    try {
+      if (!paths) throw new Error("a service needs its journal in a file (not KLYM_STATE=memory)");
+      privateFolder(paths.journal, config.state === undefined);
+      log = openServiceLog(paths.log);
+    } catch (error) {
+      fail(`Cannot start the service: ${(error as Error).message}`, false);
+      return SERVICE_EXIT_FAILED;
+    }
+    await setupLogging(config.logLevel, config.logFormat, log);
+    const logger = getLogger(["klym", "service"]);
+    logger.info("Klym {version} starting as the service (pid {pid})", {
+      version: VERSION,
+      pid: Deno.pid,
+    });
+    fail = (message, taken) =>
+      taken
+        ? logger.info("Another Klym owns the journal, so this one exits: {message}", { message })
+        : logger.fatal("{message}", { message });
+  }
   let klym;
   try {
-    klym = await startKlym(config);
+    klym = await startKlym(config, mode);
   } catch (error) {
-    if (!(error instanceof JournalError)) throw error;
-    Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
-    return 2;
+    if (!(error instanceof JournalError || error instanceof ServiceError)) throw error;
+    const taken = error instanceof JournalError && error.reason === "taken" && mode === "service";
+    fail(error.message, taken);
+    await dispose();
+    return taken ? SERVICE_EXIT_TAKEN : SERVICE_EXIT_FAILED;
   }
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, () => stop(signal));
-  const why = await Promise.race([stopped, klym.done.then(() => "stdio closed")]);
+  const why = await Promise.race([stopped, klym.done]);
   const deadline = setTimeout(() => Deno.exit(1), SHUTDOWN_DEADLINE_MS);
   await klym.close();
   clearTimeout(deadline);
   void why;
+  await dispose();
   return 0;
 }
 

@@ -145,6 +145,15 @@ export const ConfigSchema = z.object({
   logLevel: z.enum(LOG_LEVELS).default("info"),
   /** Klym's own log: human lines (`pretty`) or JSON lines; unset, pretty on a terminal only. */
   logFormat: z.enum(["pretty", "json"]).optional(),
+  /** `--stdio` serves its client in-process (a private Klym) instead of bridging to the service. */
+  standalone: bool().default(false),
+  /**
+   * How long a service may go without a client or a task before it exits; 0 never. Unset, a
+   * service started by a bridge uses `SERVICE_IDLE_DEFAULT_S` and a foreground Klym never exits.
+   */
+  serviceIdleS: int(0, 7 * 86_400).optional(),
+  /** How long a bridge waits for the service it started to listen. */
+  serviceStartS: int(1, 600).default(30),
 }).superRefine((c, ctx) => {
   if (c.defaultTimeoutS > c.maxTimeoutS) {
     ctx.addIssue({
@@ -289,7 +298,23 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   state: "KLYM_STATE",
   logLevel: "KLYM_LOG_LEVEL",
   logFormat: "KLYM_LOG_FORMAT",
+  standalone: "KLYM_STANDALONE",
+  serviceIdleS: "KLYM_SERVICE_IDLE_S",
+  serviceStartS: "KLYM_SERVICE_START_S",
 };
+
+/**
+ * `KLYM_*` variables other parts of Klym read (the CLI, the test suite): the server accepts them
+ * in its environment and leaves them alone.
+ */
+export const OTHER_ENV_NAMES: Record<string, string> = {
+  KLYM_URL: "the CLI's Klym URL",
+  KLYM_CHROMIUM: "the dashboard tests' Chromium",
+  KLYM_SCREENSHOTS: "the dashboard tests' README screenshots",
+};
+
+/** Switches on the command line that take no value. */
+const SWITCHES: Record<string, keyof Config> = { "--stdio": "stdio", "--standalone": "standalone" };
 
 /** Command-line flags, each `--flag value` or `--flag=value`; `--stdio` alone switches stdio on. */
 export const FLAGS: Record<string, keyof Config> = {
@@ -390,7 +415,7 @@ export function loadConfig(env: Record<string, string | undefined>, args: string
   const problems: string[] = [];
   const known = new Set(Object.values(ENV_NAMES));
   for (const name of Object.keys(env).filter((n) => n.startsWith("KLYM_")).sort()) {
-    if (known.has(name)) continue;
+    if (known.has(name) || Object.hasOwn(OTHER_ENV_NAMES, name)) continue;
     problems.push(
       `${name} is not a Klym variable; did you mean ${closest(name, [...known])}? ` +
         "(the README's configuration table lists them all)",
@@ -413,19 +438,20 @@ export function loadConfig(env: Record<string, string | undefined>, args: string
   }
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
-    if (arg === "--stdio") {
-      raw.stdio = true;
-      source.stdio = "--stdio";
+    const switched = Object.hasOwn(SWITCHES, arg) ? SWITCHES[arg] : undefined;
+    if (switched) {
+      raw[switched] = true;
+      source[switched] = arg;
       continue;
     }
     const [flag, inline] = arg.split(/=(.*)/s, 2) as [string, string | undefined];
-    if (flag === "--stdio") {
-      problems.push(`Option "--stdio" takes no value, received "${arg}"; write --stdio alone`);
+    if (Object.hasOwn(SWITCHES, flag)) {
+      problems.push(`Option "${flag}" takes no value, received "${arg}"; write ${flag} alone`);
       continue;
     }
-    const key = FLAGS[flag];
+    const key = Object.hasOwn(FLAGS, flag) ? FLAGS[flag] : undefined;
     if (!key) {
-      const options = ["--stdio", ...Object.keys(FLAGS)];
+      const options = [...Object.keys(SWITCHES), ...Object.keys(FLAGS)];
       problems.push(
         `Unknown option "${arg}"${
           flag.startsWith("--") ? `; did you mean ${closest(flag, options)}?` : ""

@@ -1,16 +1,17 @@
 /**
  * Wires the parts together: task registry, process pool, and the MCP face over HTTP (with the
- * dashboard at `/ui`) or stdio.
+ * dashboard at `/ui`) and the service socket for bridges, or over stdio for one private client.
  */
 import { getLogger } from "@logtape/logtape";
 import { serveStdio, StdioServerTransport } from "@modelcontextprotocol/server/stdio";
-import type { Transport } from "@modelcontextprotocol/server";
 import { type Config, grynyaSettings } from "./config.ts";
 import { KindCatalog } from "./tasks/kind_catalog.ts";
 import { ProcessPool } from "./tasks/process_pool.ts";
 import { processOptions } from "./tasks/task_process.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
 import { openJournal } from "./journal/open_journal.ts";
+import { type Journal, JournalError } from "./journal/journal.ts";
+import { MemoryJournal } from "./journal/memory_journal.ts";
 import { createMcpServer, type McpServices } from "./mcp/mcp_server.ts";
 import { McpTaskCore } from "./mcp/task_core.ts";
 import { HttpApp } from "./server/http_app.ts";
@@ -21,21 +22,42 @@ import { LlmService } from "./llm/llm_service.ts";
 import { UiApp } from "./ui/ui_app.ts";
 import { ServerStatsSource } from "./ui/server_stats.ts";
 import { VERSION } from "./version.ts";
+import { closingWith } from "./service/closing_transport.ts";
+import {
+  ServiceError,
+  ServiceListener,
+  type ServiceListenerOptions,
+} from "./service/service_listener.ts";
+import { servicePaths, serviceProblem } from "./service/service_paths.ts";
+import { IdleExit, SERVICE_IDLE_DEFAULT_S } from "./service/idle_exit.ts";
 
 const logger = getLogger(["klym"]);
+
+/**
+ * `http`: the foreground server (`deno task start`): HTTP, and the socket for bridges when the
+ * journal is a file in a private folder. `service`: the same started by a bridge in the background:
+ * the socket is a must, HTTP a best effort, and it exits when idle. `stdio`: one private client
+ * over stdin and stdout (`--stdio --standalone`).
+ */
+export type KlymMode = "http" | "service" | "stdio";
 
 export interface Klym {
   readonly registry: TaskRegistry;
   /** The HTTP address, when serving HTTP. */
   readonly url: string | undefined;
-  /** Resolves when the stdio client disconnects (never, for HTTP). */
-  readonly done: Promise<void>;
+  /** The socket bridges connect to, when it listens. */
+  readonly socket: string | undefined;
+  /** Resolves with why it should stop: the stdio client disconnected, or the service was idle. */
+  readonly done: Promise<string>;
   close(): Promise<void>;
 }
 
 /** Starts serving; throws a `JournalError` (nothing started) when the journal cannot be used. */
-export async function startKlym(config: Config): Promise<Klym> {
-  const journal = openJournal(config.state);
+export async function startKlym(
+  config: Config,
+  mode: KlymMode = config.stdio ? "stdio" : "http",
+): Promise<Klym> {
+  const journal = mode === "stdio" ? standaloneJournal(config) : openJournal(config.state);
   const kinds = new KindCatalog(config.tasksDir);
   if (config.tasksDir) {
     try {
@@ -67,15 +89,15 @@ export async function startKlym(config: Config): Promise<Klym> {
   const core = new McpTaskCore(registry, { retentionMs: config.retentionS * 1000 });
   const mcp: McpServices = { registry, core, config };
 
-  if (config.stdio) {
+  if (mode === "stdio") {
     // The SDK's stdio entry picks the era from the client's first message: a 2025 `initialize`
     // pins a session server, a 2026-07-28 request (`server/discover`, …) a modern one.
     const transport = new StdioServerTransport();
-    const { promise: done, resolve } = Promise.withResolvers<void>();
+    const { promise: done, resolve } = Promise.withResolvers<string>();
     const stdio = serveStdio(
       (ctx) => createMcpServer(mcp, { owner: LOCAL_PRINCIPAL, era: ctx.era }),
       {
-        transport: closingWith(transport, resolve),
+        transport: closingWith(transport, () => resolve("stdio closed")),
         onerror: (error) => logger.debug("stdio: {error}", { error }),
       },
     );
@@ -83,6 +105,7 @@ export async function startKlym(config: Config): Promise<Klym> {
     return {
       registry,
       url: undefined,
+      socket: undefined,
       done,
       async close() {
         await registry.shutdown();
@@ -115,62 +138,131 @@ export async function startKlym(config: Config): Promise<Klym> {
     ui: ui.fetch,
     throttle,
   });
-  const { promise: listening, resolve: onListen } = Promise.withResolvers<Deno.NetAddr>();
-  const http = Deno.serve({
-    hostname: config.host,
-    port: config.port,
-    onListen: (addr) => onListen(addr as Deno.NetAddr),
-  }, app.fetch);
-  const addr = await listening;
-  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  const url = `http://${host}:${addr.port}`;
-  logger.info(
-    "Serving MCP at {mcp} and the dashboard at {ui}",
-    {
+  let http: Deno.HttpServer | undefined;
+  let url: string | undefined;
+  try {
+    const { promise: listening, resolve: onListen } = Promise.withResolvers<Deno.NetAddr>();
+    http = Deno.serve({
+      hostname: config.host,
+      port: config.port,
+      onListen: (addr) => onListen(addr as Deno.NetAddr),
+    }, app.fetch);
+    const addr = await listening;
+    const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+    url = `http://${host}:${addr.port}`;
+  } catch (error) {
+    // A service started by a bridge serves its bridges even when the port is taken.
+    if (mode !== "service") throw error;
+    logger.warn(
+      "No HTTP (dashboard, CLI) for this service: {host}:{port} cannot be served ({error}); " +
+        "free the port or set KLYM_PORT",
+      { host: config.host, port: config.port, error: (error as Error).message },
+    );
+  }
+
+  // The door for `--stdio` bridges: one per journal file, in its private folder.
+  let listener: ServiceListener | undefined;
+  try {
+    listener = openListener(config, mode, {
+      createServer: (ctx) => createMcpServer(mcp, { owner: LOCAL_PRINCIPAL, era: ctx.era }),
       url,
-      mcp: `${url}/mcp`,
-      ui: `${url}/ui`,
+    });
+  } catch (error) {
+    ui.close();
+    await app.close();
+    await http?.shutdown();
+    await registry.shutdown();
+    throw error;
+  }
+
+  logger.info(
+    url ? "Serving MCP at {mcp} and the dashboard at {ui}" : "Serving bridges at {socket}",
+    {
+      ...(url ? { url, mcp: `${url}/mcp`, ui: `${url}/ui` } : {}),
+      socket: listener?.path,
       version: VERSION,
       banner: [
         ["Klym", VERSION],
-        ["MCP", `${url}/mcp`],
-        ["SSE", `${url}/sse`],
-        ["Dashboard", `${url}/ui`],
+        ...(url ? [["MCP", `${url}/mcp`], ["SSE", `${url}/sse`], ["Dashboard", `${url}/ui`]] : []),
+        ...(listener ? [["Bridges", listener.path]] : []),
         ["grynya", config.grynyaUrl],
         ["model", model],
         ["tasks", config.tasksDir ?? "built-in kinds only (no KLYM_TASKS_DIR)"],
       ],
     },
   );
+
+  // Idle: no bridge, no HTTP session, no dashboard stream, no task queued or running.
+  const { promise: done, resolve: stop } = Promise.withResolvers<string>();
+  const idleS = config.serviceIdleS ?? (mode === "service" ? SERVICE_IDLE_DEFAULT_S : 0);
+  const idle = idleS > 0
+    ? new IdleExit({
+      idleMs: idleS * 1000,
+      busy: () => {
+        const counts = registry.counts();
+        return (listener?.connections ?? 0) > 0 || app.sessionCount > 0 ||
+          ui.streams.size > 0 || counts.queued > 0 || counts.running > 0;
+      },
+      onIdle: () => {
+        logger.info("No client and no task for {idleS} s: stopping (KLYM_SERVICE_IDLE_S)", {
+          idleS,
+        });
+        stop("idle");
+      },
+    })
+    : undefined;
   return {
     registry,
     url,
-    done: new Promise(() => {}),
+    socket: listener?.path,
+    done,
     async close() {
+      idle?.[Symbol.dispose]();
+      // The socket first, so a bridge arriving now starts a new service rather than join this one.
+      await listener?.close();
       ui.close();
       await registry.shutdown();
       await app.close();
-      await http.shutdown();
+      await http?.shutdown();
     },
   };
 }
 
-/** `transport`, calling `onEnd` once it has closed (the client went away), whoever set `onclose`. */
-function closingWith(transport: Transport, onEnd: () => void): Transport {
-  const close = transport.close.bind(transport);
-  let ended = false;
-  const end = () => {
-    if (!ended) (ended = true, onEnd());
-  };
-  let onclose: (() => void) | undefined;
-  Object.defineProperty(transport, "onclose", {
-    get: () => () => (onclose?.(), end()),
-    set: (handler: (() => void) | undefined) => (onclose = handler),
-    configurable: true,
-  });
-  transport.close = async () => {
-    await close();
-    end();
-  };
-  return transport;
+/**
+ * The service socket for `config`'s journal. A service must have it (throws a `ServiceError`
+ * saying why not); a foreground Klym goes on without it, saying so.
+ */
+function openListener(
+  config: Config,
+  mode: KlymMode,
+  options: ServiceListenerOptions,
+): ServiceListener | undefined {
+  const paths = servicePaths(config.state);
+  const problem = paths ? serviceProblem(paths) : "the journal is in memory (KLYM_STATE=memory)";
+  try {
+    if (problem !== undefined) throw new ServiceError(problem);
+    return new ServiceListener(paths!, options);
+  } catch (error) {
+    const why = (error as Error).message;
+    if (mode === "service") throw new ServiceError(`Cannot serve bridges: ${why}`);
+    logger.info("Bridges (--stdio) cannot reach this Klym: {why}", { why });
+    return undefined;
+  }
+}
+
+/**
+ * The journal of a private `--stdio --standalone` Klym: `KLYM_STATE`'s, or one in memory when that
+ * file is taken by another Klym (the service), so a standalone Klym always starts.
+ */
+function standaloneJournal(config: Config): Journal {
+  try {
+    return openJournal(config.state);
+  } catch (error) {
+    if (!(error instanceof JournalError) || error.reason !== "taken") throw error;
+    logger.warn(
+      "{error}; this standalone Klym keeps its tasks in memory instead (they end with it)",
+      { error: error.message },
+    );
+    return new MemoryJournal();
+  }
 }

@@ -5,17 +5,21 @@
 import { configure, getStreamSink, jsonLinesFormatter, type LogLevel } from "@logtape/logtape";
 import { chooseLogFormat, type LogFormat, prettyFormatter } from "./log_format.ts";
 
-/** `lowestLevel` comes from the validated config (`KLYM_LOG_LEVEL`), so it is never guessed here. */
+/**
+ * `lowestLevel` comes from the validated config (`KLYM_LOG_LEVEL`), so it is never guessed here.
+ * `file`: write JSON lines there instead of stderr (a service started in the background).
+ */
 export async function setupLogging(
   lowestLevel: LogLevel,
   format?: LogFormat | undefined,
+  file?: Deno.FsFile,
 ): Promise<void> {
-  const terminal = Deno.stderr.isTerminal();
+  const terminal = !file && Deno.stderr.isTerminal();
   const formatter = chooseLogFormat(format, terminal) === "json"
     ? jsonLinesFormatter
     : prettyFormatter(terminal && !Deno.env.get("NO_COLOR"));
   await configure({
-    sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter }) },
+    sinks: { stderr: getStreamSink((file ?? Deno.stderr).writable, { formatter }) },
     loggers: [
       { category: ["klym"], lowestLevel, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },

@@ -112,4 +112,8 @@ export interface Journal {
 /** The journal cannot be opened: Klym does not start (exit code 2). */
 export class JournalError extends Error {
   override name = "JournalError";
+  /** `taken`: another process holds the file's lock (a running Klym); `unusable`: anything else. */
+  constructor(message: string, readonly reason: "taken" | "unusable" = "unusable") {
+    super(message);
+  }
 }

@@ -44,10 +44,17 @@ function statOrUndefined(path: string, follow: boolean): Deno.FileInfo | undefin
   }
 }
 
-/** Whether a folder holds nothing but the files of the journal `file`. */
+/**
+ * Whether a folder holds nothing but the files of the journal `file` (and of its service: the
+ * socket and log named after it, see src/service/service_paths.ts).
+ */
 function holdsOnlyJournal(folder: string, file: string): boolean {
   const base = basename(file);
-  const names = new Set([...SQLITE_SUFFIXES, OWNER_SUFFIX].map((suffix) => base + suffix));
+  const stem = base.replace(/\.db$/, "");
+  const names = new Set([
+    ...[...SQLITE_SUFFIXES, OWNER_SUFFIX].map((suffix) => base + suffix),
+    ...[".sock", ".log", ".log.1"].map((suffix) => stem + suffix),
+  ]);
   for (const entry of Deno.readDirSync(folder)) if (!names.has(entry.name)) return false;
   return true;
 }

@@ -220,7 +220,7 @@ export class SqliteJournal implements Journal {
       } catch {
         // No owner file: say what is known.
       }
-      return refusal(this.file, `${owner} is using it (${text}); stop that one first`);
+      return refusal(this.file, `${owner} is using it (${text}); stop that one first`, "taken");
     }
     if (/not a database|malformed|corrupt/i.test(text)) {
       return refusal(
@@ -648,9 +648,10 @@ function prepare(db: DatabaseSync) {
   };
 }
 
-function refusal(file: string, why: string): JournalError {
+function refusal(file: string, why: string, reason?: "taken"): JournalError {
   return new JournalError(
     `Cannot use KLYM_STATE file "${file}": ${why}. Set KLYM_STATE to another file, or to memory to keep nothing`,
+    reason,
   );
 }
 
