@@ -2,7 +2,15 @@
  * The server's own log on stderr (stdout belongs to the protocol in stdio mode), with levels and a
  * category per part: human lines on a terminal, JSON lines otherwise (`KLYM_LOG_FORMAT`).
  */
-import { configure, getStreamSink, jsonLinesFormatter, type LogLevel } from "@logtape/logtape";
+import {
+  configure,
+  getStreamSink,
+  jsonLinesFormatter,
+  type LogLevel,
+  type LogRecord,
+  type Sink,
+  type TextFormatter,
+} from "@logtape/logtape";
 import { chooseLogFormat, type LogFormat, prettyFormatter } from "./log_format.ts";
 
 /**
@@ -19,10 +27,23 @@ export async function setupLogging(
     ? jsonLinesFormatter
     : prettyFormatter(terminal && !Deno.env.get("NO_COLOR"));
   await configure({
-    sinks: { stderr: getStreamSink((file ?? Deno.stderr).writable, { formatter }) },
+    sinks: {
+      // A file is written line by line, at once: a killed service loses nothing it logged.
+      stderr: file ? fileSink(file, formatter) : getStreamSink(Deno.stderr.writable, { formatter }),
+    },
     loggers: [
       { category: ["klym"], lowestLevel, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });
+}
+
+function fileSink(file: Deno.FsFile, formatter: TextFormatter): Sink {
+  const encoder = new TextEncoder();
+  return (record: LogRecord) => {
+    const bytes = encoder.encode(formatter(record));
+    for (let written = 0; written < bytes.length;) {
+      written += file.writeSync(bytes.subarray(written));
+    }
+  };
 }

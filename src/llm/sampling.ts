@@ -5,6 +5,7 @@
 import type { McpServer, RequestId } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { LlmRequest, LlmResponse } from "../protocol.ts";
+import { LlmError } from "./llm_service.ts";
 
 export type Sampler =
   & ((request: LlmRequest, signal: AbortSignal, timeoutMs: number) => Promise<LlmResponse>)
@@ -29,6 +30,11 @@ const DEFAULT_MAX_TOKENS = 4096;
 
 type Content = Record<string, unknown> & { type: string };
 
+export const CLIENT_GONE_MESSAGE =
+  "Cannot ask the client's model (MCP sampling): the client that started this task has " +
+  "disconnected. Tasks outlive their assistant, its model does not: set KLYM_MODEL=provider:model " +
+  "so such tasks use a model of their own, or start the task again from a connected client";
+
 /** A sampler for the client of `server`, or `undefined` when that client does not sample. */
 export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sampler | undefined {
   const caps = server.server.getClientCapabilities();
@@ -36,6 +42,8 @@ export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sam
   const withTools = Boolean((caps.sampling as { tools?: unknown }).tools);
   const sample = async (request: LlmRequest, signal: AbortSignal, timeoutMs: number) => {
     const params = samplingParams(request, withTools);
+    // Tasks outlive their client's session; the client's model does not.
+    if (!server.isConnected()) throw new LlmError("client_gone", CLIENT_GONE_MESSAGE);
     const relatedRequestId = options.relatedRequestId?.();
     options.onPending?.(1);
     let result;
@@ -45,6 +53,9 @@ export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sam
         timeout: timeoutMs,
         ...(relatedRequestId === undefined ? {} : { relatedRequestId }),
       });
+    } catch (error) {
+      if (server.isConnected() || signal.aborted) throw error;
+      throw new LlmError("client_gone", CLIENT_GONE_MESSAGE, { cause: error });
     } finally {
       options.onPending?.(-1);
     }
