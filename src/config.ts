@@ -313,6 +313,12 @@ export const OTHER_ENV_NAMES: Record<string, string> = {
   KLYM_SCREENSHOTS: "the dashboard tests' README screenshots",
 };
 
+/**
+ * What an MCP bundle's host passes for an optional setting the user left empty: the manifest's
+ * `${user_config.NAME}` itself (see manifest.json). Such a value counts as unset.
+ */
+const BUNDLE_PLACEHOLDER = /^\$\{user_config\.[A-Za-z0-9_]+\}$/;
+
 /** Switches on the command line that take no value. */
 const SWITCHES: Record<string, keyof Config> = { "--stdio": "stdio", "--standalone": "standalone" };
 
@@ -417,13 +423,15 @@ export function loadConfig(env: Record<string, string | undefined>, args: string
   for (const name of Object.keys(env).filter((n) => n.startsWith("KLYM_")).sort()) {
     if (known.has(name) || Object.hasOwn(OTHER_ENV_NAMES, name)) continue;
     problems.push(
-      `${name} is not a Klym variable; did you mean ${closest(name, [...known])}? ` +
+      `${name} is not a Klym variable; did you mean ${
+        closest(name, [...known, ...Object.keys(OTHER_ENV_NAMES)])
+      }? ` +
         "(the README's configuration table lists them all)",
     );
   }
   for (const [key, name] of Object.entries(ENV_NAMES) as [keyof Config, string][]) {
     const value = env[name];
-    if (value === undefined) continue;
+    if (value === undefined || BUNDLE_PLACEHOLDER.test(value)) continue;
     if (value === "") {
       problems.push(`${name} is set but empty; give it a value or unset it`);
       continue;

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { ConfigError, ENV_NAMES, FLAGS, grynyaSettings, loadConfig } from "../src/config.ts";
+import {
+  ConfigError,
+  ENV_NAMES,
+  FLAGS,
+  grynyaSettings,
+  loadConfig,
+  OTHER_ENV_NAMES,
+} from "../src/config.ts";
+import { startKlym } from "./helpers/klym_process.ts";
 import { ModelCatalog } from "../src/llm/model_catalog.ts";
 
 Deno.test("config has the documented defaults", () => {
@@ -51,6 +59,13 @@ Deno.test("every invalid value is a ConfigError naming its variable or flag", ()
     [{}, ["--max-concurrent=0"], /--max-concurrent: must be between 1 and 1024/],
     [{}, ["--grynya-transport", "ws"], /--grynya-transport: .*"auto"\|"sse"\|"http"/],
     [{}, ["--stdio=yes"], /Option "--stdio" takes no value/],
+    [{}, ["--standalone=1"], /Option "--standalone" takes no value/],
+    [{ KLYM_STANDALONE: "yes" }, [], /KLYM_STANDALONE: must be 1, true, 0 or false/],
+    [{ KLYM_SERVICE_IDLE_S: "-1" }, [], /KLYM_SERVICE_IDLE_S: must be between 0 and 604800/],
+    [{ KLYM_SERVICE_IDLE_S: "604801" }, [], /KLYM_SERVICE_IDLE_S: must be between 0 and/],
+    [{ KLYM_SERVICE_START_S: "0" }, [], /KLYM_SERVICE_START_S: must be between 1 and 600/],
+    [{ KLYM_SERVICE_START_S: "601" }, [], /KLYM_SERVICE_START_S: must be between 1 and 600/],
+    [{ KLYM_URLS: "http://x" }, [], /KLYM_URLS is not a Klym variable; did you mean KLYM_URL\?/],
     [{}, ["--prot", "80"], /Unknown option "--prot"; did you mean --port\?/],
     [{ KLYM_PORT: "" }, [], /KLYM_PORT is set but empty/],
     [{ KLYM_TASKS_DIR: "" }, [], /KLYM_TASKS_DIR is set but empty/],
@@ -196,10 +211,14 @@ Deno.test("main.ts exits 2 with a message naming a bad variable, before it logs 
   assert.match(version.stdout, /^klym \d+\.\d+\.\d+\S*\n$/);
 });
 
+const OTHERS_HEADING = /^### Variables other parts of Klym read$/m;
+
 /** The README's configuration table: env name → { flag, default } per row. */
 function readmeConfigTable(): Map<string, { flag: string; default: string }> {
   const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
-  const section = readme.split(/^## Configuration$/m)[1]!.split(/^## /m)[0]!;
+  const section = readme.split(/^## Configuration$/m)[1]!.split(/^## /m)[0]!.split(
+    OTHERS_HEADING,
+  )[0]!;
   const rows = new Map<string, { flag: string; default: string }>();
   for (const line of section.split("\n")) {
     const cells = line.split("|").slice(1, -1).map((c) => c.trim());
@@ -382,4 +401,51 @@ Deno.test("KLYM_GRYNYA_WRITE templates are checked at start: placeholders, splic
     }),
   }, []);
   assert.equal(ok.grynyaWrite.kind, "template");
+});
+
+/** The variables of the README's second table: the CLI's and the tests'. */
+function readmeOtherVariables(): string[] {
+  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+  const section = readme.split(OTHERS_HEADING)[1]!.split(/^##/m)[0]!;
+  return section.split("\n").map((line) => line.match(/^\| `(KLYM_[A-Z0-9_]+)`/)?.[1])
+    .filter((name): name is string => name !== undefined);
+}
+
+Deno.test("Klym's other variables (the CLI's, the tests') are documented and accepted by the server", () => {
+  assert.deepEqual(readmeOtherVariables().sort(), Object.keys(OTHER_ENV_NAMES).sort());
+  const env = { KLYM_URL: "http://127.0.0.1:1", KLYM_CHROMIUM: "/x", KLYM_SCREENSHOTS: "1" };
+  assert.equal(loadConfig(env, []).port, 8765);
+  // Neither table names a variable twice.
+  const main = [...readmeConfigTable().keys()];
+  assert.deepEqual(main.filter((name) => Object.hasOwn(OTHER_ENV_NAMES, name)), []);
+});
+
+Deno.test("KLYM_URL=… deno task start serves", async () => {
+  await using klym = await startKlym({ KLYM_URL: "http://127.0.0.1:9", KLYM_CHROMIUM: "/none" });
+  const health = await fetch(`${klym.url}/healthz`);
+  assert.equal(health.status, 200);
+  assert.equal((await health.json()).ok, true);
+});
+
+Deno.test("a setting an MCP bundle's host left as its placeholder counts as unset", () => {
+  const c = loadConfig(
+    { KLYM_MODEL: "${user_config.model}", KLYM_PORT: "${user_config.port}" },
+    [],
+  );
+  assert.equal(c.model, undefined);
+  assert.equal(c.port, 8765);
+  // Anything else that is not a value stays an error.
+  assert.throws(() => loadConfig({ KLYM_PORT: "${user_config.port} " }, []), /KLYM_PORT/);
+});
+
+Deno.test("--standalone and the service's knobs", () => {
+  const c = loadConfig({ KLYM_SERVICE_IDLE_S: "0", KLYM_SERVICE_START_S: "5" }, [
+    "--stdio",
+    "--standalone",
+  ]);
+  assert.equal(c.standalone, true);
+  assert.equal(c.serviceIdleS, 0);
+  assert.equal(c.serviceStartS, 5);
+  assert.equal(loadConfig({}, []).serviceIdleS, undefined);
+  assert.equal(loadConfig({ KLYM_STANDALONE: "1" }, []).standalone, true);
 });
