@@ -29,7 +29,7 @@ export interface ServiceHome extends AsyncDisposable {
   readonly env: Record<string, string>;
   readonly paths: ServicePaths;
   /** A stdio client (the TypeScript SDK) whose Klym bridges to this home's service. */
-  connect(): Promise<Client>;
+  connect(...args: string[]): Promise<Client>;
   /** The service's hello: its pid and HTTP address (connects as a bridge, then leaves). */
   hello(): Promise<ServiceHello>;
   /** Sends SIGKILL or SIGTERM to the service and waits until its process is gone. */
@@ -56,12 +56,12 @@ export async function serviceHome(env: Record<string, string> = {}): Promise<Ser
     home,
     env: full,
     paths,
-    async connect() {
+    async connect(...args) {
       const client = new Client({ name: "klym-service-test", version: "1.0.0" });
       await client.connect(
         new StdioClientTransport({
           command: STDIO_COMMAND[0]!,
-          args: STDIO_COMMAND.slice(1),
+          args: [...STDIO_COMMAND.slice(1), ...args],
           env: full,
           stderr: "ignore",
         }),

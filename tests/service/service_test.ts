@@ -218,3 +218,22 @@ Deno.test("langchain-mcp-adapters' default get_tools() over stdio runs a task to
   assert.equal(seen.result.slept, 1500);
   assert.ok(seen.tools.includes("start_async_agent_task"));
 });
+
+Deno.test("--stdio --standalone serves its client in-process, in memory when the service holds the journal", async () => {
+  await using home = await serviceHome();
+  const shared = await home.connect();
+  const { task_id } = await call<Started>(shared, "start_async_agent_task", { kind: "hello" });
+  const { pid } = await home.hello();
+  const alone = await home.connect("--standalone");
+  const listed = await call<{ tasks: { task_id: string }[] }>(alone, "list_tasks", {});
+  assert.deepEqual(listed.tasks, [], "a private Klym with a journal of its own");
+  const own = await call<Started>(alone, "start_async_agent_task", { kind: "hello" });
+  assert.equal((await waitFinal(alone, own.task_id)).status, "succeeded");
+  assert.equal(journalOwner(home.paths.journal), pid, "the service keeps the journal");
+  const unknown = await shared.callTool({
+    name: "check_task_status",
+    arguments: { task_id: own.task_id },
+  });
+  assert.equal(unknown.isError, true, "the standalone's task is not the service's");
+  assert.equal((await waitFinal(shared, task_id)).status, "succeeded");
+});
