@@ -14,7 +14,7 @@ import { readLines } from "../lines.ts";
 import {
   BRIDGE_PROTOCOL,
   HandshakeError,
-  helloLine,
+  ownHelloLine,
   readHello,
   ServiceHello,
 } from "./handshake.ts";
@@ -185,12 +185,7 @@ function checked(link: Link, paths: ServicePaths): Link {
 async function pipe(link: Link, io: BridgeIo): Promise<number> {
   const { conn } = link;
   const writer = conn.writable.getWriter();
-  await writer.write(helloLine({
-    klym: "bridge",
-    protocol: BRIDGE_PROTOCOL,
-    version: VERSION,
-    pid: Deno.pid,
-  }));
+  await writer.write(ownHelloLine({ klym: "bridge" }));
   let clientEnded = false;
   const up = (async () => {
     try {

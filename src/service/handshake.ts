@@ -6,6 +6,7 @@
  * uses a service of another whenever their protocols match (MCP itself is negotiated end to end).
  */
 import { z } from "zod";
+import { VERSION } from "../version.ts";
 
 export const BRIDGE_PROTOCOL = 1;
 /** One hello line, newline included; a longer one is refused. */
@@ -37,6 +38,11 @@ export class HandshakeError extends Error {
 
 export function helloLine(hello: ServiceHello | BridgeHello): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(hello) + "\n");
+}
+
+/** This process's hello line: a bridge's, or a service's with its HTTP address. */
+export function ownHelloLine(side: { klym: "bridge" } | { klym: "service"; url: string | null }) {
+  return helloLine({ ...side, protocol: BRIDGE_PROTOCOL, version: VERSION, pid: Deno.pid });
 }
 
 /**

@@ -16,9 +16,14 @@ import { getLogger } from "@logtape/logtape";
 import { serveStdio, StdioServerTransport } from "@modelcontextprotocol/server/stdio";
 import type { McpServerFactory } from "@modelcontextprotocol/server";
 import { closingWith } from "./closing_transport.ts";
-import { BRIDGE_PROTOCOL, BridgeHello, HandshakeError, helloLine, readHello } from "./handshake.ts";
+import {
+  BRIDGE_PROTOCOL,
+  BridgeHello,
+  HandshakeError,
+  ownHelloLine,
+  readHello,
+} from "./handshake.ts";
 import type { ServicePaths } from "./service_paths.ts";
-import { VERSION } from "../version.ts";
 
 const logger = getLogger(["klym", "service"]);
 
@@ -90,13 +95,7 @@ export class ServiceListener {
     this.#sessions.add(close);
     try {
       const writer = conn.writable.getWriter();
-      await writer.write(helloLine({
-        klym: "service",
-        protocol: BRIDGE_PROTOCOL,
-        version: VERSION,
-        pid: Deno.pid,
-        url: this.#options.url ?? null,
-      }));
+      await writer.write(ownHelloLine({ klym: "service", url: this.#options.url ?? null }));
       writer.releaseLock();
       const { hello, rest } = await readHello(conn.readable, BridgeHello);
       if (hello.protocol !== BRIDGE_PROTOCOL) {
