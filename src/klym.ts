@@ -87,14 +87,13 @@ export async function startKlym(config: Config): Promise<Klym> {
   }
 
   const model = llm.catalog.defaultId ?? "the client's own model (MCP sampling; no KLYM_MODEL)";
-  // The dashboard's login takes any configured token (KLYM_AUTH_TOKEN or one of KLYM_AUTH_TOKENS);
-  // it shows every principal's tasks, as an operator's view.
-  const principals = new Principals(config);
+  // A dashboard login is the principal of its token (KLYM_AUTH_TOKEN or one of KLYM_AUTH_TOKENS)
+  // and shows that principal's tasks; an admin's (KLYM_ADMINS) shows every task.
   const ui = new UiApp({
     registry,
-    authToken: principals.required ? "any configured token" : undefined,
-    sameSecret: (given) => principals.required && principals.ofToken(given) !== undefined,
+    principals: new Principals(config),
     stats: new ServerStatsSource(registry, config.grynyaUrl, model, VERSION),
+    limits: config,
   });
   const app: HttpApp = new HttpApp({
     config,

@@ -26,6 +26,8 @@ const MAX_LOG_LINES = 1000;
 
 interface Summary {
   task_id: string;
+  /** Present for an admin (KLYM_ADMINS), who sees every principal's tasks. */
+  owner?: string;
   kind: string;
   status: string;
   created_at: string;
@@ -98,6 +100,7 @@ function printTask(output: Output, task: Status): void {
     ["status", paintStatus(output, task.status)],
     ["created", task.created_at],
   ];
+  if (task.owner !== undefined) rows.splice(1, 0, ["owner", inert(task.owner)]);
   if (task.started_at) rows.push(["started", task.started_at]);
   if (task.finished_at) rows.push(["finished", task.finished_at]);
   const duration = runTime(task);
@@ -184,14 +187,17 @@ const COMMANDS: Record<CommandName, Command> = {
         output.err(`No tasks${status ? ` with status ${status}` : ""}\n`);
         return 0;
       }
+      // An admin's list names each task's owner: one more column.
+      const owners = answer.tasks.some((task) => task.owner !== undefined);
+      const withOwner = (task: string, owner: string) => owners ? [task, owner] : [task];
       const rows = [
-        ["TASK", "KIND", "STATUS", "AGE", "DURATION", "PROGRESS"].map((h) =>
+        [...withOwner("TASK", "OWNER"), "KIND", "STATUS", "AGE", "DURATION", "PROGRESS"].map((h) =>
           output.paint("bold", h)
         ),
       ];
       for (const task of answer.tasks) {
         rows.push([
-          task.task_id,
+          ...withOwner(task.task_id, inert(task.owner ?? "")),
           inert(task.kind),
           paintStatus(output, task.status),
           humanDuration(Date.now() - Date.parse(task.created_at)),
