@@ -72,7 +72,11 @@ Deno.test("every invalid value is a ConfigError naming its variable or flag", ()
       /KLYM_MAX_CONCURENT is not a Klym variable; did you mean KLYM_MAX_CONCURRENT\?/,
     ],
     [{ KLYM_LOGLEVEL: "info" }, [], /KLYM_LOGLEVEL .*did you mean KLYM_LOG_LEVEL\?/],
-    [{ KLYM_ADMINS: "alice" }, [], /KLYM_ADMINS: names "alice", which is not a configured principal; name one of local/],
+    [
+      { KLYM_ADMINS: "alice" },
+      [],
+      /KLYM_ADMINS: names "alice", which is not a configured principal; name one of local/,
+    ],
     [
       { KLYM_AUTH_TOKENS: "alice:0123456789abcdef", KLYM_ADMINS: "alice,carol" },
       [],

@@ -1,7 +1,7 @@
 /** The dashboard's event stream stays bounded: few messages, capped streams, slow clients dropped. */
 import assert from "node:assert/strict";
 import { TaskEvents } from "../../src/tasks/task_events.ts";
-import { EventStreams, type EventStreamOptions } from "../../src/ui/event_stream.ts";
+import { type EventStreamOptions, EventStreams } from "../../src/ui/event_stream.ts";
 import type { Viewer } from "../../src/server/principals.ts";
 
 const decoder = new TextDecoder();
@@ -151,10 +151,15 @@ Deno.test("a stream names only its viewer's tasks; an admin's names every task",
   const events = new TaskEvents();
   const owners = { t_alice: "alice", t_bob: "bob" };
   const asked: string[] = [];
-  const streams = streamsOf(events, (viewer) => {
-    asked.push(viewer.principal);
-    return Promise.resolve({ for: viewer.principal });
-  }, { intervalMs: 20 }, owners);
+  const streams = streamsOf(
+    events,
+    (viewer) => {
+      asked.push(viewer.principal);
+      return Promise.resolve({ for: viewer.principal });
+    },
+    { intervalMs: 20 },
+    owners,
+  );
   const changes = (messages: { event: string; data: unknown }[]) =>
     messages.filter((m) => m.event === "change").map((m) =>
       m.data as { tasks: string[]; logs: Record<string, number> }
@@ -210,7 +215,10 @@ Deno.test("one principal's streams never lock another out: each has its share, a
   assert.deepEqual(bob.map((r) => r.status), [200, 200, 200]);
   const fourth = streams.open({}, BOB);
   assert.equal(fourth.status, 503, "Bob's own share is 3");
-  assert.match((await fourth.json()).error, /"bob" has 3 open, the limit is 3 \(KLYM_UI_MAX_STREAMS\)/);
+  assert.match(
+    (await fourth.json()).error,
+    /"bob" has 3 open, the limit is 3 \(KLYM_UI_MAX_STREAMS\)/,
+  );
   assert.equal(streams.countOf("bob"), 3);
 
   const alice = [streams.open({}, ALICE)];
