@@ -4,7 +4,8 @@
  * `tasks/*` stays each session's own even for an admin.
  */
 import assert from "node:assert/strict";
-import { call, callError, MAIN, startKlym, type Status } from "../helpers/klym_process.ts";
+import { call, callError, startKlym, type Status } from "../helpers/klym_process.ts";
+import { klymCli } from "../helpers/klym_cli.ts";
 import { RawMcp } from "../helpers/raw_mcp.ts";
 import { connectAs } from "../helpers/ui_client.ts";
 
@@ -15,20 +16,6 @@ const CAROL = "carol-token-0123456789abcdef";
 interface Listed {
   tasks: { task_id: string; owner?: string; status: string }[];
   counts: Record<string, number>;
-}
-
-async function klymCli(args: string[], env: Record<string, string>) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
 }
 
 Deno.test("an admin lists, reads and cancels every principal's tasks over MCP; nobody else can", async (t) => {

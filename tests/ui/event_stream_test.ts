@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { TaskEvents } from "../../src/tasks/task_events.ts";
 import { type EventStreamOptions, EventStreams } from "../../src/ui/event_stream.ts";
 import type { Viewer } from "../../src/server/principals.ts";
+import { readEvents, type StreamEvent } from "../helpers/ui_client.ts";
 
 const decoder = new TextDecoder();
 const LOCAL: Viewer = { principal: "local", admin: false };
@@ -122,29 +123,14 @@ const ALICE: Viewer = { principal: "alice", admin: false };
 const BOB: Viewer = { principal: "bob", admin: false };
 const ADMIN: Viewer = { principal: "carol", admin: true };
 
-/** Reads one stream's messages until `until` holds. */
+/** Reads one stream's messages, parsed, until `until` holds. */
 async function readUntil(
   body: ReadableStream<Uint8Array>,
   until: (messages: { event: string; data: unknown }[]) => boolean,
 ) {
-  const reader = body.getReader();
-  const messages: { event: string; data: unknown }[] = [];
-  let text = "";
-  while (!until(messages)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`ended after ${JSON.stringify(messages)}`);
-    text += decoder.decode(value);
-    let end;
-    while ((end = text.indexOf("\n\n")) !== -1) {
-      const block = text.slice(0, end);
-      text = text.slice(end + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (event && data) messages.push({ event, data: JSON.parse(data) });
-    }
-  }
-  await reader.cancel();
-  return messages;
+  const parse = (events: StreamEvent[]) =>
+    events.map(({ event, data }) => ({ event, data: JSON.parse(data) as unknown }));
+  return parse(await readEvents(body, (events) => until(parse(events))));
 }
 
 Deno.test("a stream names only its viewer's tasks; an admin's names every task", async () => {
