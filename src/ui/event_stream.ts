@@ -98,7 +98,7 @@ export class EventStreams {
       const gives = whoGivesWay([...this.#open.values(), principal], principal);
       if (gives === principal) {
         return refuse(
-          `Cannot open a dashboard stream: ${this.#open.size} are open in all, the limit is ${this.maxTotal} (KLYM_UI_MAX_STREAMS_TOTAL), and principal "${principal}" holds ${held} of them, as many as any other; close other dashboard tabs`,
+          `Cannot open a dashboard stream: ${this.#open.size} are open in all, the limit is ${this.maxTotal} (KLYM_UI_MAX_STREAMS_TOTAL), and principal "${principal}" holds ${held} of them, no fewer than any other principal; close other dashboard tabs`,
         );
       }
       for (const [close, holder] of this.#open) {
