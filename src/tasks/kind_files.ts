@@ -61,6 +61,8 @@ export function withKindFile<T>(
   if (!inside(real, root)) throw outsideError(kind, rel);
   let file: Deno.FsFile;
   try {
+    // Only a file is opened: opening a FIFO would wait for a writer.
+    if (!Deno.statSync(real).isFile) return undefined;
     file = Deno.openSync(real, { read: true });
   } catch {
     return undefined;
@@ -98,22 +100,22 @@ function reachedWithoutLinks(root: string, real: string, opened: Deno.FileInfo):
   }
 }
 
+/** The file's bytes; past `MAX_KIND_BYTES` reading stops (the result is then longer than that). */
 function readAll(file: Deno.FsFile, size: number): Uint8Array {
   const chunks: Uint8Array[] = [];
   let total = 0;
-  const buffer = new Uint8Array(Math.min(Math.max(size, 1), 1 << 20) + 1);
-  for (;;) {
+  const buffer = new Uint8Array(Math.min(size, 1 << 20) + 1);
+  while (total <= MAX_KIND_BYTES) {
     const n = file.readSync(buffer);
     if (n === null || n === 0) break;
-    total += n;
-    if (total > MAX_KIND_BYTES) break;
     chunks.push(buffer.slice(0, n));
+    total += n;
   }
-  const out = new Uint8Array(Math.min(total, MAX_KIND_BYTES + 1));
+  const out = new Uint8Array(total);
   let at = 0;
   for (const chunk of chunks) {
     out.set(chunk, at);
     at += chunk.length;
   }
-  return out.subarray(0, at);
+  return out;
 }

@@ -49,13 +49,15 @@ const SPECIFIER =
 type Imports = readonly { specifier: string; line: number }[];
 
 interface Scanned {
+  readonly dev: number;
+  readonly ino: number | null;
   readonly mtime: number | null;
   readonly size: number;
   readonly imports: Imports;
 }
 
 export class KindImports {
-  /** Imports of each file already scanned, by device and inode, while it stays unchanged. */
+  /** Imports of each file already scanned, by real path, while it stays the same unchanged file. */
   readonly #cache = new Map<string, Scanned>();
 
   /**
@@ -76,17 +78,18 @@ export class KindImports {
         bytes += opened.info.size;
         if (bytes > MAX_KIND_BYTES) throw tooLarge(kind);
         if (!source && !keep) return { imports: [] as Imports };
-        const key = `${opened.info.dev}:${opened.info.ino}`;
-        const cached = this.#cache.get(key);
+        const { dev, ino, size } = opened.info;
         const mtime = opened.info.mtime?.getTime() ?? null;
-        if (!keep && cached && cached.mtime === mtime && cached.size === opened.info.size) {
-          return { imports: cached.imports };
-        }
+        const cached = this.#cache.get(opened.real);
+        if (
+          !keep && cached && cached.dev === dev && cached.ino === ino && cached.mtime === mtime &&
+          cached.size === size
+        ) return { imports: cached.imports };
         const data = opened.read();
         if (data.length > opened.info.size) bytes += data.length - opened.info.size;
         if (bytes > MAX_KIND_BYTES) throw tooLarge(kind);
         const imports = source ? scan(new TextDecoder().decode(data)) : [];
-        if (source) this.#cache.set(key, { mtime, size: opened.info.size, imports });
+        if (source) this.#cache.set(opened.real, { dev, ino, mtime, size, imports });
         return { imports, data };
       });
       if (read === undefined) {
