@@ -94,7 +94,7 @@ export class KindCatalog {
       files = this.#imports.check(kind, entry, root, true);
     } catch (error) {
       if (error instanceof TaskError) return { code: error.code, message: error.message };
-      throw error;
+      return notCopied(kind, "read", error);
     }
     const hash = createHash("sha256");
     for (const [rel, bytes] of [...files].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) {
@@ -112,13 +112,7 @@ export class KindCatalog {
         Deno.renameSync(staging, dir);
       }
     } catch (error) {
-      return {
-        code: "spawn_failed",
-        message:
-          `Cannot start the task's process: the files of kind "${kind}" could not be copied for it (${
-            error instanceof Error ? error.name : "error"
-          })`,
-      };
+      return notCopied(kind, "copied", error);
     }
     return { modulePath: join(dir, entry) };
   }
@@ -177,6 +171,17 @@ export class KindCatalog {
     }
     return undefined;
   }
+}
+
+/** The OS error's name only: its message would name paths of the server's machine. */
+function notCopied(kind: string, what: "read" | "copied", error: unknown): Failure {
+  return {
+    code: "spawn_failed",
+    message:
+      `Cannot start the task's process: the files of kind "${kind}" could not be ${what} for it (${
+        error instanceof Error ? error.name : "error"
+      })`,
+  };
 }
 
 function exists(path: string): boolean {
