@@ -239,12 +239,15 @@ Deno.test("7: a failed task's error keeps its own frames, relative, and no path 
     final.error?.message,
     "Error: boom\n    at boom (boom.ts:3:9)\n    at default (boom.ts:6:3)",
   );
+  const unparsed = await run(client, "bad_syntax");
+  assert.equal(unparsed.error?.code, "load_error", JSON.stringify(unparsed.error));
+  assert.match(unparsed.error!.message, /^SyntaxError: [\s\S]*\n    at bad_syntax\.ts:3:\d+$/);
   const refusal = await callError(client, "start_async_agent_task", { kind: "nested_worker" });
   assert.match(
     refusal,
     /KIND_IMPORT_REFUSED: Cannot start task: kind "nested_worker": nested_worker\.ts:3 imports/,
   );
-  for (const text of [JSON.stringify(final), refusal]) {
+  for (const text of [JSON.stringify(final), JSON.stringify(unparsed), refusal]) {
     assert.ok(!text.includes("file://") && !text.includes(REPO), text);
     assert.ok(!/\/tmp\/|klym-kinds-/.test(text), text);
   }
