@@ -44,7 +44,7 @@ export async function startKlym(config: Config): Promise<Klym> {
       logger.warn("KLYM_TASKS_DIR {dir} does not exist; no custom kinds", { dir: config.tasksDir });
     }
   }
-  const pool = new ProcessPool(processOptions(config, kinds.realTasksDir()), config.warmSpares);
+  const pool = new ProcessPool(processOptions(config, kinds.snapshotDir()), config.warmSpares);
   const llm = new LlmService(new ModelCatalog(config, (name) => Deno.env.get(name)), config);
   let registry: TaskRegistry;
   try {
