@@ -241,7 +241,7 @@ Deno.test("7: a failed task's error keeps its own frames, relative, and no path 
   );
   const unparsed = await run(client, "bad_syntax");
   assert.equal(unparsed.error?.code, "load_error", JSON.stringify(unparsed.error));
-  assert.match(unparsed.error!.message, /^SyntaxError: [\s\S]*\n    at bad_syntax\.ts:3:\d+$/);
+  assert.match(unparsed.error!.message, /^SyntaxError: [\s\S]*\n {4}at bad_syntax\.ts:3:\d+$/);
   const refusal = await callError(client, "start_async_agent_task", { kind: "nested_worker" });
   assert.match(
     refusal,
