@@ -24,10 +24,10 @@ import { getLogger } from "@logtape/logtape";
 import { type Config, isLoopback } from "../config.ts";
 import { SseServerTransport } from "./sse_server_transport.ts";
 import { BoundedEventStore } from "./event_store.ts";
-import { LOCAL_PRINCIPAL, Principals } from "./principals.ts";
+import { LOCAL_PRINCIPAL, Principals } from "../server/principals.ts";
 import { AuthThrottle, clientAddress } from "./auth_throttle.ts";
 
-export { sameSecret } from "./principals.ts";
+export { sameSecret } from "../server/principals.ts";
 
 const logger = getLogger(["klym", "http"]);
 const MESSAGES_PATH = "/messages";
