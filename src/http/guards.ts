@@ -11,7 +11,7 @@ import {
   validateOriginHeader,
 } from "@modelcontextprotocol/server";
 import { type Config, isLoopback } from "../config.ts";
-import type { Principals } from "../server/principals.ts";
+import type { Principals } from "../principals.ts";
 import type { AuthThrottle } from "./auth_throttle.ts";
 import { jsonRpcError } from "./responses.ts";
 

@@ -20,7 +20,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
 import { SseServerTransport } from "./sse_server_transport.ts";
 import { BoundedEventStore } from "./event_store.ts";
-import { LOCAL_PRINCIPAL, Principals } from "../server/principals.ts";
+import { LOCAL_PRINCIPAL, Principals } from "../principals.ts";
 import { AuthThrottle, clientAddress } from "./auth_throttle.ts";
 import { BearerGuard, HostOriginGuard, readJsonBody } from "./guards.ts";
 import { type Id, jsonRpcError, requestId, untilSent, withId } from "./responses.ts";
