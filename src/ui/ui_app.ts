@@ -23,7 +23,7 @@ import { type EventStreamOptions, EventStreams } from "./event_stream.ts";
 import type { ServerStatsSource } from "./server_stats.ts";
 import { CLEARED_COOKIE, UiSessions } from "./ui_sessions.ts";
 import { UI_LIST_LIMIT, UI_LOG_LINES_PER_READ, UI_LOGIN_BODY_BYTES } from "./ui_limits.ts";
-import type { AuthThrottle } from "../server/auth_throttle.ts";
+import type { AuthThrottle } from "../http/auth_throttle.ts";
 
 const logger = getLogger(["klym", "ui"]);
 
