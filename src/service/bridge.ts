@@ -23,8 +23,11 @@ import { SERVICE_EXIT_TAKEN, spawnService } from "./service_spawner.ts";
 
 const logger = getLogger(["klym", "bridge"]);
 
-/** Services a bridge starts at most while it waits (one that lost a race, or was stopping). */
-export const BRIDGE_MAX_SPAWNS = 5;
+/**
+ * How long a bridge whose service found the journal taken (by the winner of a race, about to
+ * listen) waits for that one's socket before it starts another service.
+ */
+const TAKEN_RETRY_MS = 2000;
 /** Longest pause between two connection attempts while the service starts. */
 const RETRY_MAX_MS = 200;
 /** How long a failing bridge waits for the client's first request, to answer it with the error. */
@@ -81,30 +84,39 @@ async function reachService(
       `Cannot reach the Klym service: ${problem} (or run this Klym alone with --standalone)`,
     );
   }
-  const startMs = config.serviceStartS * 1000;
-  const deadline = Date.now() + startMs;
+  const deadline = Date.now() + config.serviceStartS * 1000;
   let child: { process: Deno.ChildProcess; status?: Deno.CommandStatus } | undefined;
-  let spawns = 0;
+  /** When a service this bridge started found the journal taken: another Klym is starting. */
+  let takenAt: number | undefined;
   let pause = 10;
   while (true) {
     const link = await connect(paths);
     if (link) return checked(link, paths);
-    if (child === undefined || child.status !== undefined) {
-      if (child?.status && child.status.code !== SERVICE_EXIT_TAKEN) {
-        throw new BridgeError(
-          `The Klym service this bridge started exited with code ${child.status.code} before ` +
-            `listening; ${logTail(paths.log)}`,
-        );
-      }
-      if (spawns >= BRIDGE_MAX_SPAWNS) {
-        throw new BridgeError(
-          `Another Klym holds the journal "${paths.journal}" but no service answers at ` +
-            `"${paths.socket}" after ${spawns} starts; stop that Klym, or run this one with ` +
-            "--standalone",
-        );
-      }
+    if (child?.status && child.status.code !== SERVICE_EXIT_TAKEN) {
+      throw new BridgeError(
+        `The Klym service this bridge started exited with code ${child.status.code} before ` +
+          `listening; ${logTail(paths.log)}`,
+      );
+    }
+    if (child?.status) takenAt ??= Date.now();
+    if (Date.now() > deadline) {
+      throw new BridgeError(
+        takenAt === undefined
+          ? `No Klym service answered at "${paths.socket}" within ${config.serviceStartS} s ` +
+            `(KLYM_SERVICE_START_S); ${logTail(paths.log)}`
+          : `Another Klym holds the journal "${paths.journal}" but no service answered at ` +
+            `"${paths.socket}" within ${config.serviceStartS} s (KLYM_SERVICE_START_S): a Klym ` +
+            "that serves no bridges (--standalone, an older version, or one whose state folder is " +
+            "not private) holds it; stop that Klym, or run this one with --standalone",
+      );
+    }
+    // Nothing answers: start a service, unless one started by this bridge still runs, or lost
+    // the journal to another Klym a moment ago (the winner of a race, about to listen: its socket
+    // is waited for, and a new service is tried only once it has had TAKEN_RETRY_MS).
+    const waiting = takenAt !== undefined && Date.now() - takenAt < TAKEN_RETRY_MS;
+    if ((child === undefined || child.status !== undefined) && !waiting) {
+      takenAt = undefined;
       const process = spawnService(flags);
-      spawns++;
       const started = { process } as { process: Deno.ChildProcess; status?: Deno.CommandStatus };
       process.status.then((status) => (started.status = status));
       child = started;
@@ -113,17 +125,13 @@ async function reachService(
         log: paths.log,
       });
     }
-    if (Date.now() > deadline) {
-      throw new BridgeError(
-        `No Klym service answered at "${paths.socket}" within ${config.serviceStartS} s ` +
-          `(KLYM_SERVICE_START_S); ${logTail(paths.log)}`,
-      );
-    }
     // The service takes a moment to open its journal and listen: wait for it, or for its exit.
+    let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
-      child.process.status,
-      new Promise((resolve) => setTimeout(resolve, pause)),
+      ...(child?.status === undefined ? [child!.process.status] : []),
+      new Promise((resolve) => (timer = setTimeout(resolve, pause))),
     ]);
+    clearTimeout(timer);
     pause = Math.min(RETRY_MAX_MS, pause * 2);
   }
 }

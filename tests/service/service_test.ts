@@ -24,6 +24,39 @@ function journalOwner(journal: string): number {
   return JSON.parse(Deno.readTextFileSync(`${journal}.owner`)).pid;
 }
 
+/** Runs `main.ts --stdio` in `env`, sends an `initialize`; the first line it answers and its exit. */
+async function firstAnswer(env: Record<string, string>) {
+  const child = new Deno.Command(STDIO_COMMAND[0]!, {
+    args: STDIO_COMMAND.slice(1),
+    env,
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(
+    JSON.stringify({
+      jsonrpc: "2.0",
+      id: 7,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-11-25",
+        capabilities: {},
+        clientInfo: { name: "t", version: "1" },
+      },
+    }) + "\n",
+  ));
+  let answer: { id: number; error: { code: number; message: string } } | undefined;
+  for await (const { line } of readLines(child.stdout, 1 << 20)) {
+    answer = JSON.parse(line);
+    break;
+  }
+  await writer.close();
+  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  return { answer, code: status.code, stderr };
+}
+
 Deno.test("two stdio clients at once, the CLI and the dashboard see the same tasks of one service", async () => {
   await using home = await serviceHome();
   const a = await home.connect();
@@ -130,43 +163,28 @@ Deno.test("a state folder open to other users is refused, and the client is told
   await using home = await serviceHome();
   Deno.mkdirSync(home.paths.folder, { recursive: true });
   Deno.chmodSync(home.paths.folder, 0o755);
-  const child = new Deno.Command(STDIO_COMMAND[0]!, {
-    args: STDIO_COMMAND.slice(1),
-    env: home.env,
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(
-    JSON.stringify({
-      jsonrpc: "2.0",
-      id: 7,
-      method: "initialize",
-      params: {
-        protocolVersion: "2025-11-25",
-        capabilities: {},
-        clientInfo: { name: "t", version: "1" },
-      },
-    }) + "\n",
-  ));
-  let answer: { id: number; error: { code: number; message: string } } | undefined;
-  for await (const { line } of readLines(child.stdout, 1 << 20)) {
-    answer = JSON.parse(line);
-    break;
-  }
-  await writer.close();
-  const [status, stderr] = await Promise.all([
-    child.status,
-    new Response(child.stderr).text(),
-  ]);
-  assert.equal(status.code, 1);
+  const { answer, code, stderr } = await firstAnswer(home.env);
+  assert.equal(code, 1);
   assert.equal(answer?.id, 7);
   assert.equal(answer?.error.code, -32000);
   assert.match(answer!.error.message, /is open to other users \(mode 0755\); make it 0700/);
   assert.match(answer!.error.message, /--standalone/);
   assert.match(stderr, /open to other users/);
+  assert.throws(() => Deno.lstatSync(home.paths.socket), Deno.errors.NotFound);
+});
+
+Deno.test("a journal held by a Klym that serves no bridges: the client is told, within KLYM_SERVICE_START_S", async () => {
+  await using home = await serviceHome();
+  // A standalone Klym on the free journal takes it, and serves no bridges.
+  const alone = await home.connect("--standalone");
+  await call(alone, "list_tasks", {});
+  const holder = journalOwner(home.paths.journal);
+  const { answer, code } = await firstAnswer({ ...home.env, KLYM_SERVICE_START_S: "2" });
+  assert.equal(code, 1);
+  assert.equal(answer?.id, 7);
+  assert.equal(answer?.error.code, -32000);
+  assert.match(answer!.error.message, /within 2 s \(KLYM_SERVICE_START_S\)/);
+  assert.equal(journalOwner(home.paths.journal), holder, "the standalone Klym keeps its journal");
   assert.throws(() => Deno.lstatSync(home.paths.socket), Deno.errors.NotFound);
 });
 
