@@ -48,6 +48,10 @@ export async function serviceHome(env: Record<string, string> = {}): Promise<Ser
     KLYM_PORT: "0",
     KLYM_LOG_LEVEL: "debug",
     KLYM_LOG_FORMAT: "json",
+    // Coverage (.ci/run) of the bridges and of the services they start.
+    ...(Deno.env.get("DENO_COVERAGE_DIR")
+      ? { DENO_COVERAGE_DIR: Deno.env.get("DENO_COVERAGE_DIR")! }
+      : {}),
     ...env,
   };
   const paths = servicePaths(undefined, full, "linux")!;
