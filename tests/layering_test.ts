@@ -26,7 +26,7 @@ const RULES: readonly Rule[] = [
   {
     rule: "the task side (tasks/, journal/, llm/, grynya/) knows nothing of the faces",
     from: /^src\/(tasks|journal|llm|grynya)\//,
-    refuse: /^src\/(mcp|server|http|ui|cli)\//,
+    refuse: /^src\/(mcp|server|http|ui|cli|service)\//,
   },
   {
     rule: "mcp/ is protocol: it imports no transport (server/, http/), dashboard or CLI",
