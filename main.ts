@@ -56,6 +56,21 @@ async function main(): Promise<number> {
   return await serve(config, config.stdio ? "stdio" : "http");
 }
 
+/** When the service of `config`'s state folder runs: where to find it, on stderr. */
+async function tellRunningService(config: Config): Promise<void> {
+  const paths = servicePaths(config.state);
+  const { probeService } = await import("./src/service/service_probe.ts");
+  const hello = paths ? await probeService(paths) : undefined;
+  if (!hello) return;
+  const where = hello.url
+    ? `its dashboard is at ${hello.url}/ui and MCP at ${hello.url}/mcp`
+    : "it serves no HTTP (its port was taken)";
+  Deno.stderr.writeSync(new TextEncoder().encode(
+    `klym: Klym ${hello.version} already runs for this state folder as the service (pid ` +
+      `${hello.pid}): ${where}; use it, or stop it (kill ${hello.pid}) to run this one instead\n`,
+  ));
+}
+
 /** Serves until a signal, the stdio client's exit or the service's idle time; the exit code. */
 async function serve(config: Config, mode: "http" | "service" | "stdio"): Promise<number> {
   const { startKlym } = await import("./src/klym.ts");
@@ -99,6 +114,9 @@ async function serve(config: Config, mode: "http" | "service" | "stdio"): Promis
     if (!(error instanceof JournalError || error instanceof ServiceError)) throw error;
     const taken = error instanceof JournalError && error.reason === "taken" && mode === "service";
     fail(error.message, taken);
+    if (error instanceof JournalError && error.reason === "taken" && mode === "http") {
+      await tellRunningService(config);
+    }
     await dispose();
     return taken ? SERVICE_EXIT_TAKEN : SERVICE_EXIT_FAILED;
   }

@@ -5,7 +5,8 @@
  */
 import { Client } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
-import { BridgeHello, helloLine, readHello, ServiceHello } from "../../src/service/handshake.ts";
+import type { ServiceHello } from "../../src/service/handshake.ts";
+import { probeService } from "../../src/service/service_probe.ts";
 import { type ServicePaths, servicePaths } from "../../src/service/service_paths.ts";
 import { FIXTURE_TASKS, MAIN } from "./klym_process.ts";
 
@@ -74,12 +75,8 @@ export async function serviceHome(env: Record<string, string> = {}): Promise<Ser
       return client;
     },
     async hello() {
-      const conn = await Deno.connect({ transport: "unix", path: paths.socket });
-      const { hello, rest } = await readHello(conn.readable, ServiceHello);
-      const bye = { klym: "bridge", protocol: hello.protocol, version: "test", pid: Deno.pid };
-      await conn.write(helloLine(BridgeHello.parse(bye)));
-      // Cancelling the readable closes the connection: the service ends that session.
-      await rest.cancel();
+      const hello = await probeService(paths);
+      if (!hello) throw new Error(`No Klym service answers at ${paths.socket}`);
       return hello;
     },
     async stopService(signal = "SIGTERM") {

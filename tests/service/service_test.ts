@@ -143,6 +143,26 @@ Deno.test("the service exits by itself after its idle time with no client and no
   assert.throws(() => Deno.lstatSync(home.paths.socket), Deno.errors.NotFound, "socket removed");
 });
 
+Deno.test("a foreground Klym started while the service runs says where that service is", async () => {
+  await using home = await serviceHome();
+  const client = await home.connect();
+  await call(client, "list_tasks", {});
+  const { pid, url } = await home.hello();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-worker-options", MAIN],
+    env: home.env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 2);
+  assert.match(stderr, new RegExp(`another Klym \\(pid ${pid}, running since`));
+  assert.ok(stderr.includes(`as the service (pid ${pid}): its dashboard is at ${url}/ui`), stderr);
+  assert.match(stderr, new RegExp(`kill ${pid}`));
+});
+
 Deno.test("a client with another HOME cannot reach the first one's service", async () => {
   await using first = await serviceHome();
   await using second = await serviceHome();
