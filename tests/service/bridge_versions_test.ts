@@ -9,18 +9,8 @@ import { BRIDGE_ERROR_CODE, runBridge } from "../../src/service/bridge.ts";
 import { BRIDGE_PROTOCOL, BridgeHello, helloLine, readHello } from "../../src/service/handshake.ts";
 import { servicePaths } from "../../src/service/service_paths.ts";
 import { readLines } from "../../src/lines.ts";
+import { INITIALIZE } from "../helpers/klym_service.ts";
 import { VERSION } from "../../src/version.ts";
-
-const INITIALIZE = {
-  jsonrpc: "2.0",
-  id: 1,
-  method: "initialize",
-  params: {
-    protocolVersion: "2025-11-25",
-    capabilities: {},
-    clientInfo: { name: "t", version: "1" },
-  },
-};
 
 /** A private state folder with a fake service of `protocol` and `version` on its socket. */
 async function fakeService(protocol: number, version: string) {

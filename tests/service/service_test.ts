@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { call, MAIN, waitFinal } from "../helpers/klym_process.ts";
 import {
   alive,
+  INITIALIZE,
   processGone,
   pythonClient,
   serviceHome,
@@ -35,18 +36,7 @@ async function firstAnswer(env: Record<string, string>) {
     stderr: "piped",
   }).spawn();
   const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(
-    JSON.stringify({
-      jsonrpc: "2.0",
-      id: 7,
-      method: "initialize",
-      params: {
-        protocolVersion: "2025-11-25",
-        capabilities: {},
-        clientInfo: { name: "t", version: "1" },
-      },
-    }) + "\n",
-  ));
+  await writer.write(new TextEncoder().encode(JSON.stringify(INITIALIZE) + "\n"));
   let answer: { id: number; error: { code: number; message: string } } | undefined;
   for await (const { line } of readLines(child.stdout, 1 << 20)) {
     answer = JSON.parse(line);
@@ -185,7 +175,7 @@ Deno.test("a state folder open to other users is refused, and the client is told
   Deno.chmodSync(home.paths.folder, 0o755);
   const { answer, code, stderr } = await firstAnswer(home.env);
   assert.equal(code, 1);
-  assert.equal(answer?.id, 7);
+  assert.equal(answer?.id, INITIALIZE.id);
   assert.equal(answer?.error.code, -32000);
   assert.match(answer!.error.message, /is open to other users \(mode 0755\); make it 0700/);
   assert.match(answer!.error.message, /--standalone/);
@@ -201,7 +191,7 @@ Deno.test("a journal held by a Klym that serves no bridges: the client is told, 
   const holder = journalOwner(home.paths.journal);
   const { answer, code } = await firstAnswer({ ...home.env, KLYM_SERVICE_START_S: "2" });
   assert.equal(code, 1);
-  assert.equal(answer?.id, 7);
+  assert.equal(answer?.id, INITIALIZE.id);
   assert.equal(answer?.error.code, -32000);
   assert.match(answer!.error.message, /within 2 s \(KLYM_SERVICE_START_S\)/);
   assert.equal(journalOwner(home.paths.journal), holder, "the standalone Klym keeps its journal");
