@@ -5,7 +5,8 @@
  * is logged and tried again on the next acquire.
  */
 import { getLogger } from "@logtape/logtape";
-import { type ProcessOptions, removeTaskDenoDir, TaskProcess } from "./task_process.ts";
+import { type ProcessOptions, TaskProcess } from "./task_process.ts";
+import { removeTaskDenoDir } from "./sandbox_policy.ts";
 
 const logger = getLogger(["klym", "pool"]);
 
