@@ -1,14 +1,81 @@
 /**
- * The sandbox of a task's process.
+ * The sandbox of a task's process, in one place for a security review. A task's code is hostile:
+ * what it may reach is decided here (and at the places this lists), never by the task.
+ *
+ * Every guarantee, and where it is enforced:
+ * - **Files.** The host process may read Klym's own `src/` and the folder of kind snapshots, nothing
+ *   else (not the tasks folder itself, not the state folder), and write nothing: `--allow-read`
+ *   below, no `--allow-write`. A kind's files are checked and copied there at launch
+ *   (`kind_catalog.ts`).
+ * - **Network.** Exactly grynya's host and port (`--allow-net`, `netAllowance` in
+ *   `src/net_allowance.ts`); model calls are made by the server (`model_broker.ts`), which holds
+ *   the keys.
+ * - **No other permission.** No env, run, ffi or sys flag is granted and `--no-prompt` refuses
+ *   every request. A compiled binary cannot pass flags to itself: its host drops env, run, write,
+ *   ffi and sys before reading its task (`runHost` in `src/host/host.ts`).
+ * - **Task code runs with no permissions at all**, in a Worker (`src/host/worker_entry.ts`), locked
+ *   down before its first line (`src/worker/lockdown.ts`: no Cache API, nested Workers, stdin,
+ *   runtime internals or Node's `process`).
+ * - **Modules.** Only what ships with Klym loads (`--cached-only`, `--no-remote`); Node's built-ins
+ *   other than `TASK_NODE_MODULES` are refused to `import()` at run time by the import map below,
+ *   and to static imports on the source at admission and launch (`kind_imports.ts`).
+ * - **Environment.** The process starts from an empty environment holding only what Deno needs to
+ *   find its cache (`childEnv`): never the server's secrets.
+ * - **No storage.** A private DENO_DIR whose `location_data` is a plain file (`taskDenoDir`): no
+ *   Cache API or localStorage files, so no task fills the disk or leaves a message for the next.
+ * - **CPU.** Nice level 19 (`lowerPriority`): tasks never slow the server's own answers.
+ * - **Memory.** The V8 heap is capped at KLYM_TASK_MEMORY_MB (`v8Flags`); the whole process's
+ *   resident size is watched on a thread of its own (`src/host/memory_watchdog.ts`) and the server
+ *   kills the process on its alarm (`task_process.ts`).
+ * - **Time.** The deadline and cancel are the server's (`task_registry.ts`); a task that ignores
+ *   its `ctx.signal` is killed after KLYM_CANCEL_GRACE_MS (`TaskProcess.stop`).
+ * - **Output.** Read in bounded turns, validated and bounded per message, the server's paths made
+ *   relative before a client sees them (`task_process.ts`, `client_paths.ts`).
  */
+import { setPriority } from "node:os";
 import { builtinModules } from "node:module";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { netAllowance } from "../net_allowance.ts";
 import { TASK_NODE_MODULES } from "./kind_imports.ts";
-import type { ProcessOptions } from "./task_process.ts";
 
 /** Lower CPU priority for task processes keeps the server's own latency flat under load. */
-export const TASK_NICENESS = 19;
+const TASK_NICENESS = 19;
+
+/** What the sandbox of one task process is drawn from. */
+export interface SandboxOptions {
+  /** grynya's URL: its host and port are the only ones the process may connect to. */
+  grynyaUrl: string;
+  /**
+   * The folder of kind snapshots (`KindCatalog.snapshotDir`): the host process may read it and
+   * Klym's `src/`, nothing else (not the tasks folder itself).
+   */
+  kindsDir?: string | undefined;
+  /** The heap cap in MB (KLYM_TASK_MEMORY_MB). */
+  memoryMb: number;
+}
+
+/** How a task's host process is started: spread into `Deno.Command`'s options. */
+export interface SandboxedCommand {
+  readonly command: string;
+  readonly args: string[];
+  /** The server's environment is never inherited. */
+  readonly clearEnv: true;
+  readonly env: Record<string, string>;
+}
+
+/** The command, flags and environment that start a task's host process inside its sandbox. */
+export function sandboxedCommand(options: SandboxOptions): SandboxedCommand {
+  return { ...hostCommand(options), clearEnv: true, env: childEnv(options) };
+}
+
+/** Lowers a started process's CPU priority (where the platform permits it). */
+export function lowerPriority(pid: number): void {
+  try {
+    setPriority(pid, TASK_NICENESS);
+  } catch {
+    // Not permitted on every platform; the task then runs at normal priority.
+  }
+}
 
 let taskImportMap: string | undefined;
 
@@ -36,7 +103,7 @@ function importMapUrl(): string {
 }
 
 /** The command that starts a host process, under `deno run` or inside a compiled binary. */
-export function hostCommand(options: ProcessOptions): { command: string; args: string[] } {
+function hostCommand(options: SandboxOptions): { command: string; args: string[] } {
   if (Deno.build.standalone) {
     // Runtime flags cannot be passed to a compiled binary: it re-invokes itself, the heap cap
     // comes from DENO_V8_FLAGS, and the host drops what it need not hold.
@@ -68,7 +135,7 @@ export function hostCommand(options: ProcessOptions): { command: string; args: s
  * The heap cap, and young generations of 2 MB (V8 lets them grow to 16 MB each, in two isolates):
  * a task waiting on I/O then holds about 5 MB less.
  */
-function v8Flags(options: ProcessOptions): string {
+function v8Flags(options: SandboxOptions): string {
   return `--max-old-space-size=${options.memoryMb},--max-semi-space-size=2`;
 }
 
@@ -76,7 +143,7 @@ function v8Flags(options: ProcessOptions): string {
  * Only what Deno itself needs to find its cache (and where a coverage run collects its figures);
  * never the server's secrets.
  */
-export function childEnv(options: ProcessOptions): Record<string, string> {
+function childEnv(options: SandboxOptions): Record<string, string> {
   const env: Record<string, string> = { NO_COLOR: "1" };
   for (
     const name of [

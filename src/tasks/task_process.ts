@@ -4,8 +4,8 @@
  * one endless line, many short lines, invalid UTF-8), so no task can starve the server. Every
  * message is validated and bounded by its type; one that breaks the protocol becomes a
  * `protocol_violation` failure. Times are the server's, stamped by the registry on receipt.
+ * What the process may reach (permissions, modules, environment, memory) is `sandbox_policy.ts`.
  */
-import { setPriority } from "node:os";
 import { getLogger } from "@logtape/logtape";
 import {
   HostCommand,
@@ -18,7 +18,7 @@ import { readLines } from "../lines.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { MEMORY_ALARM } from "../memory_alarm.ts";
 import { ClientPaths } from "./client_paths.ts";
-import { childEnv, hostCommand, TASK_NICENESS } from "./sandbox_policy.ts";
+import { lowerPriority, sandboxedCommand, type SandboxOptions } from "./sandbox_policy.ts";
 import type { Config } from "../config.ts";
 
 const logger = getLogger(["klym", "process"]);
@@ -32,14 +32,8 @@ const LINE_COST = 64;
 /** Lines of the host's own stderr kept to explain how its process ended. */
 const STDERR_TAIL_LINES = 20;
 
-export interface ProcessOptions extends HostLimits {
-  grynyaUrl: string;
-  /**
-   * The folder of kind snapshots (`KindCatalog.snapshotDir`): the host process may read it and
-   * Klym's `src/`, nothing else (not the tasks folder itself).
-   */
-  kindsDir?: string | undefined;
-}
+/** A task process's sandbox and the limits its host holds its task to. */
+export interface ProcessOptions extends HostLimits, SandboxOptions {}
 
 /** The process options a configuration asks for. */
 export function processOptions(
@@ -98,23 +92,17 @@ export class TaskProcess {
 
   /** Spawns the host; throws the OS error when the process cannot be started. */
   constructor(readonly options: ProcessOptions) {
-    const { command, args } = hostCommand(options);
+    const { command, ...sandbox } = sandboxedCommand(options);
     this.#paths = new ClientPaths(options.kindsDir);
     this.#maxMessageBytes = Math.max(options.maxResultBytes, options.maxLlmRequestBytes) +
       ENVELOPE_BYTES;
     this.#child = new Deno.Command(command, {
-      args,
+      ...sandbox,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      clearEnv: true,
-      env: childEnv(options),
     }).spawn();
-    try {
-      setPriority(this.#child.pid, TASK_NICENESS);
-    } catch {
-      // Not permitted on every platform; the task then runs at normal priority.
-    }
+    lowerPriority(this.#child.pid);
     this.#stdin = this.#child.stdin.getWriter();
     const { grynyaUrl: _url, kindsDir: _dir, ...limits } = options;
     void this.#write({ channel: this.#channel, limits } satisfies HostHello);
