@@ -8,6 +8,7 @@ import { z } from "zod";
 import { TaskError } from "../errors.ts";
 import type { Config } from "../config.ts";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
+import type { KindCatalog } from "../tasks/kind_catalog.ts";
 import { startedAtOf, TASK_STATUSES } from "../tasks/task_state.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
@@ -144,11 +145,17 @@ export function finalResult(task: TaskRecord): CallToolResult {
   };
 }
 
+/** What the task tools of one session use. */
+export interface TaskToolsOptions {
+  readonly registry: TaskRegistry;
+  readonly kinds: KindCatalog;
+  readonly config: Config;
+  readonly session: TaskToolsSession;
+}
+
 export function registerTaskTools(
   server: McpServer,
-  registry: TaskRegistry,
-  config: Config,
-  session: TaskToolsSession,
+  { registry, kinds, config, session }: TaskToolsOptions,
 ): void {
   // An admin (KLYM_ADMINS) reads, lists and cancels every principal's tasks, seeing their owners.
   const viewer = viewerOf(config, session.owner);
@@ -159,7 +166,7 @@ export function registerTaskTools(
       "Starts a long-running task in the background and returns its task_id at once, without waiting for the work. " +
       "Then poll check_task_status with that task_id every few seconds, passing back next_log_cursor as log_cursor " +
       "to read only new log lines, until status is succeeded, failed, cancelled, timed_out or interrupted; those never change again. " +
-      `Known kinds: ${registry.kinds.list().join(", ") || "none"}. ` +
+      `Known kinds: ${kinds.list().join(", ") || "none"}. ` +
       "Stop a task with cancel_task.",
     inputSchema: startInput(config),
     outputSchema: z.object({ task_id: z.string(), status: Status, created_at: z.string() }),

@@ -316,14 +316,13 @@ export class TaskRegistry {
       return;
     }
     const sampler = this.#samplers.get(task.id);
-    const models = new ModelBroker(
-      this.#llm,
-      task.budget,
-      this.#limits,
-      task.model,
+    const models = new ModelBroker(this.#llm, {
+      budget: task.budget,
+      limits: this.#limits,
+      defaultModel: task.model,
       sampler,
-      (answer) => process.send(answer),
-    );
+      answer: (answer) => process.send(answer),
+    });
     this.#running.set(task.id, { process, models });
     this.#store.changed(task);
     this.events.emit({ type: "task", id: task.id });

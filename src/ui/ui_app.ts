@@ -100,7 +100,7 @@ export class UiApp {
     });
     this.streams = new EventStreams({
       events: registry.events,
-      ownerOf: (id) => registry.store.get(id)?.owner,
+      ownerOf: (id) => registry.ownerOf(id),
       stats: (viewer) => stats.read(viewer),
     }, {
       ...options.streams,
