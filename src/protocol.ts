@@ -148,6 +148,9 @@ export const LlmRequest = z.object({
 });
 export type LlmRequest = z.infer<typeof LlmRequest>;
 
+/** `maxTokens` of a model request that names none. */
+export const DEFAULT_MAX_TOKENS = 4096;
+
 export const LlmResponse = z.object({
   model: z.string(),
   text: z.string(),

@@ -4,7 +4,7 @@
  */
 import type { McpServer, RequestId } from "@modelcontextprotocol/server";
 import { z } from "zod";
-import type { LlmRequest, LlmResponse } from "../protocol.ts";
+import { DEFAULT_MAX_TOKENS, type LlmRequest, type LlmResponse } from "../protocol.ts";
 
 export type Sampler =
   & ((request: LlmRequest, signal: AbortSignal, timeoutMs: number) => Promise<LlmResponse>)
@@ -25,7 +25,6 @@ export interface SamplerOptions {
 }
 
 const SAMPLING_MODEL = "client-sampling";
-const DEFAULT_MAX_TOKENS = 4096;
 
 type Content = Record<string, unknown> & { type: string };
 
