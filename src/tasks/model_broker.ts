@@ -4,14 +4,18 @@
  * `maxTokens` is clamped to the ceiling and to what is left, which is reserved until it answers).
  * Cancelling the task, or the call, aborts the provider's HTTP request.
  */
-import type { LlmRequest, LlmResponse, ModelAnswer, ModelBudget } from "../protocol.ts";
+import {
+  DEFAULT_MAX_TOKENS,
+  type LlmRequest,
+  type LlmResponse,
+  type ModelAnswer,
+  type ModelBudget,
+} from "../protocol.ts";
 import { LlmError, type LlmService } from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import { linkedAbort } from "../abort.ts";
 import { utf8Length } from "../text.ts";
 
-/** `maxTokens` of a call that names none. */
-export const DEFAULT_OUTPUT_TOKENS = 4096;
 /** Tokens per byte of text, where a provider reports no usage (the client's sampling). */
 const BYTES_PER_TOKEN = 4;
 
@@ -139,7 +143,7 @@ export class ModelBroker {
         } tokens (${this.#reserved} more promised to calls in flight); its budget is ${this.#options.budget.tokens} (params.max_tokens, KLYM_AGENT_MAX_TOKENS or KLYM_TASK_MAX_TOKENS)`,
       };
     }
-    return Math.min(request.maxTokens ?? DEFAULT_OUTPUT_TOKENS, llmMaxOutputTokens, left);
+    return Math.min(request.maxTokens ?? DEFAULT_MAX_TOKENS, llmMaxOutputTokens, left);
   }
 
   #charge(request: LlmRequest, response: LlmResponse): void {
