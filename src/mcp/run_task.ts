@@ -10,7 +10,8 @@ import { z } from "zod";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import type { KindCatalog } from "../tasks/kind_catalog.ts";
-import { finalResult, startInput, startTask, Summary } from "./task_tools.ts";
+import { finalResult, startInput, startTask } from "./task_tools.ts";
+import { TaskSummary } from "../tasks/task_summary.ts";
 import type { McpTaskCore } from "./task_core.ts";
 import type { LiveSession } from "./live_session.ts";
 import { guarded } from "./tool_results.ts";
@@ -35,7 +36,7 @@ export function registerRunTask(
       "as a task and poll tasks/get. For work longer than your client's request timeout, prefer start_async_agent_task " +
       `and check_task_status. Known kinds: ${kinds.list().join(", ") || "none"}.`,
     inputSchema: startInput(config),
-    outputSchema: Summary.extend({ result: z.unknown().optional() }),
+    outputSchema: TaskSummary.extend({ result: z.unknown().optional() }),
   }, (input, ctx) =>
     guarded(async () => {
       const task = startTask(registry, live, input);

@@ -17,7 +17,7 @@ import type { Config } from "../config.ts";
 import { LOCAL_PRINCIPAL, type Principals, scopeOf, type Viewer } from "../principals.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { TASK_STATUSES, type TaskStatus } from "../tasks/task_state.ts";
-import { summary } from "../mcp/task_tools.ts";
+import { summary } from "../tasks/task_summary.ts";
 import { APP_CSS, APP_JS, dashboardHtml, loginHtml } from "./assets.ts";
 import { type EventStreamOptions, EventStreams } from "./event_stream.ts";
 import type { ServerStatsSource } from "./server_stats.ts";
