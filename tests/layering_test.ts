@@ -77,13 +77,14 @@ const SDK_INTERNALS = {
 
 /**
  * What the Worker's code may load at run time (the closure of its value imports): a Worker with
- * no permissions, so Klym's own small pure modules and nothing else: no npm package (the SDK, zod),
- * no Node or Deno built-in module. Type-only imports (`import type`) are erased and may name any.
+ * no permissions, so Klym's own small pure modules (`abort.ts` combines signals the project's
+ * way) and nothing else: no npm package (the SDK, zod), no Node or Deno built-in module. Type-only
+ * imports (`import type`) are erased and may name any.
  */
 const WORKER = {
   rule: "worker/ loads only what a Worker with no permissions may load",
   entries: /^src\/worker\//,
-  mayLoad: [/^src\/worker\//, /^src\/text\.ts$/, /^src\/task_failure\.ts$/],
+  mayLoad: [/^src\/worker\//, /^src\/text\.ts$/, /^src\/task_failure\.ts$/, /^src\/abort\.ts$/],
 };
 
 interface Import {
