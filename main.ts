@@ -49,11 +49,10 @@ async function main(): Promise<number> {
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, () => stop(signal));
-  const why = await Promise.race([stopped, klym.done.then(() => "stdio closed")]);
+  await Promise.race([stopped, klym.done]);
   const deadline = setTimeout(() => Deno.exit(1), SHUTDOWN_DEADLINE_MS);
   await klym.close();
   clearTimeout(deadline);
-  void why;
   return 0;
 }
 
