@@ -21,7 +21,7 @@ import {
 } from "./output.ts";
 
 /** Between two `check_task_status` calls while following a task. */
-export const FOLLOW_POLL_MS = 500;
+const FOLLOW_POLL_MS = 500;
 const FINAL: ReadonlySet<string> = new Set(FINAL_STATUSES);
 const STATUSES: readonly string[] = TASK_STATUSES;
 const MAX_LOG_LINES = 1000;
@@ -321,7 +321,7 @@ const COMMANDS: Record<CommandName, Command> = {
 
 export { CLI_COMMANDS };
 
-export function helpText(): string {
+function helpText(): string {
   const width = Math.max(
     ...Object.values(COMMANDS).flatMap((
       c,

@@ -21,7 +21,7 @@ import { installTasksExtension } from "./era_2026.ts";
 import { LiveSession } from "./live_session.ts";
 import { wrapRequestHandler } from "./sdk_seam.ts";
 
-export const SERVER_INFO = { name: "klym", version: VERSION } as const;
+const SERVER_INFO = { name: "klym", version: VERSION } as const;
 
 /** What every session's server shares: made once, next to the registry (`klym.ts`). */
 export interface McpServices {

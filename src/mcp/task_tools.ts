@@ -16,7 +16,7 @@ import { utf8Length } from "../text.ts";
 import { SavedSummary } from "../protocol.ts";
 import { scopeOf, viewerOf } from "../principals.ts";
 
-export const MAX_LOG_LINES_PER_READ = 1000;
+const MAX_LOG_LINES_PER_READ = 1000;
 const DEFAULT_LOG_LINES_PER_READ = 200;
 const DEFAULT_LIST_LIMIT = 50;
 const MAX_LIST_LIMIT = 1000;

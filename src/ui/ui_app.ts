@@ -27,8 +27,6 @@ import type { AuthThrottle } from "../http/auth_throttle.ts";
 
 const logger = getLogger(["klym", "ui"]);
 
-export const UI_PATH = "/ui";
-
 const SECURITY_HEADERS: Record<string, string> = {
   "content-security-policy": [
     "default-src 'self'",
