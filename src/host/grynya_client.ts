@@ -381,7 +381,7 @@ function neverDelivered(error: unknown): boolean {
 }
 
 /** The error and its causes, each message once, cut to a few hundred characters. */
-export function rootCause(error: unknown): string {
+function rootCause(error: unknown): string {
   const parts: string[] = [];
   for (let e = error, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
     const message = e instanceof Error ? e.message : String(e);

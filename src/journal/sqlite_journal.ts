@@ -38,7 +38,7 @@ import {
 const logger = getLogger(["klym", "journal"]);
 
 /** Longest a log line or a progress change waits before it is written. */
-export const FLUSH_MS = 50;
+const FLUSH_MS = 50;
 /** A batch this large is written at once, without waiting for the timer. */
 const FLUSH_LINES = 8192;
 /** Rows per multi-row INSERT of log lines. */

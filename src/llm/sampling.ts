@@ -77,7 +77,7 @@ export function askingSampler(
  * The `sampling/createMessage` params for `request`; throws when it needs tools and the client's
  * sampling takes none.
  */
-export function samplingParams(request: LlmRequest, withTools: boolean): Record<string, unknown> {
+function samplingParams(request: LlmRequest, withTools: boolean): Record<string, unknown> {
   if (request.tools?.length && !withTools) {
     throw new Error(
       "The client's sampling does not support tools (sampling.tools); configure KLYM_MODEL",
@@ -113,7 +113,7 @@ const SamplingResult = z.object({
  * A client's `sampling/createMessage` result as Klym's model response. The result comes from the
  * client: anything not of the result's shape is refused with what is wrong.
  */
-export function fromSamplingResult(raw: unknown): LlmResponse {
+function fromSamplingResult(raw: unknown): LlmResponse {
   const parsed = SamplingResult.safeParse(raw);
   if (!parsed.success) {
     throw new Error(

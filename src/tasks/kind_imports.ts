@@ -40,7 +40,7 @@ export const TASK_NODE_MODULES: ReadonlySet<string> = new Set([
 /** Files whose imports are read; others (JSON) are data. */
 const SOURCE_EXTENSIONS = new Set([".ts", ".mts", ".tsx", ".js", ".mjs", ".jsx"]);
 /** Modules of one kind checked at most (its own and those it imports, transitively). */
-export const MAX_KIND_MODULES = 1000;
+const MAX_KIND_MODULES = 1000;
 
 /** `import … from "x"`, `export … from "x"`, `import "x"`, `import("x")`. */
 const SPECIFIER =

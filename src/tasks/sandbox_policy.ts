@@ -173,7 +173,7 @@ let taskDenoDirPath: string | undefined;
  * nothing a task reaches (even through the runtime's internals) can store anything there, so no
  * task fills the disk or leaves a message for the next. Built once, removed by `removeTaskDenoDir`.
  */
-export function taskDenoDir(): string | undefined {
+function taskDenoDir(): string | undefined {
   if (taskDenoDirPath || Deno.build.os === "windows") return taskDenoDirPath;
   const dir = Deno.makeTempDirSync({ prefix: "klym-task-deno-" });
   if (!Deno.build.standalone) {

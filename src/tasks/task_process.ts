@@ -26,7 +26,7 @@ const logger = getLogger(["klym", "process"]);
 /** Room on top of the largest message body for its envelope. */
 const ENVELOPE_BYTES = 64 * 1024;
 /** Output read from one pipe before the reader lets the server's other work run. */
-export const TURN_BYTES = 16 * 1024;
+const TURN_BYTES = 16 * 1024;
 /** What one line costs against `TURN_BYTES` beyond its text, so that empty lines count too. */
 const LINE_COST = 64;
 /** Lines of the host's own stderr kept to explain how its process ended. */

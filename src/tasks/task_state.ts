@@ -2,7 +2,6 @@
 import type { Failure } from "../protocol.ts";
 
 export type TaskStatus = TaskState["status"];
-export type TerminalStatus = "succeeded" | "failed" | "cancelled" | "timed_out" | "interrupted";
 
 export type TaskState =
   | { readonly status: "queued"; readonly queuedAt: number }
