@@ -13,6 +13,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { TaskError } from "../errors.ts";
+import { concatBytes } from "../text.ts";
 import type { Config } from "../config.ts";
 import { LOCAL_PRINCIPAL, type Principals, scopeOf, type Viewer } from "../principals.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
@@ -278,11 +279,5 @@ async function readCapped(req: Request, max: number): Promise<string | undefined
     if (size > max) return undefined;
     chunks.push(chunk);
   }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return new TextDecoder().decode(all);
+  return new TextDecoder().decode(concatBytes(chunks));
 }
