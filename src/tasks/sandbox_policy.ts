@@ -17,7 +17,7 @@
  *   down before its first line (`src/worker/lockdown.ts`: no Cache API, nested Workers, stdin,
  *   runtime internals or Node's `process`).
  * - **Modules.** Only what ships with Klym loads (`--cached-only`, `--no-remote`); Node's built-ins
- *   other than `TASK_NODE_MODULES` are refused to `import()` at run time by the import map below,
+ *   other than `TASK_NODE_MODULES` (below) are refused to `import()` at run time by the import map below,
  *   and to static imports on the source at admission and launch (`kind_imports.ts`).
  * - **Environment.** The process starts from an empty environment holding only what Deno needs to
  *   find its cache (`childEnv`): never the server's secrets.
@@ -36,7 +36,31 @@ import { setPriority } from "node:os";
 import { builtinModules } from "node:module";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { netAllowance } from "../net_allowance.ts";
-import { TASK_NODE_MODULES } from "./kind_imports.ts";
+
+/** Node's built-ins task code may import: computation only, no I/O, no way around the lockdown. */
+export const TASK_NODE_MODULES: ReadonlySet<string> = new Set([
+  "assert",
+  "assert/strict",
+  "buffer",
+  "crypto",
+  "events",
+  "path",
+  "path/posix",
+  "path/win32",
+  "punycode",
+  "querystring",
+  "stream",
+  "stream/consumers",
+  "stream/promises",
+  "stream/web",
+  "string_decoder",
+  "timers",
+  "timers/promises",
+  "url",
+  "util",
+  "util/types",
+  "zlib",
+]);
 
 /** Lower CPU priority for task processes keeps the server's own latency flat under load. */
 const TASK_NICENESS = 19;
