@@ -17,8 +17,8 @@
  *   down before its first line (`src/worker/lockdown.ts`: no Cache API, nested Workers, stdin,
  *   runtime internals or Node's `process`).
  * - **Modules.** Only what ships with Klym loads (`--cached-only`, `--no-remote`); Node's built-ins
- *   other than `TASK_NODE_MODULES` (below) are refused to `import()` at run time by the import map below,
- *   and to static imports on the source at admission and launch (`kind_imports.ts`).
+ *   other than `TASK_NODE_MODULES` (below) are refused to `import()` at run time by the import
+ *   map, and to static imports on the source at admission and launch (`kind_imports.ts`).
  * - **Environment.** The process starts from an empty environment holding only what Deno needs to
  *   find its cache (`childEnv`): never the server's secrets.
  * - **No storage.** A private DENO_DIR whose `location_data` is a plain file (`taskDenoDir`): no
