@@ -35,7 +35,7 @@ export interface TaskLogs {
   read(cursor: number, max: number, maxBytes?: number): LogPage;
 }
 
-/** What a line costs beyond its text: its object, number and stream (the journal counts the same). */
+/** What a line costs beyond its text: its object, number and stream (the journal counts alike). */
 export const LINE_OVERHEAD_BYTES = 64;
 
 export class LogBuffer implements TaskLogs {

@@ -3,9 +3,9 @@
  * what it may reach is decided here (and at the places this lists), never by the task.
  *
  * Every guarantee, and where it is enforced:
- * - **Files.** The host process may read Klym's own `src/` and the folder of kind snapshots, nothing
- *   else (not the tasks folder itself, not the state folder), and write nothing: `--allow-read`
- *   below, no `--allow-write`. A kind's files are checked and copied there at launch
+ * - **Files.** The host process may read Klym's own `src/` and the folder of kind snapshots,
+ *   nothing else (not the tasks folder itself, not the state folder), and write nothing:
+ *   `--allow-read` below, no `--allow-write`. A kind's files are checked and copied there at launch
  *   (`kind_catalog.ts`).
  * - **Network.** Exactly grynya's host and port (`--allow-net`, `netAllowance` in
  *   `src/net_allowance.ts`); model calls are made by the server (`model_broker.ts`), which holds
