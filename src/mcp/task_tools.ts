@@ -9,7 +9,13 @@ import { TaskError } from "../errors.ts";
 import type { Config } from "../config.ts";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import type { KindCatalog } from "../tasks/kind_catalog.ts";
-import { isoTime, summary, TaskStatusSchema, TaskSummary } from "../tasks/task_summary.ts";
+import {
+  isoTime,
+  logPageView,
+  summary,
+  TaskStatusSchema,
+  TaskSummary,
+} from "../tasks/task_summary.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { utf8Length } from "../text.ts";
@@ -199,11 +205,7 @@ export function registerTaskTools(
       const page = task.logs.read(log_cursor, max_log_lines, room);
       return ok({
         ...summary(task, viewer.admin),
-        logs: page.lines,
-        next_log_cursor: page.nextCursor,
-        more_logs: page.nextCursor < task.logs.lastSeq,
-        logs_dropped: task.logs.dropped,
-        logs_missed: page.missed,
+        ...logPageView(task, page),
         ...(saves === undefined ? {} : { saves }),
         ...(resultJson === undefined ? {} : { result: JSON.parse(resultJson) }),
       });

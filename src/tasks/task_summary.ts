@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { startedAtOf, TASK_STATUSES } from "./task_state.ts";
+import type { LogPage } from "./log_buffer.ts";
 import type { TaskRecord } from "./task_store.ts";
 
 /** An epoch-milliseconds stamp as ISO 8601; `undefined` stays `undefined`. */
@@ -51,5 +52,16 @@ export function summary(task: TaskRecord, withOwner = false): TaskSummary {
     ...("finishedAt" in state ? { finished_at: isoTime(state.finishedAt)! } : {}),
     ...(task.progress ? { progress: task.progress } : {}),
     ...("error" in state ? { error: state.error } : {}),
+  };
+}
+
+/** A page of a task's logs as the tools and the dashboard answer it, with what comes next. */
+export function logPageView(task: TaskRecord, page: LogPage) {
+  return {
+    logs: page.lines,
+    next_log_cursor: page.nextCursor,
+    more_logs: page.nextCursor < task.logs.lastSeq,
+    logs_dropped: task.logs.dropped,
+    logs_missed: page.missed,
   };
 }

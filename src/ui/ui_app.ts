@@ -18,7 +18,7 @@ import type { Config } from "../config.ts";
 import { LOCAL_PRINCIPAL, type Principals, scopeOf, type Viewer } from "../principals.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { TASK_STATUSES, type TaskStatus } from "../tasks/task_state.ts";
-import { summary } from "../tasks/task_summary.ts";
+import { logPageView, summary } from "../tasks/task_summary.ts";
 import { APP_CSS, APP_JS, dashboardHtml, loginHtml } from "./assets.ts";
 import { type EventStreamOptions, EventStreams } from "./event_stream.ts";
 import type { ServerStatsSource } from "./server_stats.ts";
@@ -205,11 +205,7 @@ export class UiApp {
       ...summary(task, viewer.admin),
       prompt: task.prompt ?? null,
       timeout_s: task.timeoutS,
-      logs: page.lines,
-      next_log_cursor: page.nextCursor,
-      more_logs: page.nextCursor < task.logs.lastSeq,
-      logs_dropped: task.logs.dropped,
-      logs_missed: page.missed,
+      ...logPageView(task, page),
       ...(task.state.status === "succeeded" ? { result: JSON.parse(task.state.resultJson) } : {}),
     });
   }
