@@ -123,11 +123,10 @@ async function serve(config: Config, mode: "http" | "service" | "stdio"): Promis
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, () => stop(signal));
-  const why = await Promise.race([stopped, klym.done]);
+  await Promise.race([stopped, klym.done]);
   const deadline = setTimeout(() => Deno.exit(1), SHUTDOWN_DEADLINE_MS);
   await klym.close();
   clearTimeout(deadline);
-  void why;
   await dispose();
   return 0;
 }

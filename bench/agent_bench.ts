@@ -8,10 +8,11 @@ import { Client, SSEClientTransport } from "@modelcontextprotocol/client";
 import { call, childPids, startKlym, type Status } from "../tests/helpers/klym_process.ts";
 import { startScriptedModel } from "../tests/helpers/scripted_openai.ts";
 import { startFastMcpPeer } from "../tests/peers/peers.ts";
+import { percentile } from "./stats.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)]!;
+const median = (xs: number[]) => percentile(xs, 0.5);
+const p99 = (xs: number[]) => percentile(xs, 0.99);
 
 function rssMb(pid: number): number {
   return Number(Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+) kB/)![1]) / 1024;

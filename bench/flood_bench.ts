@@ -6,14 +6,11 @@
  * Run: deno task bench:flood. Prints one line per shape; nothing here passes or fails.
  */
 import { call, REPO, startKlym, type Status } from "../tests/helpers/klym_process.ts";
+import { percentile } from "./stats.ts";
 
 const TASKS = 8;
 const SAMPLES = 300;
 const SHAPES = ["newlines", "long_line", "short_lines", "invalid_utf8"] as const;
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
-}
 
 await using klym = await startKlym({
   KLYM_TASKS_DIR: `${REPO}tests/fixtures/hostile/`,

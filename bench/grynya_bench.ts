@@ -7,12 +7,12 @@
 import type { Client } from "@modelcontextprotocol/client";
 import { call, startKlym, type Status } from "../tests/helpers/klym_process.ts";
 import { startFastMcpPeer } from "../tests/peers/peers.ts";
+import { percentile } from "./stats.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function report(name: string, samples: number[]): void {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+  const at = (p: number) => percentile(samples, p);
   console.log(
     `${name.padEnd(48)} p50 ${at(0.5).toFixed(1)} ms  p99 ${
       at(0.99).toFixed(1)

@@ -10,13 +10,9 @@ import { call, MAIN, servingUrl, startKlym } from "../tests/helpers/klym_process
 import { readLines } from "../src/lines.ts";
 import { SqliteJournal } from "../src/journal/sqlite_journal.ts";
 import type { JournalTask } from "../src/journal/journal.ts";
+import { percentile } from "./stats.ts";
 
 const SAMPLES = 400;
-
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
-}
 
 function report(name: string, samples: number[]): void {
   const f = (n: number) => n.toFixed(2);

@@ -5,13 +5,9 @@
  */
 import type { Client } from "@modelcontextprotocol/client";
 import { call, childPids, startKlym, type Status } from "../tests/helpers/klym_process.ts";
+import { percentile } from "./stats.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
-}
 
 /** A p99 is printed only from 200 samples on: below that it is the maximum under another name. */
 function report(name: string, samples: number[], unit = "ms"): void {

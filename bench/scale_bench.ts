@@ -7,12 +7,10 @@
  */
 import { call, childPids, startKlym, type Status } from "../tests/helpers/klym_process.ts";
 import { startFastMcpPeer } from "../tests/peers/peers.ts";
+import { percentile } from "./stats.ts";
 
 const TASKS = Number(Deno.env.get("SCALE_TASKS") ?? 500);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
-
 function memoryOf(pid: number): { rss: number; pss: number } {
   try {
     const text = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
@@ -78,8 +76,8 @@ console.log(
     } s`,
 );
 console.log(
-  `list_tasks meanwhile: p50 ${pct(latencies, 0.5).toFixed(2)} ms, p99 ${
-    pct(latencies, 0.99).toFixed(2)
+  `list_tasks meanwhile: p50 ${percentile(latencies, 0.5).toFixed(2)} ms, p99 ${
+    percentile(latencies, 0.99).toFixed(2)
   } ms, max ${latencies.at(-1)!.toFixed(2)} ms (n=${latencies.length})`,
 );
 console.log(`server peak RSS ${peakRss.toFixed(1)} MB`);

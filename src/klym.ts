@@ -66,19 +66,20 @@ export async function startKlym(
       logger.warn("KLYM_TASKS_DIR {dir} does not exist; no custom kinds", { dir: config.tasksDir });
     }
   }
-  const pool = new ProcessPool(processOptions(config, kinds.snapshotDir()), config.warmSpares);
+  const pool = new ProcessPool(processOptions(config, kinds.snapshotDir()), {
+    warmSpares: config.warmSpares,
+  });
   const llm = new LlmService(new ModelCatalog(config, (name) => Deno.env.get(name)), config);
   let registry: TaskRegistry;
   try {
-    registry = new TaskRegistry(
-      config,
-      grynyaSettings(config),
+    registry = new TaskRegistry({
+      limits: config,
+      grynya: grynyaSettings(config),
       llm,
       kinds,
       pool,
-      Date.now,
       journal,
-    );
+    });
   } catch (error) {
     journal.close();
     throw error;
@@ -87,7 +88,7 @@ export async function startKlym(
   pool.warm();
   // One MCP task core for every session of both eras, living as long as the registry.
   const core = new McpTaskCore(registry, { retentionMs: config.retentionS * 1000 });
-  const mcp: McpServices = { registry, core, config };
+  const mcp: McpServices = { registry, core, config, kinds, llm };
 
   if (mode === "stdio") {
     // The SDK's stdio entry picks the era from the client's first message: a 2025 `initialize`

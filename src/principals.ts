@@ -8,10 +8,10 @@
 import type { Config } from "./config.ts";
 
 export const LOCAL_PRINCIPAL = "local";
-export const DEFAULT_PRINCIPAL = "default";
+const DEFAULT_PRINCIPAL = "default";
 
 /** Compares two secrets in time that does not depend on where they differ. */
-export function sameSecret(a: string, b: string): boolean {
+function sameSecret(a: string, b: string): boolean {
   const x = new TextEncoder().encode(a);
   const y = new TextEncoder().encode(b);
   let diff = x.length ^ y.length;

@@ -9,12 +9,12 @@
  * Host ↔ Worker travels by `postMessage`; the Worker's side is typed by the same unions.
  */
 import { z } from "zod";
+import { MAX_FAILURE_CHARS } from "./task_failure.ts";
 
 export const LogStream = z.enum(["stdout", "stderr"]);
 export type LogStream = z.infer<typeof LogStream>;
 
-/** How something failed, as plain data; messages are cut to this many characters on receipt. */
-export const MAX_FAILURE_CHARS = 4096;
+/** How something failed, as plain data; messages are cut to MAX_FAILURE_CHARS on receipt. */
 export const Failure = z.object({
   code: z.string().min(1).max(64),
   message: z.string().transform((m) => m.slice(0, MAX_FAILURE_CHARS)),
@@ -147,6 +147,9 @@ export const LlmRequest = z.object({
   temperature: z.number().min(0).max(2).optional(),
 });
 export type LlmRequest = z.infer<typeof LlmRequest>;
+
+/** `maxTokens` of a model request that names none. */
+export const DEFAULT_MAX_TOKENS = 4096;
 
 export const LlmResponse = z.object({
   model: z.string(),

@@ -1,4 +1,7 @@
-/** Byte-counted text helpers shared by every side (no dependencies: Worker code imports them too). */
+/**
+ * Byte-counted text helpers and byte arrays, shared by every side (no dependencies: Worker code
+ * imports them too).
+ */
 
 /** UTF-8 length without allocating. */
 export function utf8Length(text: string): number {
@@ -38,4 +41,15 @@ export function byteLimitProblem(
   return bytes > maxBytes
     ? `"${field}" is ${bytes} bytes, the limit is ${maxBytes} (${knob})`
     : undefined;
+}
+
+/** The chunks, in order, as one array of bytes. */
+export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return all;
 }

@@ -40,6 +40,12 @@ const RULES: readonly Rule[] = [
     refuse: /^src\/(tasks|journal|llm|grynya|host|mcp|ui|cli)\//,
   },
   {
+    rule:
+      "the dashboard (ui/) and the CLI (cli/) import no protocol (mcp/): what they share with the tools lives on the task side",
+    from: /^src\/(ui|cli)\//,
+    refuse: /^src\/(mcp|server)\//,
+  },
+  {
     rule: "the 2025-11-25 era never imports the 2026-07-28 era (both use the task core)",
     from: /^src\/mcp\/era_2025\.ts$/,
     refuse: /^src\/mcp\/era_2026\.ts$/,
@@ -71,13 +77,14 @@ const SDK_INTERNALS = {
 
 /**
  * What the Worker's code may load at run time (the closure of its value imports): a Worker with
- * no permissions, so Klym's own small pure modules and nothing else: no npm package (the SDK, zod),
- * no Node or Deno built-in module. Type-only imports (`import type`) are erased and may name any.
+ * no permissions, so Klym's own small pure modules (`abort.ts` combines signals the project's
+ * way) and nothing else: no npm package (the SDK, zod), no Node or Deno built-in module. Type-only
+ * imports (`import type`) are erased and may name any.
  */
 const WORKER = {
   rule: "worker/ loads only what a Worker with no permissions may load",
   entries: /^src\/worker\//,
-  mayLoad: [/^src\/worker\//, /^src\/text\.ts$/, /^src\/task_failure\.ts$/],
+  mayLoad: [/^src\/worker\//, /^src\/text\.ts$/, /^src\/task_failure\.ts$/, /^src\/abort\.ts$/],
 };
 
 interface Import {
@@ -212,6 +219,8 @@ Deno.test("each rule refuses its import and names the file, the line, the import
     ["src/mcp/b.ts", 'import type { H } from "../http/http_app.ts";'],
     ["src/http/g.ts", 'import type { M } from "../mcp/mcp_server.ts";\nimport "../tasks/t.ts";'],
     ["src/ui/c.ts", 'import { w } from "../worker/task_context.ts";'],
+    ["src/ui/u.ts", 'import { summary } from "../mcp/task_tools.ts";'],
+    ["src/cli/k.ts", 'import type { S } from "../mcp/task_tools.ts";'],
     ["src/mcp/d.ts", "const h = (server.server as unknown as P)._requestHandlers;"],
     ["src/worker/task_context.ts", 'import { z } from "zod";\nimport "../protocol.ts";'],
     ["src/worker/e.ts", 'import type { T } from "zod";\nimport { f } from "../text.ts";'],
@@ -228,6 +237,8 @@ Deno.test("each rule refuses its import and names the file, the line, the import
       'src/http/g.ts:1 imports "../mcp/mcp_server.ts" (src/mcp/mcp_server.ts): http/ is transport: it knows nothing of tasks (tasks/, journal/, llm/, grynya/, host/), mcp/, the dashboard or the CLI (servers come from its createServer)',
       'src/http/g.ts:2 imports "../tasks/t.ts" (src/tasks/t.ts): http/ is transport: it knows nothing of tasks (tasks/, journal/, llm/, grynya/, host/), mcp/, the dashboard or the CLI (servers come from its createServer)',
       'src/ui/c.ts:1 imports "../worker/task_context.ts" (src/worker/task_context.ts): the worker/ code runs in the task\'s Worker: nothing on the server side imports it',
+      'src/ui/u.ts:1 imports "../mcp/task_tools.ts" (src/mcp/task_tools.ts): the dashboard (ui/) and the CLI (cli/) import no protocol (mcp/): what they share with the tools lives on the task side',
+      'src/cli/k.ts:1 imports "../mcp/task_tools.ts" (src/mcp/task_tools.ts): the dashboard (ui/) and the CLI (cli/) import no protocol (mcp/): what they share with the tools lives on the task side',
       `src/mcp/d.ts:1 has "server.server as unknown as": ${SDK_INTERNALS.rule}`,
       `src/text.ts:1 imports "node:fs": ${worker}`,
       `src/worker/task_context.ts:1 imports "zod": ${worker}`,

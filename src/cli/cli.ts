@@ -5,6 +5,7 @@
  */
 import { VERSION } from "../version.ts";
 import { FINAL_STATUSES, TASK_STATUSES } from "../tasks/task_state.ts";
+import type { TaskSummary as Summary } from "../tasks/task_summary.ts";
 import { CLI_COMMANDS, type CommandName } from "./commands.ts";
 import { type FlagSpec, intFlag, paramsFrom, parseArgs, type Parsed, UsageError } from "./args.ts";
 import { CliError, connectKlym, DEFAULT_URL, type KlymClient, serverUrl } from "./klym_client.ts";
@@ -20,24 +21,12 @@ import {
 } from "./output.ts";
 
 /** Between two `check_task_status` calls while following a task. */
-export const FOLLOW_POLL_MS = 500;
+const FOLLOW_POLL_MS = 500;
 const FINAL: ReadonlySet<string> = new Set(FINAL_STATUSES);
 const STATUSES: readonly string[] = TASK_STATUSES;
 const MAX_LOG_LINES = 1000;
 
-interface Summary {
-  task_id: string;
-  /** Present for an admin (KLYM_ADMINS), who sees every principal's tasks. */
-  owner?: string;
-  kind: string;
-  status: string;
-  created_at: string;
-  started_at?: string;
-  finished_at?: string;
-  progress?: { done: number; total?: number; message?: string };
-  error?: { code: string; message: string };
-}
-
+/** What `check_task_status` answers: the task's summary, a page of its logs, its result. */
 interface Status extends Summary {
   logs: { seq: number; stream: string; time: string; text: string }[];
   next_log_cursor: number;
@@ -332,7 +321,7 @@ const COMMANDS: Record<CommandName, Command> = {
 
 export { CLI_COMMANDS };
 
-export function helpText(): string {
+function helpText(): string {
   const width = Math.max(
     ...Object.values(COMMANDS).flatMap((
       c,

@@ -14,7 +14,7 @@ import type { WriteStep, WriteTemplate } from "../protocol.ts";
 const WHOLE_ONLY = ["text", "value", "value_json"] as const;
 /** Klym's own scalars: safe inside a longer string (ids, kind names, numbers, ISO times). */
 const INLINE_SAFE = ["task_id", "kind", "seq", "time"] as const;
-export const PLACEHOLDERS: readonly string[] = [...INLINE_SAFE, ...WHOLE_ONLY];
+const PLACEHOLDERS: readonly string[] = [...INLINE_SAFE, ...WHOLE_ONLY];
 
 const PLACEHOLDER = /\{\{([^{}]*)\}\}/g;
 const WHOLE = /^\{\{([^{}]*)\}\}$/;
@@ -200,7 +200,7 @@ export function replyOf(result: CallToolResult): StepReply {
  * A reply that plainly reports an error, unless the template says otherwise. `failure` applies to
  * every call's reply, `success` to the last call's (the one that completes the save).
  */
-export const DEFAULT_FAILURE = /^\s*(error\b|failed\b|failure\b)/i;
+const DEFAULT_FAILURE = /^\s*(error\b|failed\b|failure\b)/i;
 
 /** Why a reply counts as a failed write, or undefined when it counts as a success. */
 export function replyFailure(

@@ -26,7 +26,7 @@ import {
 } from "../grynya/write_template.ts";
 
 /** Codes of failures that end the task: grynya is gone, or did not answer in time. */
-export const LOST_CODES: ReadonlySet<string> = new Set(["grynya_unreachable", "grynya_timeout"]);
+const LOST_CODES: ReadonlySet<string> = new Set(["grynya_unreachable", "grynya_timeout"]);
 
 const MAX_MESSAGE_CHARS = 1500;
 

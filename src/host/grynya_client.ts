@@ -21,6 +21,7 @@ import {
 } from "@modelcontextprotocol/client";
 import type { GrynyaInfo, GrynyaSettings } from "../protocol.ts";
 import { TaskFailure } from "../task_failure.ts";
+import { linkedAbort } from "../abort.ts";
 import { VERSION } from "../version.ts";
 
 const CLIENT_INFO = { name: "klym-task", version: VERSION };
@@ -267,15 +268,12 @@ export class GrynyaClient {
       ? new StreamableHTTPClientTransport(url, { requestInit })
       : new SSEClientTransport(url, { requestInit });
     const client = new Client(CLIENT_INFO);
-    const timeout = AbortSignal.timeout(timeoutMs);
+    using attempt = linkedAbort([this.signal], timeoutMs);
     try {
-      await client.connect(transport, {
-        signal: AbortSignal.any([this.signal, timeout]),
-        timeout: timeoutMs,
-      });
+      await client.connect(transport, { signal: attempt.signal, timeout: timeoutMs });
     } catch (error) {
       await client.close().catch(() => {});
-      if (timeout.aborted && !this.signal.aborted) throw new AttemptTimeout(timeoutMs);
+      if (attempt.timedOut && !this.signal.aborted) throw new AttemptTimeout(timeoutMs);
       if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) {
         throw new AttemptTimeout(timeoutMs);
       }
@@ -383,7 +381,7 @@ function neverDelivered(error: unknown): boolean {
 }
 
 /** The error and its causes, each message once, cut to a few hundred characters. */
-export function rootCause(error: unknown): string {
+function rootCause(error: unknown): string {
   const parts: string[] = [];
   for (let e = error, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
     const message = e instanceof Error ? e.message : String(e);

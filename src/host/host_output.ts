@@ -11,7 +11,13 @@ import { utf8Length } from "../text.ts";
 const BATCH_BYTES = 32 * 1024;
 const BATCH_LINES = 1000;
 const BATCH_DELAY_MS = 5;
-const LINE_OVERHEAD_BYTES = 16;
+/**
+ * What a line waiting here costs beyond its text, in the backlog and in a batch: its framing in a
+ * `logs` message (`["stderr","…"],`). Not the server's `LINE_OVERHEAD_BYTES` (log_buffer.ts), which
+ * counts a kept line's object, number and stream in memory: a different rule, and a smaller cost,
+ * so the backlog never drops a line the server's buffer would have kept.
+ */
+const FRAMED_LINE_OVERHEAD_BYTES = 16;
 
 type Line = [LogStream, string];
 
@@ -147,7 +153,7 @@ export class HostOutput {
 }
 
 function cost(text: string): number {
-  return utf8Length(text) + LINE_OVERHEAD_BYTES;
+  return utf8Length(text) + FRAMED_LINE_OVERHEAD_BYTES;
 }
 
 /** A pipe may take fewer bytes than offered: write until all are out. */

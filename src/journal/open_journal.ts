@@ -4,7 +4,7 @@ import type { Journal } from "./journal.ts";
 import { MemoryJournal } from "./memory_journal.ts";
 import { SqliteJournal } from "./sqlite_journal.ts";
 
-export const STATE_FILE_NAME = "klym.db";
+const STATE_FILE_NAME = "klym.db";
 
 /**
  * The default state file: `$XDG_STATE_HOME/klym/` else `~/.local/state/klym/` on Linux and other

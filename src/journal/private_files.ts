@@ -20,7 +20,7 @@ import { getLogger } from "@logtape/logtape";
 
 const logger = getLogger(["klym", "journal"]);
 
-export const FOLDER_MODE = 0o700;
+const FOLDER_MODE = 0o700;
 export const FILE_MODE = 0o600;
 const MODES = Deno.build.os !== "windows";
 

@@ -14,6 +14,7 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlit
 import { getLogger } from "@logtape/logtape";
 import type { Failure } from "../protocol.ts";
 import type { TaskState } from "../tasks/task_state.ts";
+import { LINE_OVERHEAD_BYTES } from "../tasks/log_buffer.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
 import {
   createPrivateFile,
@@ -37,13 +38,11 @@ import {
 const logger = getLogger(["klym", "journal"]);
 
 /** Longest a log line or a progress change waits before it is written. */
-export const FLUSH_MS = 50;
+const FLUSH_MS = 50;
 /** A batch this large is written at once, without waiting for the timer. */
 const FLUSH_LINES = 8192;
 /** Rows per multi-row INSERT of log lines. */
 const ROWS_PER_INSERT = 64;
-/** What one line costs beyond its text, as the log buffer counts it. */
-const LINE_OVERHEAD_BYTES = 64;
 /** Compaction runs when at least this many pages are free, and a quarter of the file. */
 const COMPACT_MIN_FREE_PAGES = 256;
 

@@ -4,7 +4,7 @@
  * with no model configured, through the MCP client's own model via `sampling/createMessage`.
  */
 import type { ModelMessage, ToolSet } from "ai";
-import type { LlmRequest, LlmResponse } from "../protocol.ts";
+import { DEFAULT_MAX_TOKENS, type LlmRequest, type LlmResponse } from "../protocol.ts";
 import type { ModelCatalog } from "./model_catalog.ts";
 import { ModelSpecError } from "./model_id.ts";
 import type { Sampler } from "./sampling.ts";
@@ -20,8 +20,6 @@ export const NO_SAMPLING_TOOLS_MESSAGE =
   "No model is configured and the client's MCP sampling does not take tools (sampling.tools), " +
   "which an agent needs for its tool calls. Set KLYM_MODEL=provider:model and the provider's API key, " +
   "or connect with a client whose sampling declares tools";
-
-const DEFAULT_MAX_TOKENS = 4096;
 
 export class LlmError extends Error {
   override name = "LlmError";

@@ -3,7 +3,7 @@
  * package, so the configuration can validate model ids cheaply.
  */
 
-export const PROVIDERS = ["openai", "openai-compatible", "ollama", "anthropic", "google"] as const;
+const PROVIDERS = ["openai", "openai-compatible", "ollama", "anthropic", "google"] as const;
 export type Provider = (typeof PROVIDERS)[number];
 
 export interface ModelSettings {

@@ -4,7 +4,7 @@
  */
 import type { McpServer, RequestId } from "@modelcontextprotocol/server";
 import { z } from "zod";
-import type { LlmRequest, LlmResponse } from "../protocol.ts";
+import { DEFAULT_MAX_TOKENS, type LlmRequest, type LlmResponse } from "../protocol.ts";
 import { LlmError } from "./llm_service.ts";
 
 export type Sampler =
@@ -26,7 +26,6 @@ export interface SamplerOptions {
 }
 
 const SAMPLING_MODEL = "client-sampling";
-const DEFAULT_MAX_TOKENS = 4096;
 
 type Content = Record<string, unknown> & { type: string };
 
@@ -89,7 +88,7 @@ export function askingSampler(
  * The `sampling/createMessage` params for `request`; throws when it needs tools and the client's
  * sampling takes none.
  */
-export function samplingParams(request: LlmRequest, withTools: boolean): Record<string, unknown> {
+function samplingParams(request: LlmRequest, withTools: boolean): Record<string, unknown> {
   if (request.tools?.length && !withTools) {
     throw new Error(
       "The client's sampling does not support tools (sampling.tools); configure KLYM_MODEL",
@@ -125,7 +124,7 @@ const SamplingResult = z.object({
  * A client's `sampling/createMessage` result as Klym's model response. The result comes from the
  * client: anything not of the result's shape is refused with what is wrong.
  */
-export function fromSamplingResult(raw: unknown): LlmResponse {
+function fromSamplingResult(raw: unknown): LlmResponse {
   const parsed = SamplingResult.safeParse(raw);
   if (!parsed.success) {
     throw new Error(

@@ -17,7 +17,7 @@ import {
 } from "./task_core.ts";
 import { wrapRequestHandler } from "./sdk_seam.ts";
 
-export const LIST_PAGE_SIZE = 50;
+const LIST_PAGE_SIZE = 50;
 const METHOD_NOT_FOUND = -32601;
 
 export interface Era2025Options {

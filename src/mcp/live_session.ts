@@ -19,12 +19,12 @@ import type { TaskToolsSession } from "./task_tools.ts";
 
 const logger = getLogger(["klym", "mcp"]);
 
-export const LIVE_TICK_MS = 200;
+const LIVE_TICK_MS = 200;
 /** Log lines in one `notifications/message` (one per task per tick). */
-export const LIVE_LOG_LINES = 100;
-export const LIVE_LOG_BYTES = 64 * 1024;
+const LIVE_LOG_LINES = 100;
+const LIVE_LOG_BYTES = 64 * 1024;
 /** Tasks a session follows at once; the oldest followed are let go beyond it. */
-export const LIVE_MAX_TASKS = 1000;
+const LIVE_MAX_TASKS = 1000;
 
 const LEVELS = [
   "debug",

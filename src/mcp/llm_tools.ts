@@ -15,7 +15,7 @@ import { requestCapabilities } from "./envelope.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { byteLimitProblem } from "../text.ts";
 
-export const MAX_GENERATE_TOKENS = 32_768;
+const MAX_GENERATE_TOKENS = 32_768;
 
 /** A string within KLYM_MAX_PROMPT_BYTES, counted in UTF-8 bytes like a task's prompt. */
 function text(field: string, maxBytes: number) {
@@ -44,8 +44,6 @@ export function generateInput(maxPromptBytes: number) {
       .max(2, '"temperature" must be between 0 and 2').optional(),
   });
 }
-
-export type GenerateInput = z.infer<ReturnType<typeof generateInput>>;
 
 /** The output a finished `generate` task gives `llm_generate` (as a plain call would answer). */
 export function generateResult(task: TaskRecord): CallToolResult {

@@ -7,6 +7,8 @@ import { McpServer } from "@modelcontextprotocol/server";
 import type { z } from "zod";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
+import type { KindCatalog } from "../tasks/kind_catalog.ts";
+import type { LlmService } from "../llm/llm_service.ts";
 import { TaskError } from "../errors.ts";
 import { askingSampler } from "../llm/sampling.ts";
 import { VERSION } from "../version.ts";
@@ -19,7 +21,7 @@ import { installTasksExtension } from "./era_2026.ts";
 import { LiveSession } from "./live_session.ts";
 import { wrapRequestHandler } from "./sdk_seam.ts";
 
-export const SERVER_INFO = { name: "klym", version: VERSION } as const;
+const SERVER_INFO = { name: "klym", version: VERSION } as const;
 
 /** What every session's server shares: made once, next to the registry (`klym.ts`). */
 export interface McpServices {
@@ -27,6 +29,10 @@ export interface McpServices {
   /** The task core of both eras, owned by the registry's lifetime. */
   readonly core: McpTaskCore;
   readonly config: Config;
+  /** The kinds the tools name in their descriptions. */
+  readonly kinds: KindCatalog;
+  /** The model service `llm_generate` and `list_models` answer from. */
+  readonly llm: LlmService;
 }
 
 export interface SessionOptions {
@@ -75,7 +81,7 @@ function validated<T>(
 
 /** The server of one session (2025-11-25) or one request (2026-07-28) of `session.owner`. */
 export function createMcpServer(services: McpServices, session: SessionOptions): McpServer {
-  const { registry, core, config } = services;
+  const { registry, core, config, kinds, llm } = services;
   const server = new McpServer(SERVER_INFO, {
     capabilities: { logging: {} },
     instructions:
@@ -89,9 +95,9 @@ export function createMcpServer(services: McpServices, session: SessionOptions):
     owner: session.owner,
     canRequest: session.era !== "modern",
   });
-  registerTaskTools(server, registry, config, live);
+  registerTaskTools(server, { registry, kinds, config, session: live });
   registerRunTask(server, live, services);
-  registerLlmTools(server, registry.llm, config.maxPromptBytes, session.era);
+  registerLlmTools(server, llm, config.maxPromptBytes, session.era);
 
   const runInput = startInput(config);
   const generateInputSchema = generateInput(config.maxPromptBytes);

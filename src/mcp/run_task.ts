@@ -9,7 +9,9 @@ import type { McpServer } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
-import { finalResult, startInput, startTask, Summary } from "./task_tools.ts";
+import type { KindCatalog } from "../tasks/kind_catalog.ts";
+import { finalResult, startInput, startTask } from "./task_tools.ts";
+import { TaskSummary } from "../tasks/task_summary.ts";
 import type { McpTaskCore } from "./task_core.ts";
 import type { LiveSession } from "./live_session.ts";
 import { guarded } from "./tool_results.ts";
@@ -18,12 +20,13 @@ export interface RunTaskOptions {
   readonly registry: TaskRegistry;
   readonly core: McpTaskCore;
   readonly config: Config;
+  readonly kinds: KindCatalog;
 }
 
 export function registerRunTask(
   server: McpServer,
   live: LiveSession,
-  { registry, core, config }: RunTaskOptions,
+  { registry, core, config, kinds }: RunTaskOptions,
 ): void {
   const tool = server.registerTool("run_task", {
     title: "Run a task and wait for its result",
@@ -31,9 +34,9 @@ export function registerRunTask(
       "Runs a task like start_async_agent_task but answers only when it has finished, with its status and result " +
       "(progress arrives as notifications when the call carries a progressToken). Clients that speak MCP tasks can call it " +
       "as a task and poll tasks/get. For work longer than your client's request timeout, prefer start_async_agent_task " +
-      `and check_task_status. Known kinds: ${registry.kinds.list().join(", ") || "none"}.`,
+      `and check_task_status. Known kinds: ${kinds.list().join(", ") || "none"}.`,
     inputSchema: startInput(config),
-    outputSchema: Summary.extend({ result: z.unknown().optional() }),
+    outputSchema: TaskSummary.extend({ result: z.unknown().optional() }),
   }, (input, ctx) =>
     guarded(async () => {
       const task = startTask(registry, live, input);

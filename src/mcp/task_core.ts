@@ -20,7 +20,7 @@ import { TaskError } from "../errors.ts";
 import { finalResult } from "./task_tools.ts";
 import { InputRequests } from "./input_requests.ts";
 
-export const POLL_INTERVAL_MS = 1000;
+const POLL_INTERVAL_MS = 1000;
 export const INVALID_PARAMS = -32602;
 
 export type McpTaskStatus = "working" | "input_required" | "completed" | "failed" | "cancelled";

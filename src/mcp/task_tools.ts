@@ -8,67 +8,32 @@ import { z } from "zod";
 import { TaskError } from "../errors.ts";
 import type { Config } from "../config.ts";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
-import { startedAtOf, TASK_STATUSES } from "../tasks/task_state.ts";
+import type { KindCatalog } from "../tasks/kind_catalog.ts";
+import {
+  isoTime,
+  logPageView,
+  summary,
+  TaskStatusSchema,
+  TaskSummary,
+} from "../tasks/task_summary.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { utf8Length } from "../text.ts";
 import { SavedSummary } from "../protocol.ts";
 import { scopeOf, viewerOf } from "../principals.ts";
 
-export const MAX_LOG_LINES_PER_READ = 1000;
+const MAX_LOG_LINES_PER_READ = 1000;
 const DEFAULT_LOG_LINES_PER_READ = 200;
 const DEFAULT_LIST_LIMIT = 50;
 const MAX_LIST_LIMIT = 1000;
 /** Room kept in every answer for the fields around logs and tasks. */
 const ANSWER_OVERHEAD_BYTES = 16 * 1024;
 
-const iso = (ms: number | undefined) => ms === undefined ? undefined : new Date(ms).toISOString();
-
-const Status = z.enum(TASK_STATUSES);
-const Progress = z.object({
-  done: z.number(),
-  total: z.number().optional(),
-  message: z.string().optional(),
-});
-const Failure = z.object({ code: z.string(), message: z.string() });
 const TaskId = z.string({
   error: '"task_id" must be the string returned by start_async_agent_task',
 })
   .min(1, '"task_id" must not be empty')
   .max(128, '"task_id" is too long; pass the id returned by start_async_agent_task');
-
-export const Summary = z.object({
-  task_id: z.string(),
-  /** The principal that started the task; shown to admins only (`KLYM_ADMINS`). */
-  owner: z.string().optional(),
-  kind: z.string(),
-  status: Status,
-  created_at: z.string(),
-  started_at: z.string().optional(),
-  /** When the task's own code began, after its process and module were ready. */
-  code_started_at: z.string().optional(),
-  finished_at: z.string().optional(),
-  progress: Progress.optional(),
-  error: Failure.optional(),
-});
-
-/** A task as the tools (and the dashboard) show it; `withOwner` for an admin's view. */
-export function summary(task: TaskRecord, withOwner = false): z.infer<typeof Summary> {
-  const state = task.state;
-  const startedAt = startedAtOf(state);
-  return {
-    task_id: task.id,
-    ...(withOwner ? { owner: task.owner } : {}),
-    kind: task.kind,
-    status: state.status,
-    created_at: iso(task.createdAt)!,
-    ...(startedAt === undefined ? {} : { started_at: iso(startedAt)! }),
-    ...(task.codeStartedAt === undefined ? {} : { code_started_at: iso(task.codeStartedAt)! }),
-    ...("finishedAt" in state ? { finished_at: iso(state.finishedAt)! } : {}),
-    ...(task.progress ? { progress: task.progress } : {}),
-    ...("error" in state ? { error: state.error } : {}),
-  };
-}
 
 /** What the tools need to know of the session they serve. */
 export interface TaskToolsSession {
@@ -144,11 +109,17 @@ export function finalResult(task: TaskRecord): CallToolResult {
   };
 }
 
+/** What the task tools of one session use. */
+export interface TaskToolsOptions {
+  readonly registry: TaskRegistry;
+  readonly kinds: KindCatalog;
+  readonly config: Config;
+  readonly session: TaskToolsSession;
+}
+
 export function registerTaskTools(
   server: McpServer,
-  registry: TaskRegistry,
-  config: Config,
-  session: TaskToolsSession,
+  { registry, kinds, config, session }: TaskToolsOptions,
 ): void {
   // An admin (KLYM_ADMINS) reads, lists and cancels every principal's tasks, seeing their owners.
   const viewer = viewerOf(config, session.owner);
@@ -159,14 +130,22 @@ export function registerTaskTools(
       "Starts a long-running task in the background and returns its task_id at once, without waiting for the work. " +
       "Then poll check_task_status with that task_id every few seconds, passing back next_log_cursor as log_cursor " +
       "to read only new log lines, until status is succeeded, failed, cancelled, timed_out or interrupted; those never change again. " +
-      `Known kinds: ${registry.kinds.list().join(", ") || "none"}. ` +
+      `Known kinds: ${kinds.list().join(", ") || "none"}. ` +
       "Stop a task with cancel_task.",
     inputSchema: startInput(config),
-    outputSchema: z.object({ task_id: z.string(), status: Status, created_at: z.string() }),
+    outputSchema: z.object({
+      task_id: z.string(),
+      status: TaskStatusSchema,
+      created_at: z.string(),
+    }),
   }, (input) =>
     guarded(() => {
       const task = startTask(registry, session, input);
-      return ok({ task_id: task.id, status: task.state.status, created_at: iso(task.createdAt)! });
+      return ok({
+        task_id: task.id,
+        status: task.state.status,
+        created_at: isoTime(task.createdAt)!,
+      });
     }));
 
   server.registerTool("check_task_status", {
@@ -191,7 +170,7 @@ export function registerTaskTools(
       ).max(MAX_LOG_LINES_PER_READ, `"max_log_lines" must be at most ${MAX_LOG_LINES_PER_READ}`)
         .default(DEFAULT_LOG_LINES_PER_READ).describe("At most this many lines in one answer."),
     }),
-    outputSchema: Summary.extend({
+    outputSchema: TaskSummary.extend({
       logs: z.array(z.object({
         seq: z.number(),
         stream: z.enum(["stdout", "stderr"]),
@@ -226,11 +205,7 @@ export function registerTaskTools(
       const page = task.logs.read(log_cursor, max_log_lines, room);
       return ok({
         ...summary(task, viewer.admin),
-        logs: page.lines,
-        next_log_cursor: page.nextCursor,
-        more_logs: page.nextCursor < task.logs.lastSeq,
-        logs_dropped: task.logs.dropped,
-        logs_missed: page.missed,
+        ...logPageView(task, page),
         ...(saves === undefined ? {} : { saves }),
         ...(resultJson === undefined ? {} : { result: JSON.parse(resultJson) }),
       });
@@ -245,7 +220,7 @@ export function registerTaskTools(
       task_id: TaskId,
       reason: z.string().max(1000, '"reason" must be at most 1000 characters').optional(),
     }),
-    outputSchema: z.object({ task_id: z.string(), status: Status }),
+    outputSchema: z.object({ task_id: z.string(), status: TaskStatusSchema }),
   }, ({ task_id, reason }) =>
     guarded(() => {
       const task = registry.cancel(task_id, reason ?? "cancelled by the client", scope);
@@ -261,14 +236,14 @@ export function registerTaskTools(
         "Finished tasks are kept for a limited time (KLYM_RETENTION_S). " +
         "Each principal sees its own tasks; an admin (KLYM_ADMINS) sees every principal's, each with its owner.",
       inputSchema: z.object({
-        status: Status.optional().describe("Only tasks with this status."),
+        status: TaskStatusSchema.optional().describe("Only tasks with this status."),
         limit: z.number().int().min(1, '"limit" must be at least 1').max(
           MAX_LIST_LIMIT,
           `"limit" must be at most ${MAX_LIST_LIMIT}`,
         ).default(DEFAULT_LIST_LIMIT),
       }),
       outputSchema: z.object({
-        tasks: z.array(Summary),
+        tasks: z.array(TaskSummary),
         counts: z.record(z.string(), z.number()),
         /** True when fewer tasks than asked were returned to keep the answer within its cap. */
         truncated: z.boolean(),
@@ -277,7 +252,7 @@ export function registerTaskTools(
     ({ status, limit }) =>
       guarded(() => {
         const room = (config.maxAnswerBytes - ANSWER_OVERHEAD_BYTES) / 2;
-        const tasks: z.infer<typeof Summary>[] = [];
+        const tasks: TaskSummary[] = [];
         let bytes = 0;
         const found = registry.list(status, limit, scope);
         for (const task of found) {

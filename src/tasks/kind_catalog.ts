@@ -17,9 +17,9 @@ import { inside, outsideError, shown, withKindFile } from "./kind_files.ts";
 
 const KIND_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 /** A folder kind's entry module. */
-export const FOLDER_ENTRY = "main.ts";
+const FOLDER_ENTRY = "main.ts";
 /** Entries of the tasks folder checked for links at each start; a larger folder is refused. */
-export const MAX_TASKS_DIR_ENTRIES = 10_000;
+const MAX_TASKS_DIR_ENTRIES = 10_000;
 
 export class KindCatalog {
   /** The tasks folder as given, and its real path (links resolved), if it exists. */

@@ -9,6 +9,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { isAbsolute, join, relative, sep } from "node:path";
 import { TaskError } from "../errors.ts";
+import { concatBytes } from "../text.ts";
 
 /** Bytes of one kind's files (its modules and the data they import), read at most. */
 export const MAX_KIND_BYTES = 64 * 1024 * 1024;
@@ -128,11 +129,5 @@ function readAll(fd: number, size: number): Uint8Array {
     chunks.push(buffer.slice(0, n));
     total += n;
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }

@@ -11,36 +11,12 @@
 import { dirname, extname, join, normalize, sep } from "node:path";
 import { TaskError } from "../errors.ts";
 import { MAX_KIND_BYTES, shown, withKindFile } from "./kind_files.ts";
-
-/** Node's built-ins task code may import: computation only, no I/O, no way around the lockdown. */
-export const TASK_NODE_MODULES: ReadonlySet<string> = new Set([
-  "assert",
-  "assert/strict",
-  "buffer",
-  "crypto",
-  "events",
-  "path",
-  "path/posix",
-  "path/win32",
-  "punycode",
-  "querystring",
-  "stream",
-  "stream/consumers",
-  "stream/promises",
-  "stream/web",
-  "string_decoder",
-  "timers",
-  "timers/promises",
-  "url",
-  "util",
-  "util/types",
-  "zlib",
-]);
+import { TASK_NODE_MODULES } from "./sandbox_policy.ts";
 
 /** Files whose imports are read; others (JSON) are data. */
 const SOURCE_EXTENSIONS = new Set([".ts", ".mts", ".tsx", ".js", ".mjs", ".jsx"]);
 /** Modules of one kind checked at most (its own and those it imports, transitively). */
-export const MAX_KIND_MODULES = 1000;
+const MAX_KIND_MODULES = 1000;
 
 /** Where an `import`/`export` clause may begin; the clause itself is read by `scan`. */
 const KEYWORD = /\b(?:import|export)\b/g;

@@ -5,13 +5,7 @@
  */
 import type { LogStream } from "../protocol.ts";
 import { utf8Length } from "../text.ts";
-
-export interface StoredLine {
-  readonly seq: number;
-  readonly stream: LogStream;
-  readonly time: number;
-  readonly text: string;
-}
+import type { JournalLine } from "../journal/journal.ts";
 
 export interface LogLine {
   readonly seq: number;
@@ -41,11 +35,11 @@ export interface TaskLogs {
   read(cursor: number, max: number, maxBytes?: number): LogPage;
 }
 
-/** What a line costs beyond its text: its object, number and stream. */
+/** What a line costs beyond its text: its object, number and stream (the journal counts alike). */
 export const LINE_OVERHEAD_BYTES = 64;
 
 export class LogBuffer implements TaskLogs {
-  #lines: StoredLine[] = [];
+  #lines: JournalLine[] = [];
   #head = 0;
   #bytes = 0;
   #nextSeq = 1;
@@ -76,7 +70,7 @@ export class LogBuffer implements TaskLogs {
     return this.#lines[this.#head]?.seq ?? this.#nextSeq;
   }
 
-  append(stream: LogStream, text: string, time: number): StoredLine {
+  append(stream: LogStream, text: string, time: number): JournalLine {
     const line = { seq: this.#nextSeq++, stream, time, text };
     this.#lines.push(line);
     this.#bytes += cost(line);
@@ -133,6 +127,6 @@ export class LogBuffer implements TaskLogs {
   }
 }
 
-function cost(line: StoredLine): number {
+function cost(line: JournalLine): number {
   return utf8Length(line.text) + LINE_OVERHEAD_BYTES;
 }

@@ -4,14 +4,18 @@
  * `maxTokens` is clamped to the ceiling and to what is left, which is reserved until it answers).
  * Cancelling the task, or the call, aborts the provider's HTTP request.
  */
-import type { LlmRequest, LlmResponse, ModelAnswer, ModelBudget } from "../protocol.ts";
+import {
+  DEFAULT_MAX_TOKENS,
+  type LlmRequest,
+  type LlmResponse,
+  type ModelAnswer,
+  type ModelBudget,
+} from "../protocol.ts";
 import { LlmError, type LlmService } from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import { linkedAbort } from "../abort.ts";
 import { utf8Length } from "../text.ts";
 
-/** `maxTokens` of a call that names none. */
-export const DEFAULT_OUTPUT_TOKENS = 4096;
 /** Tokens per byte of text, where a provider reports no usage (the client's sampling). */
 const BYTES_PER_TOKEN = 4;
 
@@ -26,6 +30,18 @@ export interface ModelUsage {
   readonly outputTokens: number;
 }
 
+/** One task's side of its model calls. */
+export interface ModelBrokerOptions {
+  readonly budget: ModelBudget;
+  readonly limits: ModelLimits;
+  /** The model of a call that names none; `undefined` for the service's default. */
+  readonly defaultModel: string | undefined;
+  /** The starting client's sampling, where it offers one. */
+  readonly sampler: Sampler | undefined;
+  /** Where answers and refusals go (to the task's process). */
+  readonly answer: (answer: ModelAnswer) => void;
+}
+
 export class ModelBroker {
   readonly #calls = new Map<number, AbortController>();
   readonly #closed = new AbortController();
@@ -35,14 +51,13 @@ export class ModelBroker {
   /** Tokens promised to calls still in flight. */
   #reserved = 0;
 
-  constructor(
-    readonly llm: LlmService,
-    readonly budget: ModelBudget,
-    readonly limits: ModelLimits,
-    readonly defaultModel: string | undefined,
-    readonly sampler: Sampler | undefined,
-    readonly answer: (answer: ModelAnswer) => void,
-  ) {}
+  readonly #llm: LlmService;
+  readonly #options: ModelBrokerOptions;
+
+  constructor(llm: LlmService, options: ModelBrokerOptions) {
+    this.#llm = llm;
+    this.#options = options;
+  }
 
   get usage(): ModelUsage {
     return {
@@ -56,7 +71,9 @@ export class ModelBroker {
   async request(id: number, request: LlmRequest): Promise<void> {
     if (this.#closed.signal.aborted || this.#calls.has(id)) return;
     const refusal = this.#refusal(request);
-    if (typeof refusal !== "number") return this.answer({ type: "llm_error", id, error: refusal });
+    if (typeof refusal !== "number") {
+      return this.#options.answer({ type: "llm_error", id, error: refusal });
+    }
     const reserved = refusal + estimateTokens(request);
     this.#started++;
     this.#reserved += reserved;
@@ -64,25 +81,25 @@ export class ModelBroker {
     this.#calls.set(id, call);
     using abort = linkedAbort([this.#closed.signal, call.signal]);
     try {
-      const response = await this.llm.generate(
+      const response = await this.#llm.generate(
         {
           ...request,
           maxTokens: refusal,
-          ...(request.model ?? this.defaultModel
-            ? { model: request.model ?? this.defaultModel }
+          ...(request.model ?? this.#options.defaultModel
+            ? { model: request.model ?? this.#options.defaultModel }
             : {}),
         },
         abort.signal,
-        this.sampler,
+        this.#options.sampler,
       );
       this.#charge(request, response);
-      if (!abort.signal.aborted) this.answer({ type: "llm_response", id, response });
+      if (!abort.signal.aborted) this.#options.answer({ type: "llm_response", id, response });
     } catch (error) {
       if (abort.signal.aborted) return;
       const failure = error instanceof LlmError
         ? { code: error.code, message: error.message }
         : { code: "model_error", message: error instanceof Error ? error.message : String(error) };
-      this.answer({ type: "llm_error", id, error: failure });
+      this.#options.answer({ type: "llm_error", id, error: failure });
     } finally {
       this.#reserved -= reserved;
       this.#calls.delete(id);
@@ -100,7 +117,7 @@ export class ModelBroker {
 
   /** The call's `maxTokens`, or why it is refused. */
   #refusal(request: LlmRequest): number | { code: string; message: string } {
-    const { taskLlmConcurrency, llmMaxOutputTokens } = this.limits;
+    const { taskLlmConcurrency, llmMaxOutputTokens } = this.#options.limits;
     if (this.#calls.size >= taskLlmConcurrency) {
       return {
         code: "too_many_model_calls",
@@ -108,24 +125,25 @@ export class ModelBroker {
           `${this.#calls.size} model calls are already in flight, the limit is ${taskLlmConcurrency} (KLYM_TASK_LLM_CONCURRENCY); await one first`,
       };
     }
-    if (this.#started >= this.budget.calls) {
+    if (this.#started >= this.#options.budget.calls) {
       return {
         code: "model_call_budget",
         message:
-          `The task made its ${this.budget.calls} model calls, all its budget allows (params.max_steps, KLYM_AGENT_MAX_STEPS or KLYM_TASK_MAX_LLM_CALLS)`,
+          `The task made its ${this.#options.budget.calls} model calls, all its budget allows (params.max_steps, KLYM_AGENT_MAX_STEPS or KLYM_TASK_MAX_LLM_CALLS)`,
       };
     }
-    const left = this.budget.tokens - this.#inputTokens - this.#outputTokens - this.#reserved -
+    const left = this.#options.budget.tokens - this.#inputTokens - this.#outputTokens -
+      this.#reserved -
       estimateTokens(request);
     if (left <= 0) {
       return {
         code: "token_budget",
         message: `The task used ${
           this.#inputTokens + this.#outputTokens
-        } tokens (${this.#reserved} more promised to calls in flight); its budget is ${this.budget.tokens} (params.max_tokens, KLYM_AGENT_MAX_TOKENS or KLYM_TASK_MAX_TOKENS)`,
+        } tokens (${this.#reserved} more promised to calls in flight); its budget is ${this.#options.budget.tokens} (params.max_tokens, KLYM_AGENT_MAX_TOKENS or KLYM_TASK_MAX_TOKENS)`,
       };
     }
-    return Math.min(request.maxTokens ?? DEFAULT_OUTPUT_TOKENS, llmMaxOutputTokens, left);
+    return Math.min(request.maxTokens ?? DEFAULT_MAX_TOKENS, llmMaxOutputTokens, left);
   }
 
   #charge(request: LlmRequest, response: LlmResponse): void {

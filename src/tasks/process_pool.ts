@@ -5,26 +5,38 @@
  * is logged and tried again on the next acquire.
  */
 import { getLogger } from "@logtape/logtape";
-import { type ProcessOptions, removeTaskDenoDir, TaskProcess } from "./task_process.ts";
+import { type ProcessOptions, TaskProcess } from "./task_process.ts";
+import { removeTaskDenoDir } from "./sandbox_policy.ts";
 
 const logger = getLogger(["klym", "pool"]);
 
 export type Spawn = (options: ProcessOptions) => TaskProcess;
+
+export interface ProcessPoolOptions {
+  /** Processes kept spawned ahead of need (KLYM_WARM_SPARES). */
+  readonly warmSpares: number;
+  /** How a process starts (`new TaskProcess` by default; tests replace it). */
+  readonly spawn?: Spawn;
+}
 
 export class ProcessPool {
   readonly #spares: TaskProcess[] = [];
   readonly #live = new Set<TaskProcess>();
   #closed = false;
 
-  constructor(
-    readonly options: ProcessOptions,
-    readonly warmSpares: number,
-    readonly spawn: Spawn = (o) => new TaskProcess(o),
-  ) {}
+  readonly #options: ProcessOptions;
+  readonly #warmSpares: number;
+  readonly #spawnProcess: Spawn;
+
+  constructor(options: ProcessOptions, pool: ProcessPoolOptions) {
+    this.#options = options;
+    this.#warmSpares = pool.warmSpares;
+    this.#spawnProcess = pool.spawn ?? ((o) => new TaskProcess(o));
+  }
 
   /** Starts the spares; call once the server is ready to serve. Never throws. */
   warm(): void {
-    while (!this.#closed && this.#spares.length < this.warmSpares) {
+    while (!this.#closed && this.#spares.length < this.#warmSpares) {
       try {
         this.#spares.push(this.#spawn());
       } catch (error) {
@@ -52,7 +64,7 @@ export class ProcessPool {
   }
 
   #spawn(): TaskProcess {
-    const process = this.spawn(this.options);
+    const process = this.#spawnProcess(this.#options);
     this.#live.add(process);
     void process.exited.then(() => {
       this.#live.delete(process);

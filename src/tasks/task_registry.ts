@@ -54,6 +54,19 @@ interface Running {
   readonly models: ModelBroker;
 }
 
+/** What a registry is made of; all of it stays private to the registry. */
+export interface RegistryOptions {
+  readonly limits: RegistryLimits;
+  readonly grynya: GrynyaSettings;
+  readonly llm: LlmService;
+  readonly kinds: KindCatalog;
+  readonly pool: ProcessPool;
+  /** The clock of every stamp and of retention (`Date.now` by default). */
+  readonly now?: () => number;
+  /** Where records, logs and saves are kept (in memory by default). */
+  readonly journal?: Journal;
+}
+
 export class TaskRegistry {
   readonly #queue = new FairQueue<LiveTask>();
   readonly #running = new Map<string, Running>();
@@ -69,18 +82,25 @@ export class TaskRegistry {
   /** Admissions, status and progress changes, and new log lines, for live views. */
   readonly events = new TaskEvents();
   /** The records, their retention and their journal. */
-  readonly store: TaskStore;
+  readonly #store: TaskStore;
+  readonly #limits: RegistryLimits;
+  readonly #grynya: GrynyaSettings;
+  readonly #llm: LlmService;
+  readonly #kinds: KindCatalog;
+  readonly #pool: ProcessPool;
+  readonly #now: () => number;
 
-  constructor(
-    readonly limits: RegistryLimits,
-    readonly grynya: GrynyaSettings,
-    readonly llm: LlmService,
-    readonly kinds: KindCatalog,
-    readonly pool: ProcessPool,
-    readonly now: () => number = Date.now,
-    journal: Journal = new MemoryJournal(),
-  ) {
-    this.store = new TaskStore(journal, limits, now);
+  constructor(options: RegistryOptions) {
+    this.#limits = options.limits;
+    this.#grynya = options.grynya;
+    this.#llm = options.llm;
+    this.#kinds = options.kinds;
+    this.#pool = options.pool;
+    this.#now = options.now ?? Date.now;
+    this.#store = new TaskStore(options.journal ?? new MemoryJournal(), {
+      limits: options.limits,
+      now: this.#now,
+    });
   }
 
   /** Admits a task and returns at once; it runs when a slot is free. */
@@ -90,13 +110,13 @@ export class TaskRegistry {
     }
     const { modulePath, timeoutS, params, budget, inputBytes } = admit(
       request,
-      this.limits,
-      this.kinds,
-      this.llm,
+      this.#limits,
+      this.#kinds,
+      this.#llm,
     );
     const owner = request.owner ?? "local";
     this.#checkRoom(owner, inputBytes);
-    const now = this.now();
+    const now = this.#now();
     const task: LiveTask = {
       id: newTaskId(now),
       owner,
@@ -108,13 +128,13 @@ export class TaskRegistry {
       budget,
       timeoutS,
       createdAt: now,
-      logs: new LogBuffer(this.limits.logLimitBytes),
+      logs: new LogBuffer(this.#limits.logLimitBytes),
       state: { status: "queued", queuedAt: now },
       progress: undefined,
       codeStartedAt: undefined,
       saves: [],
     };
-    this.store.add(task);
+    this.#store.add(task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);
     this.#queue.push(owner, task, inputBytes);
     this.events.emit({ type: "task", id: task.id });
@@ -124,23 +144,28 @@ export class TaskRegistry {
 
   /** A task; with `owner`, only that principal's (another's is "not found", like a missing one). */
   get(id: string, owner?: string): TaskRecord {
-    const task = this.store.get(id);
+    const task = this.#store.get(id);
     if (!task || (owner !== undefined && task.owner !== owner)) {
       throw new TaskError(
         "TASK_NOT_FOUND",
-        `No task "${id}"; it never existed or was forgotten after KLYM_RETENTION_S (${this.limits.retentionS} s), KLYM_MAX_FINISHED or KLYM_RETAINED_BYTES. list_tasks shows the known ids`,
+        `No task "${id}"; it never existed or was forgotten after KLYM_RETENTION_S (${this.#limits.retentionS} s), KLYM_MAX_FINISHED or KLYM_RETAINED_BYTES. list_tasks shows the known ids`,
       );
     }
     return task;
   }
 
+  /** The principal a task belongs to; `undefined` for an unknown id. */
+  ownerOf(id: string): string | undefined {
+    return this.#store.get(id)?.owner;
+  }
+
   /** Newest first; with `owner`, only that principal's tasks. */
   list(status?: TaskStatus, limit = 50, owner?: string): TaskRecord[] {
-    return this.store.list(status, limit, owner);
+    return this.#store.list(status, limit, owner);
   }
 
   counts(owner?: string): Record<TaskStatus, number> {
-    return this.store.counts(owner);
+    return this.#store.counts(owner);
   }
 
   /** The process id of a running task, for resource figures; `undefined` when it has none. */
@@ -175,14 +200,14 @@ export class TaskRegistry {
     if (!this.#closing) {
       this.#closing = true;
       clearTimeout(this.#spawnTimer);
-      for (const task of [...this.#queue, ...this.store.list(undefined, Infinity)]) {
+      for (const task of [...this.#queue, ...this.#store.list(undefined, Infinity)]) {
         this.#settle(task, "cancelled", { code: "shutdown", message: "Klym is shutting down" });
       }
     }
     await Promise.allSettled([...this.#slots]);
-    await this.pool.close();
-    this.kinds.close();
-    this.store.close();
+    await this.#pool.close();
+    this.#kinds.close();
+    this.#store.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -190,12 +215,12 @@ export class TaskRegistry {
   }
 
   #freeSlots(): number {
-    return Math.max(0, this.limits.maxConcurrent - this.#slots.size);
+    return Math.max(0, this.#limits.maxConcurrent - this.#slots.size);
   }
 
   /** Free slots `owner` may take: the free ones, within its own running limit. */
   #freeSlotsOf(owner: string): number {
-    const own = this.limits.maxRunningPerPrincipal - (this.#slotsOf.get(owner) ?? 0);
+    const own = this.#limits.maxRunningPerPrincipal - (this.#slotsOf.get(owner) ?? 0);
     return Math.max(0, Math.min(this.#freeSlots(), own));
   }
 
@@ -206,7 +231,7 @@ export class TaskRegistry {
    */
   #checkRoom(owner: string, bytes: number): void {
     const full = (message: string) => new TaskError("QUEUE_FULL", `Cannot start task: ${message}`);
-    const l = this.limits;
+    const l = this.#limits;
     const mine = this.#queue.sizeOf(owner);
     if (mine >= l.maxQueued + this.#freeSlotsOf(owner)) {
       throw full(
@@ -242,7 +267,7 @@ export class TaskRegistry {
   #pump(spawnTurn = false): void {
     const mayRun = (owner: string) => this.#freeSlotsOf(owner) > 0;
     while (!this.#closing && this.#freeSlots() > 0 && this.#queue.hasNext(mayRun)) {
-      if (!this.pool.hasSpare) {
+      if (!this.#pool.hasSpare) {
         if (!spawnTurn) {
           this.#spawnSoon();
           break;
@@ -273,14 +298,14 @@ export class TaskRegistry {
     task.state = transition(task.state, {
       status: "running",
       queuedAt: task.state.queuedAt,
-      startedAt: this.now(),
+      startedAt: this.#now(),
     });
     // What runs is what is checked now: the kind's files, copied where only Klym writes.
-    const kind = task.modulePath === undefined ? undefined : this.kinds.snapshot(task.kind);
+    const kind = task.modulePath === undefined ? undefined : this.#kinds.snapshot(task.kind);
     if (kind && "code" in kind) return this.#settle(task, "failed", kind);
     let process: TaskProcess;
     try {
-      process = this.pool.acquire();
+      process = this.#pool.acquire();
     } catch (error) {
       this.#settle(task, "failed", {
         code: "spawn_failed",
@@ -291,16 +316,15 @@ export class TaskRegistry {
       return;
     }
     const sampler = this.#samplers.get(task.id);
-    const models = new ModelBroker(
-      this.llm,
-      task.budget,
-      this.limits,
-      task.model,
+    const models = new ModelBroker(this.#llm, {
+      budget: task.budget,
+      limits: this.#limits,
+      defaultModel: task.model,
       sampler,
-      (answer) => process.send(answer),
-    );
+      answer: (answer) => process.send(answer),
+    });
     this.#running.set(task.id, { process, models });
-    this.store.changed(task);
+    this.#store.changed(task);
     this.events.emit({ type: "task", id: task.id });
     const timer = setTimeout(() => {
       this.#settle(task, "timed_out", {
@@ -331,7 +355,7 @@ export class TaskRegistry {
         params: task.params,
         budget: task.budget,
         ...(kind ? { modulePath: kind.modulePath } : {}),
-        grynya: this.grynya,
+        grynya: this.#grynya,
       },
       (event) => this.#onEvent(task, event),
     );
@@ -349,10 +373,10 @@ export class TaskRegistry {
   }
 
   #apply(task: LiveTask, event: ProcessEvent): void {
-    const now = this.now();
+    const now = this.#now();
     // Lines written while a cancelled task winds down are kept; nothing else counts after the end.
     if (event.type === "raw") {
-      this.store.logged(task, [task.logs.append(event.stream, event.text, now)]);
+      this.#store.logged(task, [task.logs.append(event.stream, event.text, now)]);
       return this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
     }
     if (event.type === "logs") {
@@ -360,7 +384,7 @@ export class TaskRegistry {
       if (event.dropped > 0) task.logs.countDropped(event.dropped);
       const lines: JournalLine[] = [];
       for (const [stream, text] of event.lines) lines.push(task.logs.append(stream, text, now));
-      this.store.logged(task, lines);
+      this.#store.logged(task, lines);
       this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
       return;
     }
@@ -369,7 +393,7 @@ export class TaskRegistry {
     switch (event.type) {
       case "running":
         task.codeStartedAt = now;
-        this.store.progressed(task);
+        this.#store.progressed(task);
         this.events.emit({ type: "task", id: task.id });
         return;
       case "progress":
@@ -378,7 +402,7 @@ export class TaskRegistry {
           ...(event.total === undefined ? {} : { total: event.total }),
           ...(event.message === undefined ? {} : { message: event.message }),
         };
-        this.store.progressed(task);
+        this.#store.progressed(task);
         this.events.emit({ type: "task", id: task.id });
         return;
       case "result":
@@ -393,7 +417,7 @@ export class TaskRegistry {
         const save = { ...event.save, time: new Date(now).toISOString() };
         task.saves.push(save);
         if (task.saves.length > MAX_SAVES_KEPT) task.saves.shift();
-        this.store.saved({
+        this.#store.saved({
           taskId: task.id,
           seq: save.seq,
           tool: save.tools.join(","),
@@ -416,7 +440,7 @@ export class TaskRegistry {
   #settle(task: TaskRecord, status: "failed" | "cancelled" | "timed_out", error: Failure): void;
   #settle(task: TaskRecord, status: TaskStatus, outcome: string | Failure): void {
     if (isTerminal(task.state)) return;
-    const finishedAt = this.now();
+    const finishedAt = this.#now();
     const startedAt = task.state.status === "running" ? task.state.startedAt : undefined;
     task.state = transition(
       task.state,
@@ -430,10 +454,10 @@ export class TaskRegistry {
     if (running) {
       const reason = status === "succeeded" || status === "failed" ? "finished" : status;
       running.models.close();
-      void running.process.stop(reason, this.limits.cancelGraceMs);
+      void running.process.stop(reason, this.#limits.cancelGraceMs);
     }
     logger.info("Task {taskId} ({kind}) {status}", { taskId: task.id, kind: task.kind, status });
-    this.store.changed(task);
+    this.#store.changed(task);
     this.events.emit({ type: "task", id: task.id });
     this.#updateIdle();
   }

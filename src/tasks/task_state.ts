@@ -2,7 +2,6 @@
 import type { Failure } from "../protocol.ts";
 
 export type TaskStatus = TaskState["status"];
-export type TerminalStatus = "succeeded" | "failed" | "cancelled" | "timed_out" | "interrupted";
 
 export type TaskState =
   | { readonly status: "queued"; readonly queuedAt: number }
@@ -32,15 +31,7 @@ export const TASK_STATUSES = [
   "interrupted",
 ] as const satisfies readonly TaskStatus[];
 
-/** The statuses that never change again. */
-export const FINAL_STATUSES: readonly TaskStatus[] = TASK_STATUSES.filter((s) =>
-  s !== "queued" && s !== "running"
-);
-
-export function isTerminal(state: TaskState): boolean {
-  return state.status !== "queued" && state.status !== "running";
-}
-
+/** The moves each status allows; a status with none is final. */
 const ALLOWED: Record<TaskStatus, readonly TaskStatus[]> = {
   queued: ["running", "cancelled", "interrupted"],
   running: ["succeeded", "failed", "cancelled", "timed_out", "interrupted"],
@@ -50,6 +41,15 @@ const ALLOWED: Record<TaskStatus, readonly TaskStatus[]> = {
   timed_out: [],
   interrupted: [],
 };
+
+/** The statuses that never change again. */
+export const FINAL_STATUSES: readonly TaskStatus[] = TASK_STATUSES.filter((s) =>
+  ALLOWED[s].length === 0
+);
+
+export function isTerminal(state: TaskState): boolean {
+  return ALLOWED[state.status].length === 0;
+}
 
 export class IllegalTransitionError extends Error {
   override name = "IllegalTransitionError";

@@ -59,6 +59,12 @@ export function retainedBytes(task: TaskRecord): number {
     ("error" in state ? utf8Length(state.error.message) : 0);
 }
 
+export interface TaskStoreOptions {
+  readonly limits: RetentionLimits;
+  /** The clock retention reads (`Date.now` by default). */
+  readonly now?: () => number;
+}
+
 export class TaskStore {
   readonly #tasks = new Map<string, TaskRecord>();
   /** Finished tasks' ids, oldest ending first. */
@@ -68,19 +74,22 @@ export class TaskStore {
   #finishedBytes = 0;
   #sweeper: ReturnType<typeof setInterval> | undefined;
 
+  readonly #journal: Journal;
+  readonly #limits: RetentionLimits;
+  readonly #now: () => number;
+
   /** Reads back what the journal holds (interrupting what was alive) and applies retention. */
-  constructor(
-    readonly journal: Journal,
-    readonly limits: RetentionLimits,
-    readonly now: () => number = Date.now,
-  ) {
-    const restored = journal.restore(now());
+  constructor(journal: Journal, options: TaskStoreOptions) {
+    this.#journal = journal;
+    this.#limits = options.limits;
+    this.#now = options.now ?? Date.now;
+    const restored = journal.restore(this.#now());
     for (const task of restored) {
       this.#tasks.set(task.id, {
         ...task,
         modulePath: undefined,
         budget: { calls: 0, tokens: 0 },
-        logs: new JournalLogs(journal, task.id, task.logs),
+        logs: new JournalLogs(journal, { id: task.id, info: task.logs }),
         saves: journal.readSaves(task.id).slice(-MAX_SAVES_KEPT).map((save) => ({
           seq: save.seq,
           tools: save.tool.split(","),
@@ -101,7 +110,7 @@ export class TaskStore {
 
   add(task: LiveTask): void {
     this.#tasks.set(task.id, task);
-    this.journal.admitted(task);
+    this.#journal.admitted(task);
   }
 
   get(id: string): TaskRecord | undefined {
@@ -133,7 +142,7 @@ export class TaskStore {
 
   /** The task's status changed; a finished one now counts against retention. */
   changed(task: TaskRecord): void {
-    this.journal.changed(task);
+    this.#journal.changed(task);
     if (!isTerminal(task.state)) return;
     this.#finish(task.id);
     this.#trimFinished();
@@ -141,24 +150,24 @@ export class TaskStore {
 
   /** Its progress or code start changed. */
   progressed(task: TaskRecord): void {
-    this.journal.progressed(task);
+    this.#journal.progressed(task);
   }
 
   /** Lines were appended to a live task's logs. */
   logged(task: LiveTask, lines: readonly JournalLine[]): void {
-    this.journal.logged(task.id, lines, task.logs.firstSeq, task.logs.dropped);
+    this.#journal.logged(task.id, lines, task.logs.firstSeq, task.logs.dropped);
   }
 
   /** A save into the graph, with grynya's reply. */
   saved(save: JournalSave): void {
-    this.journal.saved(save);
+    this.#journal.saved(save);
   }
 
   /** Stops the sweeper, writes what waits and closes the journal. */
   close(): void {
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
-    this.journal.close();
+    this.#journal.close();
   }
 
   /**
@@ -178,8 +187,8 @@ export class TaskStore {
     const forgotten: string[] = [];
     let bytes = this.#finishedBytes;
     while (
-      this.#finished.length > this.limits.maxFinished ||
-      (bytes > this.limits.retainedBytes && this.#finished.length > 0)
+      this.#finished.length > this.#limits.maxFinished ||
+      (bytes > this.#limits.retainedBytes && this.#finished.length > 0)
     ) {
       const id = this.#finished.shift()!;
       bytes -= this.#bytesOf.get(id) ?? 0;
@@ -189,7 +198,7 @@ export class TaskStore {
   }
 
   #sweep(): void {
-    const cutoff = this.now() - this.limits.retentionS * 1000;
+    const cutoff = this.#now() - this.#limits.retentionS * 1000;
     const forgotten: string[] = [];
     while (this.#finished.length > 0) {
       const task = this.#tasks.get(this.#finished[0]!);
@@ -198,7 +207,7 @@ export class TaskStore {
     }
     this.#forget(forgotten);
     this.#trimFinished();
-    this.journal.compact();
+    this.#journal.compact();
   }
 
   #forget(ids: string[]): void {
@@ -208,7 +217,7 @@ export class TaskStore {
       this.#finishedBytes -= this.#bytesOf.get(id) ?? 0;
       this.#bytesOf.delete(id);
     }
-    this.journal.forget(ids);
+    this.#journal.forget(ids);
   }
 }
 
@@ -216,9 +225,12 @@ export class TaskStore {
 class JournalLogs implements TaskLogs {
   constructor(
     readonly journal: Journal,
-    readonly taskId: string,
-    readonly info: JournalLogsInfo,
+    readonly task: { readonly id: string; readonly info: JournalLogsInfo },
   ) {}
+
+  get info(): JournalLogsInfo {
+    return this.task.info;
+  }
 
   get dropped(): number {
     return this.info.dropped;
@@ -235,7 +247,7 @@ class JournalLogs implements TaskLogs {
 
   read(cursor: number, max: number, maxBytes = Infinity): LogPage {
     // At least one row is read even for `max` 0: the next kept line tells what was missed.
-    const rows = this.journal.readLogs(this.taskId, cursor, Math.max(1, max));
+    const rows = this.journal.readLogs(this.task.id, cursor, Math.max(1, max));
     const lines: LogPage["lines"] = [];
     let bytes = 0;
     for (const row of rows.slice(0, max)) {

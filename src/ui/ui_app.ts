@@ -13,11 +13,12 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { TaskError } from "../errors.ts";
+import { concatBytes } from "../text.ts";
 import type { Config } from "../config.ts";
 import { LOCAL_PRINCIPAL, type Principals, scopeOf, type Viewer } from "../principals.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { TASK_STATUSES, type TaskStatus } from "../tasks/task_state.ts";
-import { summary } from "../mcp/task_tools.ts";
+import { logPageView, summary } from "../tasks/task_summary.ts";
 import { APP_CSS, APP_JS, dashboardHtml, loginHtml } from "./assets.ts";
 import { type EventStreamOptions, EventStreams } from "./event_stream.ts";
 import type { ServerStatsSource } from "./server_stats.ts";
@@ -26,8 +27,6 @@ import { UI_LIST_LIMIT, UI_LOG_LINES_PER_READ, UI_LOGIN_BODY_BYTES } from "./ui_
 import type { AuthThrottle } from "../http/auth_throttle.ts";
 
 const logger = getLogger(["klym", "ui"]);
-
-export const UI_PATH = "/ui";
 
 const SECURITY_HEADERS: Record<string, string> = {
   "content-security-policy": [
@@ -100,7 +99,7 @@ export class UiApp {
     });
     this.streams = new EventStreams({
       events: registry.events,
-      ownerOf: (id) => registry.store.get(id)?.owner,
+      ownerOf: (id) => registry.ownerOf(id),
       stats: (viewer) => stats.read(viewer),
     }, {
       ...options.streams,
@@ -206,11 +205,7 @@ export class UiApp {
       ...summary(task, viewer.admin),
       prompt: task.prompt ?? null,
       timeout_s: task.timeoutS,
-      logs: page.lines,
-      next_log_cursor: page.nextCursor,
-      more_logs: page.nextCursor < task.logs.lastSeq,
-      logs_dropped: task.logs.dropped,
-      logs_missed: page.missed,
+      ...logPageView(task, page),
       ...(task.state.status === "succeeded" ? { result: JSON.parse(task.state.resultJson) } : {}),
     });
   }
@@ -280,11 +275,5 @@ async function readCapped(req: Request, max: number): Promise<string | undefined
     if (size > max) return undefined;
     chunks.push(chunk);
   }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return new TextDecoder().decode(all);
+  return new TextDecoder().decode(concatBytes(chunks));
 }

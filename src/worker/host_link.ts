@@ -11,6 +11,7 @@ import type {
   WorkerEvent,
 } from "../protocol.ts";
 import { TaskFailure } from "../task_failure.ts";
+import { linkedAbort } from "../abort.ts";
 
 type Answer = Extract<
   WorkerCommand,
@@ -49,8 +50,12 @@ export class HostLink {
     onCancel?: (id: number) => void,
     own?: AbortSignal,
   ): Promise<unknown> {
-    const signal = own ? AbortSignal.any([this.taskSignal, own]) : this.taskSignal;
-    if (signal.aborted) return Promise.reject(signal.reason);
+    const link = own ? linkedAbort([this.taskSignal, own]) : undefined;
+    const signal = link?.signal ?? this.taskSignal;
+    if (signal.aborted) {
+      link?.[Symbol.dispose]();
+      return Promise.reject(signal.reason);
+    }
     const id = this.#nextId++;
     const call = Promise.withResolvers<unknown>();
     this.#pending.set(id, call);
@@ -61,6 +66,9 @@ export class HostLink {
     };
     signal.addEventListener("abort", onAbort, { once: true });
     this.post(event(id));
-    return call.promise.finally(() => signal.removeEventListener("abort", onAbort));
+    return call.promise.finally(() => {
+      signal.removeEventListener("abort", onAbort);
+      link?.[Symbol.dispose]();
+    });
   }
 }

@@ -6,7 +6,7 @@
  * each get a heap of their own; stdin carries the host's commands; `Deno[Deno.internal]` exposes
  * the runtime's raw ops, which would bypass every replacement made here; Node's `process` writes
  * straight to the real stdout. (Node's `worker_threads`, `process` and other I/O modules are refused
- * by the task process's import map: see `TASK_NODE_MODULES` in src/tasks/task_process.ts.)
+ * by the task process's import map: see src/tasks/sandbox_policy.ts.)
  */
 
 const denoInternal = (Deno as unknown as { internal?: symbol }).internal;

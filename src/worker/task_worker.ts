@@ -10,7 +10,7 @@ import type { WorkerCommand, WorkerEvent, WorkerSpec } from "../protocol.ts";
 import { captureOutput } from "./console_capture.ts";
 import { createTaskContext, type TaskKind } from "./task_context.ts";
 import { BUILTIN_KINDS } from "./kinds/builtin_kinds.ts";
-import { TaskFailure } from "../task_failure.ts";
+import { MAX_FAILURE_CHARS, TaskFailure } from "../task_failure.ts";
 import { HostLink } from "./host_link.ts";
 
 /** Taken before task code runs, so that replacing the globals later changes nothing here. */
@@ -31,7 +31,7 @@ function failureEvent(code: string, error: unknown): WorkerEvent {
   // A kind's own TaskFailure carries its code and a message meant for people: no stack.
   if (error instanceof TaskFailure) [code, error] = [error.code, error.message];
   const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  return { type: "failure", error: { code, message: message.slice(0, 4096) } };
+  return { type: "failure", error: { code, message: message.slice(0, MAX_FAILURE_CHARS) } };
 }
 
 const fail = (code: string, error: unknown) => emit(failureEvent(code, error));

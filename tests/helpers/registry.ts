@@ -1,5 +1,5 @@
 /** A real task registry with real task processes, configured for tests. */
-import { grynyaSettings, loadConfig } from "../../src/config.ts";
+import { type Config, grynyaSettings, loadConfig } from "../../src/config.ts";
 import { KindCatalog } from "../../src/tasks/kind_catalog.ts";
 import { ProcessPool, type Spawn } from "../../src/tasks/process_pool.ts";
 import { processOptions } from "../../src/tasks/task_process.ts";
@@ -12,15 +12,40 @@ import { openJournal } from "../../src/journal/open_journal.ts";
 import type { Journal } from "../../src/journal/journal.ts";
 import { FIXTURE_TASKS } from "./klym_process.ts";
 
+/** What a test registry was made of, for tests that observe its parts or build on them. */
+export interface RegistryParts {
+  readonly config: Config;
+  readonly kinds: KindCatalog;
+  readonly pool: ProcessPool;
+  readonly llm: LlmService;
+  readonly journal: Journal;
+}
+
+const partsOf = new WeakMap<TaskRegistry, RegistryParts>();
+
+/** The parts `makeRegistry` made `registry` of (the pool it spawns with, its journal, …). */
+export function registryParts(registry: TaskRegistry): RegistryParts {
+  const parts = partsOf.get(registry);
+  if (!parts) throw new Error("The registry was not made by makeRegistry");
+  return parts;
+}
+
+export interface MakeRegistryOptions {
+  /** The registry's clock. */
+  readonly now?: () => number;
+  /** The journal (else the one `KLYM_STATE` names). */
+  readonly journal?: Journal | undefined;
+  /** How task processes start. */
+  readonly spawn?: Spawn;
+}
+
 /**
  * A registry in memory mode (tests run in parallel and must not share a state file), unless `env`
  * names a `KLYM_STATE` file; `now` replaces the clock, `spawn` the way processes start.
  */
 export function makeRegistry(
   env: Record<string, string> = {},
-  now: () => number = Date.now,
-  journal?: Journal,
-  spawn?: Spawn,
+  options: MakeRegistryOptions = {},
 ): TaskRegistry {
   const config = loadConfig({
     KLYM_TASKS_DIR: FIXTURE_TASKS,
@@ -30,22 +55,24 @@ export function makeRegistry(
     ...env,
   }, []);
   const kinds = new KindCatalog(config.tasksDir);
-  const pool = new ProcessPool(
-    processOptions(config, kinds.snapshotDir()),
-    config.warmSpares,
-    spawn,
-  );
+  const pool = new ProcessPool(processOptions(config, kinds.snapshotDir()), {
+    warmSpares: config.warmSpares,
+    ...(options.spawn ? { spawn: options.spawn } : {}),
+  });
   pool.warm();
   const llm = new LlmService(new ModelCatalog(config, () => undefined), config);
-  return new TaskRegistry(
-    config,
-    grynyaSettings(config),
+  const journal = options.journal ?? openJournal(config.state);
+  const registry = new TaskRegistry({
+    limits: config,
+    grynya: grynyaSettings(config),
     llm,
     kinds,
     pool,
-    now,
-    journal ?? openJournal(config.state),
-  );
+    ...(options.now ? { now: options.now } : {}),
+    journal,
+  });
+  partsOf.set(registry, { config, kinds, pool, llm, journal });
+  return registry;
 }
 
 /** Resolves when the task is terminal (polling the registry like a client would). */

@@ -3,7 +3,7 @@
  * or a busy client would leave a registry listener (and a live view) behind per request.
  */
 import assert from "node:assert/strict";
-import { makeRegistry } from "../helpers/registry.ts";
+import { makeRegistry, registryParts } from "../helpers/registry.ts";
 import { loadConfig } from "../../src/config.ts";
 import { HttpApp } from "../../src/http/http_app.ts";
 import { createMcpServer } from "../../src/mcp/mcp_server.ts";
@@ -13,10 +13,13 @@ import { MODERN_VERSION, TASKS_EXTENSION } from "../helpers/raw_mcp.ts";
 Deno.test("modern requests leave no server behind", async () => {
   const registry = makeRegistry();
   const config = loadConfig({ KLYM_STATE: "memory" }, []);
+  const { kinds, llm } = registryParts(registry);
+  const parts = { kinds, llm };
   const core = new McpTaskCore(registry, { retentionMs: config.retentionS * 1000 });
   const app = new HttpApp({
     config,
-    createServer: (owner, era) => createMcpServer({ registry, core, config }, { owner, era }),
+    createServer: (owner, era) =>
+      createMcpServer({ registry, core, config, ...parts }, { owner, era }),
     health: () => ({}),
   });
   try {

@@ -4,7 +4,7 @@ import { JournalError, type JournalTask } from "../../src/journal/journal.ts";
 import { SqliteJournal } from "../../src/journal/sqlite_journal.ts";
 import { SCHEMA_VERSION } from "../../src/journal/schema.ts";
 import { defaultStatePath } from "../../src/journal/open_journal.ts";
-import { errorOf, makeRegistry, resultOf, settled } from "../helpers/registry.ts";
+import { errorOf, makeRegistry, registryParts, resultOf, settled } from "../helpers/registry.ts";
 
 async function tempFile(): Promise<{ file: string } & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "klym-journal-" });
@@ -138,7 +138,7 @@ Deno.test("a damaged file or one from a newer Klym is refused with a clear error
 Deno.test("a write error (a full file) never throws, keeps tasks running and shows in health", async () => {
   await using tmp = await tempFile();
   const journal = new SqliteJournal(tmp.file, { maxPageCount: 40 });
-  await using registry = makeRegistry({ KLYM_STATE: tmp.file }, Date.now, journal);
+  await using registry = makeRegistry({ KLYM_STATE: tmp.file }, { journal });
   const task = await settled(
     registry.start({ kind: "print_lines", params: { lines: 3000, width: 200 } }),
   );
@@ -188,10 +188,10 @@ Deno.test("a registry on a file: results, logs and saves survive a restart; rete
   const now = () => clock;
   let id: string;
   {
-    await using registry = makeRegistry({ KLYM_STATE: tmp.file, KLYM_RETENTION_S: "60" }, now);
+    await using registry = makeRegistry({ KLYM_STATE: tmp.file, KLYM_RETENTION_S: "60" }, { now });
     const task = await settled(registry.start({ kind: "hello", prompt: "p", params: { a: 1 } }));
     id = task.id;
-    registry.store.saved({
+    registryParts(registry).journal.saved({
       taskId: id,
       seq: 1,
       tool: "create_entities",
@@ -201,7 +201,7 @@ Deno.test("a registry on a file: results, logs and saves survive a restart; rete
     });
   }
   {
-    await using registry = makeRegistry({ KLYM_STATE: tmp.file, KLYM_RETENTION_S: "60" }, now);
+    await using registry = makeRegistry({ KLYM_STATE: tmp.file, KLYM_RETENTION_S: "60" }, { now });
     const task = registry.get(id);
     assert.equal(task.state.status, "succeeded");
     assert.deepEqual(resultOf(task), { taskId: id, prompt: "p", params: { a: 1 } });
@@ -212,16 +212,18 @@ Deno.test("a registry on a file: results, logs and saves survive a restart; rete
     ]);
     assert.equal(registry.list()[0]?.id, id);
     assert.equal(registry.counts().succeeded, 1);
-    assert.deepEqual(registry.store.journal.readSaves(id).map((s) => s.tool), ["create_entities"]);
+    assert.deepEqual(registryParts(registry).journal.readSaves(id).map((s) => s.tool), [
+      "create_entities",
+    ]);
     assert.equal(errorOf(task), undefined);
   }
   clock += 120_000;
   {
-    await using registry = makeRegistry({ KLYM_STATE: tmp.file, KLYM_RETENTION_S: "60" }, now);
+    await using registry = makeRegistry({ KLYM_STATE: tmp.file, KLYM_RETENTION_S: "60" }, { now });
     assert.throws(() => registry.get(id), /No task/);
   }
   {
-    await using registry = makeRegistry({ KLYM_STATE: tmp.file, KLYM_RETENTION_S: "60" }, now);
+    await using registry = makeRegistry({ KLYM_STATE: tmp.file, KLYM_RETENTION_S: "60" }, { now });
     assert.equal(registry.counts().succeeded, 0, "forgotten in the file too");
   }
 });

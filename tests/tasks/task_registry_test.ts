@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { TaskError } from "../../src/errors.ts";
-import { errorOf, makeRegistry, resultOf, settled } from "../helpers/registry.ts";
+import { errorOf, makeRegistry, registryParts, resultOf, settled } from "../helpers/registry.ts";
 import type { Spawn } from "../../src/tasks/process_pool.ts";
 import { TaskProcess } from "../../src/tasks/task_process.ts";
 import { describeExit } from "../../src/tasks/task_registry.ts";
@@ -194,7 +194,7 @@ Deno.test("a task stuck in a CPU loop times out and its process is killed", asyn
   await registry.whenIdle();
   const elapsed = Date.now() - started;
   assert.ok(elapsed < 1000 + 2000, `process gone after ${elapsed} ms`);
-  assert.equal(registry.pool.liveCount, 0);
+  assert.equal(registryParts(registry).pool.liveCount, 0);
 });
 
 Deno.test("cancel ends a CPU loop within 2 s and is idempotent", async () => {
@@ -270,7 +270,7 @@ Deno.test("a storm of cancels racing completions and timeouts leaves one termina
   }
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual(tasks.map((t) => t.state), seen, "terminal states never change");
-  assert.equal(registry.pool.liveCount, 0);
+  assert.equal(registryParts(registry).pool.liveCount, 0);
 });
 
 Deno.test("finished tasks are forgotten beyond KLYM_MAX_FINISHED and after KLYM_RETENTION_S", async () => {
@@ -280,7 +280,7 @@ Deno.test("finished tasks are forgotten beyond KLYM_MAX_FINISHED and after KLYM_
     KLYM_MAX_FINISHED: "2",
     KLYM_RETENTION_S: "60",
     KLYM_MAX_CONCURRENT: "1",
-  }, () => clock);
+  }, { now: () => clock });
   const [a, b, c] = [0, 1, 2].map(() => registry.start({ kind: "hello" }));
   for (const task of [a!, b!, c!]) await settled(task);
   rejects(() => registry.get(a!.id), "TASK_NOT_FOUND", /list_tasks shows the known ids/);
@@ -313,7 +313,7 @@ Deno.test("shutdown cancels queued and running tasks with reason shutdown and le
     assert.equal(task.state.status, "cancelled");
     assert.equal(errorOf(task)?.code, "shutdown");
   }
-  assert.equal(registry.pool.liveCount, 0);
+  assert.equal(registryParts(registry).pool.liveCount, 0);
   rejects(() => registry.start({ kind: "hello" }), "SHUTTING_DOWN", /shutting down/);
 });
 
@@ -327,7 +327,7 @@ Deno.test("a failed spawn fails its task with the OS error, and the slot count s
     }
     return new TaskProcess(options);
   };
-  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "1" }, Date.now, undefined, spawn);
+  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "1" }, { spawn });
   const [first, second, third] = [0, 1, 2].map(() => registry.start({ kind: "hello" }));
   for (const task of [first!, second!]) {
     await settled(task);

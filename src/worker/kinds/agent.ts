@@ -10,11 +10,11 @@ import type { GrynyaHandle, TaskContext } from "../task_context.ts";
 import { TaskFailure } from "../../task_failure.ts";
 
 /** The same call (tool and arguments) this many times in a row is a loop. */
-export const MAX_REPEATED_CALLS = 3;
+const MAX_REPEATED_CALLS = 3;
 /** Model turns in a row in which every tool call failed, before giving up. */
-export const MAX_FAILING_TURNS = 3;
+const MAX_FAILING_TURNS = 3;
 /** A tool's output is cut to this before it goes back to the model. */
-export const MAX_TOOL_OUTPUT_CHARS = 16_384;
+const MAX_TOOL_OUTPUT_CHARS = 16_384;
 const LOG_PREVIEW_CHARS = 300;
 
 const DEFAULT_SYSTEM =
