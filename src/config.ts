@@ -190,7 +190,9 @@ export const ConfigSchema = z.object({
     });
   }
   const tokens = [...(c.authToken ? [c.authToken] : []), ...c.authTokens.map((t) => t.token)];
-  const names = c.authTokens.map((t) => t.name);
+  // KLYM_AUTH_TOKEN is the principal "default": a KLYM_AUTH_TOKENS entry of that name would make
+  // two tokens one principal, each seeing the other's tasks.
+  const names = [...(c.authToken ? ["default"] : []), ...c.authTokens.map((t) => t.name)];
   if (new Set(tokens).size !== tokens.length || new Set(names).size !== names.length) {
     ctx.addIssue({
       code: "custom",
@@ -226,9 +228,7 @@ export const ConfigSchema = z.object({
     c.maxQueuedBytes,
     `KLYM_MAX_QUEUED_BYTES (${c.maxQueuedBytes}), one principal's share`,
   );
-  const principals = tokens.length === 0
-    ? ["local"]
-    : [...(c.authToken ? ["default"] : []), ...names];
+  const principals = tokens.length === 0 ? ["local"] : names;
   for (const admin of c.admins) {
     if (principals.includes(admin)) continue;
     ctx.addIssue({

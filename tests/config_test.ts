@@ -138,6 +138,11 @@ Deno.test("every invalid value is a ConfigError naming its variable or flag", ()
       [],
       /KLYM_ADMINS: names "local", .*name one of default \(/,
     ],
+    [
+      { KLYM_AUTH_TOKEN: "0123456789abcdef", KLYM_AUTH_TOKENS: "default:fedcba9876543210" },
+      [],
+      /KLYM_AUTH_TOKENS: each token and each name must appear once \(KLYM_AUTH_TOKEN included\)/,
+    ],
     [{ KLYM_ADMINS: "local,,x" }, [], /KLYM_ADMINS has an empty name/],
     [{ KLYM_ADMINS: " " }, [], /KLYM_ADMINS has an empty name/],
     [{ KLYM_UI_MAX_LOGINS: "0" }, [], /KLYM_UI_MAX_LOGINS: must be between 1 and 100000/],

@@ -59,10 +59,19 @@ export class BearerGuard {
   /**
    * The principal of the request's bearer token, or the answer refusing it: 401, or 429 while
    * `client` is throttled for failed checks (then the token is not even looked at).
+   *
+   * `sessionOwner` is the owner of the open session the request names. Its own token goes on
+   * working while the address is throttled, so that a guesser sharing the address (any local
+   * process on loopback) cannot cut off sessions already open. This tells a guesser nothing: it
+   * needs a session id first (only a right token opens one), and any other token, another
+   * principal's right one included, takes the throttled way.
    */
-  principalOf(req: Request, client: string): string | Response {
+  principalOf(req: Request, client: string, sessionOwner?: string): string | Response {
     if (!this.#principals.required || !req.headers.has("authorization")) {
       return this.#principals.ofRequest(req) ?? unauthorized();
+    }
+    if (sessionOwner !== undefined && this.#principals.ofRequest(req) === sessionOwner) {
+      return sessionOwner;
     }
     const attempt = this.#throttle.attempt(client, () => this.#principals.ofRequest(req));
     if (attempt.outcome === "passed") return attempt.value;

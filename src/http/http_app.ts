@@ -123,7 +123,7 @@ export class HttpApp {
     }
     const refused = this.#hostOrigin.refusal(req);
     if (refused) return refused;
-    const owner = this.#bearer.principalOf(req, client);
+    const owner = this.#bearer.principalOf(req, client, this.#sessionOwner(req, url));
     if (typeof owner !== "string") return owner;
     try {
       switch (url.pathname) {
@@ -145,6 +145,16 @@ export class HttpApp {
       return jsonRpcError(500, "Internal server error", -32603);
     }
   };
+
+  /** The owner of the open session a request names (`Mcp-Session-Id`, `?sessionId=`), if any. */
+  #sessionOwner(req: Request, url: URL): string | undefined {
+    const id = url.pathname === "/mcp"
+      ? req.headers.get("mcp-session-id")
+      : url.pathname === MESSAGES_PATH
+      ? url.searchParams.get("sessionId")
+      : null;
+    return id ? this.#sessions.ownerOf(id) : undefined;
+  }
 
   async #streamable(req: Request, owner: string): Promise<Response> {
     const sessionId = req.headers.get("mcp-session-id");

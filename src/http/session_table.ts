@@ -111,6 +111,11 @@ export class SessionTable<T extends SessionLink> {
     return session;
   }
 
+  /** The principal owning the open session `id`, `undefined` when there is none. */
+  ownerOf(id: string): string | undefined {
+    return this.#sessions.get(id)?.owner;
+  }
+
   /** The session `id` when it is `owner`'s and of `kind`; `undefined` otherwise. */
   find<K extends SessionKind>(
     id: string,

@@ -3,6 +3,11 @@
  * within a count, an age and a byte budget. Each change is written through to the journal, and at
  * start the tasks a previous process recorded are read back from it (their logs stay there and are
  * read on demand). The registry schedules; this keeps the records.
+ *
+ * Retention is shared fairly: beyond KLYM_MAX_FINISHED the principal holding the most finished
+ * tasks gives way, beyond KLYM_RETAINED_BYTES the one holding the most bytes, each its own oldest.
+ * So one principal's many (or large) tasks never make another's results vanish before their time;
+ * a principal alone loses its oldest first, as before.
  */
 import type { Config } from "../config.ts";
 import type { Journal, JournalLine, JournalLogsInfo, JournalSave } from "../journal/journal.ts";
@@ -67,8 +72,10 @@ export interface TaskStoreOptions {
 
 export class TaskStore {
   readonly #tasks = new Map<string, TaskRecord>();
-  /** Finished tasks' ids, oldest ending first. */
-  readonly #finished: string[] = [];
+  /** Finished tasks' ids, oldest ending first (insertion order). */
+  readonly #finished = new Set<string>();
+  /** Each principal's finished tasks, oldest ending first, and the bytes they hold. */
+  readonly #finishedOf = new Map<string, { ids: Set<string>; bytes: number }>();
   /** What each finished task holds, measured once when it finished, and their sum. */
   readonly #bytesOf = new Map<string, number>();
   #finishedBytes = 0;
@@ -176,22 +183,34 @@ export class TaskStore {
    * task writes while it winds down are not counted (its log buffer bounds them).
    */
   #finish(id: string): void {
-    const bytes = retainedBytes(this.#tasks.get(id)!);
-    this.#finished.push(id);
+    const task = this.#tasks.get(id)!;
+    if (this.#finished.has(id)) return;
+    const bytes = retainedBytes(task);
+    this.#finished.add(id);
     this.#bytesOf.set(id, bytes);
     this.#finishedBytes += bytes;
+    let mine = this.#finishedOf.get(task.owner);
+    if (!mine) this.#finishedOf.set(task.owner, mine = { ids: new Set(), bytes: 0 });
+    mine.ids.add(id);
+    mine.bytes += bytes;
   }
 
-  /** Forgets the oldest finished tasks beyond KLYM_MAX_FINISHED and KLYM_RETAINED_BYTES. */
+  /**
+   * Forgets finished tasks beyond KLYM_MAX_FINISHED and KLYM_RETAINED_BYTES: each time the oldest
+   * of the principal holding the most tasks (or bytes), so another principal's results stay.
+   */
   #trimFinished(): void {
     const forgotten: string[] = [];
-    let bytes = this.#finishedBytes;
-    while (
-      this.#finished.length > this.#limits.maxFinished ||
-      (bytes > this.#limits.retainedBytes && this.#finished.length > 0)
-    ) {
-      const id = this.#finished.shift()!;
-      bytes -= this.#bytesOf.get(id) ?? 0;
+    while (this.#finished.size > 0) {
+      const overCount = this.#finished.size > this.#limits.maxFinished;
+      if (!overCount && this.#finishedBytes <= this.#limits.retainedBytes) break;
+      let most: { ids: Set<string>; bytes: number } | undefined;
+      for (const held of this.#finishedOf.values()) {
+        const [a, b] = overCount ? [held.ids.size, most?.ids.size] : [held.bytes, most?.bytes];
+        if (b === undefined || a > b) most = held;
+      }
+      const id = most!.ids.values().next().value!;
+      this.#unfinish(id);
       forgotten.push(id);
     }
     this.#forget(forgotten);
@@ -200,23 +219,34 @@ export class TaskStore {
   #sweep(): void {
     const cutoff = this.#now() - this.#limits.retentionS * 1000;
     const forgotten: string[] = [];
-    while (this.#finished.length > 0) {
-      const task = this.#tasks.get(this.#finished[0]!);
+    for (const id of this.#finished) {
+      const task = this.#tasks.get(id);
       if (task && "finishedAt" in task.state && task.state.finishedAt > cutoff) break;
-      forgotten.push(this.#finished.shift()!);
+      forgotten.push(id);
     }
+    for (const id of forgotten) this.#unfinish(id);
     this.#forget(forgotten);
     this.#trimFinished();
     this.#journal.compact();
   }
 
+  /** Takes a finished task out of retention's books. */
+  #unfinish(id: string): void {
+    const bytes = this.#bytesOf.get(id) ?? 0;
+    this.#finished.delete(id);
+    this.#bytesOf.delete(id);
+    this.#finishedBytes -= bytes;
+    const owner = this.#tasks.get(id)?.owner;
+    const mine = owner === undefined ? undefined : this.#finishedOf.get(owner);
+    if (!mine) return;
+    mine.ids.delete(id);
+    mine.bytes -= bytes;
+    if (mine.ids.size === 0) this.#finishedOf.delete(owner!);
+  }
+
   #forget(ids: string[]): void {
     if (ids.length === 0) return;
-    for (const id of ids) {
-      this.#tasks.delete(id);
-      this.#finishedBytes -= this.#bytesOf.get(id) ?? 0;
-      this.#bytesOf.delete(id);
-    }
+    for (const id of ids) this.#tasks.delete(id);
     this.#journal.forget(ids);
   }
 }
