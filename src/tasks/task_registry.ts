@@ -24,7 +24,14 @@ import { FairQueue } from "./fair_queue.ts";
 
 export type { StartRequest } from "./admission.ts";
 import { TaskEvents } from "./task_events.ts";
-import { type LiveTask, MAX_SAVES_KEPT, type TaskRecord, TaskStore } from "./task_store.ts";
+import {
+  type Every,
+  everyInterval,
+  type LiveTask,
+  MAX_SAVES_KEPT,
+  type TaskRecord,
+  TaskStore,
+} from "./task_store.ts";
 
 export { type Progress, retainedBytes, type TaskRecord } from "./task_store.ts";
 
@@ -79,8 +86,10 @@ export class TaskRegistry {
     readonly pool: ProcessPool,
     readonly now: () => number = Date.now,
     journal: Journal = new MemoryJournal(),
+    /** What runs the retention sweep; tests pass one they drive with `now`. */
+    every: Every = everyInterval,
   ) {
-    this.store = new TaskStore(journal, limits, now);
+    this.store = new TaskStore(journal, limits, now, every);
   }
 
   /** Admits a task and returns at once; it runs when a slot is free. */
