@@ -52,6 +52,16 @@ export const ConfigSchema = z.object({
     ),
     token: z.string().min(16, "tokens must be at least 16 characters"),
   })).default([]),
+  /** Principals who see and may cancel every principal's tasks (operators). */
+  admins: z.array(z.string()).default([]),
+  /** Dashboard logins one principal may hold; at the cap its own oldest gives way. */
+  uiMaxLogins: int(1, 100_000).default(64),
+  /** Dashboard logins of all principals; at the cap the principal holding the most gives way. */
+  uiMaxLoginsTotal: int(1, 100_000).default(1024),
+  /** Open `/ui/events` streams one principal may hold; one more gets 503. */
+  uiMaxStreams: int(1, 10_000).default(16),
+  /** Open `/ui/events` streams of all principals; at the cap the one holding the most gives way. */
+  uiMaxStreamsTotal: int(1, 100_000).default(64),
   allowedOrigins: z.array(z.string()).default([]),
   /** Host names clients may use in the Host header, beyond localhost and the bind address. */
   allowedHosts: z.array(z.string()).default([]),
@@ -207,6 +217,19 @@ export const ConfigSchema = z.object({
     c.maxQueuedBytes,
     `KLYM_MAX_QUEUED_BYTES (${c.maxQueuedBytes}), one principal's share`,
   );
+  const principals = tokens.length === 0
+    ? ["local"]
+    : [...(c.authToken ? ["default"] : []), ...names];
+  for (const admin of c.admins) {
+    if (principals.includes(admin)) continue;
+    ctx.addIssue({
+      code: "custom",
+      path: ["admins"],
+      message: `names "${admin}", which is not a configured principal; name one of ${
+        principals.join(", ")
+      } (KLYM_AUTH_TOKEN is "default", KLYM_AUTH_TOKENS names the others, and "local" is the one principal without tokens)`,
+    });
+  }
   if (!c.stdio && !isLoopback(c.host) && tokens.length === 0) {
     ctx.addIssue({
       code: "custom",
@@ -233,6 +256,11 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   stdio: "KLYM_STDIO",
   authToken: "KLYM_AUTH_TOKEN",
   authTokens: "KLYM_AUTH_TOKENS",
+  admins: "KLYM_ADMINS",
+  uiMaxLogins: "KLYM_UI_MAX_LOGINS",
+  uiMaxLoginsTotal: "KLYM_UI_MAX_LOGINS_TOTAL",
+  uiMaxStreams: "KLYM_UI_MAX_STREAMS",
+  uiMaxStreamsTotal: "KLYM_UI_MAX_STREAMS_TOTAL",
   allowedOrigins: "KLYM_ALLOWED_ORIGINS",
   allowedHosts: "KLYM_ALLOWED_HOSTS",
   grynyaUrl: "KLYM_GRYNYA_URL",
@@ -315,6 +343,15 @@ function fromEnv(key: keyof Config, value: string, name: string): unknown {
           throw new ConfigError(`${name} entries are name:token, received "${pair.slice(0, 20)}…"`);
         }
         return { name: pair.slice(0, colon), token: pair.slice(colon + 1) };
+      });
+    case "admins":
+      return value.split(",").map((s) => s.trim()).map((admin) => {
+        if (admin === "") {
+          throw new ConfigError(
+            `${name} has an empty name; write principal names comma-separated, as in alice,bob`,
+          );
+        }
+        return admin;
       });
     case "grynyaHeaders":
       return parseJson(value, name);

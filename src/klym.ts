@@ -13,9 +13,9 @@ import { TaskRegistry } from "./tasks/task_registry.ts";
 import { openJournal } from "./journal/open_journal.ts";
 import { createMcpServer, type McpServices } from "./mcp/mcp_server.ts";
 import { McpTaskCore } from "./mcp/task_core.ts";
-import { HttpApp } from "./server/http_app.ts";
-import { LOCAL_PRINCIPAL, Principals } from "./server/principals.ts";
-import { AuthThrottle } from "./server/auth_throttle.ts";
+import { HttpApp } from "./http/http_app.ts";
+import { LOCAL_PRINCIPAL, Principals } from "./principals.ts";
+import { AuthThrottle } from "./http/auth_throttle.ts";
 import { ModelCatalog } from "./llm/model_catalog.ts";
 import { LlmService } from "./llm/llm_service.ts";
 import { UiApp } from "./ui/ui_app.ts";
@@ -44,7 +44,7 @@ export async function startKlym(config: Config): Promise<Klym> {
       logger.warn("KLYM_TASKS_DIR {dir} does not exist; no custom kinds", { dir: config.tasksDir });
     }
   }
-  const pool = new ProcessPool(processOptions(config, kinds.realTasksDir()), config.warmSpares);
+  const pool = new ProcessPool(processOptions(config, kinds.snapshotDir()), config.warmSpares);
   const llm = new LlmService(new ModelCatalog(config, (name) => Deno.env.get(name)), config);
   let registry: TaskRegistry;
   try {
@@ -92,17 +92,17 @@ export async function startKlym(config: Config): Promise<Klym> {
   }
 
   const model = llm.catalog.defaultId ?? "the client's own model (MCP sampling; no KLYM_MODEL)";
-  // The dashboard's login takes any configured token (KLYM_AUTH_TOKEN or one of KLYM_AUTH_TOKENS);
-  // it shows every principal's tasks, as an operator's view.
+  // A dashboard login is the principal of its token (KLYM_AUTH_TOKEN or one of KLYM_AUTH_TOKENS)
+  // and shows that principal's tasks; an admin's (KLYM_ADMINS) shows every task.
   const principals = new Principals(config);
   // One throttle for failed bearer checks and failed logins: both guess the same tokens.
   const throttle = new AuthThrottle(config);
   const ui = new UiApp({
     registry,
-    authToken: principals.required ? "any configured token" : undefined,
-    sameSecret: (given) => principals.required && principals.ofToken(given) !== undefined,
+    principals,
     stats: new ServerStatsSource(registry, config.grynyaUrl, model, VERSION),
     throttle,
+    limits: config,
   });
   const app: HttpApp = new HttpApp({
     config,

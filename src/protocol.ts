@@ -91,7 +91,7 @@ export type WorkerSpec = z.infer<typeof WorkerSpec>;
 
 /** What a host needs to run a task: the Worker's part, the module, and how to reach grynya. */
 export const TaskSpec = WorkerSpec.extend({
-  /** Real path of a custom kind's module, checked at admission; built-in kinds have none. */
+  /** A custom kind's entry module in its snapshot (see `KindCatalog.snapshot`); built-in kinds have none. */
   modulePath: z.string().optional(),
   grynya: GrynyaSettings,
 });

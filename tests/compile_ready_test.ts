@@ -63,7 +63,7 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
   const writer = child.stdin.getWriter();
   const send = (m: unknown) => writer.write(new TextEncoder().encode(JSON.stringify(m) + "\n"));
   const config = loadConfig({}, []);
-  const { grynyaUrl: _url, tasksDir: _dir, ...limits } = processOptions(config, undefined);
+  const { grynyaUrl: _url, kindsDir: _dir, ...limits } = processOptions(config, undefined);
   await send({ channel, limits });
   await send({
     type: "start",

@@ -108,6 +108,27 @@ Deno.test("every invalid value is a ConfigError naming its variable or flag", ()
       [],
       /KLYM_MAX_SESSIONS_PER_PRINCIPAL: must be between/,
     ],
+    [
+      { KLYM_ADMINS: "alice" },
+      [],
+      /KLYM_ADMINS: names "alice", which is not a configured principal; name one of local/,
+    ],
+    [
+      { KLYM_AUTH_TOKENS: "alice:0123456789abcdef", KLYM_ADMINS: "alice,carol" },
+      [],
+      /KLYM_ADMINS: names "carol", which is not a configured principal; name one of alice \(/,
+    ],
+    [
+      { KLYM_AUTH_TOKEN: "0123456789abcdef", KLYM_ADMINS: "local" },
+      [],
+      /KLYM_ADMINS: names "local", .*name one of default \(/,
+    ],
+    [{ KLYM_ADMINS: "local,,x" }, [], /KLYM_ADMINS has an empty name/],
+    [{ KLYM_ADMINS: " " }, [], /KLYM_ADMINS has an empty name/],
+    [{ KLYM_UI_MAX_LOGINS: "0" }, [], /KLYM_UI_MAX_LOGINS: must be between 1 and 100000/],
+    [{ KLYM_UI_MAX_LOGINS_TOTAL: "0" }, [], /KLYM_UI_MAX_LOGINS_TOTAL: must be between 1 and/],
+    [{ KLYM_UI_MAX_STREAMS: "10001" }, [], /KLYM_UI_MAX_STREAMS: must be between 1 and 10000/],
+    [{ KLYM_UI_MAX_STREAMS_TOTAL: "x" }, [], /KLYM_UI_MAX_STREAMS_TOTAL: must be a whole number/],
   ];
   for (const [env, args, pattern] of cases) {
     const what = JSON.stringify({ env, args });
@@ -188,6 +209,12 @@ Deno.test("main.ts exits 2 with a message naming a bad variable, before it logs 
   const level = await run({ KLYM_LOG_LEVEL: "warn" }, ["--port", "0"]);
   assert.equal(level.code, 2, level.stderr);
   assert.match(level.stderr, /^klym: Invalid configuration: KLYM_LOG_LEVEL: /);
+  const admins = await run(
+    { KLYM_AUTH_TOKENS: "alice:0123456789abcdef", KLYM_ADMINS: "mallory" },
+    ["--port", "0"],
+  );
+  assert.equal(admins.code, 2, admins.stderr);
+  assert.match(admins.stderr, /^klym: Invalid configuration: KLYM_ADMINS: names "mallory"/);
   const flag = await run({}, ["--port="]);
   assert.equal(flag.code, 2, flag.stderr);
   assert.match(flag.stderr, /^klym: Invalid configuration: Option "--port" needs a value/);
@@ -250,6 +277,24 @@ Deno.test("loading the config loads no model provider package", () => {
   visit(new URL("../src/config.ts", import.meta.url));
   assert.ok(seen.size >= 2, "followed the config's local imports");
   assert.deepEqual(external.filter((s) => s === "ai" || s.startsWith("@ai-sdk/")), []);
+});
+
+Deno.test("KLYM_ADMINS names configured principals; the dashboard's shares default to one user's", () => {
+  const c = loadConfig({
+    KLYM_AUTH_TOKEN: "0123456789abcdef",
+    KLYM_AUTH_TOKENS: "alice:alice-token-0123456789,bob:bob-token-0123456789",
+    KLYM_ADMINS: " alice , default",
+  }, []);
+  assert.deepEqual(c.admins, ["alice", "default"]);
+  assert.deepEqual(loadConfig({ KLYM_ADMINS: "local" }, []).admins, ["local"]);
+  const d = loadConfig({}, []);
+  assert.deepEqual(d.admins, []);
+  assert.deepEqual(
+    [d.uiMaxLogins, d.uiMaxLoginsTotal, d.uiMaxStreams, d.uiMaxStreamsTotal],
+    [64, 1024, 16, 64],
+  );
+  const edge = loadConfig({ KLYM_UI_MAX_LOGINS: "1", KLYM_UI_MAX_STREAMS: "10000" }, []);
+  assert.deepEqual([edge.uiMaxLogins, edge.uiMaxStreams], [1, 10000]);
 });
 
 Deno.test("the default timeout may not exceed the maximum", () => {

@@ -148,17 +148,108 @@ Deno.test("4: links that lead out of the tasks folder are refused at start; fold
     await Deno.symlink(`${outside}/secret.ts`, `${dir}/linked.ts`);
     assert.match(
       await callError(client, "start_async_agent_task", { kind: "linked" }),
-      /KIND_OUTSIDE_TASKS_DIR: .*linked\.ts, which leads to .*secret\.ts, outside the tasks folder/,
+      /KIND_OUTSIDE_TASKS_DIR: Cannot start task: kind "linked": linked\.ts leads outside the tasks folder/,
     );
     await Deno.remove(`${dir}/linked.ts`);
     await Deno.symlink(`${outside}/secret.ts`, `${dir}/tool/secret.ts`);
     assert.match(
       await callError(client, "start_async_agent_task", { kind: "tool" }),
-      /KIND_OUTSIDE_TASKS_DIR: .*has links that lead outside it.*tool\/secret\.ts/,
+      /KIND_OUTSIDE_TASKS_DIR: .*has links that lead outside it.*: tool\/secret\.ts;/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(outside, { recursive: true });
+  }
+});
+
+/** A tasks folder of its own (a test swaps files in it): `sleep` and the `swap_data` folder kind. */
+async function swappableTasks(): Promise<{ dir: string; outside: string } & AsyncDisposable> {
+  const dir = await Deno.realPath(await Deno.makeTempDir());
+  await Deno.copyFile(`${HOSTILE}sleep.ts`, `${dir}/sleep.ts`);
+  await Deno.mkdir(`${dir}/swap_data`);
+  for (const name of ["main.ts", "data.json"]) {
+    await Deno.copyFile(`${HOSTILE}swap_data/${name}`, `${dir}/swap_data/${name}`);
+  }
+  return {
+    dir,
+    outside: `${REPO}tests/fixtures/outside_tasks`,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+async function waitStatus(client: Client, taskId: string, status: string): Promise<void> {
+  while ((await call<Status>(client, "check_task_status", { task_id: taskId })).status !== status) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+Deno.test("4: a link swapped in while the task waits in the queue fails it; nothing outside is read or run", async (t) => {
+  await using tasks = await swappableTasks();
+  await using klym = await startKlym({ KLYM_TASKS_DIR: tasks.dir, KLYM_MAX_CONCURRENT: "1" });
+  const client = await klym.connect();
+  const start = (kind: string) =>
+    call<{ task_id: string }>(client, "start_async_agent_task", { kind, params: {} });
+  const unchanged = await run(client, "swap_data");
+  assert.deepEqual(unchanged.result, { inside: true }, JSON.stringify(unchanged.error));
+  for (
+    const [file, target, marker] of [
+      ["data.json", "secret.json", "OUTSIDE-SECRET-7f3a"],
+      ["main.ts", "module.ts", "OUTSIDE-MODULE-RAN-7f3a"],
+    ] as const
+  ) {
+    await t.step(`swap_data/${file} swapped for a link to ${target}`, async () => {
+      const holder = await start("sleep");
+      await waitStatus(client, holder.task_id, "running");
+      const swapped = await start("swap_data");
+      assert.equal(
+        (await call<Status>(client, "check_task_status", { task_id: swapped.task_id })).status,
+        "queued",
+        "the slot is held: the task waits in the queue",
+      );
+      const path = `${tasks.dir}/swap_data/${file}`;
+      const original = await Deno.readFile(path);
+      await Deno.remove(path);
+      await Deno.symlink(`${tasks.outside}/${target}`, path);
+      await call(client, "cancel_task", { task_id: holder.task_id });
+      const final = await waitFinal(client, swapped.task_id);
+      assert.equal(final.status, "failed", JSON.stringify(final));
+      assert.equal(final.error?.code, "KIND_OUTSIDE_TASKS_DIR", JSON.stringify(final.error));
+      assert.match(
+        final.error!.message,
+        new RegExp(`swap_data/${file.replace(".", "\\.")} leads outside the tasks folder`),
+      );
+      const seen = JSON.stringify(final);
+      assert.ok(!seen.includes(marker), `the outside file reached the client: ${seen}`);
+      assert.ok(!seen.includes(tasks.dir) && !seen.includes(tasks.outside), seen);
+      await Deno.remove(path);
+      await Deno.writeFile(path, original);
+    });
+  }
+  const restored = await run(client, "swap_data");
+  assert.deepEqual(restored.result, { inside: true }, "the kind runs again once the link is gone");
+});
+
+Deno.test("7: a failed task's error keeps its own frames, relative, and no path of the server's machine", async () => {
+  await using klym = await hostile();
+  const client = await klym.connect();
+  const final = await run(client, "boom");
+  assert.equal(final.status, "failed");
+  assert.equal(final.error?.code, "task_error");
+  assert.equal(
+    final.error?.message,
+    "Error: boom\n    at boom (boom.ts:3:9)\n    at default (boom.ts:6:3)",
+  );
+  const unparsed = await run(client, "bad_syntax");
+  assert.equal(unparsed.error?.code, "load_error", JSON.stringify(unparsed.error));
+  assert.match(unparsed.error!.message, /^SyntaxError: [\s\S]*\n {4}at bad_syntax\.ts:3:\d+$/);
+  const refusal = await callError(client, "start_async_agent_task", { kind: "nested_worker" });
+  assert.match(
+    refusal,
+    /KIND_IMPORT_REFUSED: Cannot start task: kind "nested_worker": nested_worker\.ts:3 imports/,
+  );
+  for (const text of [JSON.stringify(final), JSON.stringify(unparsed), refusal]) {
+    assert.ok(!text.includes("file://") && !text.includes(REPO), text);
+    assert.ok(!/\/tmp\/|klym-kinds-/.test(text), text);
   }
 });
 

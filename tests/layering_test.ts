@@ -1,9 +1,10 @@
 /**
  * The directions of Klym's layout, read from the import lines of every file in src/ and main.ts:
- * the task side knows nothing of the faces, mcp/ is protocol (no transport, dashboard or CLI), the
- * two protocol eras never import each other, one file touches the MCP SDK's internals, and the
- * Worker's code loads only what a Worker with no permissions may load. The rules are data (the
- * tables below); a failure names the file, the line, the import and the rule.
+ * the task side knows nothing of the faces, mcp/ is protocol (no transport, dashboard or CLI), http/
+ * is transport (no tasks, protocol, dashboard or CLI), the two protocol eras never import each
+ * other, one file touches the MCP SDK's internals, and the Worker's code loads only what a Worker
+ * with no permissions may load. The rules are data (the tables below); a failure names the file,
+ * the line, the import and the rule.
  */
 import assert from "node:assert/strict";
 import { dirname, join, normalize } from "node:path";
@@ -31,6 +32,12 @@ const RULES: readonly Rule[] = [
     rule: "mcp/ is protocol: it imports no transport (server/, http/), dashboard or CLI",
     from: /^src\/mcp\//,
     refuse: /^src\/(server|http|ui|cli)\//,
+  },
+  {
+    rule:
+      "http/ is transport: it knows nothing of tasks (tasks/, journal/, llm/, grynya/, host/), mcp/, the dashboard or the CLI (servers come from its createServer)",
+    from: /^src\/http\//,
+    refuse: /^src\/(tasks|journal|llm|grynya|host|mcp|ui|cli)\//,
   },
   {
     rule: "the 2025-11-25 era never imports the 2026-07-28 era (both use the task core)",
@@ -202,7 +209,8 @@ Deno.test("each rule refuses its import and names the file, the line, the import
     ["src/tasks/a.ts", 'import { x } from "../mcp/task_core.ts";'],
     ["src/mcp/era_2025.ts", '\nimport { y } from "./era_2026.ts";'],
     ["src/mcp/era_2026.ts", 'import { z } from "./era_2025.ts";'],
-    ["src/mcp/b.ts", 'import type { H } from "../server/http_app.ts";'],
+    ["src/mcp/b.ts", 'import type { H } from "../http/http_app.ts";'],
+    ["src/http/g.ts", 'import type { M } from "../mcp/mcp_server.ts";\nimport "../tasks/t.ts";'],
     ["src/ui/c.ts", 'import { w } from "../worker/task_context.ts";'],
     ["src/mcp/d.ts", "const h = (server.server as unknown as P)._requestHandlers;"],
     ["src/worker/task_context.ts", 'import { z } from "zod";\nimport "../protocol.ts";'],
@@ -216,7 +224,9 @@ Deno.test("each rule refuses its import and names the file, the line, the import
       'src/tasks/a.ts:1 imports "../mcp/task_core.ts" (src/mcp/task_core.ts): the task side (tasks/, journal/, llm/, grynya/) knows nothing of the faces',
       'src/mcp/era_2025.ts:2 imports "./era_2026.ts" (src/mcp/era_2026.ts): the 2025-11-25 era never imports the 2026-07-28 era (both use the task core)',
       'src/mcp/era_2026.ts:1 imports "./era_2025.ts" (src/mcp/era_2025.ts): the 2026-07-28 era never imports the 2025-11-25 era (both use the task core)',
-      'src/mcp/b.ts:1 imports "../server/http_app.ts" (src/server/http_app.ts): mcp/ is protocol: it imports no transport (server/, http/), dashboard or CLI',
+      'src/mcp/b.ts:1 imports "../http/http_app.ts" (src/http/http_app.ts): mcp/ is protocol: it imports no transport (server/, http/), dashboard or CLI',
+      'src/http/g.ts:1 imports "../mcp/mcp_server.ts" (src/mcp/mcp_server.ts): http/ is transport: it knows nothing of tasks (tasks/, journal/, llm/, grynya/, host/), mcp/, the dashboard or the CLI (servers come from its createServer)',
+      'src/http/g.ts:2 imports "../tasks/t.ts" (src/tasks/t.ts): http/ is transport: it knows nothing of tasks (tasks/, journal/, llm/, grynya/, host/), mcp/, the dashboard or the CLI (servers come from its createServer)',
       'src/ui/c.ts:1 imports "../worker/task_context.ts" (src/worker/task_context.ts): the worker/ code runs in the task\'s Worker: nothing on the server side imports it',
       `src/mcp/d.ts:1 has "server.server as unknown as": ${SDK_INTERNALS.rule}`,
       `src/text.ts:1 imports "node:fs": ${worker}`,

@@ -27,6 +27,8 @@ const MAX_LOG_LINES = 1000;
 
 interface Summary {
   task_id: string;
+  /** Present for an admin (KLYM_ADMINS), who sees every principal's tasks. */
+  owner?: string;
   kind: string;
   status: string;
   created_at: string;
@@ -101,6 +103,7 @@ function printTask(output: Output, task: Status): void {
     ["status", paintStatus(output, task.status)],
     ["created", terminalText(task.created_at)],
   ];
+  if (task.owner !== undefined) rows.splice(1, 0, ["owner", terminalText(task.owner)]);
   if (task.started_at) rows.push(["started", terminalText(task.started_at)]);
   if (task.finished_at) rows.push(["finished", terminalText(task.finished_at)]);
   const duration = runTime(task);
@@ -189,14 +192,17 @@ const COMMANDS: Record<CommandName, Command> = {
         output.err(`No tasks${status ? ` with status ${status}` : ""}\n`);
         return 0;
       }
+      // An admin's list names each task's owner: one more column.
+      const owners = answer.tasks.some((task) => task.owner !== undefined);
+      const withOwner = (task: string, owner: string) => owners ? [task, owner] : [task];
       const rows = [
-        ["TASK", "KIND", "STATUS", "AGE", "DURATION", "PROGRESS"].map((h) =>
+        [...withOwner("TASK", "OWNER"), "KIND", "STATUS", "AGE", "DURATION", "PROGRESS"].map((h) =>
           output.paint("bold", h)
         ),
       ];
       for (const task of answer.tasks) {
         rows.push([
-          terminalText(task.task_id),
+          ...withOwner(terminalText(task.task_id), terminalText(task.owner ?? "")),
           terminalText(task.kind),
           paintStatus(output, task.status),
           humanDuration(Date.now() - Date.parse(task.created_at)),

@@ -1,7 +1,9 @@
 /**
  * Creates a task's Worker with no permission at all. A custom kind's module is part of the
  * Worker's entry, so the module graph is loaded by Deno's loader under the host process's read
- * allowance (Klym's `src/` and the tasks folder), before and outside anything task code can do.
+ * allowance (Klym's `src/` and the kinds' snapshots, see `KindCatalog.snapshot`), before and
+ * outside anything task code can do. The module path is the kind's entry in its snapshot, which
+ * holds every file of its graph as checked at launch.
  */
 import { pathToFileURL } from "node:url";
 

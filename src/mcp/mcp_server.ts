@@ -1,7 +1,7 @@
 /**
  * One MCP server per client session (2025-11-25) or request (2026-07-28), all sharing the task
  * registry and the one task core of both eras. Each belongs to one principal
- * (`src/server/principals.ts`): the tasks it starts are that principal's, and it sees no other's.
+ * (`src/principals.ts`): the tasks it starts are that principal's, and it sees no other's.
  */
 import { McpServer } from "@modelcontextprotocol/server";
 import type { z } from "zod";

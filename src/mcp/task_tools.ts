@@ -13,6 +13,7 @@ import type { Sampler } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { utf8Length } from "../text.ts";
 import { SavedSummary } from "../protocol.ts";
+import { scopeOf, viewerOf } from "../principals.ts";
 
 export const MAX_LOG_LINES_PER_READ = 1000;
 const DEFAULT_LOG_LINES_PER_READ = 200;
@@ -38,6 +39,8 @@ const TaskId = z.string({
 
 export const Summary = z.object({
   task_id: z.string(),
+  /** The principal that started the task; shown to admins only (`KLYM_ADMINS`). */
+  owner: z.string().optional(),
   kind: z.string(),
   status: Status,
   created_at: z.string(),
@@ -49,12 +52,13 @@ export const Summary = z.object({
   error: Failure.optional(),
 });
 
-/** A task as the tools (and the dashboard) show it. */
-export function summary(task: TaskRecord): z.infer<typeof Summary> {
+/** A task as the tools (and the dashboard) show it; `withOwner` for an admin's view. */
+export function summary(task: TaskRecord, withOwner = false): z.infer<typeof Summary> {
   const state = task.state;
   const startedAt = startedAtOf(state);
   return {
     task_id: task.id,
+    ...(withOwner ? { owner: task.owner } : {}),
     kind: task.kind,
     status: state.status,
     created_at: iso(task.createdAt)!,
@@ -146,7 +150,9 @@ export function registerTaskTools(
   config: Config,
   session: TaskToolsSession,
 ): void {
-  const owner = session.owner;
+  // An admin (KLYM_ADMINS) reads, lists and cancels every principal's tasks, seeing their owners.
+  const viewer = viewerOf(config, session.owner);
+  const scope = scopeOf(viewer);
   server.registerTool("start_async_agent_task", {
     title: "Start a background task",
     description:
@@ -202,7 +208,7 @@ export function registerTaskTools(
     }),
   }, ({ task_id, log_cursor, max_log_lines }) =>
     guarded(() => {
-      const task = registry.get(task_id, owner);
+      const task = registry.get(task_id, scope);
       // An interrupted task may have lost its last lines with the process: a cursor past them
       // reads nothing rather than failing.
       if (log_cursor > task.logs.lastSeq && task.state.status !== "interrupted") {
@@ -219,7 +225,7 @@ export function registerTaskTools(
         (saves === undefined ? 0 : utf8Length(JSON.stringify(saves)));
       const page = task.logs.read(log_cursor, max_log_lines, room);
       return ok({
-        ...summary(task),
+        ...summary(task, viewer.admin),
         logs: page.lines,
         next_log_cursor: page.nextCursor,
         more_logs: page.nextCursor < task.logs.lastSeq,
@@ -242,7 +248,7 @@ export function registerTaskTools(
     outputSchema: z.object({ task_id: z.string(), status: Status }),
   }, ({ task_id, reason }) =>
     guarded(() => {
-      const task = registry.cancel(task_id, reason ?? "cancelled by the client", owner);
+      const task = registry.cancel(task_id, reason ?? "cancelled by the client", scope);
       return ok({ task_id: task.id, status: task.state.status });
     }));
 
@@ -252,7 +258,8 @@ export function registerTaskTools(
       title: "List background tasks",
       description:
         "Lists queued, running and recently finished tasks, newest first, optionally only those with one status. " +
-        "Finished tasks are kept for a limited time (KLYM_RETENTION_S).",
+        "Finished tasks are kept for a limited time (KLYM_RETENTION_S). " +
+        "Each principal sees its own tasks; an admin (KLYM_ADMINS) sees every principal's, each with its owner.",
       inputSchema: z.object({
         status: Status.optional().describe("Only tasks with this status."),
         limit: z.number().int().min(1, '"limit" must be at least 1').max(
@@ -272,16 +279,16 @@ export function registerTaskTools(
         const room = (config.maxAnswerBytes - ANSWER_OVERHEAD_BYTES) / 2;
         const tasks: z.infer<typeof Summary>[] = [];
         let bytes = 0;
-        const found = registry.list(status, limit, owner);
+        const found = registry.list(status, limit, scope);
         for (const task of found) {
-          const item = summary(task);
+          const item = summary(task, viewer.admin);
           bytes += utf8Length(JSON.stringify(item));
           if (bytes > room) break;
           tasks.push(item);
         }
         return ok({
           tasks,
-          counts: registry.counts(owner),
+          counts: registry.counts(scope),
           truncated: tasks.length < found.length,
         });
       }),

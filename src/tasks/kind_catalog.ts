@@ -1,14 +1,19 @@
 /**
  * Which task kinds exist: the built-in ones, and custom kinds in the tasks folder, each either one
  * module `<kind>.ts` or a folder `<kind>/` whose entry is `main.ts` (with helper modules beside
- * it). Paths are resolved to real paths: a kind whose module, or any link in the tasks folder,
- * leads outside the folder is refused, because the module loader follows links and reads what
- * they point at.
+ * it). A kind is checked at `start`, and again when its task is launched, when every file of its
+ * module graph is read from the tasks folder (each checked to be the file inside the folder that
+ * it was found to be: see `kind_files.ts`) and copied into a snapshot that only Klym writes. The
+ * task's process loads the kind from that snapshot and may read nothing else but Klym's own code:
+ * a link swapped into the tasks folder while the task waits fails it, and nothing outside the
+ * folder is read or run. Errors name files relative to the tasks folder.
  */
-import { isAbsolute, join, relative } from "node:path";
+import { createHash } from "node:crypto";
+import { dirname, join, relative } from "node:path";
 import { TaskError } from "../errors.ts";
-import { BUILTIN_KIND_NAMES } from "../protocol.ts";
+import { BUILTIN_KIND_NAMES, type Failure } from "../protocol.ts";
 import { KindImports } from "./kind_imports.ts";
+import { inside, outsideError, shown, withKindFile } from "./kind_files.ts";
 
 const KIND_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 /** A folder kind's entry module. */
@@ -20,12 +25,13 @@ export class KindCatalog {
   /** The tasks folder as given, and its real path (links resolved), if it exists. */
   readonly tasksDir: string | undefined;
   readonly #imports = new KindImports();
+  #snapshots: string | undefined;
 
   constructor(tasksDir: string | undefined) {
     this.tasksDir = tasksDir;
   }
 
-  /** The folder's real path, which the task processes may read; `undefined` if there is none. */
+  /** The folder's real path; `undefined` if there is none. */
   realTasksDir(): string | undefined {
     if (!this.tasksDir) return undefined;
     try {
@@ -35,7 +41,19 @@ export class KindCatalog {
     }
   }
 
-  /** The real path of a custom kind's module, `undefined` for a built-in kind; throws a `TaskError`. */
+  /**
+   * The folder of snapshots (mode 0700, made on first use), the only place besides Klym's `src/`
+   * that task processes may read; `undefined` without a tasks folder. `close` removes it.
+   */
+  snapshotDir(): string | undefined {
+    if (!this.tasksDir) return undefined;
+    return this.#snapshots ??= Deno.realPathSync(Deno.makeTempDirSync({ prefix: "klym-kinds-" }));
+  }
+
+  /**
+   * Checks a kind at `start`: `undefined` for a built-in kind, else its entry module's path
+   * relative to the tasks folder. Throws a `TaskError`.
+   */
   resolve(kind: string): string | undefined {
     if (!KIND_NAME.test(kind)) {
       throw new TaskError(
@@ -46,6 +64,72 @@ export class KindCatalog {
       );
     }
     if (BUILTIN_KIND_NAMES.includes(kind)) return undefined;
+    const { entry, root } = this.#located(kind);
+    const escapes = linksLeaving(root);
+    if (escapes.length > 0) {
+      throw new TaskError(
+        "KIND_OUTSIDE_TASKS_DIR",
+        `Cannot start task: the tasks folder (KLYM_TASKS_DIR) has links that lead outside it, which any kind could import: ${
+          escapes.slice(0, 5).join(", ")
+        }${
+          escapes.length > 5 ? ` and ${escapes.length - 5} more` : ""
+        }; remove them or copy what they point at into the folder`,
+      );
+    }
+    this.#imports.check(kind, entry, root);
+    return entry;
+  }
+
+  /**
+   * When a custom kind's task is launched: checks the kind again and copies its files into a
+   * snapshot (content-addressed, reused while unchanged), whose entry module the task's process
+   * loads. A kind that no longer passes fails its task with the refusal's code.
+   */
+  snapshot(kind: string): { modulePath: string } | Failure {
+    let entry: string;
+    let files: Map<string, Uint8Array>;
+    try {
+      let root: string;
+      ({ entry, root } = this.#located(kind));
+      files = this.#imports.check(kind, entry, root, true);
+    } catch (error) {
+      if (error instanceof TaskError) return { code: error.code, message: error.message };
+      return notCopied(kind, "read", error);
+    }
+    const hash = createHash("sha256");
+    for (const [rel, bytes] of [...files].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) {
+      hash.update(`${rel}\0${bytes.length}\0`).update(bytes);
+    }
+    const snapshots = this.snapshotDir()!;
+    const dir = join(snapshots, hash.digest("hex"));
+    try {
+      if (!exists(dir)) {
+        const staging = Deno.makeTempDirSync({ dir: snapshots, prefix: ".staging-" });
+        for (const [rel, bytes] of files) {
+          Deno.mkdirSync(dirname(join(staging, rel)), { recursive: true, mode: 0o700 });
+          Deno.writeFileSync(join(staging, rel), bytes, { createNew: true, mode: 0o600 });
+        }
+        Deno.renameSync(staging, dir);
+      }
+    } catch (error) {
+      return notCopied(kind, "copied", error);
+    }
+    return { modulePath: join(dir, entry) };
+  }
+
+  /** Removes the snapshots; call once no task process is left. */
+  close(): void {
+    if (this.#snapshots === undefined) return;
+    try {
+      Deno.removeSync(this.#snapshots, { recursive: true });
+    } catch {
+      // Already gone.
+    }
+    this.#snapshots = undefined;
+  }
+
+  /** A custom kind's entry (relative to the tasks folder) and the folder's real path. */
+  #located(kind: string): { entry: string; root: string } {
     const root = this.realTasksDir();
     const entry = root === undefined ? undefined : this.#entry(kind);
     if (root === undefined || entry === undefined) {
@@ -56,26 +140,8 @@ export class KindCatalog {
         }${this.tasksDir ? "" : " (set KLYM_TASKS_DIR to add custom kinds)"}`,
       );
     }
-    const real = Deno.realPathSync(entry);
-    if (!inside(real, root)) {
-      throw new TaskError(
-        "KIND_OUTSIDE_TASKS_DIR",
-        `Cannot start task: kind "${kind}" is ${entry}, which leads to ${real}, outside the tasks folder ${root} (KLYM_TASKS_DIR); copy the module into the folder instead of linking it`,
-      );
-    }
-    const escapes = linksLeaving(root);
-    if (escapes.length > 0) {
-      throw new TaskError(
-        "KIND_OUTSIDE_TASKS_DIR",
-        `Cannot start task: the tasks folder ${root} (KLYM_TASKS_DIR) has links that lead outside it, which any kind could import: ${
-          escapes.slice(0, 5).join(", ")
-        }${
-          escapes.length > 5 ? ` and ${escapes.length - 5} more` : ""
-        }; remove them or copy what they point at into the folder`,
-      );
-    }
-    this.#imports.check(kind, real, root);
-    return real;
+    if (!withKindFile(kind, root, entry, () => true)) throw outsideError(kind, entry);
+    return { entry, root };
   }
 
   list(): string[] {
@@ -94,13 +160,11 @@ export class KindCatalog {
     return [...BUILTIN_KIND_NAMES, ...[...new Set(custom)].sort()];
   }
 
-  /** `<kind>.ts`, or `<kind>/main.ts`, if either is a file. */
+  /** `<kind>.ts`, or `<kind>/main.ts`, if either is a file (relative to the tasks folder). */
   #entry(kind: string): string | undefined {
-    for (
-      const path of [join(this.tasksDir!, `${kind}.ts`), join(this.tasksDir!, kind, FOLDER_ENTRY)]
-    ) {
+    for (const rel of [`${kind}.ts`, join(kind, FOLDER_ENTRY)]) {
       try {
-        if (Deno.statSync(path).isFile) return path;
+        if (Deno.statSync(join(this.tasksDir!, rel)).isFile) return rel;
       } catch {
         // Not this shape; try the next.
       }
@@ -109,12 +173,27 @@ export class KindCatalog {
   }
 }
 
-function inside(path: string, folder: string): boolean {
-  const rel = relative(folder, path);
-  return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel);
+/** The OS error's name only: its message would name paths of the server's machine. */
+function notCopied(kind: string, what: "read" | "copied", error: unknown): Failure {
+  return {
+    code: "spawn_failed",
+    message:
+      `Cannot start the task's process: the files of kind "${kind}" could not be ${what} for it (${
+        error instanceof Error ? error.name : "error"
+      })`,
+  };
 }
 
-/** Links under `root` whose target is outside it (or missing), as "link → target". */
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Links under `root` whose target is outside it, by their path relative to `root`. */
 function linksLeaving(root: string): string[] {
   const found: string[] = [];
   const pending = [root];
@@ -135,7 +214,7 @@ function linksLeaving(root: string): string[] {
         } catch {
           continue; // A dangling link loads nothing.
         }
-        if (!inside(target, root)) found.push(`${path} → ${target}`);
+        if (!inside(target, root)) found.push(shown(relative(root, path)));
       } else if (entry.isDirectory) pending.push(path);
     }
   }

@@ -1,13 +1,16 @@
 /**
- * What a custom kind's modules may import, checked before its task starts: only other modules in
- * the tasks folder (by relative path) and Node's computation-only built-ins. The module loader
- * resolves static imports for the task's Worker outside its permissions, so this rule is enforced
- * here, on the source, and the task process's import map refuses the other built-ins again to
- * `import()` at run time. A kind that names anything else is refused with the file, line and
- * specifier, so its author sees what to change.
+ * What a custom kind's modules may import, checked before its task starts and again when it is
+ * launched: only other modules in the tasks folder (by relative path) and Node's computation-only
+ * built-ins. The module loader resolves static imports for the task's Worker outside its
+ * permissions, so this rule is enforced here, on the source, and the task process's import map
+ * refuses the other built-ins again to `import()` at run time. A kind that names anything else is
+ * refused with the file (relative to the tasks folder), line and specifier, so its author sees what
+ * to change. Relative imports are resolved as the module loader resolves them, by URL from the
+ * importing file's path (not its real path), so the files found here are the files the kind loads.
  */
-import { dirname, extname, isAbsolute, relative, resolve } from "node:path";
+import { dirname, extname, join, normalize, sep } from "node:path";
 import { TaskError } from "../errors.ts";
+import { MAX_KIND_BYTES, shown, withKindFile } from "./kind_files.ts";
 
 /** Node's built-ins task code may import: computation only, no I/O, no way around the lockdown. */
 export const TASK_NODE_MODULES: ReadonlySet<string> = new Set([
@@ -43,27 +46,65 @@ export const MAX_KIND_MODULES = 1000;
 const SPECIFIER =
   /\b(?:import|export)\b[^'"`;]*?\bfrom\s*(["'])(.*?)\1|\bimport\s*\(?\s*(["'])(.*?)\3/gs;
 
+type Imports = readonly { specifier: string; line: number }[];
+
 interface Scanned {
+  readonly dev: number;
+  readonly ino: number | null;
   readonly mtime: number | null;
   readonly size: number;
-  readonly imports: readonly { specifier: string; line: number }[];
+  readonly imports: Imports;
 }
 
 export class KindImports {
+  /** Imports of each file already scanned, by real path, while it stays the same unchanged file. */
   readonly #cache = new Map<string, Scanned>();
 
-  /** Throws a `TaskError` naming the first import a kind may not make. */
-  check(kind: string, entry: string, root: string): void {
-    const seen = new Set<string>([entry]);
-    const pending = [entry];
+  /**
+   * Checks a kind's module graph, from `entry` (relative to `root`, the tasks folder's real path);
+   * with `keep`, returns every file of it (relative path → bytes, read from the checked file).
+   * Throws a `TaskError` naming the first import a kind may not make or the first file that leads
+   * outside the folder.
+   */
+  check(kind: string, entry: string, root: string, keep = false): Map<string, Uint8Array> {
+    const files = new Map<string, Uint8Array>();
+    const seen = new Set<string>([normalize(entry)]);
+    const pending = [normalize(entry)];
+    let bytes = 0;
     while (pending.length > 0) {
       const file = pending.pop()!;
-      for (const { specifier, line } of this.#imports(file)) {
-        const problem = this.#judge(specifier, file, root);
+      const source = SOURCE_EXTENSIONS.has(extname(file));
+      const read = withKindFile(kind, root, file, (opened) => {
+        bytes += opened.info.size;
+        if (bytes > MAX_KIND_BYTES) throw tooLarge(kind);
+        if (!source && !keep) return { imports: [] as Imports };
+        const { dev, ino, size } = opened.info;
+        const mtime = opened.info.mtime?.getTime() ?? null;
+        const cached = this.#cache.get(opened.real);
+        if (
+          !keep && cached && cached.dev === dev && cached.ino === ino && cached.mtime === mtime &&
+          cached.size === size
+        ) return { imports: cached.imports };
+        const data = opened.read();
+        if (data.length > opened.info.size) bytes += data.length - opened.info.size;
+        if (bytes > MAX_KIND_BYTES) throw tooLarge(kind);
+        const imports = source ? scan(new TextDecoder().decode(data)) : [];
+        if (source) this.#cache.set(opened.real, { dev, ino, mtime, size, imports });
+        return { imports, data };
+      });
+      if (read === undefined) {
+        throw new TaskError(
+          "UNKNOWN_KIND",
+          `Cannot start task: kind "${kind}": ${shown(file)} does not exist any more`,
+        );
+      }
+      if (keep && read.data) files.set(file, read.data);
+      for (const { specifier, line } of read.imports) {
+        const problem = this.#judge(kind, specifier, file, root);
         if (problem && "refused" in problem) {
           throw new TaskError(
             "KIND_IMPORT_REFUSED",
-            `Cannot start task: kind "${kind}": ${file}:${line} imports ${
+            `Cannot start task: kind "${kind}": ${shown(file)}:${line} imports ${
               JSON.stringify(specifier.slice(0, 200))
             }, ${problem.refused}; a kind may import only modules in the tasks folder, by relative path, and Node's computation-only built-ins (${
               [...TASK_NODE_MODULES].map((m) => `node:${m}`).join(", ")
@@ -78,20 +119,23 @@ export class KindImports {
             );
           }
           seen.add(problem.follow);
-          if (SOURCE_EXTENSIONS.has(extname(problem.follow))) pending.push(problem.follow);
+          pending.push(problem.follow);
         }
       }
     }
+    return files;
   }
 
-  /** A module's real path to follow, `undefined` for an allowed built-in, or why it is refused. */
+  /** A file to follow (relative to `root`), `undefined` for an allowed built-in, or why it is refused. */
   #judge(
+    kind: string,
     specifier: string,
     file: string,
     root: string,
   ): { follow: string } | { refused: string } | undefined {
     const refused = (why: string) => ({ refused: why });
-    if (/[\\\n\r]/.test(specifier)) return refused("which is written with escapes");
+    if (/[\\\n\r%]/.test(specifier)) return refused("which is written with escapes");
+    if (/[?#]/.test(specifier)) return refused("which has a query or a fragment");
     if (specifier.startsWith("node:")) {
       return TASK_NODE_MODULES.has(specifier.slice(5))
         ? undefined
@@ -100,33 +144,29 @@ export class KindImports {
     if (!specifier.startsWith("./") && !specifier.startsWith("../")) {
       return refused("which is not a relative path");
     }
-    const target = resolve(dirname(file), specifier);
-    let real: string;
-    try {
-      real = Deno.realPathSync(target);
-    } catch {
-      return refused("which does not exist");
+    const target = normalize(join(dirname(file), specifier));
+    if (target === ".." || target.startsWith(`..${sep}`)) {
+      return refused("which leads outside the tasks folder");
     }
-    const rel = relative(root, real);
-    if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) {
-      return refused(`which leads to ${real}, outside the tasks folder`);
-    }
-    return { follow: real };
+    const exists = withKindFile(kind, root, target, () => true);
+    if (!exists) return refused("which does not exist");
+    return { follow: target };
   }
+}
 
-  #imports(file: string): Scanned["imports"] {
-    const info = Deno.statSync(file);
-    const mtime = info.mtime?.getTime() ?? null;
-    const cached = this.#cache.get(file);
-    if (cached && cached.mtime === mtime && cached.size === info.size) return cached.imports;
-    const source = Deno.readTextFileSync(file);
-    const imports: { specifier: string; line: number }[] = [];
-    for (const match of source.matchAll(SPECIFIER)) {
-      const specifier = match[2] ?? match[4] ?? "";
-      const line = source.slice(0, match.index).split("\n").length;
-      imports.push({ specifier, line });
-    }
-    this.#cache.set(file, { mtime, size: info.size, imports });
-    return imports;
+function tooLarge(kind: string): TaskError {
+  return new TaskError(
+    "KIND_IMPORT_REFUSED",
+    `Cannot start task: kind "${kind}" and the files it imports are more than ${MAX_KIND_BYTES} bytes (MAX_KIND_BYTES)`,
+  );
+}
+
+function scan(source: string): Imports {
+  const imports: { specifier: string; line: number }[] = [];
+  for (const match of source.matchAll(SPECIFIER)) {
+    const specifier = match[2] ?? match[4] ?? "";
+    const line = source.slice(0, match.index).split("\n").length;
+    imports.push({ specifier, line });
   }
+  return imports;
 }

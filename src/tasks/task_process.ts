@@ -21,6 +21,7 @@ import { truncateUtf8, utf8Length } from "../text.ts";
 import { netAllowance } from "../net_allowance.ts";
 import { MEMORY_ALARM } from "../memory_alarm.ts";
 import { TASK_NODE_MODULES } from "./kind_imports.ts";
+import { ClientPaths } from "./client_paths.ts";
 import type { Config } from "../config.ts";
 
 const logger = getLogger(["klym", "process"]);
@@ -38,8 +39,11 @@ const STDERR_TAIL_LINES = 20;
 
 export interface ProcessOptions extends HostLimits {
   grynyaUrl: string;
-  /** The tasks folder's real path: the host process may read it (and Klym's `src/`). */
-  tasksDir?: string | undefined;
+  /**
+   * The folder of kind snapshots (`KindCatalog.snapshotDir`): the host process may read it and
+   * Klym's `src/`, nothing else (not the tasks folder itself).
+   */
+  kindsDir?: string | undefined;
 }
 
 /** The process options a configuration asks for. */
@@ -54,11 +58,11 @@ export function processOptions(
     | "maxLlmRequestBytes"
     | "maxGrynyaCallBytes"
   >,
-  realTasksDir: string | undefined,
+  kindsDir: string | undefined,
 ): ProcessOptions {
   return {
     grynyaUrl: config.grynyaUrl,
-    tasksDir: realTasksDir,
+    kindsDir,
     memoryMb: config.taskMemoryMb,
     logLimitBytes: config.logLimitBytes,
     maxLogLineBytes: config.maxLogLineBytes,
@@ -115,7 +119,7 @@ export function hostCommand(options: ProcessOptions): { command: string; args: s
     return { command: Deno.execPath(), args: ["--task-host"] };
   }
   const srcDir = fromFileUrl(new URL("../", import.meta.url));
-  const read = [srcDir, ...(options.tasksDir ? [options.tasksDir] : [])];
+  const read = [srcDir, ...(options.kindsDir ? [options.kindsDir] : [])];
   return {
     command: Deno.execPath(),
     args: [
@@ -215,6 +219,7 @@ export class TaskProcess {
   readonly #encoder = new TextEncoder();
   readonly #stderrTail: string[] = [];
   readonly #maxMessageBytes: number;
+  readonly #paths: ClientPaths;
   #sink: EventSink | undefined;
   #killed = false;
   readonly exited: Promise<ProcessExit>;
@@ -222,6 +227,7 @@ export class TaskProcess {
   /** Spawns the host; throws the OS error when the process cannot be started. */
   constructor(readonly options: ProcessOptions) {
     const { command, args } = hostCommand(options);
+    this.#paths = new ClientPaths(options.kindsDir);
     this.#maxMessageBytes = Math.max(options.maxResultBytes, options.maxLlmRequestBytes) +
       ENVELOPE_BYTES;
     this.#child = new Deno.Command(command, {
@@ -238,7 +244,7 @@ export class TaskProcess {
       // Not permitted on every platform; the task then runs at normal priority.
     }
     this.#stdin = this.#child.stdin.getWriter();
-    const { grynyaUrl: _url, tasksDir: _dir, ...limits } = options;
+    const { grynyaUrl: _url, kindsDir: _dir, ...limits } = options;
     void this.#write({ channel: this.#channel, limits } satisfies HostHello);
     const stdout = this.#pump("stdout", this.#child.stdout);
     const stderr = this.#pump("stderr", this.#child.stderr);
@@ -309,7 +315,7 @@ export class TaskProcess {
   #onStderr(line: string): void {
     const alarm = line.indexOf(`${this.#channel}${MEMORY_ALARM}`);
     if (alarm !== -1) return this.#outOfMemory(line.slice(alarm + this.#channel.length));
-    this.#stderrTail.push(truncateUtf8(line, 1024));
+    this.#stderrTail.push(truncateUtf8(this.#paths.text(line), 1024));
     if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
     this.#raw("stderr", line);
   }
@@ -382,12 +388,32 @@ export class TaskProcess {
   }
 
   #emit(event: ProcessEvent): void {
-    if (this.#sink) this.#sink(event);
+    if (this.#sink) this.#sink(this.#relative(event));
     else if (event.type !== "raw") {
       logger.warn("Idle task process {pid} sent {type} before its task", {
         pid: this.pid,
         type: event.type,
       });
+    }
+  }
+
+  /** Paths of the server's machine become relative ones before anything reaches a client. */
+  #relative(event: ProcessEvent): ProcessEvent {
+    switch (event.type) {
+      case "failure":
+        return {
+          ...event,
+          error: { ...event.error, message: this.#paths.failure(event.error.message) },
+        };
+      case "raw":
+        return { ...event, text: this.#paths.text(event.text) };
+      case "logs":
+        return {
+          ...event,
+          lines: event.lines.map(([stream, text]) => [stream, this.#paths.text(text)]),
+        };
+      default:
+        return event;
     }
   }
 

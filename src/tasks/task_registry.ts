@@ -190,6 +190,7 @@ export class TaskRegistry {
     }
     await Promise.allSettled([...this.#slots]);
     await this.pool.close();
+    this.kinds.close();
     this.store.close();
   }
 
@@ -283,6 +284,9 @@ export class TaskRegistry {
       queuedAt: task.state.queuedAt,
       startedAt: this.now(),
     });
+    // What runs is what is checked now: the kind's files, copied where only Klym writes.
+    const kind = task.modulePath === undefined ? undefined : this.kinds.snapshot(task.kind);
+    if (kind && "code" in kind) return this.#settle(task, "failed", kind);
     let process: TaskProcess;
     try {
       process = this.pool.acquire();
@@ -335,7 +339,7 @@ export class TaskRegistry {
         ...(task.prompt === undefined ? {} : { prompt: task.prompt }),
         params: task.params,
         budget: task.budget,
-        ...(task.modulePath ? { modulePath: task.modulePath } : {}),
+        ...(kind ? { modulePath: kind.modulePath } : {}),
         grynya: this.grynya,
       },
       (event) => this.#onEvent(task, event),

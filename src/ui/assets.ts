@@ -49,6 +49,7 @@ export function dashboardHtml(): string {
 <header>
 <h1>Klym</h1>
 <span id="conn" class="conn">connecting…</span>
+<span id="who" class="muted"></span>
 <form method="post" action="/ui/logout"><button type="submit">Log out</button></form>
 </header>
 <main>
@@ -61,7 +62,7 @@ export function dashboardHtml(): string {
 <div class="bar"><h2>Tasks</h2>
 <label>Status <select id="status-filter"><option value="">all</option>${options}</select></label>
 </div>
-<table id="tasks"><thead><tr><th>Task</th><th>Kind</th><th>Status</th><th>Age</th><th>Duration</th><th>Progress</th></tr></thead><tbody></tbody></table>
+<table id="tasks"><thead><tr><th>Task</th><th id="owner-head" hidden>Owner</th><th>Kind</th><th>Status</th><th>Age</th><th>Duration</th><th>Progress</th></tr></thead><tbody></tbody></table>
 <p id="empty" class="muted" hidden>No tasks.</p>
 </section>
 <section id="task-view" hidden>
@@ -135,7 +136,7 @@ export const APP_JS = String.raw`"use strict";
 (function () {
   var LOG_TAIL_LINES = 2000;
   var FINAL = ${JSON.stringify(FINAL_STATUSES)};
-  var view = { filter: "", taskId: null, cursor: 0, task: null, tasks: [] };
+  var view = { filter: "", taskId: null, cursor: 0, task: null, tasks: [], admin: false };
   var loading = { list: false, listAgain: false, task: false, taskAgain: false };
 
   function $(id) { return document.getElementById(id); }
@@ -199,6 +200,7 @@ export const APP_JS = String.raw`"use strict";
       link.href = "#task/" + encodeURIComponent(task.task_id);
       idCell.appendChild(link);
       row.appendChild(idCell);
+      if (view.admin) row.appendChild(el("td", "owner", task.owner));
       row.appendChild(el("td", "", task.kind));
       row.appendChild(el("td", "st st-" + task.status, task.status));
       row.appendChild(el("td", "", duration(Date.now() - time(task.created_at)) + " ago"));
@@ -217,7 +219,14 @@ export const APP_JS = String.raw`"use strict";
     loading.list = true;
     var query = view.filter ? "?status=" + encodeURIComponent(view.filter) : "";
     getJson("/ui/api/tasks" + query).then(function (answer) {
-      if (answer.ok) { view.tasks = answer.body.tasks; renderList(); }
+      if (answer.ok) {
+        var viewer = answer.body.viewer;
+        view.admin = viewer.admin === true;
+        $("owner-head").hidden = !view.admin;
+        $("who").textContent = viewer.principal + (view.admin ? " · admin" : "");
+        view.tasks = answer.body.tasks;
+        renderList();
+      }
     }).catch(function () {}).finally(function () {
       loading.list = false;
       if (loading.listAgain) { loading.listAgain = false; loadList(); }
@@ -235,6 +244,7 @@ export const APP_JS = String.raw`"use strict";
     $("task-title").textContent = task.task_id;
     var facts = $("task-facts");
     clear(facts);
+    fact(facts, "Owner", task.owner);
     fact(facts, "Kind", task.kind);
     var status = el("dd", "st st-" + task.status, task.status);
     status.id = "task-status";

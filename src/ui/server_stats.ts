@@ -1,8 +1,10 @@
 /**
  * The dashboard's server panel: running and queued counts, each task process's CPU and memory
  * (Linux `/proc`; `null`, shown as "n/a", elsewhere), whether grynya answers, and the model in use.
+ * Counts and processes are the viewer's own tasks'; an admin's are every task's, with owners.
  */
 import type { TaskRegistry } from "../tasks/task_registry.ts";
+import { scopeOf, type Viewer } from "../principals.ts";
 import type { TaskStatus } from "../tasks/task_state.ts";
 import { GRYNYA_PROBE_CACHE_MS, GRYNYA_PROBE_TIMEOUT_MS } from "./ui_limits.ts";
 
@@ -10,6 +12,8 @@ const CLOCK_TICKS_PER_S = 100;
 
 export interface ProcessFigures {
   readonly task_id: string;
+  /** The task's principal, shown to admins only. */
+  readonly owner?: string;
   readonly pid: number | null;
   /** Share of one core since the previous sample, in percent. */
   readonly cpu_percent: number | null;
@@ -94,7 +98,9 @@ export class ServerStatsSource {
     readonly probe: (url: string, timeoutMs: number) => Promise<boolean> = tcpAnswers,
   ) {}
 
-  async read(): Promise<ServerStats> {
+  /** The figures `viewer` may see: its own tasks' (an admin's, every task's). */
+  async read(viewer: Viewer): Promise<ServerStats> {
+    const scope = scopeOf(viewer);
     const now = Date.now();
     if (!this.#probe || now - this.#probe.at > GRYNYA_PROBE_CACHE_MS) {
       this.#probe = { at: now, reachable: this.probe(this.grynyaUrl, GRYNYA_PROBE_TIMEOUT_MS) };
@@ -102,10 +108,14 @@ export class ServerStatsSource {
     const probe = this.#probe;
     const processes: ProcessFigures[] = [];
     const seen = new Set<number>();
+    // Every running process is sampled, so that each one's CPU share spans the time since the
+    // previous sample whoever asked then; only the viewer's are shown.
     for (const task of this.registry.list("running", Infinity)) {
+      const shown = scope === undefined || task.owner === scope;
+      const who = viewer.admin ? { task_id: task.id, owner: task.owner } : { task_id: task.id };
       const pid = this.registry.pidOf(task.id);
       if (pid === undefined) {
-        processes.push({ task_id: task.id, pid: null, cpu_percent: null, rss_bytes: null });
+        if (shown) processes.push({ ...who, pid: null, cpu_percent: null, rss_bytes: null });
         continue;
       }
       seen.add(pid);
@@ -120,17 +130,13 @@ export class ServerStatsSource {
         if (spanS > 0) cpu = Math.max(0, Math.round((usedS / spanS) * 1000) / 10);
         this.#previous.set(pid, { ticks: figures.ticks, at: now });
       }
-      processes.push({
-        task_id: task.id,
-        pid,
-        cpu_percent: cpu,
-        rss_bytes: figures?.rssBytes ?? null,
-      });
+      if (!shown) continue;
+      processes.push({ ...who, pid, cpu_percent: cpu, rss_bytes: figures?.rssBytes ?? null });
     }
     for (const pid of this.#previous.keys()) if (!seen.has(pid)) this.#previous.delete(pid);
     return {
       version: this.version,
-      counts: this.registry.counts(),
+      counts: this.registry.counts(scope),
       processes,
       grynya: {
         url: this.grynyaUrl,

@@ -6,9 +6,15 @@
  * a URL or a log) and answers with a session cookie holding a random id. Without a token (loopback
  * only), visiting the page opens a session. Every state-changing request (login, logout, cancel)
  * must come from the dashboard's own origin, and cancel also needs the session cookie.
+ *
+ * A login is a principal: the token's (`Principals.ofToken`), or `local` without tokens. Everything
+ * the dashboard shows or touches is that principal's; another's task is "not found" exactly like a
+ * missing one. An admin (`KLYM_ADMINS`) sees and may cancel every task, with its owner.
  */
 import { getLogger } from "@logtape/logtape";
 import { TaskError } from "../errors.ts";
+import type { Config } from "../config.ts";
+import { LOCAL_PRINCIPAL, type Principals, scopeOf, type Viewer } from "../principals.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { TASK_STATUSES, type TaskStatus } from "../tasks/task_state.ts";
 import { summary } from "../mcp/task_tools.ts";
@@ -17,7 +23,7 @@ import { type EventStreamOptions, EventStreams } from "./event_stream.ts";
 import type { ServerStatsSource } from "./server_stats.ts";
 import { CLEARED_COOKIE, UiSessions } from "./ui_sessions.ts";
 import { UI_LIST_LIMIT, UI_LOG_LINES_PER_READ, UI_LOGIN_BODY_BYTES } from "./ui_limits.ts";
-import type { AuthThrottle } from "../server/auth_throttle.ts";
+import type { AuthThrottle } from "../http/auth_throttle.ts";
 
 const logger = getLogger(["klym", "ui"]);
 
@@ -45,10 +51,12 @@ const SECURITY_HEADERS: Record<string, string> = {
 
 export interface UiAppOptions {
   registry: TaskRegistry;
-  authToken: string | undefined;
-  stats: ServerStatsSource;
-  sameSecret: (given: string, expected: string) => boolean;
-  streams?: EventStreamOptions;
+  /** Who a login's token belongs to, and who is an admin. */
+  principals: Pick<Principals, "required" | "ofToken" | "viewer">;
+  stats: Pick<ServerStatsSource, "read">;
+  /** The dashboard's fair shares of logins and streams. */
+  limits: Pick<Config, "uiMaxLogins" | "uiMaxLoginsTotal" | "uiMaxStreams" | "uiMaxStreamsTotal">;
+  streams?: Omit<EventStreamOptions, "maxPerPrincipal" | "maxTotal">;
   /** Failed logins, counted per client address with the failed bearer checks. */
   throttle: AuthThrottle;
 }
@@ -81,15 +89,24 @@ function sameOrigin(req: Request): boolean {
 }
 
 export class UiApp {
-  readonly sessions = new UiSessions();
+  readonly sessions: UiSessions;
   readonly streams: EventStreams;
 
   constructor(readonly options: UiAppOptions) {
-    this.streams = new EventStreams(
-      options.registry.events,
-      () => options.stats.read(),
-      options.streams,
-    );
+    const { registry, stats, limits } = options;
+    this.sessions = new UiSessions({
+      maxPerPrincipal: limits.uiMaxLogins,
+      maxTotal: limits.uiMaxLoginsTotal,
+    });
+    this.streams = new EventStreams({
+      events: registry.events,
+      ownerOf: (id) => registry.store.get(id)?.owner,
+      stats: (viewer) => stats.read(viewer),
+    }, {
+      ...options.streams,
+      maxPerPrincipal: limits.uiMaxStreams,
+      maxTotal: limits.uiMaxStreamsTotal,
+    });
   }
 
   readonly fetch = async (req: Request, url: URL, client: string): Promise<Response> => {
@@ -121,15 +138,16 @@ export class UiApp {
     }
     if ((path === "/ui" || path === "/ui/") && method === "GET") {
       if (this.sessions.has(req)) return this.#page();
-      if (this.options.authToken) return redirect("/ui/login");
-      const id = this.sessions.create();
+      if (this.options.principals.required) return redirect("/ui/login");
+      const id = this.sessions.create(LOCAL_PRINCIPAL);
       return this.#page({ "set-cookie": this.sessions.cookie(id, url.protocol === "https:") });
     }
-    if (!this.sessions.has(req)) {
+    const principal = this.sessions.principalOf(req);
+    if (principal === undefined) {
       return json({ error: "Not logged in; open /ui and log in with KLYM_AUTH_TOKEN" }, 401);
     }
     try {
-      return await this.#api(req, url);
+      return await this.#api(req, url, this.options.principals.viewer(principal));
     } catch (error) {
       if (error instanceof TaskError) {
         return json(
@@ -141,13 +159,16 @@ export class UiApp {
     }
   }
 
-  async #api(req: Request, url: URL): Promise<Response> {
+  async #api(req: Request, url: URL, viewer: Viewer): Promise<Response> {
     const path = url.pathname;
     const method = req.method;
     const registry = this.options.registry;
-    if (path === "/ui/events" && method === "GET") return this.streams.open(SECURITY_HEADERS);
+    const scope = scopeOf(viewer);
+    if (path === "/ui/events" && method === "GET") {
+      return this.streams.open(SECURITY_HEADERS, viewer);
+    }
     if (path === "/ui/api/server" && method === "GET") {
-      return json(await this.options.stats.read());
+      return json(await this.options.stats.read(viewer));
     }
     if (path === "/ui/api/tasks" && method === "GET") {
       const status = url.searchParams.get("status") || undefined;
@@ -155,8 +176,10 @@ export class UiApp {
         return json({ error: `Unknown status "${status}"; use one of ${TASK_STATUSES}` }, 400);
       }
       return json({
-        tasks: registry.list(status as TaskStatus | undefined, UI_LIST_LIMIT).map(summary),
-        counts: registry.counts(),
+        viewer: { principal: viewer.principal, admin: viewer.admin },
+        tasks: registry.list(status as TaskStatus | undefined, UI_LIST_LIMIT, scope)
+          .map((task) => summary(task, viewer.admin)),
+        counts: registry.counts(scope),
       });
     }
     const match = /^\/ui\/api\/tasks\/([A-Za-z0-9_-]{1,128})(\/cancel)?$/.exec(path);
@@ -165,19 +188,22 @@ export class UiApp {
     if (match[2]) {
       if (method !== "POST") return json({ error: "Use POST to cancel" }, 405);
       if (!sameOrigin(req)) return json({ error: "Cross-origin request refused" }, 403);
-      const task = registry.cancel(id, "cancelled from the dashboard");
-      logger.info("Task {taskId} cancel requested from the dashboard", { taskId: id });
+      const task = registry.cancel(id, "cancelled from the dashboard", scope);
+      logger.info("Task {taskId} cancel requested from the dashboard by {principal}", {
+        taskId: id,
+        principal: viewer.principal,
+      });
       return json({ task_id: task.id, status: task.state.status });
     }
     if (method !== "GET") return json({ error: "Use GET" }, 405);
-    const task = registry.get(id);
+    const task = registry.get(id, scope);
     const cursor = Number(url.searchParams.get("cursor") ?? "0");
     if (!Number.isSafeInteger(cursor) || cursor < 0) {
       return json({ error: '"cursor" must be a whole number, 0 or more' }, 400);
     }
     const page = task.logs.read(Math.min(cursor, task.logs.lastSeq), UI_LOG_LINES_PER_READ);
     return json({
-      ...summary(task),
+      ...summary(task, viewer.admin),
       prompt: task.prompt ?? null,
       timeout_s: task.timeoutS,
       logs: page.lines,
@@ -202,7 +228,7 @@ export class UiApp {
     status: number,
     headers: Record<string, string> = {},
   ): Response {
-    if (!this.options.authToken) return redirect("/ui");
+    if (!this.options.principals.required) return redirect("/ui");
     if (this.sessions.has(req)) return redirect("/ui");
     return respond(loginHtml(error), status, {
       "content-type": "text/html; charset=utf-8",
@@ -211,8 +237,7 @@ export class UiApp {
   }
 
   async #login(req: Request, url: URL, client: string): Promise<Response> {
-    const token = this.options.authToken;
-    if (!token) return redirect("/ui");
+    if (!this.options.principals.required) return redirect("/ui");
     if (!sameOrigin(req)) {
       await req.body?.cancel();
       return json({ error: "Cross-origin login refused" }, 403);
@@ -224,7 +249,7 @@ export class UiApp {
     const given = new URLSearchParams(text).get("token") ?? "";
     const attempt = this.options.throttle.attempt(
       client,
-      () => this.options.sameSecret(given, token) || undefined,
+      () => this.options.principals.ofToken(given),
     );
     if (attempt.outcome === "refused") {
       const retry = `Too many failed logins: try again in ${attempt.retryAfterS} s`;
@@ -234,7 +259,9 @@ export class UiApp {
       logger.warn("Dashboard login refused: wrong token");
       return this.#loginPage(req, "Wrong token: use the value of KLYM_AUTH_TOKEN", 401);
     }
-    const id = this.sessions.create();
+    const principal = attempt.value;
+    const id = this.sessions.create(principal);
+    logger.info("Dashboard login of {principal}", { principal });
     return redirect("/ui", { "set-cookie": this.sessions.cookie(id, url.protocol === "https:") });
   }
 

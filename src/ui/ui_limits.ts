@@ -1,7 +1,8 @@
-/** The dashboard's limits, each with its name and default (listed in the README). */
+/**
+ * The dashboard's limits, each with its name and default (listed in the README). Its fair shares of
+ * logins and streams are knobs (`KLYM_UI_MAX_LOGINS`, `KLYM_UI_MAX_STREAMS` and their totals).
+ */
 
-/** Open `/ui/events` streams at once; one more gets 503. */
-export const UI_MAX_STREAMS = 16;
 /** Least time between two change messages on one stream (so at most 4 a second). */
 export const UI_STREAM_INTERVAL_MS = 250;
 /** Bytes queued for one stream before it counts as slow; changes then wait, coalesced. */
@@ -16,8 +17,6 @@ export const UI_SERVER_STATS_MS = 2000;
 export const UI_MAX_IDS_PER_MESSAGE = 100;
 /** Dashboard sessions (after login) live this long. */
 export const UI_SESSION_TTL_S = 12 * 3600;
-/** Dashboard sessions at once; the oldest is forgotten beyond it. */
-export const UI_MAX_SESSIONS = 64;
 /** A login form's body. */
 export const UI_LOGIN_BODY_BYTES = 4096;
 /** Tasks in the dashboard's list. */

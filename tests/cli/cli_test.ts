@@ -1,27 +1,8 @@
 /** The `klym` CLI run as a real subprocess against a real Klym: exit codes, text and `--json`. */
 import assert from "node:assert/strict";
-import { call, MAIN, startKlym, type Status, waitFinal } from "../helpers/klym_process.ts";
+import { call, startKlym, type Status, waitFinal } from "../helpers/klym_process.ts";
 import { VERSION } from "../../src/version.ts";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function klymCli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
+import { klymCli } from "../helpers/klym_cli.ts";
 
 /** A loopback port nothing listens on (bound, then released). */
 function closedPort(): number {

@@ -34,7 +34,7 @@ export function makeRegistry(
   }, []);
   const kinds = new KindCatalog(config.tasksDir);
   const pool = new ProcessPool(
-    processOptions(config, kinds.realTasksDir()),
+    processOptions(config, kinds.snapshotDir()),
     config.warmSpares,
     spawn,
   );

@@ -328,26 +328,6 @@ Deno.test("SSE answers carry event ids and a retry hint, and a dropped stream ca
   await mcp.close();
 });
 
-Deno.test("the session limit makes room by closing the least recently used idle session", async () => {
-  await using klym = await startKlym({ KLYM_MAX_SESSIONS: "2" });
-  const first = new RawMcp(klym.url);
-  await first.initialize();
-  const second = new RawMcp(klym.url);
-  await second.initialize();
-  // Both idle past EVICTABLE_IDLE_MS (5 s): the third gets in, and the first (oldest) gives way.
-  await new Promise((r) => setTimeout(r, 5500));
-  await second.request("ping");
-  await new Promise((r) => setTimeout(r, 5500));
-  const third = new RawMcp(klym.url);
-  assert.ok((await third.initialize()).result);
-  const gone = await first.post({ id: 1, method: "ping", params: {} });
-  assert.equal(gone.status, 404);
-  await gone.body?.cancel();
-  assert.ok((await second.request("ping")).result);
-  await second.close();
-  await third.close();
-});
-
 Deno.test("an agent start is refused when the client's sampling does not take tools", async () => {
   await using klym = await startKlym();
   const mcp = new RawMcp(klym.url);

@@ -78,6 +78,8 @@ function freePort(): number {
 
 // Files the tasks will be given, written now: TypeScript the binary never saw at compile time.
 const tasksDir = Deno.makeTempDirSync({ prefix: "klym-smoke-tasks-" });
+// The journal of this run only: never the user's own state folder (one Klym per journal file).
+const stateDir = Deno.makeTempDirSync({ prefix: "klym-smoke-state-" });
 const outsideDir = Deno.makeTempDirSync({ prefix: "klym-smoke-outside-" });
 const secret = `klym-smoke-secret-${crypto.randomUUID()}`;
 const secretPath = join(outsideDir, "secret.txt");
@@ -169,6 +171,7 @@ const child = new Deno.Command(program, {
   args: [...prefix, "--port", "0"],
   env: environment({
     KLYM_TASKS_DIR: tasksDir,
+    KLYM_STATE: `${stateDir}/klym.db`,
     KLYM_GRYNYA_URL: grynyaUrl,
     KLYM_GRYNYA_CONNECT_TIMEOUT_MS: "3000",
     KLYM_GRYNYA_RECONNECTS: "0",
@@ -217,11 +220,11 @@ try {
   await client.connect(new StreamableHTTPClientTransport(new URL(`${url}/mcp`)));
   const c = client;
 
-  await check("the six tools are listed", async () => {
+  await check("the seven tools are listed", async () => {
     const names = (await c.listTools()).tools.map((t) => t.name).sort().join(",");
     expect(
       names ===
-        "cancel_task,check_task_status,list_models,list_tasks,llm_generate,start_async_agent_task",
+        "cancel_task,check_task_status,list_models,list_tasks,llm_generate,run_task,start_async_agent_task",
       names,
     );
   });
@@ -349,6 +352,7 @@ try {
   if (failures) say(`--- Klym's log (last 60 lines) ---\n${logs.slice(-60).join("\n")}`);
   Deno.removeSync(tasksDir, { recursive: true });
   Deno.removeSync(outsideDir, { recursive: true });
+  Deno.removeSync(stateDir, { recursive: true });
 }
 say(failures ? `${failures} check(s) failed` : "all checks passed");
 Deno.exit(failures ? 1 : 0);

@@ -30,7 +30,11 @@ Deno.test("a kind may import its own modules, JSON beside them and computation-o
     "k/a.ts": `import { createHash } from "node:crypto";\nexport const a = 1;\n`,
     "k/b/b.ts": `export * from "../a.ts";\nexport const b = 2;\n`,
     "k/d.json": `{"x": 1}`,
-  }, (root) => new KindImports().check("k", `${root}/k/main.ts`, root));
+  }, (root) => {
+    const files = new KindImports().check("k", "k/main.ts", root, true);
+    assert.deepEqual([...files.keys()].sort(), ["k/a.ts", "k/b/b.ts", "k/d.json", "k/main.ts"]);
+    assert.equal(new TextDecoder().decode(files.get("k/d.json")), `{"x": 1}`);
+  });
 });
 
 Deno.test("anything else a kind imports is refused with its file, line and specifier", async () => {
@@ -39,7 +43,8 @@ Deno.test("anything else a kind imports is refused with its file, line and speci
     [`\n\nimport { z } from "zod";`, /main\.ts:3 imports "zod", which is not a relative path/],
     [`import x from "npm:left-pad@1.3.0";`, /"npm:left-pad@1\.3\.0", which is not a relative/],
     [`export * from "https://example.com/x.ts";`, /"https:\/\/example\.com\/x\.ts"/],
-    [`import "../outside.ts";`, /"\.\.\/outside\.ts", which leads to .*outside\.ts, outside/],
+    [`import "../outside.ts";`, /"\.\.\/outside\.ts", which leads outside the tasks folder/],
+    [`import "./a.ts?x";`, /"\.\/a\.ts\?x", which has a query or a fragment/],
     [`import "./missing.ts";`, /"\.\/missing\.ts", which does not exist/],
     [`import "\\u006eode:fs";`, /which is written with escapes/],
     [`const m = await import("node:v8");`, /"node:v8", which is not available/],
@@ -52,7 +57,7 @@ Deno.test("anything else a kind imports is refused with its file, line and speci
       "k/helper.ts": `import cp from "node:child_process";\n`,
     }, (root) => {
       // The folder is the kind's, one level down, so "../outside.ts" leaves it.
-      refused(() => new KindImports().check("k", `${root}/k/main.ts`, `${root}/k`), pattern);
+      refused(() => new KindImports().check("k", "main.ts", `${root}/k`), pattern);
     });
   }
 });
@@ -62,10 +67,55 @@ Deno.test("a changed module is read again; an unchanged one is not", async () =>
   try {
     const imports = new KindImports();
     await Deno.writeTextFile(`${root}/k.ts`, `export default () => 1;\n`);
-    imports.check("k", `${root}/k.ts`, root);
+    imports.check("k", "k.ts", root);
     await Deno.writeTextFile(`${root}/k.ts`, `import "node:os";\nexport default () => 2;\n`);
-    refused(() => imports.check("k", `${root}/k.ts`, root), /"node:os"/);
+    refused(() => imports.check("k", "k.ts", root), /"node:os"/);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("refusals name the kind's files relative to the tasks folder, never by absolute path", async () => {
+  await withFolder({ "k/sub/main.ts": `\nimport "node:fs";\n` }, (root) => {
+    assert.throws(() => new KindImports().check("k", "k/sub/main.ts", root), (e: unknown) => {
+      assert.ok(e instanceof TaskError);
+      assert.match(e.message, /kind "k": k\/sub\/main\.ts:2 imports "node:fs"/);
+      assert.ok(!e.message.includes(root), e.message);
+      return true;
+    });
+  });
+});
+
+Deno.test("a file of the graph that is a link leading outside is refused as KIND_OUTSIDE_TASKS_DIR", async () => {
+  const outside = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${outside}/secret.json`, `{"secret": true}`);
+    await withFolder({
+      "k/main.ts":
+        `import data from "./data.json" with { type: "json" };\nexport default () => data;\n`,
+    }, (root) => {
+      Deno.symlinkSync(`${outside}/secret.json`, `${root}/k/data.json`);
+      assert.throws(() => new KindImports().check("k", "k/main.ts", root, true), (e: unknown) => {
+        assert.ok(e instanceof TaskError && e.code === "KIND_OUTSIDE_TASKS_DIR", String(e));
+        assert.match(e.message, /k\/data\.json leads outside the tasks folder/);
+        assert.ok(!e.message.includes(outside) && !e.message.includes(root), e.message);
+        return true;
+      });
+    });
+  } finally {
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("imports resolve from the importing file's path, as the module loader does, links inside included", async () => {
+  await withFolder({
+    "k/main.ts": `import { b } from "./lib/a.ts";\nexport default () => b;\n`,
+    "shared/a.ts": `export { b } from "../b.ts";\n`,
+    "k/b.ts": `export const b = "k";\n`,
+    "b.ts": `export const b = "root";\n`,
+  }, (root) => {
+    Deno.symlinkSync("../shared", `${root}/k/lib`);
+    const files = new KindImports().check("k", "k/main.ts", root, true);
+    assert.deepEqual([...files.keys()].sort(), ["k/b.ts", "k/lib/a.ts", "k/main.ts"]);
+  });
 });

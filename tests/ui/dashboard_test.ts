@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import type { Page } from "puppeteer-core";
 import { call, startKlym, type Status, waitFinal } from "../helpers/klym_process.ts";
 import { DOCS, launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
+import { connectAs } from "../helpers/ui_client.ts";
 
 // The page's globals as these tests use them (Deno code is checked without the DOM library).
 interface PageNode {
@@ -199,4 +200,76 @@ Deno.test("markup printed by a task shows as text in the dashboard and runs noth
   assert.deepEqual(injected, { pwned: "undefined", images: 0, svgs: 0, scriptsInLog: 0 });
   assert.deepEqual(dialogs, []);
   await page.close();
+});
+
+Deno.test("in the dashboard Bob sees only his own tasks, and an admin sees everyone's with an Owner column", async (t) => {
+  const tokens = {
+    alice: "alice-dashboard-token-0123456789",
+    bob: "bob-dashboard-token-0123456789",
+    carol: "carol-dashboard-token-0123456789",
+  };
+  await using klym = await startKlym({
+    KLYM_AUTH_TOKENS: Object.entries(tokens).map(([name, token]) => `${name}:${token}`).join(","),
+    KLYM_ADMINS: "carol",
+  });
+  await using alice = await connectAs(klym.url, tokens.alice);
+  await using bob = await connectAs(klym.url, tokens.bob);
+  const sleep = { kind: "sleep", params: { ms: 60_000, tick_ms: 200 } };
+  const aliceTask = String((await call(alice, "start_async_agent_task", sleep)).task_id);
+  const bobTask = String((await call(bob, "start_async_agent_task", sleep)).task_id);
+  await using browser = await launchBrowser();
+
+  const logIn = async (token: string) => {
+    // Each principal in its own browser context: its own cookie jar.
+    const context = await browser.createBrowserContext();
+    const page = await context.newPage();
+    await page.goto(`${klym.url}/ui`);
+    await page.type("#token", token);
+    await Promise.all([page.waitForNavigation(WAIT), page.click("button[type=submit]")]);
+    await page.waitForFunction(() => document.getElementById("conn")?.textContent === "live", WAIT);
+    return { page, context };
+  };
+  const rowIds = (page: Page) =>
+    page.$$eval("#tasks tbody tr", (rows) => rows.map((r) => r.getAttribute("data-task-id")));
+
+  await t.step("Bob's list holds his task and not Alice's, without an Owner column", async () => {
+    const { page, context } = await logIn(tokens.bob);
+    await page.waitForSelector(`tr[data-task-id="${bobTask}"]`, WAIT);
+    // Alice's task changes while Bob watches: his list still never shows it.
+    await call(alice, "start_async_agent_task", { kind: "hello" });
+    await page.waitForFunction(
+      () => document.getElementById("who")?.textContent === "bob",
+      WAIT,
+    );
+    assert.deepEqual(await rowIds(page), [bobTask]);
+    assert.equal(await page.$eval("#owner-head", (th) => th.hasAttribute("hidden")), true);
+    assert.ok(!(await page.content()).includes(aliceTask), "Alice's id is nowhere on Bob's page");
+    await page.goto(`${klym.url}/ui#task/${aliceTask}`);
+    await page.waitForFunction(
+      () => document.getElementById("task-outcome-title")?.textContent === "Not found",
+      WAIT,
+    );
+    await context.close();
+  });
+
+  await t.step("the admin sees both tasks with their owners in an Owner column", async () => {
+    const { page, context } = await logIn(tokens.carol);
+    await page.waitForSelector(`tr[data-task-id="${aliceTask}"]`, WAIT);
+    await page.waitForSelector(`tr[data-task-id="${bobTask}"]`, WAIT);
+    assert.equal(await page.$eval("#owner-head", (th) => th.hasAttribute("hidden")), false);
+    assert.equal(await page.$eval("#who", (e) => e.textContent), "carol · admin");
+    const owners = await page.$$eval(
+      "#tasks tbody tr",
+      (rows) =>
+        rows.map((r) => [r.getAttribute("data-task-id"), r.querySelector("td.owner")?.textContent]),
+    );
+    assert.deepEqual(
+      owners.filter(([id]) => id === aliceTask || id === bobTask).sort(),
+      [[aliceTask, "alice"], [bobTask, "bob"]].sort(),
+    );
+    if (SCREENSHOTS) await page.screenshot({ path: `${DOCS}dashboard_admin.png` });
+    await context.close();
+  });
+  await call(alice, "cancel_task", { task_id: aliceTask });
+  await call(bob, "cancel_task", { task_id: bobTask });
 });

@@ -1,6 +1,7 @@
 /** The dashboard's HTTP face without a browser: login, guards, headers, cancel, the event stream. */
 import assert from "node:assert/strict";
 import { call, startKlym, type Status } from "../helpers/klym_process.ts";
+import { readEvents } from "../helpers/ui_client.ts";
 
 const TOKEN = "ui-http-test-token-0123456789";
 
@@ -15,36 +16,6 @@ async function rawStatus(url: string, path: string, host: string, cookie: string
   const n = await conn.read(buf);
   conn.close();
   return Number(new TextDecoder().decode(buf.subarray(0, n ?? 0)).split(" ")[1]);
-}
-
-async function readEvents(
-  body: ReadableStream<Uint8Array>,
-  until: (events: { event: string; data: string }[]) => boolean,
-  timeoutMs = 20_000,
-): Promise<{ event: string; data: string }[]> {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  const events: { event: string; data: string }[] = [];
-  let buffer = "";
-  const timer = setTimeout(() => reader.cancel(new Error("timed out")), timeoutMs);
-  try {
-    while (!until(events)) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`stream ended after ${JSON.stringify(events)}`);
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) !== -1) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (event && data !== undefined) events.push({ event, data });
-      }
-    }
-    return events;
-  } finally {
-    clearTimeout(timer);
-    await reader.cancel().catch(() => {});
-  }
 }
 
 Deno.test("the dashboard's login keeps the token out of URLs and logs and refuses cross-origin requests", async (t) => {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { makeRegistry } from "../helpers/registry.ts";
 import { loadConfig } from "../../src/config.ts";
-import { HttpApp } from "../../src/server/http_app.ts";
+import { HttpApp } from "../../src/http/http_app.ts";
 import { createMcpServer } from "../../src/mcp/mcp_server.ts";
 import { McpTaskCore } from "../../src/mcp/task_core.ts";
 import { MODERN_VERSION, TASKS_EXTENSION } from "../helpers/raw_mcp.ts";

@@ -6,7 +6,7 @@ import {
   type AuthAttempt,
   AuthThrottle,
   clientAddress,
-} from "../../src/server/auth_throttle.ts";
+} from "../../src/http/auth_throttle.ts";
 
 const RIGHT = "right";
 

@@ -2,9 +2,10 @@
  * Who is calling: each configured bearer token is one principal, and tasks belong to the principal
  * that started them. `KLYM_AUTH_TOKENS=alice:<token>,bob:<token>` names several; the single
  * `KLYM_AUTH_TOKEN` is the principal `default`; with no token at all (loopback only) every client
- * is the one principal `local`, as is the stdio client.
+ * is the one principal `local`, as is the stdio client. `KLYM_ADMINS` names the operators who see and
+ * may cancel every principal's tasks.
  */
-import type { Config } from "../config.ts";
+import type { Config } from "./config.ts";
 
 export const LOCAL_PRINCIPAL = "local";
 export const DEFAULT_PRINCIPAL = "default";
@@ -18,14 +19,36 @@ export function sameSecret(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/** Who asks: a principal, and whether it is an admin who sees every principal's tasks. */
+export interface Viewer {
+  readonly principal: string;
+  readonly admin: boolean;
+}
+
+/** The viewer `principal` is under `config` (an admin when `KLYM_ADMINS` names it). */
+export function viewerOf(config: Partial<Pick<Config, "admins">>, principal: string): Viewer {
+  return { principal, admin: config.admins?.includes(principal) ?? false };
+}
+
+/** The registry's owner filter for `viewer`: none for an admin (every task), else its own. */
+export function scopeOf(viewer: Viewer): string | undefined {
+  return viewer.admin ? undefined : viewer.principal;
+}
+
 export class Principals {
   readonly #tokens: { name: string; token: string }[];
 
-  constructor(config: Pick<Config, "authToken" | "authTokens">) {
+  constructor(
+    readonly config: Pick<Config, "authToken" | "authTokens"> & Partial<Pick<Config, "admins">>,
+  ) {
     this.#tokens = [
       ...(config.authToken ? [{ name: DEFAULT_PRINCIPAL, token: config.authToken }] : []),
       ...config.authTokens,
     ];
+  }
+
+  viewer(principal: string): Viewer {
+    return viewerOf(this.config, principal);
   }
 
   /** Whether clients must send a bearer token. */

@@ -1,0 +1,121 @@
+/**
+ * Reading one file of a custom kind from the tasks folder so that what is read is what was checked.
+ * The file's real path must be inside the folder; the file is then opened, and the opened file must
+ * be the one found at that real path by walking down from the folder without following a link (the
+ * same device and inode). A link swapped in between the check and the open, in the file's place or
+ * in a folder's on its way, is caught and refused as `KIND_OUTSIDE_TASKS_DIR`. Every message names
+ * the file relative to the tasks folder, never by its absolute path on the server's machine.
+ */
+import { isAbsolute, join, relative, sep } from "node:path";
+import { TaskError } from "../errors.ts";
+
+/** Bytes of one kind's files (its modules and the data they import), read at most. */
+export const MAX_KIND_BYTES = 64 * 1024 * 1024;
+
+/** Whether `path` is strictly inside `folder` (both absolute, normalized). */
+export function inside(path: string, folder: string): boolean {
+  const rel = relative(folder, path);
+  return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel);
+}
+
+/** A relative path as shown to clients: `/` separated whatever the platform. */
+export function shown(rel: string): string {
+  return rel.split(sep).join("/");
+}
+
+export function outsideError(kind: string, rel: string): TaskError {
+  return new TaskError(
+    "KIND_OUTSIDE_TASKS_DIR",
+    `Cannot start task: kind "${kind}": ${
+      shown(rel)
+    } leads outside the tasks folder (KLYM_TASKS_DIR) through a link; copy what it points at into the folder instead of linking it`,
+  );
+}
+
+export interface KindFile {
+  /** The file's real path, inside the tasks folder. */
+  readonly real: string;
+  readonly info: Deno.FileInfo;
+  /** Its bytes, read from the file that was checked. */
+  read(): Uint8Array;
+}
+
+/**
+ * Opens `rel` (relative to `root`, the tasks folder's real path) and hands it to `use`;
+ * `undefined` if there is no such file. Throws a `TaskError` when it leads outside the folder.
+ */
+export function withKindFile<T>(
+  kind: string,
+  root: string,
+  rel: string,
+  use: (file: KindFile) => T,
+): T | undefined {
+  const path = join(root, rel);
+  if (!inside(path, root)) throw outsideError(kind, rel);
+  let real: string;
+  try {
+    real = Deno.realPathSync(path);
+  } catch {
+    return undefined;
+  }
+  if (!inside(real, root)) throw outsideError(kind, rel);
+  let file: Deno.FsFile;
+  try {
+    // Only a file is opened: opening a FIFO would wait for a writer.
+    if (!Deno.statSync(real).isFile) return undefined;
+    file = Deno.openSync(real, { read: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    const info = file.statSync();
+    if (!reachedWithoutLinks(root, real, info)) throw outsideError(kind, rel);
+    if (!info.isFile) return undefined;
+    return use({ real, info, read: () => readAll(file, info.size) });
+  } finally {
+    file.close();
+  }
+}
+
+/** Whether each folder from `root` down to `real` is a folder, and `real` the opened file itself. */
+function reachedWithoutLinks(root: string, real: string, opened: Deno.FileInfo): boolean {
+  const parts = relative(root, real).split(sep);
+  let at = root;
+  for (const [i, part] of parts.entries()) {
+    at = join(at, part);
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.lstatSync(at);
+    } catch {
+      return false;
+    }
+    if (i < parts.length - 1) {
+      if (!info.isDirectory) return false;
+    } else if (info.isSymlink || info.dev !== opened.dev || info.ino !== opened.ino) return false;
+  }
+  try {
+    return Deno.realPathSync(real) === real;
+  } catch {
+    return false;
+  }
+}
+
+/** The file's bytes; past `MAX_KIND_BYTES` reading stops (the result is then longer than that). */
+function readAll(file: Deno.FsFile, size: number): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const buffer = new Uint8Array(Math.min(size, 1 << 20) + 1);
+  while (total <= MAX_KIND_BYTES) {
+    const n = file.readSync(buffer);
+    if (n === null || n === 0) break;
+    chunks.push(buffer.slice(0, n));
+    total += n;
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}

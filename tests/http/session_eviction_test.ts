@@ -1,0 +1,81 @@
+/**
+ * Over real HTTP, a session the table closed is gone for its client: the app on a local port with
+ * bare MCP servers (no tasks) and a session clock the test moves, so nothing waits for time.
+ */
+import assert from "node:assert/strict";
+import { McpServer } from "@modelcontextprotocol/server";
+import { loadConfig } from "../../src/config.ts";
+import { HttpApp } from "../../src/http/http_app.ts";
+import { EVICTABLE_IDLE_MS, type SessionClock } from "../../src/http/session_table.ts";
+import { RawMcp } from "../helpers/raw_mcp.ts";
+
+/** A clock that moves only when told; `sweep` runs the sweeps the table scheduled on it. */
+class TestClock implements SessionClock {
+  ms = 1_000_000;
+  readonly #timers: (() => void)[] = [];
+
+  now(): number {
+    return this.ms;
+  }
+
+  every(_ms: number, run: () => void): { stop(): void } {
+    this.#timers.push(run);
+    return { stop: () => void this.#timers.splice(this.#timers.indexOf(run), 1) };
+  }
+
+  sweep(): void {
+    for (const run of this.#timers) run();
+  }
+}
+
+/** The HTTP status of a `ping` in `client`'s session (its body read or let go). */
+async function pingStatus(client: RawMcp): Promise<number> {
+  const res = await client.post({ id: 99, method: "ping", params: {} });
+  await res.body?.cancel();
+  return res.status;
+}
+
+Deno.test("sessions closed to make room or as idle answer 404; the others still answer", async () => {
+  const clock = new TestClock();
+  const config = loadConfig(
+    { KLYM_STATE: "memory", KLYM_MAX_SESSIONS: "2", KLYM_SESSION_IDLE_S: "60" },
+    [],
+  );
+  const app = new HttpApp({
+    config,
+    createServer: () => new McpServer({ name: "bare", version: "1" }),
+    health: () => ({}),
+    clock,
+  });
+  const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
+  const http = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: (addr) => resolve(addr) },
+    app.fetch,
+  );
+  try {
+    const url = `http://127.0.0.1:${(await listening).port}`;
+    const [first, second, third] = [new RawMcp(url), new RawMcp(url), new RawMcp(url)];
+    await first.initialize();
+    await second.initialize();
+    clock.ms += EVICTABLE_IDLE_MS;
+    assert.equal(await pingStatus(second), 200, "second is used: first is the least recently");
+    clock.ms += EVICTABLE_IDLE_MS;
+    assert.ok((await third.initialize()).result, "the third gets in at the limit");
+    assert.equal(app.sessionCount, 2);
+    assert.equal(await pingStatus(first), 404, "first gave way");
+    assert.equal(await pingStatus(second), 200);
+
+    clock.ms += 60_000;
+    assert.equal(await pingStatus(third), 200, "third is used at the sweep's eve");
+    clock.ms += 1;
+    clock.sweep();
+    assert.equal(app.sessionCount, 1);
+    assert.equal(await pingStatus(second), 404, "second, idle past KLYM_SESSION_IDLE_S, is gone");
+    assert.equal(await pingStatus(third), 200);
+    await third.close();
+    assert.equal(app.sessionCount, 0, "DELETE closes the session");
+  } finally {
+    await app.close();
+    await http.shutdown();
+  }
+});
