@@ -6,7 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { call, type KlymProcess, startKlym, waitFinal } from "./helpers/klym_process.ts";
+import {
+  call,
+  type KlymProcess,
+  startKlym,
+  waitFinal,
+  waitLogged,
+} from "./helpers/klym_process.ts";
 import { withSilentPort } from "./helpers/tcp.ts";
 import {
   type FalkorDb,
@@ -323,9 +329,10 @@ async function restartMidTask(
       kind: "save_loop",
       params: { times: 12, pause_ms: 400 },
     });
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitLogged(client, task_id, 3); // three saves have landed
     await peer.stop();
-    await new Promise((r) => setTimeout(r, 2500)); // a restart takes a while
+    // The peer stays down as a restart does: that gap is what the task must ride out.
+    await new Promise((r) => setTimeout(r, 2500));
     peer = await shape.start(transport, port);
     const final = await waitFinal(client, task_id, 60_000);
     assert.equal(final.status, "succeeded", JSON.stringify(final.error));

@@ -208,6 +208,30 @@ export async function waitFinal(
   }
 }
 
+/**
+ * Polls check_task_status as an assistant would until the task has written `lines` log lines (its
+ * code runs); returns the status that showed them.
+ */
+export async function waitLogged(
+  client: Client,
+  taskId: string,
+  lines = 1,
+  timeoutMs = 30_000,
+): Promise<Status> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const status = await call<Status>(client, "check_task_status", {
+      task_id: taskId,
+      max_log_lines: 1000,
+    });
+    if (status.logs.length >= lines) return status;
+    if (FINAL.has(status.status) || Date.now() > deadline) {
+      throw new Error(`Task ${taskId} has not logged ${lines} lines: ${JSON.stringify(status)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Child processes of `pid` (Linux), for checking that task processes are gone. */
 export function childPids(pid: number): number[] {
   try {
