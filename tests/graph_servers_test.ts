@@ -316,6 +316,8 @@ Deno.test("a template of two calls: the second uses the id the first returned", 
   assert.deepEqual(await shape.stored(), ["first", '{"n":2}']);
 });
 
+const RECONNECT_FAILED = /grynya: reconnect attempt \d+ to .* failed after .*; next attempt in/;
+
 async function restartMidTask(
   transport: PeerTransport,
   shape: Shape,
@@ -329,10 +331,10 @@ async function restartMidTask(
       kind: "save_loop",
       params: { times: 12, pause_ms: 400 },
     });
-    await waitLogged(client, task_id, 3); // three saves have landed
+    await waitLogged(client, task_id, /^save 3: ok$/); // three saves have landed
     await peer.stop();
-    // The peer stays down as a restart does: that gap is what the task must ride out.
-    await new Promise((r) => setTimeout(r, 2500));
+    // The peer comes back only once the task has found it gone and failed to reconnect.
+    await waitLogged(client, task_id, RECONNECT_FAILED);
     peer = await shape.start(transport, port);
     const final = await waitFinal(client, task_id, 60_000);
     assert.equal(final.status, "succeeded", JSON.stringify(final.error));
@@ -344,9 +346,7 @@ async function restartMidTask(
     for (const s of failed) assert.equal(s.error?.code, "grynya_call_interrupted");
     const lines = final.allLogs.map((l) => l.text);
     assert.ok(
-      lines.some((l) =>
-        /grynya: reconnect attempt \d+ to .* failed after .*; next attempt in/.test(l)
-      ),
+      lines.some((l) => RECONNECT_FAILED.test(l)),
       lines.join("\n"),
     );
     assert.ok(lines.some((l) => /grynya: reconnected to .* on attempt \d+/.test(l)));

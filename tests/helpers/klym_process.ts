@@ -209,13 +209,13 @@ export async function waitFinal(
 }
 
 /**
- * Polls check_task_status as an assistant would until the task has written `lines` log lines (its
- * code runs); returns the status that showed them.
+ * Polls check_task_status as an assistant would until the task has written `seen` log lines (a
+ * count: its code runs) or a line matching `seen` (a pattern); returns the status that showed them.
  */
 export async function waitLogged(
   client: Client,
   taskId: string,
-  lines = 1,
+  seen: number | RegExp = 1,
   timeoutMs = 30_000,
 ): Promise<Status> {
   const deadline = Date.now() + timeoutMs;
@@ -224,9 +224,12 @@ export async function waitLogged(
       task_id: taskId,
       max_log_lines: 1000,
     });
-    if (status.logs.length >= lines) return status;
+    const lines = status.logs.map((l) => l.text);
+    if (typeof seen === "number" ? lines.length >= seen : lines.some((l) => seen.test(l))) {
+      return status;
+    }
     if (FINAL.has(status.status) || Date.now() > deadline) {
-      throw new Error(`Task ${taskId} has not logged ${lines} lines: ${JSON.stringify(status)}`);
+      throw new Error(`Task ${taskId} has not logged ${seen}: ${JSON.stringify(status)}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }
