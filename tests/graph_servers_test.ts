@@ -6,7 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { call, type KlymProcess, startKlym, waitFinal } from "./helpers/klym_process.ts";
+import {
+  call,
+  type KlymProcess,
+  startKlym,
+  waitFinal,
+  waitLogged,
+} from "./helpers/klym_process.ts";
 import { withSilentPort } from "./helpers/tcp.ts";
 import {
   type FalkorDb,
@@ -310,6 +316,8 @@ Deno.test("a template of two calls: the second uses the id the first returned", 
   assert.deepEqual(await shape.stored(), ["first", '{"n":2}']);
 });
 
+const RECONNECT_FAILED = /grynya: reconnect attempt \d+ to .* failed after .*; next attempt in/;
+
 async function restartMidTask(
   transport: PeerTransport,
   shape: Shape,
@@ -323,9 +331,10 @@ async function restartMidTask(
       kind: "save_loop",
       params: { times: 12, pause_ms: 400 },
     });
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitLogged(client, task_id, /^save 3: ok$/); // three saves have landed
     await peer.stop();
-    await new Promise((r) => setTimeout(r, 2500)); // a restart takes a while
+    // The peer comes back only once the task has found it gone and failed to reconnect.
+    await waitLogged(client, task_id, RECONNECT_FAILED);
     peer = await shape.start(transport, port);
     const final = await waitFinal(client, task_id, 60_000);
     assert.equal(final.status, "succeeded", JSON.stringify(final.error));
@@ -337,9 +346,7 @@ async function restartMidTask(
     for (const s of failed) assert.equal(s.error?.code, "grynya_call_interrupted");
     const lines = final.allLogs.map((l) => l.text);
     assert.ok(
-      lines.some((l) =>
-        /grynya: reconnect attempt \d+ to .* failed after .*; next attempt in/.test(l)
-      ),
+      lines.some((l) => RECONNECT_FAILED.test(l)),
       lines.join("\n"),
     );
     assert.ok(lines.some((l) => /grynya: reconnected to .* on attempt \d+/.test(l)));

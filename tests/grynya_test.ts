@@ -229,12 +229,17 @@ Deno.test("grynya gone for good mid-task: a clear failure, not a hang", async ()
   const peer = await startFastMcpPeer();
   await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url, KLYM_GRYNYA_RECONNECTS: "2" });
   const client = await klym.connect();
+  const baseline = establishedTo(peer.port); // the harness's own probe may keep one
   const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
     kind: "grynya_calls",
     params: { tool: "slow", args: { seconds: 30 } },
   });
-  await new Promise((r) => setTimeout(r, 800));
-  await peer.stop(); // cuts the SSE stream while the call is in flight
+  // The task's first act is to connect and call: the peer goes once the task is connected.
+  for (const deadline = Date.now() + 20_000; establishedTo(peer.port) <= baseline;) {
+    assert.ok(Date.now() < deadline, "the task never connected to the peer");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await peer.stop(); // cuts the SSE stream with the call in flight or about to be sent
   const started = Date.now();
   const final = await waitFinal(client, task_id);
   assert.equal(final.status, "failed");

@@ -24,7 +24,13 @@ import { FairQueue } from "./fair_queue.ts";
 
 export type { StartRequest } from "./admission.ts";
 import { TaskEvents } from "./task_events.ts";
-import { type LiveTask, MAX_SAVES_KEPT, type TaskRecord, TaskStore } from "./task_store.ts";
+import {
+  type Every,
+  type LiveTask,
+  MAX_SAVES_KEPT,
+  type TaskRecord,
+  TaskStore,
+} from "./task_store.ts";
 
 export { type Progress, retainedBytes, type TaskRecord } from "./task_store.ts";
 
@@ -63,6 +69,8 @@ export interface RegistryOptions {
   readonly pool: ProcessPool;
   /** The clock of every stamp and of retention (`Date.now` by default). */
   readonly now?: () => number;
+  /** What runs the retention sweep (an interval by default); tests pass one they drive. */
+  readonly every?: Every;
   /** Where records, logs and saves are kept (in memory by default). */
   readonly journal?: Journal;
 }
@@ -100,6 +108,7 @@ export class TaskRegistry {
     this.#store = new TaskStore(options.journal ?? new MemoryJournal(), {
       limits: options.limits,
       now: this.#now,
+      ...(options.every ? { every: options.every } : {}),
     });
   }
 

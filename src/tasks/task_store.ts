@@ -53,7 +53,15 @@ export type LiveTask = TaskRecord & { readonly logs: LogBuffer };
 export type RetentionLimits = Pick<Config, "retentionS" | "maxFinished" | "retainedBytes">;
 
 /** How often expired tasks are forgotten and the journal's free space is given back. */
-const SWEEP_MS = 1000;
+export const SWEEP_MS = 1000;
+
+/** Calls `tick` every `ms` until the returned function is called (tests pass one they drive). */
+export type Every = (ms: number, tick: () => void) => () => void;
+
+export const everyInterval: Every = (ms, tick) => {
+  const id = setInterval(tick, ms);
+  return () => clearInterval(id);
+};
 
 /** Bytes a task holds in the server: its inputs, its logs, its result or error. */
 export function retainedBytes(task: TaskRecord): number {
@@ -68,6 +76,8 @@ export interface TaskStoreOptions {
   readonly limits: RetentionLimits;
   /** The clock retention reads (`Date.now` by default). */
   readonly now?: () => number;
+  /** What runs the retention sweep (an interval by default); tests pass one they drive. */
+  readonly every?: Every;
 }
 
 export class TaskStore {
@@ -79,7 +89,7 @@ export class TaskStore {
   /** What each finished task holds, measured once when it finished, and their sum. */
   readonly #bytesOf = new Map<string, number>();
   #finishedBytes = 0;
-  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #stopSweeper: (() => void) | undefined;
 
   readonly #journal: Journal;
   readonly #limits: RetentionLimits;
@@ -90,6 +100,7 @@ export class TaskStore {
     this.#journal = journal;
     this.#limits = options.limits;
     this.#now = options.now ?? Date.now;
+    const every = options.every ?? everyInterval;
     const restored = journal.restore(this.#now());
     for (const task of restored) {
       this.#tasks.set(task.id, {
@@ -112,7 +123,7 @@ export class TaskStore {
     ended.sort((a, b) => a.state.finishedAt - b.state.finishedAt);
     for (const task of ended) this.#finish(task.id);
     this.#sweep();
-    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+    this.#stopSweeper = every(SWEEP_MS, () => this.#sweep());
   }
 
   add(task: LiveTask): void {
@@ -172,8 +183,8 @@ export class TaskStore {
 
   /** Stops the sweeper, writes what waits and closes the journal. */
   close(): void {
-    clearInterval(this.#sweeper);
-    this.#sweeper = undefined;
+    this.#stopSweeper?.();
+    this.#stopSweeper = undefined;
     this.#journal.close();
   }
 

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { call, startKlym, type Status, waitFinal } from "../helpers/klym_process.ts";
 import { VERSION } from "../../src/version.ts";
-import { klymCli } from "../helpers/klym_cli.ts";
+import { klymCli, klymCliLive } from "../helpers/klym_cli.ts";
 
 /** A loopback port nothing listens on (bound, then released). */
 function closedPort(): number {
@@ -185,12 +185,12 @@ Deno.test("klym drives a running Klym: start --wait, tasks, show, logs -f, cance
       params: { ms: 60_000, tick_ms: 200 },
     });
     const id = String(started.task_id);
-    const following = klymCli(["logs", "--follow", id], env);
-    await new Promise((r) => setTimeout(r, 1500));
+    const following = klymCliLive(["logs", "--follow", id], env);
+    await following.printed(/out tick 0\n/); // it follows the running task
     const cancel = await klymCli(["cancel", id, "--reason", "enough", "--json"], env);
     assert.equal(cancel.code, 0, cancel.stderr);
     assert.deepEqual(jsonLines(cancel.stdout), [{ task_id: id, status: "cancelled" }]);
-    const run = await following;
+    const run = await following.done;
     assert.equal(run.code, 1);
     assert.match(run.stdout, /out tick 0\n/);
     assert.match(run.stderr, new RegExp(`${id} cancelled`));

@@ -208,6 +208,33 @@ export async function waitFinal(
   }
 }
 
+/**
+ * Polls check_task_status as an assistant would until the task has written `seen` log lines (a
+ * count: its code runs) or a line matching `seen` (a pattern); returns the status that showed them.
+ */
+export async function waitLogged(
+  client: Client,
+  taskId: string,
+  seen: number | RegExp = 1,
+  timeoutMs = 30_000,
+): Promise<Status> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const status = await call<Status>(client, "check_task_status", {
+      task_id: taskId,
+      max_log_lines: 1000,
+    });
+    const lines = status.logs.map((l) => l.text);
+    if (typeof seen === "number" ? lines.length >= seen : lines.some((l) => seen.test(l))) {
+      return status;
+    }
+    if (FINAL.has(status.status) || Date.now() > deadline) {
+      throw new Error(`Task ${taskId} has not logged ${seen}: ${JSON.stringify(status)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Child processes of `pid` (Linux), for checking that task processes are gone. */
 export function childPids(pid: number): number[] {
   try {

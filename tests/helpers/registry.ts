@@ -4,6 +4,7 @@ import { KindCatalog } from "../../src/tasks/kind_catalog.ts";
 import { ProcessPool, type Spawn } from "../../src/tasks/process_pool.ts";
 import { processOptions } from "../../src/tasks/task_process.ts";
 import { TaskRegistry } from "../../src/tasks/task_registry.ts";
+import type { Every } from "../../src/tasks/task_store.ts";
 import { ModelCatalog } from "../../src/llm/model_catalog.ts";
 import { LlmService } from "../../src/llm/llm_service.ts";
 import type { TaskRecord } from "../../src/tasks/task_registry.ts";
@@ -37,11 +38,14 @@ export interface MakeRegistryOptions {
   readonly journal?: Journal | undefined;
   /** How task processes start. */
   readonly spawn?: Spawn;
+  /** What runs the retention sweep. */
+  readonly every?: Every;
 }
 
 /**
  * A registry in memory mode (tests run in parallel and must not share a state file), unless `env`
- * names a `KLYM_STATE` file; `now` replaces the clock, `spawn` the way processes start.
+ * names a `KLYM_STATE` file; `now` replaces the clock, `spawn` the way processes start, `every`
+ * the timer of the retention sweep.
  */
 export function makeRegistry(
   env: Record<string, string> = {},
@@ -70,9 +74,51 @@ export function makeRegistry(
     pool,
     ...(options.now ? { now: options.now } : {}),
     journal,
+    ...(options.every ? { every: options.every } : {}),
   });
   partsOf.set(registry, { config, kinds, pool, llm, journal });
   return registry;
+}
+
+/**
+ * Resolves at the first change of the registry's tasks (admission, status, progress, log line)
+ * after which `condition` holds, or at once if it holds already.
+ */
+export function until(
+  registry: TaskRegistry,
+  condition: () => boolean,
+  timeoutMs = 20_000,
+): Promise<void> {
+  if (condition()) return Promise.resolve();
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  const timer = setTimeout(() => {
+    unsubscribe();
+    reject(new Error(`The condition did not hold within ${timeoutMs} ms: ${condition}`));
+  }, timeoutMs);
+  const unsubscribe = registry.events.subscribe(() => {
+    if (!condition()) return;
+    clearTimeout(timer);
+    unsubscribe();
+    resolve();
+  });
+  return promise;
+}
+
+/** A retention sweep timer that runs only when the test calls `tick`. */
+export function manualEvery(): Every & { tick(): void; readonly ms: number[]; stopped: boolean } {
+  const ticks: (() => void)[] = [];
+  const every = Object.assign((ms: number, tick: () => void) => {
+    every.ms.push(ms);
+    ticks.push(tick);
+    return () => {
+      every.stopped = true;
+    };
+  }, {
+    ms: [] as number[],
+    stopped: false,
+    tick: () => ticks.forEach((tick) => tick()),
+  });
+  return every;
 }
 
 /** Resolves when the task is terminal (polling the registry like a client would). */

@@ -1,6 +1,13 @@
 /** Task code cannot reach past its sandbox, slow the server, or outlive a cancel or the server. */
 import assert from "node:assert/strict";
-import { call, childPids, cpuSeconds, startKlym, waitFinal } from "../helpers/klym_process.ts";
+import {
+  call,
+  childPids,
+  cpuSeconds,
+  startKlym,
+  waitFinal,
+  waitLogged,
+} from "../helpers/klym_process.ts";
 
 Deno.test("a task is denied env, files, writes, subprocesses, other hosts, sys and ffi", async () => {
   await using klym = await startKlym({ KLYM_GRYNYA_URL: "http://127.0.0.1:8000/sse" });
@@ -54,14 +61,7 @@ Deno.test("the server answers promptly while 4 tasks spin, and its CPU use drops
   for (let i = 0; i < 4; i++) {
     ids.push(String((await call(client, "start_async_agent_task", { kind: "spin" })).task_id));
   }
-  for (const id of ids) {
-    while (
-      (await call<{ logs: unknown[] }>(client, "check_task_status", { task_id: id })).logs
-        .length === 0
-    ) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
+  for (const id of ids) await waitLogged(client, id);
   const latencies: number[] = [];
   for (let i = 0; i < 50; i++) {
     const t0 = performance.now();
@@ -96,9 +96,9 @@ Deno.test("SIGTERM cancels running tasks, kills their processes and exits prompt
   const klym = await startKlym({ KLYM_WARM_SPARES: "2" });
   const client = await klym.connect();
   for (const kind of ["spin", "cooperative", "spin"]) {
-    await call(client, "start_async_agent_task", { kind });
+    const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", { kind });
+    await waitLogged(client, task_id);
   }
-  await new Promise((r) => setTimeout(r, 500));
   const children = childPids(klym.pid);
   assert.equal(children.length, 5, "three tasks and two spares");
   await client.close();

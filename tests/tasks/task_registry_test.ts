@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { TaskError } from "../../src/errors.ts";
-import { errorOf, makeRegistry, registryParts, resultOf, settled } from "../helpers/registry.ts";
+import {
+  errorOf,
+  makeRegistry,
+  manualEvery,
+  registryParts,
+  resultOf,
+  settled,
+  until,
+} from "../helpers/registry.ts";
+import { SWEEP_MS } from "../../src/tasks/task_store.ts";
+import { isTerminal, type TaskState } from "../../src/tasks/task_state.ts";
 import type { Spawn } from "../../src/tasks/process_pool.ts";
 import { TaskProcess } from "../../src/tasks/task_process.ts";
 import { describeExit } from "../../src/tasks/task_registry.ts";
@@ -64,13 +74,20 @@ Deno.test("output written around console is captured as log lines", async () => 
 
 Deno.test("running tasks never exceed KLYM_MAX_CONCURRENT; the rest wait in FIFO order", async () => {
   await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "2" });
+  // Every change is seen where it happens: the peak is exact, and the order of starts is the
+  // order of events, not of millisecond stamps (which are often equal).
   let peak = 0;
-  const sampler = setInterval(() => peak = Math.max(peak, registry.counts().running), 5);
+  const startOrder: string[] = [];
+  const unsubscribe = registry.events.subscribe(({ id }) => {
+    peak = Math.max(peak, registry.counts().running);
+    const task = registry.get(id);
+    if (task.state.status === "running" && !startOrder.includes(id)) startOrder.push(id);
+  });
   const tasks = Array.from(
     { length: 5 },
-    () => registry.start({ kind: "sleep", params: { ms: 300 } }),
+    () => registry.start({ kind: "sleep", params: { ms: 100 } }),
   );
-  while (registry.counts().running < 2) await new Promise((r) => setTimeout(r, 5));
+  await until(registry, () => registry.counts().running === 2);
   assert.deepEqual(tasks.map((t) => t.state.status), [
     "running",
     "running",
@@ -79,17 +96,16 @@ Deno.test("running tasks never exceed KLYM_MAX_CONCURRENT; the rest wait in FIFO
     "queued",
   ]);
   for (const task of tasks) await settled(task);
-  clearInterval(sampler);
+  unsubscribe();
   assert.equal(peak, 2);
   assert.ok(tasks.every((t) => t.state.status === "succeeded"));
-  const starts = tasks.map((t) => "startedAt" in t.state ? t.state.startedAt! : 0);
-  assert.deepEqual([...starts].sort((a, b) => a - b), starts, "started in the order they came");
+  assert.deepEqual(startOrder, tasks.map((t) => t.id), "started in the order they came");
 });
 
 Deno.test("beyond KLYM_MAX_QUEUED, start is refused with a clear error", async () => {
   await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "1", KLYM_MAX_QUEUED: "2" });
   const admitted = [0, 1, 2].map(() => registry.start({ kind: "cooperative" }));
-  while (admitted[0]!.state.status !== "running") await new Promise((r) => setTimeout(r, 5));
+  await until(registry, () => admitted[0]!.state.status === "running");
   assert.deepEqual(admitted.map((t) => t.state.status), ["running", "queued", "queued"]);
   rejects(
     () => registry.start({ kind: "hello" }),
@@ -200,7 +216,7 @@ Deno.test("a task stuck in a CPU loop times out and its process is killed", asyn
 Deno.test("cancel ends a CPU loop within 2 s and is idempotent", async () => {
   await using registry = makeRegistry();
   const task = registry.start({ kind: "spin" });
-  while (task.logs.size === 0) await new Promise((r) => setTimeout(r, 10));
+  await until(registry, () => task.logs.size > 0);
   const cancelledAt = Date.now();
   assert.equal(registry.cancel(task.id, "enough").state.status, "cancelled");
   await registry.whenIdle();
@@ -218,7 +234,7 @@ Deno.test("cancel ends a CPU loop within 2 s and is idempotent", async () => {
 Deno.test("a cooperative task sees ctx.signal abort and its last words are kept", async () => {
   await using registry = makeRegistry({ KLYM_CANCEL_GRACE_MS: "2000" });
   const task = registry.start({ kind: "cooperative" });
-  while (task.logs.size === 0) await new Promise((r) => setTimeout(r, 10));
+  await until(registry, () => task.logs.size > 0);
   registry.cancel(task.id, "stop please");
   await registry.whenIdle();
   assert.equal(task.state.status, "cancelled");
@@ -241,63 +257,141 @@ Deno.test("a queued task can be cancelled and never runs", async () => {
 });
 
 Deno.test("a storm of cancels racing completions and timeouts leaves one terminal state each", async () => {
-  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "6", KLYM_CANCEL_GRACE_MS: "100" });
-  const tasks = Array.from({ length: 30 }, (_, i) =>
-    registry.start({
-      kind: i % 3 === 0 ? "spin" : "sleep",
-      params: { ms: 50 + (i * 37) % 400, tick_ms: 20 },
+  await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "5", KLYM_CANCEL_GRACE_MS: "100" });
+  // Each cancel is timed from a moment of its task: its start (the registry sets the 1 s deadline
+  // in the same turn, just after this listener ran, so timers order cancel and timeout), the start
+  // of its code (to race its result) or its end. Only the racers may end either way.
+  type Plan = {
+    kind: string;
+    params: Record<string, number>;
+    timeoutS: number;
+    from: "start" | "code" | "end";
+    cancelAfterMs: number;
+    may: readonly string[];
+  };
+  const plans: Plan[] = [0, 1, 2].flatMap((i): Plan[] => [
+    {
+      kind: i === 0 ? "sleep" : "spin",
+      params: { ms: 5000, tick_ms: 20 },
       timeoutS: 1,
-    }));
-  const cancels = tasks.map((task, i) =>
-    new Promise<void>((resolve) =>
-      setTimeout(() => {
-        registry.cancel(task.id);
-        registry.cancel(task.id);
-        resolve();
-      }, (i * 53) % 700)
-    )
-  );
-  await Promise.all(cancels);
-  await registry.whenIdle();
-  const seen = tasks.map((t) => t.state);
-  for (const task of tasks) {
-    assert.ok(
-      ["succeeded", "cancelled", "timed_out"].includes(task.state.status),
-      task.state.status,
+      from: "start",
+      cancelAfterMs: 50 * i,
+      may: ["cancelled"],
+    },
+    {
+      kind: "spin",
+      params: {},
+      timeoutS: 1,
+      from: "start",
+      cancelAfterMs: 1300,
+      may: ["timed_out"],
+    },
+    {
+      kind: "spin",
+      params: {},
+      timeoutS: 1,
+      from: "start",
+      cancelAfterMs: 995 + 5 * i,
+      may: ["cancelled", "timed_out"],
+    },
+    {
+      kind: "sleep",
+      params: { ms: 150, tick_ms: 20 },
+      timeoutS: 30,
+      from: "code",
+      cancelAfterMs: 100 + 50 * i,
+      may: ["succeeded", "cancelled"],
+    },
+    {
+      kind: "sleep",
+      params: { ms: 20, tick_ms: 20 },
+      timeoutS: 30,
+      from: "end",
+      cancelAfterMs: 0,
+      may: ["succeeded"],
+    },
+  ]);
+  // No warm spare: every task starts in a later turn, after all are admitted and planned.
+  const tasks = plans.map((plan) => registry.start(plan));
+  const byId = new Map(tasks.map((task, i) => [task.id, { task, plan: plans[i]! }]));
+  const firstEnd = new Map<string, TaskState>();
+  const changedAfterEnd = new Set<string>();
+  const afterCancel = new Map<string, string[]>();
+  const cancels: Promise<void>[] = [];
+  const unsubscribe = registry.events.subscribe(({ type, id }) => {
+    const entry = byId.get(id);
+    if (type !== "task" || !entry) return;
+    const { task, plan } = entry;
+    if (isTerminal(task.state)) {
+      const first = firstEnd.get(id);
+      if (!first) firstEnd.set(id, task.state);
+      else if (task.state !== first) changedAfterEnd.add(id);
+    }
+    const due = plan.from === "start"
+      ? task.state.status !== "queued"
+      : plan.from === "code"
+      ? task.codeStartedAt !== undefined || isTerminal(task.state)
+      : isTerminal(task.state);
+    if (!due || afterCancel.has(id)) return;
+    const statuses: string[] = [];
+    afterCancel.set(id, statuses);
+    cancels.push(
+      new Promise((resolve) =>
+        setTimeout(() => {
+          statuses.push(registry.cancel(id).state.status, registry.cancel(id).state.status);
+          resolve();
+        }, plan.cancelAfterMs)
+      ),
     );
-    if (task.state.status === "succeeded") assert.ok(task.kind === "sleep");
-    if (task.kind === "spin") assert.notEqual(task.state.status, "succeeded");
+  });
+  await until(registry, () => afterCancel.size === tasks.length);
+  await Promise.all(cancels);
+  // Processes still wind down here (results in flight, exits after kill): none may change an end.
+  await registry.whenIdle();
+  unsubscribe();
+  for (const [i, task] of tasks.entries()) {
+    const plan = plans[i]!;
+    const status = task.state.status;
+    const what = `${task.kind} cancelled ${plan.cancelAfterMs} ms after its ${plan.from}`;
+    assert.ok(plan.may.includes(status), `${what} ended ${status}`);
+    assert.deepEqual(afterCancel.get(task.id), [status, status], `${what}: cancel saw its end`);
+    assert.equal(task.state, firstEnd.get(task.id), `${what}: its first end is its last`);
+    if (status === "timed_out") assert.match(errorOf(task)!.message, /timeout of 1 s/);
+    if (status === "cancelled") assert.equal(errorOf(task)!.message, "cancelled by the client");
   }
-  await new Promise((r) => setTimeout(r, 300));
-  assert.deepEqual(tasks.map((t) => t.state), seen, "terminal states never change");
+  assert.deepEqual([...changedAfterEnd], [], "terminal states never change");
+  assert.deepEqual(
+    [...new Set(tasks.map((t) => t.state.status))].sort(),
+    ["cancelled", "succeeded", "timed_out"],
+    "the storm ends tasks each way",
+  );
   assert.equal(registryParts(registry).pool.liveCount, 0);
 });
 
 Deno.test("finished tasks are forgotten beyond KLYM_MAX_FINISHED and after KLYM_RETENTION_S", async () => {
-  // The registry's clock, not the wall clock, decides what has expired.
+  // The registry's clock, not the wall clock, decides what has expired, and its sweep runs when
+  // the test ticks it.
   let clock = Date.now();
-  await using registry = makeRegistry({
+  const sweeps = manualEvery();
+  const registry = makeRegistry({
     KLYM_MAX_FINISHED: "2",
     KLYM_RETENTION_S: "60",
     KLYM_MAX_CONCURRENT: "1",
-  }, { now: () => clock });
+  }, { now: () => clock, every: sweeps });
+  assert.deepEqual(sweeps.ms, [SWEEP_MS], "one sweep is scheduled, every second");
   const [a, b, c] = [0, 1, 2].map(() => registry.start({ kind: "hello" }));
   for (const task of [a!, b!, c!]) await settled(task);
   rejects(() => registry.get(a!.id), "TASK_NOT_FOUND", /list_tasks shows the known ids/);
-  clock += 59_000;
-  await new Promise((r) => setTimeout(r, 1500)); // a sweep runs (every second)
-  assert.equal(registry.get(c!.id).state.status, "succeeded", "59 s after: still kept");
-  clock += 2_000;
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    try {
-      registry.get(c!.id);
-    } catch {
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  clock += 59_999;
+  sweeps.tick();
+  assert.equal(registry.get(c!.id).state.status, "succeeded", "59.999 s after: still kept");
+  clock += 1;
+  assert.equal(registry.get(c!.id).state.status, "succeeded", "kept until a sweep runs");
+  sweeps.tick();
+  rejects(() => registry.get(b!.id), "TASK_NOT_FOUND", /KLYM_RETENTION_S \(60 s\)/);
   rejects(() => registry.get(c!.id), "TASK_NOT_FOUND", /KLYM_RETENTION_S \(60 s\)/);
+  await registry.shutdown();
+  assert.ok(sweeps.stopped, "shutdown stops the sweep");
 });
 
 Deno.test("shutdown cancels queued and running tasks with reason shutdown and leaves no process", async () => {
@@ -307,7 +401,9 @@ Deno.test("shutdown cancels queued and running tasks with reason shutdown and le
     registry.start({ kind: "cooperative" }),
     registry.start({ kind: "hello" }),
   ];
-  await new Promise((r) => setTimeout(r, 300));
+  // Shutdown meets both kinds of running task with their code started, and a queued one.
+  await until(registry, () => tasks[0]!.logs.size > 0 && tasks[1]!.logs.size > 0);
+  assert.deepEqual(tasks.map((t) => t.state.status), ["running", "running", "queued"]);
   await registry.shutdown();
   for (const task of tasks) {
     assert.equal(task.state.status, "cancelled");

@@ -55,6 +55,7 @@ Deno.test("a burst of changes reaches a stream as a few coalesced messages", asy
     for (let i = 0; i < 500; i++) events.emit({ type: "log", id: "t_a", seq: ++seq });
     events.emit({ type: "task", id: "t_b" });
   }, 10);
+  // The burst lasting 600 ms is the behaviour under test: six flush intervals of changes.
   await new Promise((r) => setTimeout(r, 600));
   clearInterval(burst);
   const messages = await reading;

@@ -1,0 +1,37 @@
+/**
+ * Runs the suite's two groups: `unit` (in-process, run with `--parallel`) and `e2e` (real Klym
+ * servers, task processes and peers, run one file at a time); `all` runs both and fails if either
+ * failed. Which file is in which group: tests/helpers/test_files.ts. (`--deny-run` cannot hold
+ * the unit group to in-process: any denial also denies reading /proc, which the server panel's
+ * figures need.) Extra arguments go to `deno test`.
+ *
+ *   deno run --allow-read --allow-run tests/test_groups.ts unit|e2e|all [deno test args…]
+ */
+import { type Group, ROOT, testFiles } from "./helpers/test_files.ts";
+
+/** Runs one group with `deno test`; resolves to its exit code. */
+async function run(group: Group, extra: string[]): Promise<number> {
+  const files = testFiles().filter((f) => f.group === group).map((f) => f.path);
+  const flags = group === "unit"
+    ? ["--allow-all", "--parallel"]
+    : ["--allow-all", "--unstable-worker-options"];
+  const { code } = await new Deno.Command(Deno.execPath(), {
+    args: ["test", ...flags, ...extra, ...files],
+    cwd: ROOT,
+    stdin: "null",
+  }).spawn().status;
+  return code;
+}
+
+if (import.meta.main) {
+  const [which, ...extra] = Deno.args;
+  if (which !== "unit" && which !== "e2e" && which !== "all") {
+    // deno-lint-ignore no-console
+    console.error(`Expected "unit", "e2e" or "all" as the first argument, received "${which}"`);
+    Deno.exit(2);
+  }
+  const groups: Group[] = which === "all" ? ["unit", "e2e"] : [which];
+  let failed = false;
+  for (const group of groups) failed = (await run(group, extra)) !== 0 || failed;
+  Deno.exit(failed ? 1 : 0);
+}

@@ -1,0 +1,26 @@
+/** The suite's two groups: every test file is in one, and a file that starts processes is e2e. */
+import assert from "node:assert/strict";
+import { startsProcesses, testFiles } from "./helpers/test_files.ts";
+
+const here = (path: string) => new URL(path, import.meta.url).pathname;
+
+Deno.test("a file starts processes when it or a helper it imports at any depth does", () => {
+  assert.equal(startsProcesses(here("helpers/klym_process.ts")), true, "it spawns them");
+  assert.equal(startsProcesses(here("helpers/registry.ts")), true, "real task processes");
+  assert.equal(startsProcesses(here("helpers/raw_mcp.ts")), false);
+  assert.equal(startsProcesses(here("cli/cli_test.ts")), true, "through klym_cli.ts");
+  assert.equal(startsProcesses(here("tasks/fair_queue_test.ts")), false);
+});
+
+Deno.test("every test file is in exactly one group, and the unit group starts no process", () => {
+  const files = testFiles();
+  assert.equal(new Set(files.map((f) => f.path)).size, files.length);
+  const group = Object.fromEntries(files.map((f) => [f.path, f.group]));
+  assert.equal(group["tests/test_groups_test.ts"], "unit");
+  assert.equal(group["tests/mcp/era_2025_test.ts"], "e2e");
+  assert.equal(group["tests/tasks/task_registry_test.ts"], "e2e");
+  for (const f of files.filter((f) => f.group === "unit")) {
+    assert.equal(startsProcesses(here(`../${f.path}`)), false, f.path);
+  }
+  assert.ok(files.filter((f) => f.group === "unit").length >= 20, "most files are unit files");
+});
