@@ -15,7 +15,7 @@ import { MemoryJournal } from "./journal/memory_journal.ts";
 import { createMcpServer, type McpServices } from "./mcp/mcp_server.ts";
 import { McpTaskCore } from "./mcp/task_core.ts";
 import { HttpApp } from "./http/http_app.ts";
-import { LOCAL_PRINCIPAL, Principals } from "./principals.ts";
+import { LOCAL_PRINCIPAL, Principals, scopeOf } from "./principals.ts";
 import { AuthThrottle } from "./http/auth_throttle.ts";
 import { ModelCatalog } from "./llm/model_catalog.ts";
 import { LlmService } from "./llm/llm_service.ts";
@@ -130,11 +130,15 @@ export async function startKlym(
   const app: HttpApp = new HttpApp({
     config,
     createServer: (owner, era) => createMcpServer(mcp, { owner, era }),
-    health: (): Record<string, unknown> => ({
-      tasks: registry.counts(),
-      sessions: app.sessionCount,
-      journal: journal.health(),
-    }),
+    // A principal counts its own tasks and sessions; an admin counts everyone's.
+    health: (owner): Record<string, unknown> => {
+      const viewer = principals.viewer(owner);
+      return {
+        tasks: registry.counts(scopeOf(viewer)),
+        sessions: viewer.admin ? app.sessionCount : app.sessionCountOf(owner),
+        journal: journal.health(),
+      };
+    },
     ui: ui.fetch,
     throttle,
   });

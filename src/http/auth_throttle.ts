@@ -11,7 +11,8 @@
  *   An address with no recent failure is still checked, so the right token gets in at once.
  * - Memory is bounded: an address is remembered only while its bucket is not full, at most
  *   `maxAddresses` of them; beyond it the address that failed least recently is forgotten.
- *   IPv6 addresses count per /64 (one host usually holds a whole /64).
+ *   IPv6 addresses count per /64 (one host usually holds a whole /64), and IPv4 loopback as one
+ *   address: any local process may connect from any of 127.0.0.0/8, one clean address each.
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
@@ -162,9 +163,13 @@ function seconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
 
+/** The key of every IPv4 loopback address: a local guesser would otherwise have 16 million. */
+export const IPV4_LOOPBACK_KEY = "127.0.0.0/8";
+
 /**
  * The key a client's failures are counted under: its IP address (IPv4, or an IPv4-mapped IPv6
- * address, whole; other IPv6 addresses by their /64), or the transport for a Unix socket.
+ * address, whole, but all of 127.0.0.0/8 as one; other IPv6 addresses by their /64), or the
+ * transport for a Unix socket.
  */
 export function clientAddress(info: Deno.ServeHandlerInfo | undefined): string {
   const addr = info?.remoteAddr;
@@ -174,14 +179,18 @@ export function clientAddress(info: Deno.ServeHandlerInfo | undefined): string {
 }
 
 export function addressKey(host: string): string {
-  if (!host.includes(":")) return host;
+  if (!host.includes(":")) return ipv4Key(host);
   const groups = ipv6Groups(host);
   if (!groups) return host;
   if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
     const [hi, lo] = [groups[6]!, groups[7]!];
-    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+    return ipv4Key(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
   }
   return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
+}
+
+function ipv4Key(address: string): string {
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address) ? IPV4_LOOPBACK_KEY : address;
 }
 
 /** The eight 16-bit groups of an IPv6 address, `undefined` when it is not one. */

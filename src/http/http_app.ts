@@ -58,7 +58,8 @@ export interface HttpAppOptions {
   >;
   /** A server for one session (legacy era) or one request (modern era) of the principal `owner`. */
   createServer: (owner: string, era: "legacy" | "modern") => McpServer;
-  health: () => Record<string, unknown>;
+  /** What `/healthz` tells the principal `owner` beyond `ok` (its own figures, an admin's all). */
+  health: (owner: string) => Record<string, unknown>;
   /** The dashboard's routes under `/ui`; `client` is the caller's address (see `clientAddress`). */
   ui?: (req: Request, url: URL, client: string) => Promise<Response>;
   /** Failed bearer checks, shared with the dashboard's login (default: one from `config`). */
@@ -98,13 +99,21 @@ export class HttpApp {
     return this.#sessions.size;
   }
 
+  /** Open sessions of the principal `owner`. */
+  sessionCountOf(owner: string): number {
+    return this.#sessions.countOf(owner);
+  }
+
   readonly fetch = async (req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> => {
     const url = new URL(req.url);
     const client = clientAddress(info);
     if (url.pathname === "/healthz" && req.method === "GET") {
-      // Without the token (when one is set), only whether Klym is up: no counts to probe.
-      const open = typeof this.#bearer.principalOf(req, client) === "string";
-      return Response.json(open ? { ok: true, ...this.options.health() } : { ok: true });
+      // Without the token (when one is set), only whether Klym is up: no counts to probe. With
+      // one, the figures its principal may see: another's tasks and sessions are not its to count.
+      const owner = this.#bearer.principalOf(req, client);
+      return Response.json(
+        typeof owner === "string" ? { ok: true, ...this.options.health(owner) } : { ok: true },
+      );
     }
     const ui = this.options.ui;
     if (ui && (url.pathname === "/ui" || url.pathname.startsWith("/ui/"))) {

@@ -6,6 +6,7 @@
  * in a folder's on its way, is caught and refused as `KIND_OUTSIDE_TASKS_DIR`. Every message names
  * the file relative to the tasks folder, never by its absolute path on the server's machine.
  */
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { isAbsolute, join, relative, sep } from "node:path";
 import { TaskError } from "../errors.ts";
 
@@ -32,10 +33,19 @@ export function outsideError(kind: string, rel: string): TaskError {
   );
 }
 
+/** What is known of an opened file. */
+export interface KindFileInfo {
+  readonly isFile: boolean;
+  readonly size: number;
+  readonly dev: number;
+  readonly ino: number | null;
+  readonly mtime: Date | null;
+}
+
 export interface KindFile {
   /** The file's real path, inside the tasks folder. */
   readonly real: string;
-  readonly info: Deno.FileInfo;
+  readonly info: KindFileInfo;
   /** Its bytes, read from the file that was checked. */
   read(): Uint8Array;
 }
@@ -59,26 +69,33 @@ export function withKindFile<T>(
     return undefined;
   }
   if (!inside(real, root)) throw outsideError(kind, rel);
-  let file: Deno.FsFile;
+  let fd: number;
   try {
-    // Only a file is opened: opening a FIFO would wait for a writer.
-    if (!Deno.statSync(real).isFile) return undefined;
-    file = Deno.openSync(real, { read: true });
+    // Without blocking: a FIFO swapped in at this path must not hold the server waiting for a
+    // writer (it is refused below, as anything that is not a plain file).
+    fd = openSync(real, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   } catch {
     return undefined;
   }
   try {
-    const info = file.statSync();
+    const stats = fstatSync(fd);
+    const info: KindFileInfo = {
+      isFile: stats.isFile(),
+      size: stats.size,
+      dev: stats.dev,
+      ino: stats.ino,
+      mtime: stats.mtime,
+    };
     if (!reachedWithoutLinks(root, real, info)) throw outsideError(kind, rel);
     if (!info.isFile) return undefined;
-    return use({ real, info, read: () => readAll(file, info.size) });
+    return use({ real, info, read: () => readAll(fd, info.size) });
   } finally {
-    file.close();
+    closeSync(fd);
   }
 }
 
 /** Whether each folder from `root` down to `real` is a folder, and `real` the opened file itself. */
-function reachedWithoutLinks(root: string, real: string, opened: Deno.FileInfo): boolean {
+function reachedWithoutLinks(root: string, real: string, opened: KindFileInfo): boolean {
   const parts = relative(root, real).split(sep);
   let at = root;
   for (const [i, part] of parts.entries()) {
@@ -101,13 +118,13 @@ function reachedWithoutLinks(root: string, real: string, opened: Deno.FileInfo):
 }
 
 /** The file's bytes; past `MAX_KIND_BYTES` reading stops (the result is then longer than that). */
-function readAll(file: Deno.FsFile, size: number): Uint8Array {
+function readAll(fd: number, size: number): Uint8Array {
   const chunks: Uint8Array[] = [];
   let total = 0;
   const buffer = new Uint8Array(Math.min(size, 1 << 20) + 1);
   while (total <= MAX_KIND_BYTES) {
-    const n = file.readSync(buffer);
-    if (n === null || n === 0) break;
+    const n = readSync(fd, buffer);
+    if (n === 0) break;
     chunks.push(buffer.slice(0, n));
     total += n;
   }

@@ -42,9 +42,10 @@ const SOURCE_EXTENSIONS = new Set([".ts", ".mts", ".tsx", ".js", ".mjs", ".jsx"]
 /** Modules of one kind checked at most (its own and those it imports, transitively). */
 export const MAX_KIND_MODULES = 1000;
 
-/** `import … from "x"`, `export … from "x"`, `import "x"`, `import("x")`. */
-const SPECIFIER =
-  /\b(?:import|export)\b[^'"`;]*?\bfrom\s*(["'])(.*?)\1|\bimport\s*\(?\s*(["'])(.*?)\3/gs;
+/** Where an `import`/`export` clause may begin; the clause itself is read by `scan`. */
+const KEYWORD = /\b(?:import|export)\b/g;
+/** Characters that end the clause before `from` (a string, a template, a statement's end). */
+const CLAUSE_END = new Set(["'", '"', "`", ";"]);
 
 type Imports = readonly { specifier: string; line: number }[];
 
@@ -99,7 +100,11 @@ export class KindImports {
         );
       }
       if (keep && read.data) files.set(file, read.data);
+      // Each specifier is judged once per file, however often the file repeats it.
+      const judged = new Set<string>();
       for (const { specifier, line } of read.imports) {
+        if (judged.has(specifier)) continue;
+        judged.add(specifier);
         const problem = this.#judge(kind, specifier, file, root);
         if (problem && "refused" in problem) {
           throw new TaskError(
@@ -161,12 +166,67 @@ function tooLarge(kind: string): TaskError {
   );
 }
 
-function scan(source: string): Imports {
+/**
+ * Every import of a source file with its line: `import … from "x"`, `export … from "x"`,
+ * `import "x"` and `import("x")`. One pass: the end of the clause after a keyword (its first quote
+ * or `;`) is found once and reused by the keywords before it, so a file of bare `import` words costs
+ * linear time, and lines are counted as the scan moves on.
+ */
+export function scan(source: string): Imports {
   const imports: { specifier: string; line: number }[] = [];
-  for (const match of source.matchAll(SPECIFIER)) {
-    const specifier = match[2] ?? match[4] ?? "";
-    const line = source.slice(0, match.index).split("\n").length;
-    imports.push({ specifier, line });
+  let line = 1;
+  let counted = 0;
+  let clauseEnd = -1;
+  let resumeAt = 0;
+  for (const keyword of source.matchAll(KEYWORD)) {
+    if (keyword.index < resumeAt) continue;
+    const after = keyword.index + keyword[0].length;
+    if (clauseEnd < after) {
+      clauseEnd = after;
+      while (clauseEnd < source.length && !CLAUSE_END.has(source[clauseEnd]!)) clauseEnd++;
+    }
+    const found = fromClause(source, after, clauseEnd) ??
+      (keyword[0] === "import" ? bareImport(source, after) : undefined);
+    if (!found) continue;
+    for (let i = source.indexOf("\n", counted); i !== -1 && i < keyword.index;) {
+      line++;
+      i = source.indexOf("\n", i + 1);
+    }
+    counted = keyword.index;
+    imports.push({ specifier: found.specifier, line });
+    resumeAt = found.end;
   }
   return imports;
+}
+
+interface Found {
+  readonly specifier: string;
+  /** Just past the closing quote. */
+  readonly end: number;
+}
+
+/** `… from "x"`: the clause from `start` ends in `from` and a quote at `end`. */
+function fromClause(source: string, start: number, end: number): Found | undefined {
+  const quote = source[end];
+  if (quote !== '"' && quote !== "'") return undefined;
+  let t = end;
+  while (t > start && /\s/.test(source[t - 1]!)) t--;
+  if (t - 4 < start || source.slice(t - 4, t) !== "from") return undefined;
+  if (t - 4 > 0 && /\w/.test(source[t - 5]!)) return undefined;
+  return quoted(source, end);
+}
+
+/** `import "x"` or `import("x")`, right after the keyword. */
+function bareImport(source: string, at: number): Found | undefined {
+  while (/\s/.test(source[at] ?? "")) at++;
+  if (source[at] === "(") at++;
+  while (/\s/.test(source[at] ?? "")) at++;
+  const quote = source[at];
+  return quote === '"' || quote === "'" ? quoted(source, at) : undefined;
+}
+
+/** The string opened by the quote at `at`, up to the same quote (which may be lines away). */
+function quoted(source: string, at: number): Found | undefined {
+  const close = source.indexOf(source[at]!, at + 1);
+  return close === -1 ? undefined : { specifier: source.slice(at + 1, close), end: close + 1 };
 }

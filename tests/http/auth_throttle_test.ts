@@ -6,6 +6,7 @@ import {
   type AuthAttempt,
   AuthThrottle,
   clientAddress,
+  IPV4_LOOPBACK_KEY,
 } from "../../src/http/auth_throttle.ts";
 
 const RIGHT = "right";
@@ -140,6 +141,18 @@ Deno.test("with the total bucket empty, addresses that failed recently are refus
   assert.deepEqual(t.attempt("e", RIGHT), PASSED);
 });
 
+Deno.test("every IPv4 loopback address is one address: a local guesser cannot take a clean one each", () => {
+  const t = setup({ burst: 2, perMin: 1, totalPerMin: 1000 });
+  assert.deepEqual(t.attempt(addressKey("127.0.0.1"), "wrong"), FAILED);
+  assert.deepEqual(t.attempt(addressKey("127.0.1.1"), "wrong"), FAILED);
+  // Any other address of 127.0.0.0/8, directly or IPv4-mapped, is the same spent address.
+  assert.equal(t.attempt(addressKey("127.9.9.9"), "wrong").outcome, "refused");
+  assert.equal(t.attempt(addressKey("::ffff:127.200.0.1"), RIGHT).outcome, "refused");
+  assert.equal(t.checks, 2);
+  assert.equal(addressKey("127.0.0.1"), IPV4_LOOPBACK_KEY);
+  assert.equal(addressKey("128.0.0.1"), "128.0.0.1");
+});
+
 Deno.test("failures count per IPv4 address, per IPv6 /64, and IPv4-mapped IPv6 as IPv4", () => {
   assert.equal(addressKey("203.0.113.7"), "203.0.113.7");
   assert.equal(addressKey("::ffff:203.0.113.7"), "203.0.113.7");
@@ -153,6 +166,6 @@ Deno.test("failures count per IPv4 address, per IPv6 /64, and IPv4-mapped IPv6 a
     remoteAddr: { transport: "tcp", hostname, port: 1234 },
     completed: Promise.resolve(),
   });
-  assert.equal(clientAddress(tcp("::ffff:127.0.0.1")), "127.0.0.1");
+  assert.equal(clientAddress(tcp("::ffff:203.0.113.7")), "203.0.113.7");
   assert.equal(clientAddress(undefined), "unknown");
 });

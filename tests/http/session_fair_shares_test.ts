@@ -65,7 +65,7 @@ Deno.test("alice's SSE streams holding every session do not lock bob out; bob ge
   const health = await (await fetch(`${klym.url}/healthz`, {
     headers: { authorization: `Bearer ${ALICE}` },
   })).json();
-  assert.equal(health.sessions, 4);
+  assert.equal(health.sessions, 2, "alice counts her own sessions only");
   // The least recently used of alice's sessions were closed, the others are still hers.
   const statuses = [];
   for (const { sessionId } of streams) statuses.push(await postStatus(klym.url, ALICE, sessionId));
@@ -106,4 +106,36 @@ Deno.test("KLYM_MAX_SESSIONS_PER_PRINCIPAL holds at its edge and leaves room to 
   await again.body?.cancel();
   await streams[1]!.reader.cancel();
   await bob.close();
+});
+
+Deno.test("/healthz counts only the caller's own tasks and sessions; an admin's counts everyone's", async () => {
+  const CAROL = "carol-token-0123456789";
+  await using klym = await startKlym({
+    KLYM_AUTH_TOKENS: `${TOKENS},carol:${CAROL}`,
+    KLYM_ADMINS: "alice",
+  });
+  const bob = await initialize(klym.url, BOB);
+  const started = await bob.request("tools/call", {
+    name: "start_async_agent_task",
+    arguments: { kind: "graph_write", params: { text: "bob's" } },
+  });
+  assert.ok(
+    (started.result as { structuredContent?: { task_id?: string } }).structuredContent?.task_id,
+  );
+  const alice = await initialize(klym.url, ALICE);
+  const health = async (token: string) =>
+    await (await fetch(`${klym.url}/healthz`, { headers: { authorization: `Bearer ${token}` } }))
+      .json();
+  const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b);
+  const carol = await health(CAROL);
+  assert.equal(total(carol.tasks), 0, "bob's task is not carol's to count");
+  assert.equal(carol.sessions, 0, "nor are bob's and alice's sessions");
+  const own = await health(BOB);
+  assert.equal(total(own.tasks), 1);
+  assert.equal(own.sessions, 1);
+  const admin = await health(ALICE);
+  assert.equal(total(admin.tasks), 1, "the admin counts bob's task");
+  assert.equal(admin.sessions, 2);
+  await bob.close();
+  await alice.close();
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { KindCatalog } from "../../src/tasks/kind_catalog.ts";
+import { withKindFile } from "../../src/tasks/kind_files.ts";
 
 async function tasksFolder(files: Record<string, string>): Promise<string> {
   const root = await Deno.realPath(await Deno.makeTempDir());
@@ -65,4 +66,37 @@ Deno.test("a kind whose file became a link leading outside fails at launch, name
     await Deno.remove(root, { recursive: true });
     await Deno.remove(outside, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "a FIFO in a kind's place is refused at once, never waited on for a writer",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    const root = await tasksFolder({
+      "k/main.ts": `import d from "./d.json" with { type: "json" };\nexport default () => d;\n`,
+      "k/d.json": `{"v": 1}`,
+    });
+    const kinds = new KindCatalog(root);
+    try {
+      assert.equal(kinds.resolve("k"), "k/main.ts");
+      // Swapped for a FIFO while the task waits. The file is opened without blocking, so this
+      // returns; a blocking open would hold the whole server waiting for a writer that never
+      // comes (this test would then never end).
+      await Deno.remove(`${root}/k/d.json`);
+      await new Deno.Command("mkfifo", { args: [`${root}/k/d.json`] }).output();
+      assert.ok((await Deno.lstat(`${root}/k/d.json`)).isFifo);
+      assert.equal(withKindFile("k", root, "k/d.json", () => true), undefined);
+      const failed = kinds.snapshot("k");
+      assert.ok("code" in failed, JSON.stringify(failed));
+      assert.equal(failed.code, "KIND_IMPORT_REFUSED");
+      assert.match(
+        failed.message,
+        /kind "k": k\/main\.ts:1 imports "\.\/d\.json", which does not exist/,
+      );
+      assert.ok(!failed.message.includes(root));
+    } finally {
+      kinds.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { TaskError } from "../../src/errors.ts";
-import { KindImports } from "../../src/tasks/kind_imports.ts";
+import { KindImports, scan } from "../../src/tasks/kind_imports.ts";
 
 async function withFolder(files: Record<string, string>, fn: (root: string) => void) {
   const root = await Deno.realPath(await Deno.makeTempDir());
@@ -118,4 +118,28 @@ Deno.test("imports resolve from the importing file's path, as the module loader 
     const files = new KindImports().check("k", "k/main.ts", root, true);
     assert.deepEqual([...files.keys()].sort(), ["k/b.ts", "k/lib/a.ts", "k/main.ts"]);
   });
+});
+
+Deno.test("a file of 100,000 imports is scanned in one pass, each line right, each module judged once", async () => {
+  const lines = Array.from({ length: 100_000 }, () => `import "./sleepy.ts";`);
+  await withFolder({
+    "k/main.ts": `${lines.join("\n")}\nimport fs from "node:fs";\n`,
+    "k/sleepy.ts": "export {};\n",
+  }, (root) => {
+    // Quadratic line counting or judging every repeat took minutes here; the refusal names the
+    // right line, after all 100,000 lines before it.
+    refused(
+      () => new KindImports().check("k", "k/main.ts", root),
+      /k\/main\.ts:100001 imports "node:fs"/,
+    );
+  });
+  // A file of bare `import` words (no quote, no `from`) is scanned without a match.
+  assert.deepEqual(scan("import ".repeat(300_000)), []);
+  assert.deepEqual(
+    scan(`a\n\nimport "./x.ts"\nimport("./y.ts")`).map((i) => [i.specifier, i.line]),
+    [
+      ["./x.ts", 3],
+      ["./y.ts", 4],
+    ],
+  );
 });
