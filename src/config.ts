@@ -463,7 +463,7 @@ export function loadConfig(env: Record<string, string | undefined>, args: string
       `${name} is not a Klym variable; did you mean ${
         closest(name, [...known, ...Object.keys(OTHER_ENV_NAMES)])
       }? ` +
-        "(the README's configuration table lists them all)",
+        "(docs/configuration.md lists them all)",
     );
   }
   for (const [key, name] of Object.entries(ENV_NAMES) as [keyof Config, string][]) {

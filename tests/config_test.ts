@@ -224,7 +224,7 @@ Deno.test("main.ts exits 2 with a message naming a bad variable, before it logs 
   assert.equal(
     typo.stderr.trim(),
     "klym: Invalid configuration: KLYM_MAX_CONCURENT is not a Klym variable; " +
-      "did you mean KLYM_MAX_CONCURRENT? (the README's configuration table lists them all)",
+      "did you mean KLYM_MAX_CONCURRENT? (docs/configuration.md lists them all)",
   );
   const level = await run({ KLYM_LOG_LEVEL: "warn" }, ["--port", "0"]);
   assert.equal(level.code, 2, level.stderr);
@@ -243,14 +243,18 @@ Deno.test("main.ts exits 2 with a message naming a bad variable, before it logs 
   assert.match(version.stdout, /^klym \d+\.\d+\.\d+\S*\n$/);
 });
 
-const OTHERS_HEADING = /^### Variables other parts of Klym read$/m;
+const OTHERS_HEADING = /^## Variables other parts of Klym read$/m;
 
-/** The README's configuration table: env name → { flag, default } per row. */
+/** The configuration page the README links to (docs/configuration.md). */
+function configurationPage(): string {
+  return Deno.readTextFileSync(new URL("../docs/configuration.md", import.meta.url));
+}
+
+/** The configuration table: env name → { flag, default } per row. */
 function readmeConfigTable(): Map<string, { flag: string; default: string }> {
-  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
-  const section = readme.split(/^## Configuration$/m)[1]!.split(/^## /m)[0]!.split(
-    OTHERS_HEADING,
-  )[0]!;
+  const page = configurationPage();
+  assert.match(page, /^# Configuration$/m);
+  const section = page.split(OTHERS_HEADING)[0]!;
   const rows = new Map<string, { flag: string; default: string }>();
   for (const line of section.split("\n")) {
     const cells = line.split("|").slice(1, -1).map((c) => c.trim());
@@ -260,19 +264,19 @@ function readmeConfigTable(): Map<string, { flag: string; default: string }> {
   return rows;
 }
 
-Deno.test("the README's configuration table documents every variable, and only those", () => {
+Deno.test("the configuration table (docs/configuration.md) documents every variable, and only those", () => {
   const documented = readmeConfigTable();
   const known = Object.values(ENV_NAMES);
   assert.ok(known.length >= 40);
   assert.deepEqual(
     known.filter((name) => !documented.has(name)),
     [],
-    "variables missing from the README table",
+    "variables missing from the configuration table",
   );
   assert.deepEqual(
     [...documented.keys()].filter((name) => !known.includes(name)),
     [],
-    "README rows naming no variable of the config",
+    "configuration table rows naming no variable of the config",
   );
   // Flags: each row's flag is the one the config reads for that variable.
   for (const [flag, key] of Object.entries(FLAGS)) {
@@ -453,10 +457,9 @@ Deno.test("KLYM_GRYNYA_WRITE templates are checked at start: placeholders, splic
   assert.equal(ok.grynyaWrite.kind, "template");
 });
 
-/** The variables of the README's second table: the CLI's and the tests'. */
+/** The variables of the configuration page's second table: the CLI's and the tests'. */
 function readmeOtherVariables(): string[] {
-  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
-  const section = readme.split(OTHERS_HEADING)[1]!.split(/^##/m)[0]!;
+  const section = configurationPage().split(OTHERS_HEADING)[1]!.split(/^##/m)[0]!;
   return section.split("\n").map((line) => line.match(/^\| `(KLYM_[A-Z0-9_]+)`/)?.[1])
     .filter((name): name is string => name !== undefined);
 }

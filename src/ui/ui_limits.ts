@@ -1,5 +1,5 @@
 /**
- * The dashboard's limits, each with its name and default (listed in the README). Its fair shares of
+ * The dashboard's limits, each with its name and default (listed in docs/dashboard.md). Its fair shares of
  * logins and streams are knobs (`KLYM_UI_MAX_LOGINS`, `KLYM_UI_MAX_STREAMS` and their totals).
  */
 

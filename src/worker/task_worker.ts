@@ -76,7 +76,7 @@ async function loadKind(spec: WorkerSpec, moduleUrl: string | undefined): Promis
   const builtin = BUILTIN_KINDS[spec.kind];
   if (builtin) return builtin;
   // A compiled binary has no module graph to hand to a Worker at creation: it imports the kind
-  // here (its loader does not check read permissions; see the README's isolation section).
+  // here (its loader does not check read permissions; see docs/binaries.md).
   if (moduleUrl) provideKind((await import(moduleUrl)).default);
   return await provided.promise;
 }
