@@ -82,6 +82,9 @@ export const ConfigSchema = z.object({
    */
   grynyaWrite: WriteSetting.default({ kind: "auto" }),
   tasksDir: z.string().min(1).optional(),
+  /** A custom kind and every file it imports, all together, in bytes and in modules. */
+  maxKindBytes: int(1024, 1024 ** 3).default(64 * 1024 ** 2),
+  maxKindModules: int(1, 100_000).default(1000),
   /** The default model, `provider:model`; `models` are more a task may name. */
   model: z.string().min(3).optional(),
   models: z.array(z.string().min(3)).default([]),
@@ -282,6 +285,8 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   grynyaReconnectS: "KLYM_GRYNYA_RECONNECT_S",
   grynyaWrite: "KLYM_GRYNYA_WRITE",
   tasksDir: "KLYM_TASKS_DIR",
+  maxKindBytes: "KLYM_MAX_KIND_BYTES",
+  maxKindModules: "KLYM_MAX_KIND_MODULES",
   model: "KLYM_MODEL",
   models: "KLYM_MODELS",
   openaiCompatibleUrl: "KLYM_OPENAI_COMPATIBLE_URL",

@@ -58,7 +58,7 @@ export async function startKlym(
   mode: KlymMode = config.stdio ? "stdio" : "http",
 ): Promise<Klym> {
   const journal = mode === "stdio" ? standaloneJournal(config) : openJournal(config.state);
-  const kinds = new KindCatalog(config.tasksDir);
+  const kinds = new KindCatalog(config.tasksDir, config);
   if (config.tasksDir) {
     try {
       Deno.statSync(config.tasksDir);

@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { dirname, join, relative } from "node:path";
 import { TaskError } from "../errors.ts";
 import { BUILTIN_KIND_NAMES, type Failure } from "../protocol.ts";
-import { KindImports } from "./kind_imports.ts";
+import { DEFAULT_KIND_LIMITS, KindImports, type KindLimits } from "./kind_imports.ts";
 import { inside, outsideError, shown, withKindFile } from "./kind_files.ts";
 
 const KIND_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
@@ -24,11 +24,12 @@ const MAX_TASKS_DIR_ENTRIES = 10_000;
 export class KindCatalog {
   /** The tasks folder as given, and its real path (links resolved), if it exists. */
   readonly tasksDir: string | undefined;
-  readonly #imports = new KindImports();
+  readonly #imports: KindImports;
   #snapshots: string | undefined;
 
-  constructor(tasksDir: string | undefined) {
+  constructor(tasksDir: string | undefined, limits: KindLimits = DEFAULT_KIND_LIMITS) {
     this.tasksDir = tasksDir;
+    this.#imports = new KindImports(limits);
   }
 
   /** The folder's real path; `undefined` if there is none. */

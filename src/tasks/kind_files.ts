@@ -12,6 +12,7 @@ import { TaskError } from "../errors.ts";
 import { concatBytes } from "../text.ts";
 
 /** Bytes of one kind's files (its modules and the data they import), read at most. */
+/** Bytes of a kind and every file it imports, all together (`KLYM_MAX_KIND_BYTES`). */
 export const MAX_KIND_BYTES = 64 * 1024 * 1024;
 
 /** Whether `path` is strictly inside `folder` (both absolute, normalized). */
@@ -48,7 +49,8 @@ export interface KindFile {
   readonly real: string;
   readonly info: KindFileInfo;
   /** Its bytes, read from the file that was checked. */
-  read(): Uint8Array;
+  /** Its bytes, read up to just past `max` (a longer result means the file is larger). */
+  read(max: number): Uint8Array;
 }
 
 /**
@@ -89,7 +91,7 @@ export function withKindFile<T>(
     };
     if (!reachedWithoutLinks(root, real, info)) throw outsideError(kind, rel);
     if (!info.isFile) return undefined;
-    return use({ real, info, read: () => readAll(fd, info.size) });
+    return use({ real, info, read: (max) => readAll(fd, info.size, max) });
   } finally {
     closeSync(fd);
   }
@@ -118,12 +120,12 @@ function reachedWithoutLinks(root: string, real: string, opened: KindFileInfo): 
   }
 }
 
-/** The file's bytes; past `MAX_KIND_BYTES` reading stops (the result is then longer than that). */
-function readAll(fd: number, size: number): Uint8Array {
+/** The file's bytes; past `max` reading stops (the result is then longer than that). */
+function readAll(fd: number, size: number, max: number): Uint8Array {
   const chunks: Uint8Array[] = [];
   let total = 0;
   const buffer = new Uint8Array(Math.min(size, 1 << 20) + 1);
-  while (total <= MAX_KIND_BYTES) {
+  while (total <= max) {
     const n = readSync(fd, buffer);
     if (n === 0) break;
     chunks.push(buffer.slice(0, n));

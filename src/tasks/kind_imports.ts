@@ -13,10 +13,24 @@ import { TaskError } from "../errors.ts";
 import { MAX_KIND_BYTES, shown, withKindFile } from "./kind_files.ts";
 import { TASK_NODE_MODULES } from "./sandbox_policy.ts";
 
+/** How large a kind's module graph may be: its bytes and its modules, all together. */
+export interface KindLimits {
+  /** `KLYM_MAX_KIND_BYTES` */
+  readonly maxKindBytes: number;
+  /** `KLYM_MAX_KIND_MODULES` */
+  readonly maxKindModules: number;
+}
+
+/** Modules of one kind checked at most (its own and those it imports, transitively). */
+export const MAX_KIND_MODULES = 1000;
+
+export const DEFAULT_KIND_LIMITS: KindLimits = {
+  maxKindBytes: MAX_KIND_BYTES,
+  maxKindModules: MAX_KIND_MODULES,
+};
+
 /** Files whose imports are read; others (JSON) are data. */
 const SOURCE_EXTENSIONS = new Set([".ts", ".mts", ".tsx", ".js", ".mjs", ".jsx"]);
-/** Modules of one kind checked at most (its own and those it imports, transitively). */
-const MAX_KIND_MODULES = 1000;
 
 /** Where an `import`/`export` clause may begin; the clause itself is read by `scan`. */
 const KEYWORD = /\b(?:import|export)\b/g;
@@ -37,6 +51,12 @@ export class KindImports {
   /** Imports of each file already scanned, by real path, while it stays the same unchanged file. */
   readonly #cache = new Map<string, Scanned>();
 
+  readonly #limits: KindLimits;
+
+  constructor(limits: KindLimits = DEFAULT_KIND_LIMITS) {
+    this.#limits = limits;
+  }
+
   /**
    * Checks a kind's module graph, from `entry` (relative to `root`, the tasks folder's real path);
    * with `keep`, returns every file of it (relative path → bytes, read from the checked file).
@@ -53,7 +73,7 @@ export class KindImports {
       const source = SOURCE_EXTENSIONS.has(extname(file));
       const read = withKindFile(kind, root, file, (opened) => {
         bytes += opened.info.size;
-        if (bytes > MAX_KIND_BYTES) throw tooLarge(kind);
+        if (bytes > this.#limits.maxKindBytes) throw tooLarge(kind, this.#limits.maxKindBytes);
         if (!source && !keep) return { imports: [] as Imports };
         const { dev, ino, size } = opened.info;
         const mtime = opened.info.mtime?.getTime() ?? null;
@@ -62,9 +82,9 @@ export class KindImports {
           !keep && cached && cached.dev === dev && cached.ino === ino && cached.mtime === mtime &&
           cached.size === size
         ) return { imports: cached.imports };
-        const data = opened.read();
+        const data = opened.read(this.#limits.maxKindBytes);
         if (data.length > opened.info.size) bytes += data.length - opened.info.size;
-        if (bytes > MAX_KIND_BYTES) throw tooLarge(kind);
+        if (bytes > this.#limits.maxKindBytes) throw tooLarge(kind, this.#limits.maxKindBytes);
         const imports = source ? scan(new TextDecoder().decode(data)) : [];
         if (source) this.#cache.set(opened.real, { dev, ino, mtime, size, imports });
         return { imports, data };
@@ -93,10 +113,10 @@ export class KindImports {
           );
         }
         if (problem && !seen.has(problem.follow)) {
-          if (seen.size >= MAX_KIND_MODULES) {
+          if (seen.size >= this.#limits.maxKindModules) {
             throw new TaskError(
               "KIND_IMPORT_REFUSED",
-              `Cannot start task: kind "${kind}" imports more than ${MAX_KIND_MODULES} modules (MAX_KIND_MODULES)`,
+              `Cannot start task: kind "${kind}" imports more than ${this.#limits.maxKindModules} modules (KLYM_MAX_KIND_MODULES)`,
             );
           }
           seen.add(problem.follow);
@@ -135,10 +155,10 @@ export class KindImports {
   }
 }
 
-function tooLarge(kind: string): TaskError {
+function tooLarge(kind: string, max: number): TaskError {
   return new TaskError(
     "KIND_IMPORT_REFUSED",
-    `Cannot start task: kind "${kind}" and the files it imports are more than ${MAX_KIND_BYTES} bytes (MAX_KIND_BYTES)`,
+    `Cannot start task: kind "${kind}" and the files it imports are more than ${max} bytes (KLYM_MAX_KIND_BYTES)`,
   );
 }
 

@@ -58,7 +58,7 @@ export function makeRegistry(
     KLYM_STATE: "memory",
     ...env,
   }, []);
-  const kinds = new KindCatalog(config.tasksDir);
+  const kinds = new KindCatalog(config.tasksDir, config);
   const pool = new ProcessPool(processOptions(config, kinds.snapshotDir()), {
     warmSpares: config.warmSpares,
     ...(options.spawn ? { spawn: options.spawn } : {}),

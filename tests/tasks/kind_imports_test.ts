@@ -143,3 +143,23 @@ Deno.test("a file of 100,000 imports is scanned in one pass, each line right, ea
     ],
   );
 });
+
+Deno.test("KLYM_MAX_KIND_BYTES and KLYM_MAX_KIND_MODULES hold at their edge", async () => {
+  await withFolder({
+    "k/main.ts": `import "./a.ts";\nimport "./b.ts";\n`,
+    "k/a.ts": "export const a = 1;\n",
+    "k/b.ts": "export const b = 2;\n",
+  }, (root) => {
+    const bytes = ["k/main.ts", "k/a.ts", "k/b.ts"]
+      .map((f) => Deno.statSync(`${root}/${f}`).size)
+      .reduce((a, b) => a + b);
+    const check = (maxKindBytes: number, maxKindModules: number) =>
+      new KindImports({ maxKindBytes, maxKindModules }).check("k", "k/main.ts", root);
+    check(bytes, 3);
+    refused(
+      () => check(bytes - 1, 3),
+      new RegExp(`more than ${bytes - 1} bytes \\(KLYM_MAX_KIND_BYTES\\)`),
+    );
+    refused(() => check(bytes, 2), /more than 2 modules \(KLYM_MAX_KIND_MODULES\)/);
+  });
+});
