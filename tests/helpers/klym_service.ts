@@ -14,18 +14,6 @@ import { FIXTURE_TASKS, MAIN } from "./klym_process.ts";
 const DENO_DIR = Deno.env.get("DENO_DIR") ??
   `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`}/deno`;
 
-/** A 2025-11-25 `initialize` request, as a raw client's first line. */
-export const INITIALIZE = {
-  jsonrpc: "2.0",
-  id: 1,
-  method: "initialize",
-  params: {
-    protocolVersion: "2025-11-25",
-    capabilities: {},
-    clientInfo: { name: "klym-service-test", version: "1.0.0" },
-  },
-};
-
 /** The command line of a stdio Klym (a bridge). */
 export const STDIO_COMMAND = [
   Deno.execPath(),

@@ -175,3 +175,15 @@ export class ModernMcp {
     return message.result!;
   }
 }
+
+/** A 2025-11-25 `initialize` request, a raw client's first message (over HTTP, or a line over stdio). */
+export const INITIALIZE = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: {
+    protocolVersion: "2025-11-25",
+    capabilities: {},
+    clientInfo: { name: "klym-raw-test", version: "1.0.0" },
+  },
+};

@@ -1,17 +1,7 @@
 /** The HTTP face refuses what it must before any MCP work happens. */
 import assert from "node:assert/strict";
 import { REPO, startKlym } from "../helpers/klym_process.ts";
-
-const INIT = {
-  jsonrpc: "2.0",
-  id: 1,
-  method: "initialize",
-  params: {
-    protocolVersion: "2025-11-25",
-    capabilities: {},
-    clientInfo: { name: "raw", version: "1" },
-  },
-};
+import { INITIALIZE } from "../helpers/raw_mcp.ts";
 
 function post(url: string, body: unknown, headers: Record<string, string> = {}) {
   return fetch(url, {
@@ -43,13 +33,13 @@ async function rawStatus(url: string, method: string, path: string, host: string
 Deno.test("DNS-rebinding Host and Origin headers are refused with 403 and no session", async () => {
   await using klym = await startKlym();
   for (const host of ["evil.example", "evil.example:8765"]) {
-    const mcp = await rawStatus(klym.url, "POST", "/mcp", host, JSON.stringify(INIT));
+    const mcp = await rawStatus(klym.url, "POST", "/mcp", host, JSON.stringify(INITIALIZE));
     assert.deepEqual(mcp, { status: 403, session: false }, host);
     assert.equal((await rawStatus(klym.url, "GET", "/sse", host)).status, 403);
   }
   assert.equal((await rawStatus(klym.url, "GET", "/healthz", "localhost")).status, 200);
   const headers = { origin: "http://evil.example" };
-  const response = await post(`${klym.url}/mcp`, INIT, headers);
+  const response = await post(`${klym.url}/mcp`, INITIALIZE, headers);
   assert.equal(response.status, 403);
   assert.equal(response.headers.get("mcp-session-id"), null);
   await response.body?.cancel();
@@ -58,7 +48,7 @@ Deno.test("DNS-rebinding Host and Origin headers are refused with 403 and no ses
   await sse.body?.cancel();
   const health = await (await fetch(`${klym.url}/healthz`)).json();
   assert.equal(health.sessions, 0);
-  const local = await post(`${klym.url}/mcp`, INIT, { origin: "http://localhost:3000" });
+  const local = await post(`${klym.url}/mcp`, INITIALIZE, { origin: "http://localhost:3000" });
   assert.equal(local.status, 200);
   assert.ok(local.headers.get("mcp-session-id"));
   await local.body?.cancel();
@@ -67,7 +57,7 @@ Deno.test("DNS-rebinding Host and Origin headers are refused with 403 and no ses
 Deno.test("KLYM_ALLOWED_HOSTS admits more Host names; a wildcard bind with a token takes any", async () => {
   {
     await using klym = await startKlym({ KLYM_ALLOWED_HOSTS: "klym.internal" });
-    const body = JSON.stringify(INIT);
+    const body = JSON.stringify(INITIALIZE);
     assert.equal(
       (await rawStatus(klym.url, "POST", "/mcp", "klym.internal:8765", body)).status,
       200,
@@ -91,7 +81,7 @@ Deno.test("KLYM_ALLOWED_HOSTS admits more Host names; a wildcard bind with a tok
 Deno.test("a body over KLYM_MAX_REQUEST_BODY_BYTES gets 413 before parsing; one at the limit passes", async () => {
   await using klym = await startKlym({ KLYM_MAX_REQUEST_BODY_BYTES: "2048" });
   const pad = (n: number) => {
-    const base = JSON.stringify({ ...INIT, params: { ...INIT.params, pad: "" } });
+    const base = JSON.stringify({ ...INITIALIZE, params: { ...INITIALIZE.params, pad: "" } });
     return base.replace('"pad":""', `"pad":"${"x".repeat(n - base.length)}"`);
   };
   const atLimit = await post(`${klym.url}/mcp`, pad(2048));
@@ -116,12 +106,12 @@ Deno.test("with KLYM_AUTH_TOKEN set, requests need the bearer token", async () =
   const token = "s3cret-token-0123456789";
   await using klym = await startKlym({ KLYM_AUTH_TOKEN: token });
   for (const auth of [undefined, "Bearer wrong-token-0123456789", token]) {
-    const response = await post(`${klym.url}/mcp`, INIT, auth ? { authorization: auth } : {});
+    const response = await post(`${klym.url}/mcp`, INITIALIZE, auth ? { authorization: auth } : {});
     assert.equal(response.status, 401, String(auth));
     assert.equal(response.headers.get("www-authenticate"), "Bearer");
     await response.body?.cancel();
   }
-  const ok = await post(`${klym.url}/mcp`, INIT, { authorization: `Bearer ${token}` });
+  const ok = await post(`${klym.url}/mcp`, INITIALIZE, { authorization: `Bearer ${token}` });
   assert.equal(ok.status, 200);
   await ok.body?.cancel();
   const sse = await fetch(`${klym.url}/sse`);
@@ -145,10 +135,10 @@ Deno.test("binding a non-loopback address without a token refuses to start", asy
 
 Deno.test("beyond KLYM_MAX_SESSIONS a new session gets 503", async () => {
   await using klym = await startKlym({ KLYM_MAX_SESSIONS: "1" });
-  const first = await post(`${klym.url}/mcp`, INIT);
+  const first = await post(`${klym.url}/mcp`, INITIALIZE);
   assert.equal(first.status, 200);
   await first.body?.cancel();
-  const second = await post(`${klym.url}/mcp`, INIT);
+  const second = await post(`${klym.url}/mcp`, INITIALIZE);
   assert.equal(second.status, 503);
   assert.match((await second.json()).error.message, /KLYM_MAX_SESSIONS/);
 });

@@ -9,7 +9,7 @@ import { BRIDGE_ERROR_CODE, runBridge } from "../../src/service/bridge.ts";
 import { BRIDGE_PROTOCOL, BridgeHello, helloLine, readHello } from "../../src/service/handshake.ts";
 import { servicePaths } from "../../src/service/service_paths.ts";
 import { readLines } from "../../src/lines.ts";
-import { INITIALIZE } from "../helpers/klym_service.ts";
+import { INITIALIZE } from "../helpers/raw_mcp.ts";
 import { VERSION } from "../../src/version.ts";
 
 /** A private state folder with a fake service of `protocol` and `version` on its socket. */

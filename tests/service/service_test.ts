@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { call, MAIN, waitFinal } from "../helpers/klym_process.ts";
+import { INITIALIZE } from "../helpers/raw_mcp.ts";
 import {
   alive,
-  INITIALIZE,
   processGone,
   pythonClient,
   serviceHome,
