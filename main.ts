@@ -5,7 +5,8 @@
  * `--stdio` bridges an assistant to the user's Klym service (starting it, detached, with
  * `--service`), unless `--standalone` asks for a private in-process Klym.
  */
-import { type Config, ConfigError, loadConfig } from "./src/config.ts";
+import { type Config, loadConfig } from "./src/config.ts";
+import { isKlymError } from "./src/errors.ts";
 import { VERSION } from "./src/version.ts";
 import { CLI_COMMANDS } from "./src/cli/commands.ts";
 import {
@@ -40,7 +41,7 @@ async function main(): Promise<number> {
   try {
     config = loadConfig(Deno.env.toObject(), args);
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
+    if (!isKlymError(error, "CONFIG_INVALID")) throw error;
     Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
     return 2;
   }
@@ -74,8 +75,6 @@ async function tellRunningService(config: Config): Promise<void> {
 /** Serves until a signal, the stdio client's exit or the service's idle time; the exit code. */
 async function serve(config: Config, mode: "http" | "service" | "stdio"): Promise<number> {
   const { startKlym } = await import("./src/klym.ts");
-  const { JournalError } = await import("./src/journal/journal.ts");
-  const { ServiceError } = await import("./src/service/service_listener.ts");
   let fail = (message: string, _taken: boolean): void => {
     Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${message}\n`));
   };
@@ -111,10 +110,12 @@ async function serve(config: Config, mode: "http" | "service" | "stdio"): Promis
   try {
     klym = await startKlym(config, mode);
   } catch (error) {
-    if (!(error instanceof JournalError || error instanceof ServiceError)) throw error;
-    const taken = error instanceof JournalError && error.reason === "taken" && mode === "service";
+    if (!isKlymError(error, "JOURNAL_TAKEN", "JOURNAL_UNUSABLE", "SERVICE_CANNOT_LISTEN")) {
+      throw error;
+    }
+    const taken = error.code === "JOURNAL_TAKEN" && mode === "service";
     fail(error.message, taken);
-    if (error instanceof JournalError && error.reason === "taken" && mode === "http") {
+    if (error.code === "JOURNAL_TAKEN" && mode === "http") {
       await tellRunningService(config);
     }
     await dispose();

@@ -2,13 +2,14 @@
  * One validated configuration object. Every knob has its default here, is read from the
  * environment (`KLYM_*`) and, for the common ones, from a command-line flag. Nothing is guessed:
  * an empty, malformed or out-of-range value, an unknown `KLYM_*` variable or an unknown flag is a
- * `ConfigError` naming the variable or flag, and Klym does not start.
+ * `CONFIG_INVALID` error naming the variable or flag, and Klym does not start.
  */
 import { z } from "zod";
 import { type GrynyaSettings, WriteSetting, WriteTemplate } from "./protocol.ts";
 import { PRESET_NAMES } from "./grynya/write_presets.ts";
 import { templateProblems } from "./grynya/write_template.ts";
 import { parseModelId } from "./llm/model_id.ts";
+import { isKlymError, KlymError } from "./errors.ts";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
@@ -376,14 +377,18 @@ function fromEnv(key: keyof Config, value: string, name: string): unknown {
       return value.split(",").map((s) => s.trim()).filter(Boolean).map((pair) => {
         const colon = pair.indexOf(":");
         if (colon < 1) {
-          throw new ConfigError(`${name} entries are name:token, received "${pair.slice(0, 20)}…"`);
+          throw new KlymError(
+            "CONFIG_INVALID",
+            `${name} entries are name:token, received "${pair.slice(0, 20)}…"`,
+          );
         }
         return { name: pair.slice(0, colon), token: pair.slice(colon + 1) };
       });
     case "admins":
       return value.split(",").map((s) => s.trim()).map((admin) => {
         if (admin === "") {
-          throw new ConfigError(
+          throw new KlymError(
+            "CONFIG_INVALID",
             `${name} has an empty name; write principal names comma-separated, as in alice,bob`,
           );
         }
@@ -405,7 +410,8 @@ function parseWriteSetting(value: string, name: string): WriteSetting {
   if (PRESET_NAMES.includes(trimmed)) return { kind: "preset", name: trimmed };
   const inline = trimmed.startsWith("{");
   if (!inline && /^[a-z][a-z-]*$/.test(trimmed)) {
-    throw new ConfigError(
+    throw new KlymError(
+      "CONFIG_INVALID",
       `${name} is "${trimmed}", which is neither a preset (auto, ${
         PRESET_NAMES.join(", ")
       }), inline JSON, nor a file; name a preset, or give a template file's path or inline JSON`,
@@ -414,7 +420,8 @@ function parseWriteSetting(value: string, name: string): WriteSetting {
   const json = parseJson(inline ? value : readFile(value, name), name);
   const parsed = WriteTemplate.safeParse(json);
   if (!parsed.success) {
-    throw new ConfigError(
+    throw new KlymError(
+      "CONFIG_INVALID",
       `${name} is not a write template: ${
         parsed.error.issues.map((i) => `${i.path.join(".") || "the template"}: ${i.message}`)
           .join("; ")
@@ -422,7 +429,7 @@ function parseWriteSetting(value: string, name: string): WriteSetting {
     );
   }
   const problems = templateProblems(parsed.data);
-  if (problems.length) throw new ConfigError(`${name}: ${problems.join("; ")}`);
+  if (problems.length) throw new KlymError("CONFIG_INVALID", `${name}: ${problems.join("; ")}`);
   return { kind: "template", template: parsed.data };
 }
 
@@ -430,7 +437,10 @@ function parseJson(text: string, name: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`${name} is not valid JSON (${(error as Error).message})`);
+    throw new KlymError(
+      "CONFIG_INVALID",
+      `${name} is not valid JSON (${(error as Error).message})`,
+    );
   }
 }
 
@@ -438,14 +448,11 @@ function readFile(path: string, name: string): string {
   try {
     return Deno.readTextFileSync(path);
   } catch (error) {
-    throw new ConfigError(
+    throw new KlymError(
+      "CONFIG_INVALID",
       `${name} names the file "${path}", which cannot be read (${(error as Error).message})`,
     );
   }
-}
-
-export class ConfigError extends Error {
-  override name = "ConfigError";
 }
 
 export function isLoopback(host: string): boolean {
@@ -453,8 +460,8 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
- * Builds the config from env and argv; flags win over env. Throws one `ConfigError` listing every
- * problem, each naming the variable or flag it comes from.
+ * Builds the config from env and argv; flags win over env. Throws one `CONFIG_INVALID` listing
+ * every problem, each naming the variable or flag it comes from.
  */
 export function loadConfig(env: Record<string, string | undefined>, args: string[]): Config {
   const raw: Record<string, unknown> = {};
@@ -482,7 +489,7 @@ export function loadConfig(env: Record<string, string | undefined>, args: string
       raw[key] = fromEnv(key, value, name);
       source[key] = name;
     } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
+      if (!isKlymError(error, "CONFIG_INVALID")) throw error;
       problems.push(error.message);
     }
   }
@@ -529,7 +536,9 @@ export function loadConfig(env: Record<string, string | undefined>, args: string
       problems.push(`${name}${where}: ${issue.message}`);
     }
   }
-  if (problems.length) throw new ConfigError(`Invalid configuration: ${problems.join("; ")}`);
+  if (problems.length) {
+    throw new KlymError("CONFIG_INVALID", `Invalid configuration: ${problems.join("; ")}`);
+  }
   return parsed.data!;
 }
 

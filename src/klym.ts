@@ -10,7 +10,8 @@ import { ProcessPool } from "./tasks/process_pool.ts";
 import { processOptions } from "./tasks/task_process.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
 import { openJournal } from "./journal/open_journal.ts";
-import { type Journal, JournalError } from "./journal/journal.ts";
+import type { Journal } from "./journal/journal.ts";
+import { isKlymError, KlymError } from "./errors.ts";
 import { MemoryJournal } from "./journal/memory_journal.ts";
 import { createMcpServer, type McpServices } from "./mcp/mcp_server.ts";
 import { McpTaskCore } from "./mcp/task_core.ts";
@@ -23,11 +24,7 @@ import { UiApp } from "./ui/ui_app.ts";
 import { ServerStatsSource } from "./ui/server_stats.ts";
 import { VERSION } from "./version.ts";
 import { closingWith } from "./service/closing_transport.ts";
-import {
-  ServiceError,
-  ServiceListener,
-  type ServiceListenerOptions,
-} from "./service/service_listener.ts";
+import { ServiceListener, type ServiceListenerOptions } from "./service/service_listener.ts";
 import { servicePaths, serviceProblem } from "./service/service_paths.ts";
 import { IdleExit, SERVICE_IDLE_DEFAULT_S } from "./service/idle_exit.ts";
 
@@ -52,7 +49,7 @@ export interface Klym {
   close(): Promise<void>;
 }
 
-/** Starts serving; throws a `JournalError` (nothing started) when the journal cannot be used. */
+/** Starts serving; throws `JOURNAL_*` (nothing started) when the journal cannot be used. */
 export async function startKlym(
   config: Config,
   mode: KlymMode = config.stdio ? "stdio" : "http",
@@ -234,7 +231,7 @@ export async function startKlym(
 }
 
 /**
- * The service socket for `config`'s journal. A service must have it (throws a `ServiceError`
+ * The service socket for `config`'s journal. A service must have it (throws `SERVICE_CANNOT_LISTEN`
  * saying why not); a foreground Klym goes on without it, saying so.
  */
 function openListener(
@@ -245,11 +242,13 @@ function openListener(
   const paths = servicePaths(config.state);
   const problem = paths ? serviceProblem(paths) : "the journal is in memory (KLYM_STATE=memory)";
   try {
-    if (problem !== undefined) throw new ServiceError(problem);
+    if (problem !== undefined) throw new KlymError("SERVICE_CANNOT_LISTEN", problem);
     return new ServiceListener(paths!, options);
   } catch (error) {
     const why = (error as Error).message;
-    if (mode === "service") throw new ServiceError(`Cannot serve bridges: ${why}`);
+    if (mode === "service") {
+      throw new KlymError("SERVICE_CANNOT_LISTEN", `Cannot serve bridges: ${why}`);
+    }
     logger.info("Bridges (--stdio) cannot reach this Klym: {why}", { why });
     return undefined;
   }
@@ -263,7 +262,7 @@ function standaloneJournal(config: Config): Journal {
   try {
     return openJournal(config.state);
   } catch (error) {
-    if (!(error instanceof JournalError) || error.reason !== "taken") throw error;
+    if (!isKlymError(error, "JOURNAL_TAKEN")) throw error;
     logger.warn(
       "{error}; this standalone Klym keeps its tasks in memory instead (they end with it)",
       { error: error.message },

@@ -426,7 +426,7 @@ Deno.test("with no model and no sampling client, agent tasks are refused with ho
   const client = await klym.connect();
   const message = await callError(client, "start_async_agent_task", { prompt: "hi" });
   assert.match(message, /NO_MODEL: .*Set KLYM_MODEL=provider:model/);
-  assert.match(await callError(client, "llm_generate", { prompt: "hi" }), /no_model: .*KLYM_MODEL/);
+  assert.match(await callError(client, "llm_generate", { prompt: "hi" }), /NO_MODEL: .*KLYM_MODEL/);
   const models = await call<{ models: unknown[]; client_sampling: boolean }>(
     client,
     "list_models",
@@ -457,7 +457,7 @@ Deno.test("llm_generate and list_models speak to the configured model", async ()
   assert.equal(model.requests[0]!.temperature, 0);
   assert.match(
     await callError(client, "llm_generate", { prompt: "x", model: "openai:nope" }),
-    /model_not_configured: .*configured: openai-compatible:scripted/,
+    /MODEL_NOT_CONFIGURED: .*configured: openai-compatible:scripted/,
   );
   assert.match(
     await callError(client, "llm_generate", { prompt: "x", temperature: 3 }),
@@ -465,7 +465,7 @@ Deno.test("llm_generate and list_models speak to the configured model", async ()
   );
   assert.match(
     await callError(client, "start_async_agent_task", { prompt: "x", model: "openai:nope" }),
-    /INVALID_INPUT: .*"model"/,
+    /MODEL_NOT_CONFIGURED: .*"model"/,
   );
   const models = await call(client, "list_models", {});
   assert.deepEqual(models, {

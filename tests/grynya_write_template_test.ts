@@ -1,13 +1,8 @@
 /** Write templates and presets without a server: filling, reply checks, and which preset fits. */
 import assert from "node:assert/strict";
-import {
-  fillStep,
-  replyFailure,
-  replyOf,
-  TemplateError,
-  templateProblems,
-} from "../src/grynya/write_template.ts";
+import { fillStep, replyFailure, replyOf, templateProblems } from "../src/grynya/write_template.ts";
 import { draftTemplate, PRESETS, type ToolSchema } from "../src/grynya/write_presets.ts";
+import { isKlymError } from "../src/errors.ts";
 
 const VALUES = {
   task_id: "t_1",
@@ -37,7 +32,10 @@ Deno.test("placeholders become JSON values; only Klym's own scalars go inside st
     json: '{"a":[1,2]}',
     list: [VALUES.text],
   });
-  assert.throws(() => fillStep({ q: "say {{text}}" }, VALUES, []), TemplateError);
+  assert.throws(
+    () => fillStep({ q: "say {{text}}" }, VALUES, []),
+    (e: unknown) => isKlymError(e, "TEMPLATE_INVALID"),
+  );
 });
 
 Deno.test("later steps read fields of earlier replies", () => {

@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import type { LogRecord } from "@logtape/logtape";
 import { chooseLogFormat, inert, prettyFormatter } from "../src/log_format.ts";
-import { ConfigError, loadConfig } from "../src/config.ts";
+import { loadConfig } from "../src/config.ts";
+import { isKlymError } from "../src/errors.ts";
 import { servingUrl } from "./helpers/klym_process.ts";
 
 function record(message: unknown[], properties: Record<string, unknown> = {}): LogRecord {
@@ -53,7 +54,7 @@ Deno.test("KLYM_LOG_FORMAT chooses the format; unset, a terminal gets pretty lin
   assert.equal(loadConfig({ KLYM_LOG_FORMAT: "pretty" }, []).logFormat, "pretty");
   assert.throws(
     () => loadConfig({ KLYM_LOG_FORMAT: "yaml" }, []),
-    (e) => e instanceof ConfigError && /KLYM_LOG_FORMAT/.test(e.message),
+    (e) => isKlymError(e, "CONFIG_INVALID") && /KLYM_LOG_FORMAT/.test(e.message),
   );
   assert.equal(inert("a\tb\u009bc"), "a\tb\\x9bc");
 });

@@ -1,8 +1,5 @@
 /** The CLI's command line: a command name, its flags and its positional arguments. */
-
-export class UsageError extends Error {
-  override name = "UsageError";
-}
+import { KlymError } from "../errors.ts";
 
 export interface FlagSpec {
   /** Takes a value (`--limit 5`, `--limit=5`); otherwise a switch. */
@@ -17,7 +14,7 @@ export interface Parsed {
   readonly positional: string[];
 }
 
-/** Parses `args` against `specs` (keys are long names without `--`); throws `UsageError`. */
+/** Parses `args` against `specs` (keys are long names without `--`); throws `CLI_USAGE`. */
 export function parseArgs(args: readonly string[], specs: Record<string, FlagSpec>): Parsed {
   const flags = new Map<string, string[]>();
   const positional: string[] = [];
@@ -41,32 +38,34 @@ export function parseArgs(args: readonly string[], specs: Record<string, FlagSpe
     const name = raw.startsWith("--") ? raw.slice(2) : byAlias.get(raw);
     const spec = name === undefined ? undefined : specs[name];
     if (name === undefined || !spec) {
-      throw new UsageError(
+      throw new KlymError(
+        "CLI_USAGE",
         `Unknown option "${raw}"; this command takes ${known() || "no options"}`,
       );
     }
     let value = "";
     if (spec.value) {
       const next = inline ?? args[++i];
-      if (next === undefined) throw new UsageError(`Option "${raw}" needs a value`);
+      if (next === undefined) throw new KlymError("CLI_USAGE", `Option "${raw}" needs a value`);
       value = next;
     } else if (inline !== undefined) {
-      throw new UsageError(`Option "${raw}" takes no value`);
+      throw new KlymError("CLI_USAGE", `Option "${raw}" takes no value`);
     }
     const values = flags.get(name) ?? [];
     if (values.length > 0 && !spec.repeat) {
-      throw new UsageError(`Option "${raw}" is given more than once`);
+      throw new KlymError("CLI_USAGE", `Option "${raw}" is given more than once`);
     }
     flags.set(name, [...values, value]);
   }
   return { flags, positional };
 }
 
-/** A whole number within bounds, or a `UsageError` naming the option. */
+/** A whole number within bounds, or `CLI_USAGE` naming the option. */
 export function intFlag(name: string, value: string, min: number, max: number): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(
+    throw new KlymError(
+      "CLI_USAGE",
       `"--${name}" must be a whole number between ${min} and ${max}, received "${value}"`,
     );
   }
@@ -79,7 +78,7 @@ export function paramsFrom(pairs: readonly string[]): Record<string, unknown> {
   for (const pair of pairs) {
     const at = pair.indexOf("=");
     if (at <= 0) {
-      throw new UsageError(`"--param" takes key=value, received "${pair}"`);
+      throw new KlymError("CLI_USAGE", `"--param" takes key=value, received "${pair}"`);
     }
     const key = pair.slice(0, at);
     const text = pair.slice(at + 1);

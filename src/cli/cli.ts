@@ -7,8 +7,8 @@ import { VERSION } from "../version.ts";
 import { FINAL_STATUSES, TASK_STATUSES } from "../tasks/task_state.ts";
 import type { TaskSummary as Summary } from "../tasks/task_summary.ts";
 import { CLI_COMMANDS, type CommandName } from "./commands.ts";
-import { type FlagSpec, intFlag, paramsFrom, parseArgs, type Parsed, UsageError } from "./args.ts";
-import { CliError, connectKlym, DEFAULT_URL, type KlymClient, serverUrl } from "./klym_client.ts";
+import { type FlagSpec, intFlag, paramsFrom, parseArgs, type Parsed } from "./args.ts";
+import { connectKlym, DEFAULT_URL, type KlymClient, serverUrl } from "./klym_client.ts";
 import {
   humanDuration,
   type Output,
@@ -19,6 +19,7 @@ import {
   terminalOutput,
   terminalText,
 } from "./output.ts";
+import { isKlymError, KlymError } from "../errors.ts";
 
 /** Between two `check_task_status` calls while following a task. */
 const FOLLOW_POLL_MS = 500;
@@ -48,7 +49,7 @@ interface Command {
   readonly flags: Record<string, FlagSpec>;
   readonly flagHelp: readonly [string, string][];
   readonly args: number;
-  /** Checks the flags' values before connecting; throws `UsageError`. */
+  /** Checks the flags' values before connecting; throws `CLI_USAGE`. */
   check?(parsed: Parsed): void;
   run(client: KlymClient, parsed: Parsed, output: Output, json: boolean): Promise<number>;
 }
@@ -156,7 +157,8 @@ const COMMANDS: Record<CommandName, Command> = {
     check(parsed) {
       const status = flag(parsed, "status");
       if (status !== undefined && !STATUSES.includes(status)) {
-        throw new UsageError(
+        throw new KlymError(
+          "CLI_USAGE",
           `"--status" must be one of ${STATUSES.join(", ")}, received "${status}"`,
         );
       }
@@ -377,7 +379,10 @@ export async function runCli(
   const command = (COMMANDS as Record<string, Command | undefined>)[name];
   try {
     if (!command) {
-      throw new UsageError(`Unknown command "${name}"; known: ${Object.keys(COMMANDS).join(", ")}`);
+      throw new KlymError(
+        "CLI_USAGE",
+        `Unknown command "${name}"; known: ${Object.keys(COMMANDS).join(", ")}`,
+      );
     }
     const parsed = parseArgs(rest, { ...COMMON, ...command.flags });
     if (has(parsed, "help")) {
@@ -385,7 +390,8 @@ export async function runCli(
       return 0;
     }
     if (parsed.positional.length !== command.args) {
-      throw new UsageError(
+      throw new KlymError(
+        "CLI_USAGE",
         `"${name}" takes ${
           command.args === 0 ? "no arguments" : `${command.args} argument`
         } (${command.usage}), received ${parsed.positional.length}`,
@@ -396,13 +402,13 @@ export async function runCli(
     await using client = await connectKlym(url, env.KLYM_AUTH_TOKEN || undefined);
     return await command.run(client, parsed, output, has(parsed, "json"));
   } catch (error) {
-    if (error instanceof UsageError) {
+    if (isKlymError(error, "CLI_USAGE")) {
       output.err(
         `klym: ${terminalText(error.message)}\nRun "klym --help" for the commands and options.\n`,
       );
       return 2;
     }
-    if (error instanceof CliError) {
+    if (isKlymError(error, "CLI_FAILED")) {
       output.err(`klym: ${terminalText(error.message)}\n`);
       return 2;
     }

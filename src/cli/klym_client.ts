@@ -1,13 +1,9 @@
 /** The CLI's MCP connection to a running Klym (Streamable HTTP at `<url>/mcp`). */
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { VERSION } from "../version.ts";
+import { KlymError } from "../errors.ts";
 
 export const DEFAULT_URL = "http://127.0.0.1:8765";
-
-/** A failure the CLI reports with exit code 2: connection, auth, or a refused request. */
-export class CliError extends Error {
-  override name = "CliError";
-}
 
 export interface KlymClient extends AsyncDisposable {
   call<T = Record<string, unknown>>(tool: string, args: Record<string, unknown>): Promise<T>;
@@ -20,10 +16,16 @@ export function serverUrl(given: string | undefined): URL {
   try {
     url = new URL(text);
   } catch {
-    throw new CliError(`Invalid server URL "${text}" (--url or KLYM_URL); use e.g. ${DEFAULT_URL}`);
+    throw new KlymError(
+      "CLI_FAILED",
+      `Invalid server URL "${text}" (--url or KLYM_URL); use e.g. ${DEFAULT_URL}`,
+    );
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new CliError(`Invalid server URL "${text}" (--url or KLYM_URL): use http:// or https://`);
+    throw new KlymError(
+      "CLI_FAILED",
+      `Invalid server URL "${text}" (--url or KLYM_URL): use http:// or https://`,
+    );
   }
   url.pathname = url.pathname.replace(/\/+$/, "").replace(/\/mcp$/, "") + "/mcp";
   return url;
@@ -57,7 +59,7 @@ export async function connectKlym(url: URL, token: string | undefined): Promise<
     await client.connect(transport);
   } catch (error) {
     await client.close().catch(() => {});
-    throw new CliError(describe(error, url));
+    throw new KlymError("CLI_FAILED", describe(error, url));
   }
   return {
     async call<T>(tool: string, args: Record<string, unknown>): Promise<T> {
@@ -65,12 +67,12 @@ export async function connectKlym(url: URL, token: string | undefined): Promise<
       try {
         result = await client.callTool({ name: tool, arguments: args });
       } catch (error) {
-        throw new CliError(describe(error, url));
+        throw new KlymError("CLI_FAILED", describe(error, url));
       }
       if (result.isError) {
         const text = (result.content as { type: string; text?: string }[])
           .map((c) => c.text ?? "").join("\n");
-        throw new CliError(text || `${tool} failed`);
+        throw new KlymError("CLI_FAILED", text || `${tool} failed`);
       }
       return result.structuredContent as T;
     },

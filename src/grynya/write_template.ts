@@ -9,6 +9,7 @@
  */
 import type { CallToolResult } from "@modelcontextprotocol/client";
 import type { WriteStep, WriteTemplate } from "../protocol.ts";
+import { KlymError } from "../errors.ts";
 
 /** Placeholders that stand for a whole JSON value. */
 const WHOLE_ONLY = ["text", "value", "value_json"] as const;
@@ -129,7 +130,7 @@ function fill(node: unknown, values: SaveValues, replies: readonly StepReply[]):
       const name = inner.trim();
       if (!(INLINE_SAFE as readonly string[]).includes(name)) {
         // templateProblems refuses this at start; a template that got here anyway is refused too.
-        throw new TemplateError(`{{${name}}} may not sit inside a longer string`);
+        throw new KlymError("TEMPLATE_INVALID", `{{${name}}} may not sit inside a longer string`);
       }
       return String(values[name as keyof SaveValues]);
     });
@@ -147,7 +148,9 @@ function wholeValue(name: string, values: SaveValues, replies: readonly StepRepl
   const ref = STEP_REF.exec(name);
   if (ref) {
     const reply = replies[Number(ref[1])];
-    if (!reply) throw new TemplateError(`{{${name}}} refers to a step that has not run`);
+    if (!reply) {
+      throw new KlymError("TEMPLATE_INVALID", `{{${name}}} refers to a step that has not run`);
+    }
     let found: unknown = reply[ref[2] as keyof StepReply];
     for (const key of (ref[3] ?? "").split(".").filter(Boolean)) {
       found = found && typeof found === "object"
@@ -155,7 +158,8 @@ function wholeValue(name: string, values: SaveValues, replies: readonly StepRepl
         : undefined;
     }
     if (found === undefined) {
-      throw new TemplateError(
+      throw new KlymError(
+        "TEMPLATE_INVALID",
         `{{${name}}}: step ${ref[1]}'s reply has no such field (reply: ${
           reply.text.slice(0, 300)
         })`,
@@ -174,12 +178,8 @@ function wholeValue(name: string, values: SaveValues, replies: readonly StepRepl
     case "value":
       return values[name];
     default:
-      throw new TemplateError(`unknown placeholder {{${name}}}`);
+      throw new KlymError("TEMPLATE_INVALID", `unknown placeholder {{${name}}}`);
   }
-}
-
-export class TemplateError extends Error {
-  override name = "TemplateError";
 }
 
 /** The reply as later steps see it. */

@@ -13,7 +13,7 @@ import type {
 } from "../protocol.ts";
 import { MAX_SAVE_REPLY_CHARS } from "../protocol.ts";
 import type { GrynyaClient } from "./grynya_client.ts";
-import { TaskFailure } from "../task_failure.ts";
+import { isKlymError, KlymError } from "../errors.ts";
 import { draftTemplate, PRESETS, type ToolSchema } from "../grynya/write_presets.ts";
 import {
   fillStep,
@@ -21,7 +21,6 @@ import {
   replyOf,
   type StepReply,
   stepsOf,
-  TemplateError,
   templateTools,
 } from "../grynya/write_template.ts";
 
@@ -100,7 +99,7 @@ export class GraphWriter {
       try {
         args = fillStep(step.arguments, values, replies);
       } catch (error) {
-        if (!(error instanceof TemplateError)) throw error;
+        if (!isKlymError(error, "TEMPLATE_INVALID")) throw error;
         return this.#done(record(false, replies.at(-1)?.text ?? "", {
           code: "grynya_write_rejected",
           message: cut(`${what} could not be filled: ${error.message} (KLYM_GRYNYA_WRITE)`),
@@ -111,7 +110,7 @@ export class GraphWriter {
       try {
         result = await this.grynya.callTool(step.tool, args, { idempotent: step.idempotent });
       } catch (error) {
-        if (!(error instanceof TaskFailure) || LOST_CODES.has(error.code)) throw error;
+        if (!(error instanceof KlymError) || LOST_CODES.has(error.code)) throw error;
         // grynya refused the call (a JSON-RPC error), or the connection dropped under it.
         return this.#done(record(false, "", {
           code: error.code === "grynya_error" ? "grynya_write_rejected" : error.code,

@@ -20,7 +20,7 @@ import {
   type Transport,
 } from "@modelcontextprotocol/client";
 import type { GrynyaInfo, GrynyaSettings } from "../protocol.ts";
-import { TaskFailure } from "../task_failure.ts";
+import { KlymError } from "../errors.ts";
 import { linkedAbort } from "../abort.ts";
 import { VERSION } from "../version.ts";
 
@@ -58,7 +58,7 @@ export class GrynyaClient {
     return this.#info;
   }
 
-  /** Connects if not connected; a failure is a `grynya_unreachable` TaskFailure. */
+  /** Connects if not connected; a failure is a `grynya_unreachable` KlymError. */
   connect(): Promise<Client> {
     if (this.#closed) return Promise.reject(new Error("The grynya client is closed"));
     if (this.#client) return Promise.resolve(this.#client);
@@ -135,7 +135,7 @@ export class GrynyaClient {
         this.signal.throwIfAborted();
         if (error instanceof ProtocolError) {
           // grynya answered with a JSON-RPC error: it is up, and said no.
-          throw new TaskFailure(
+          throw new KlymError(
             "grynya_error",
             `grynya at ${this.settings.url} refused ${what}: ${
               clip(error.message)
@@ -144,7 +144,7 @@ export class GrynyaClient {
           );
         }
         if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) {
-          throw new TaskFailure(
+          throw new KlymError(
             "grynya_timeout",
             `grynya at ${this.settings.url} did not answer ${what} within ${this.settings.callTimeoutMs} ms (KLYM_GRYNYA_CALL_TIMEOUT_MS)`,
             { cause: error },
@@ -154,7 +154,7 @@ export class GrynyaClient {
         await this.#drop(client);
         const delivered = !neverDelivered(error);
         if (attempt >= 1 || (delivered && !idempotent)) {
-          throw new TaskFailure(
+          throw new KlymError(
             delivered ? "grynya_call_interrupted" : "grynya_error",
             `The connection to grynya at ${this.settings.url} broke during ${what}: ${
               rootCause(error)
@@ -223,7 +223,7 @@ export class GrynyaClient {
             : attempt > this.settings.reconnects
             ? `, the most KLYM_GRYNYA_RECONNECTS allows`
             : ` of ${budget} ms (${knob})`;
-          throw new TaskFailure(
+          throw new KlymError(
             "grynya_unreachable",
             `Cannot reach grynya at ${this.settings.url} (${attempt} attempt${
               attempt > 1 ? "s" : ""
@@ -254,7 +254,7 @@ export class GrynyaClient {
         try {
           return await this.#open("sse", left);
         } catch (sseError) {
-          throw new BothTransportsFailed(httpStatus(error)!, sseError);
+          throw bothTransportsFailed(httpStatus(error)!, sseError);
         }
       }
       throw error;
@@ -273,9 +273,9 @@ export class GrynyaClient {
       await client.connect(transport, { signal: attempt.signal, timeout: timeoutMs });
     } catch (error) {
       await client.close().catch(() => {});
-      if (attempt.timedOut && !this.signal.aborted) throw new AttemptTimeout(timeoutMs);
+      if (attempt.timedOut && !this.signal.aborted) throw attemptTimeout(timeoutMs);
       if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) {
-        throw new AttemptTimeout(timeoutMs);
+        throw attemptTimeout(timeoutMs);
       }
       throw error;
     }
@@ -303,23 +303,25 @@ export class GrynyaClient {
 }
 
 /** One connect attempt got no answer in time. */
-class AttemptTimeout extends Error {
-  override name = "AttemptTimeout";
-  constructor(ms: number) {
-    super(`no answer within ${Math.round(ms)} ms (KLYM_GRYNYA_CONNECT_TIMEOUT_MS)`);
-  }
+function attemptTimeout(ms: number): KlymError {
+  return new KlymError(
+    "grynya_unreachable",
+    `no answer within ${Math.round(ms)} ms (KLYM_GRYNYA_CONNECT_TIMEOUT_MS)`,
+  );
 }
 
 /** `auto`: Streamable HTTP answered a 4xx, and SSE failed too; classified by SSE's failure. */
-class BothTransportsFailed extends Error {
-  override name = "BothTransportsFailed";
-  constructor(readonly httpStatus: number, cause: unknown) {
-    super(`Streamable HTTP answered ${httpStatus}, and SSE failed`, { cause });
-  }
+function bothTransportsFailed(httpStatus: number, cause: unknown): KlymError {
+  return new KlymError(
+    "grynya_unreachable",
+    `Streamable HTTP answered ${httpStatus}, and SSE failed`,
+    { cause },
+  );
 }
 
+/** The HTTP status of a failed attempt: an attempt's own failure is classified by its cause. */
 function httpStatus(error: unknown): number | undefined {
-  if (error instanceof BothTransportsFailed) return httpStatus(error.cause);
+  if (error instanceof KlymError) return httpStatus(error.cause);
   if (error instanceof SdkHttpError) return error.status;
   if (error instanceof SseError && typeof error.code === "number") return error.code;
   return undefined;

@@ -15,7 +15,7 @@ import {
   WorkerEvent,
 } from "../protocol.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
-import { TaskFailure } from "../task_failure.ts";
+import { KlymError } from "../errors.ts";
 import { GrynyaClient } from "./grynya_client.ts";
 import { GraphWriter } from "./graph_writer.ts";
 import type { HostOutput } from "./host_output.ts";
@@ -184,14 +184,14 @@ export class TaskSession {
     const bytes = utf8Length(JSON.stringify(call));
     try {
       if (bytes > this.limits.maxGrynyaCallBytes) {
-        throw new TaskFailure(
+        throw new KlymError(
           "grynya_request_too_large",
           `The grynya call is ${bytes} bytes, the limit is ${this.limits.maxGrynyaCallBytes} (KLYM_MAX_GRYNYA_CALL_BYTES)`,
         );
       }
       this.#post({ type: "grynya_result", id, value: await this.#grynyaCall(call) });
     } catch (error) {
-      const code = error instanceof TaskFailure ? error.code : "grynya_error";
+      const code = error instanceof KlymError ? error.code : "grynya_error";
       const message = error instanceof Error ? error.message : String(error);
       // grynya's errors are built short (under 2 KB); this bounds anything else.
       this.#post({ type: "grynya_error", id, error: { code, message: message.slice(0, 2048) } });

@@ -108,12 +108,3 @@ export interface Journal {
   /** Flushes and releases the store (and its lock). */
   close(): void;
 }
-
-/** The journal cannot be opened: Klym does not start (exit code 2). */
-export class JournalError extends Error {
-  override name = "JournalError";
-  /** `taken`: another process holds the file's lock (a running Klym); `unusable`: anything else. */
-  constructor(message: string, readonly reason: "taken" | "unusable" = "unusable") {
-    super(message);
-  }
-}

@@ -23,7 +23,7 @@ export function defaultStatePath(
   return join(env.XDG_STATE_HOME || join(home, ".local", "state"), "klym", STATE_FILE_NAME);
 }
 
-/** `memory`, the file `state` names, or the default file; throws a `JournalError` saying why not. */
+/** `memory`, the file `state` names, or the default file; throws `JOURNAL_*` saying why not. */
 export function openJournal(
   state: string | undefined,
   env: Record<string, string | undefined> = Deno.env.toObject(),

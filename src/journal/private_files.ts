@@ -17,6 +17,7 @@
  */
 import { basename, dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
+import { KlymError } from "../errors.ts";
 
 const logger = getLogger(["klym", "journal"]);
 
@@ -27,11 +28,6 @@ const MODES = Deno.build.os !== "windows";
 /** The suffixes of the files SQLite keeps next to the journal. */
 const SQLITE_SUFFIXES = ["", "-wal", "-shm", "-journal"] as const;
 export const OWNER_SUFFIX = ".owner";
-
-/** A path that is unsafe to use, or a mode that cannot be set: Klym does not start. */
-export class PrivacyError extends Error {
-  override name = "PrivacyError";
-}
 
 const octal = (mode: number) => `0${(mode & 0o777).toString(8).padStart(3, "0")}`;
 
@@ -108,7 +104,8 @@ export function privateFiles(file: string, warn: boolean): void {
     try {
       Deno.chmodSync(path, FILE_MODE);
     } catch (error) {
-      throw new PrivacyError(
+      throw new KlymError(
+        "STATE_UNSAFE",
         `its file "${path}" is mode ${octal(found.mode)} and cannot be made ${octal(FILE_MODE)} ` +
           `(${error instanceof Error ? error.message : String(error)})`,
       );
@@ -145,12 +142,13 @@ function kindOf(info: Deno.FileInfo): string {
 
 /**
  * Writes the owner file `path` (0600) without following any link: a stale plain file is unlinked
- * first; anything else there is refused with a `PrivacyError` naming it. Call while holding the
- * journal's lock (so any owner file found is stale).
+ * first; anything else there is refused with `STATE_UNSAFE` naming it. Call while holding
+ * the journal's lock (so any owner file found is stale).
  */
 export function writeOwnerFile(path: string, text: string): void {
   const refuse = (info: Deno.FileInfo) =>
-    new PrivacyError(
+    new KlymError(
+      "STATE_UNSAFE",
       `its owner file "${path}" is ${kindOf(info)}, which Klym never follows or writes through; ` +
         "remove it (Klym writes a fresh one)",
     );

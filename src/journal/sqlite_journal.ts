@@ -16,10 +16,10 @@ import type { Failure } from "../protocol.ts";
 import type { TaskState } from "../tasks/task_state.ts";
 import { LINE_OVERHEAD_BYTES } from "../tasks/log_buffer.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
+import { isKlymError, KlymError } from "../errors.ts";
 import {
   createPrivateFile,
   OWNER_SUFFIX,
-  PrivacyError,
   privateFiles,
   privateFolder,
   readOwnerFile,
@@ -27,7 +27,6 @@ import {
 } from "./private_files.ts";
 import {
   type Journal,
-  JournalError,
   type JournalHealth,
   type JournalLine,
   type JournalSave,
@@ -119,7 +118,7 @@ export class SqliteJournal implements Journal {
   #closed = false;
   readonly #statements: ReturnType<typeof prepare>;
 
-  /** Opens (creating when missing) and migrates the file; throws a `JournalError` saying why not. */
+  /** Opens (creating when missing) and migrates the file; throws `JOURNAL_*` saying why not. */
   constructor(readonly file: string, options: SqliteJournalOptions = {}) {
     this.where = file;
     this.#ownerFile = `${file}${OWNER_SUFFIX}`;
@@ -134,7 +133,9 @@ export class SqliteJournal implements Journal {
     } catch (error) {
       throw refusal(
         file,
-        error instanceof PrivacyError ? error.message : `it cannot be created (${message(error)})`,
+        isKlymError(error, "STATE_UNSAFE")
+          ? error.message
+          : `it cannot be created (${message(error)})`,
       );
     }
     let db: DatabaseSync;
@@ -161,8 +162,8 @@ export class SqliteJournal implements Journal {
       privateFiles(file, false);
     } catch (error) {
       db.close();
-      if (error instanceof JournalError) throw error;
-      if (error instanceof PrivacyError) throw refusal(file, error.message);
+      if (isKlymError(error, "JOURNAL_TAKEN", "JOURNAL_UNUSABLE")) throw error;
+      if (isKlymError(error, "STATE_UNSAFE")) throw refusal(file, error.message);
       throw this.#openProblem(error);
     }
     try {
@@ -171,7 +172,7 @@ export class SqliteJournal implements Journal {
         JSON.stringify({ pid: options.pid ?? Deno.pid, since: new Date().toISOString() }) + "\n",
       );
     } catch (error) {
-      if (error instanceof PrivacyError) {
+      if (isKlymError(error, "STATE_UNSAFE")) {
         db.close();
         throw refusal(file, error.message);
       }
@@ -207,7 +208,7 @@ export class SqliteJournal implements Journal {
     }
   }
 
-  #openProblem(error: unknown): JournalError {
+  #openProblem(error: unknown): KlymError {
     const text = message(error);
     if (/locked|busy/i.test(text)) {
       let owner = "another process";
@@ -219,7 +220,11 @@ export class SqliteJournal implements Journal {
       } catch {
         // No owner file: say what is known.
       }
-      return refusal(this.file, `${owner} is using it (${text}); stop that one first`, "taken");
+      return refusal(
+        this.file,
+        `${owner} is using it (${text}); stop that one first`,
+        "JOURNAL_TAKEN",
+      );
     }
     if (/not a database|malformed|corrupt/i.test(text)) {
       return refusal(
@@ -234,7 +239,9 @@ export class SqliteJournal implements Journal {
     try {
       return this.#restore(now);
     } catch (error) {
-      throw error instanceof JournalError ? error : this.#openProblem(error);
+      throw isKlymError(error, "JOURNAL_TAKEN", "JOURNAL_UNUSABLE")
+        ? error
+        : this.#openProblem(error);
     }
   }
 
@@ -647,10 +654,14 @@ function prepare(db: DatabaseSync) {
   };
 }
 
-function refusal(file: string, why: string, reason?: "taken"): JournalError {
-  return new JournalError(
+function refusal(
+  file: string,
+  why: string,
+  code: "JOURNAL_TAKEN" | "JOURNAL_UNUSABLE" = "JOURNAL_UNUSABLE",
+): KlymError {
+  return new KlymError(
+    code,
     `Cannot use KLYM_STATE file "${file}": ${why}. Set KLYM_STATE to another file, or to memory to keep nothing`,
-    reason,
   );
 }
 

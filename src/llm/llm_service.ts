@@ -6,7 +6,7 @@
 import type { ModelMessage, ToolSet } from "ai";
 import { DEFAULT_MAX_TOKENS, type LlmRequest, type LlmResponse } from "../protocol.ts";
 import type { ModelCatalog } from "./model_catalog.ts";
-import { ModelSpecError } from "./model_id.ts";
+import { KlymError } from "../errors.ts";
 import type { Sampler } from "./sampling.ts";
 import { linkedAbort } from "../abort.ts";
 
@@ -20,13 +20,6 @@ export const NO_SAMPLING_TOOLS_MESSAGE =
   "No model is configured and the client's MCP sampling does not take tools (sampling.tools), " +
   "which an agent needs for its tool calls. Set KLYM_MODEL=provider:model and the provider's API key, " +
   "or connect with a client whose sampling declares tools";
-
-export class LlmError extends Error {
-  override name = "LlmError";
-  constructor(readonly code: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-  }
-}
 
 export interface LlmLimits {
   llmTimeoutMs: number;
@@ -46,17 +39,10 @@ export class LlmService {
     signal: AbortSignal,
     sampler?: Sampler,
   ): Promise<LlmResponse> {
-    let chosen;
-    try {
-      chosen = this.catalog.get(request.model);
-    } catch (error) {
-      if (error instanceof ModelSpecError) {
-        throw new LlmError("model_not_configured", error.message);
-      }
-      throw error;
-    }
+    // Throws MODEL_NOT_CONFIGURED for a model KLYM_MODEL and KLYM_MODELS do not name.
+    const chosen = this.catalog.get(request.model);
     if (!chosen) {
-      if (!sampler) throw new LlmError("no_model", NO_MODEL_MESSAGE);
+      if (!sampler) throw new KlymError("NO_MODEL", NO_MODEL_MESSAGE);
       return await sampler(request, signal, this.limits.llmTimeoutMs);
     }
     using abort = linkedAbort([signal], this.limits.llmTimeoutMs);
@@ -89,17 +75,17 @@ export class LlmService {
       };
     } catch (error) {
       if (signal.aborted) {
-        throw new LlmError("cancelled", "The model call was cancelled", { cause: error });
+        throw new KlymError("cancelled", "The model call was cancelled", { cause: error });
       }
       if (abort.timedOut) {
-        throw new LlmError(
+        throw new KlymError(
           "model_timeout",
           `${chosen.id} did not answer within ${this.limits.llmTimeoutMs} ms (KLYM_LLM_TIMEOUT_MS)`,
           { cause: error },
         );
       }
       const message = error instanceof Error ? error.message : String(error);
-      throw new LlmError("model_error", `${chosen.id} failed: ${message}`, { cause: error });
+      throw new KlymError("model_error", `${chosen.id} failed: ${message}`, { cause: error });
     }
   }
 }

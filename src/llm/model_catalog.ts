@@ -4,7 +4,8 @@
  * in the main isolate.
  */
 import type { LanguageModel } from "ai";
-import { type ModelSettings, ModelSpecError, parseModelId, type Provider } from "./model_id.ts";
+import { type ModelSettings, parseModelId, type Provider } from "./model_id.ts";
+import { KlymError } from "../errors.ts";
 
 const OLLAMA_URL = "http://127.0.0.1:11434/v1";
 
@@ -52,7 +53,8 @@ export class ModelCatalog {
     const chosen = id ?? this.defaultId;
     if (chosen === undefined) return undefined;
     if (!this.#models.has(chosen)) {
-      throw new ModelSpecError(
+      throw new KlymError(
+        "MODEL_NOT_CONFIGURED",
         `Model "${chosen}" is not configured; configured: ${
           [...this.#models.keys()].join(", ") || "none"
         } (KLYM_MODEL, KLYM_MODELS)`,

@@ -1,3 +1,4 @@
+import { KlymError } from "../errors.ts";
 /**
  * The `provider:model` form of `KLYM_MODEL` and `KLYM_MODELS`, checked without loading any provider
  * package, so the configuration can validate model ids cheaply.
@@ -13,10 +14,6 @@ export interface ModelSettings {
   openaiCompatibleKey?: string | undefined;
 }
 
-export class ModelSpecError extends Error {
-  override name = "ModelSpecError";
-}
-
 /** Checks a `provider:model` string; the message says what is wrong and how to fix it. */
 export function parseModelId(
   id: string,
@@ -26,17 +23,20 @@ export function parseModelId(
   const provider = id.slice(0, colon) as Provider;
   const name = id.slice(colon + 1);
   if (colon < 1 || !name) {
-    throw new ModelSpecError(
+    throw new KlymError(
+      "CONFIG_INVALID",
       `Model "${id}" must be written provider:model, e.g. openai:gpt-4o-mini`,
     );
   }
   if (!PROVIDERS.includes(provider)) {
-    throw new ModelSpecError(
+    throw new KlymError(
+      "CONFIG_INVALID",
       `Model "${id}" names an unknown provider "${provider}"; known: ${PROVIDERS.join(", ")}`,
     );
   }
   if (provider === "openai-compatible" && !settings.openaiCompatibleUrl) {
-    throw new ModelSpecError(
+    throw new KlymError(
+      "CONFIG_INVALID",
       `Model "${id}" needs KLYM_OPENAI_COMPATIBLE_URL (a base URL ending in /v1)`,
     );
   }

@@ -5,7 +5,7 @@
 import type { McpServer, RequestId } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import { DEFAULT_MAX_TOKENS, type LlmRequest, type LlmResponse } from "../protocol.ts";
-import { LlmError } from "./llm_service.ts";
+import { KlymError } from "../errors.ts";
 
 export type Sampler =
   & ((request: LlmRequest, signal: AbortSignal, timeoutMs: number) => Promise<LlmResponse>)
@@ -42,7 +42,7 @@ export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sam
   const sample = async (request: LlmRequest, signal: AbortSignal, timeoutMs: number) => {
     const params = samplingParams(request, withTools);
     // Tasks outlive their client's session; the client's model does not.
-    if (!server.isConnected()) throw new LlmError("client_gone", CLIENT_GONE_MESSAGE);
+    if (!server.isConnected()) throw new KlymError("client_gone", CLIENT_GONE_MESSAGE);
     const relatedRequestId = options.relatedRequestId?.();
     options.onPending?.(1);
     let result;
@@ -54,7 +54,7 @@ export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sam
       });
     } catch (error) {
       if (server.isConnected() || signal.aborted) throw error;
-      throw new LlmError("client_gone", CLIENT_GONE_MESSAGE, { cause: error });
+      throw new KlymError("client_gone", CLIENT_GONE_MESSAGE, { cause: error });
     } finally {
       options.onPending?.(-1);
     }

@@ -14,6 +14,7 @@ import { askingSampler, type Sampler, samplerFor } from "../llm/sampling.ts";
 import { requestCapabilities } from "./envelope.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { byteLimitProblem } from "../text.ts";
+import { isKlymError, KlymError } from "../errors.ts";
 
 const MAX_GENERATE_TOKENS = 32_768;
 
@@ -56,27 +57,26 @@ export function generateResult(task: TaskRecord): CallToolResult {
 /** The key of the one input request an llm_generate call may make of a 2026-07-28 client. */
 const SAMPLING_KEY = "sampling";
 
-/** Thrown by the in-band sampler: the client must be asked, with these params. */
-class InputNeeded extends Error {
-  constructor(readonly params: CreateMessageRequestParams) {
-    super("the client's model must be asked in-band");
-  }
+/** What the in-band sampler needs the client asked, set before it throws `INPUT_REQUIRED`. */
+interface Asked {
+  params?: CreateMessageRequestParams;
 }
 
 /**
  * The client's own model for a 2026-07-28 call (no server-to-client requests in that era): the
- * answer the retried call carries, or `InputNeeded` to ask for it. The SDK answers -32021 when
- * the request's envelope declares no `sampling`. The answer comes from the client: one of another
- * kind, or of no kind, is refused saying so; a sampling result is checked as any sampling result.
+ * answer the retried call carries, or `INPUT_REQUIRED` (the request in `asked`) to ask for it.
+ * The SDK answers -32021 when the request's envelope declares no `sampling`. The answer comes
+ * from the client: one of another kind, or of no kind, is refused saying so; a sampling result is checked as any sampling result.
  */
-function askInBand(ctx: ServerContext): Sampler {
+function askInBand(ctx: ServerContext, asked: Asked): Sampler {
   const sampling = requestCapabilities({}, ctx).sampling;
   return askingSampler(sampling && typeof sampling === "object" ? sampling : {}, (params) => {
     const responses = ctx.mcpReq.inputResponses;
     const answered = inputResponse(responses, SAMPLING_KEY);
     if (answered.kind === "sampling") return Promise.resolve(answered.result);
     if (answered.kind === "missing" && responses?.[SAMPLING_KEY] === undefined) {
-      throw new InputNeeded(params as CreateMessageRequestParams);
+      asked.params = params as CreateMessageRequestParams;
+      throw new KlymError("INPUT_REQUIRED", "the client's model must be asked in-band");
     }
     const what = answered.kind === "missing"
       ? "no sampling result (a CreateMessageResult has role, content and model)"
@@ -109,6 +109,7 @@ export function registerLlmTools(
     guarded(async () => {
       const { prompt, system, model, max_tokens, temperature } = input;
       let response;
+      const asked: Asked = {};
       try {
         response = await llm.generate(
           {
@@ -120,15 +121,15 @@ export function registerLlmTools(
           },
           ctx.mcpReq.signal,
           era === "modern"
-            ? askInBand(ctx)
+            ? askInBand(ctx, asked)
             // On this call's own stream: a client need not hold the standalone GET stream open.
             : samplerFor(server, { relatedRequestId: () => ctx.mcpReq.id }),
         );
       } catch (error) {
         // A 2026-07-28 client answers the model request by calling again with inputResponses.
-        if (error instanceof InputNeeded) {
+        if (isKlymError(error, "INPUT_REQUIRED") && asked.params) {
           return inputRequired({
-            inputRequests: { [SAMPLING_KEY]: inputRequired.createMessage(error.params) },
+            inputRequests: { [SAMPLING_KEY]: inputRequired.createMessage(asked.params) },
           });
         }
         throw error;

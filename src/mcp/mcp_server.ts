@@ -9,7 +9,7 @@ import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import type { KindCatalog } from "../tasks/kind_catalog.ts";
 import type { LlmService } from "../llm/llm_service.ts";
-import { TaskError } from "../errors.ts";
+import { KlymError } from "../errors.ts";
 import { askingSampler } from "../llm/sampling.ts";
 import { VERSION } from "../version.ts";
 import { registerTaskTools, startInput, startTask, type TaskToolsSession } from "./task_tools.ts";
@@ -73,7 +73,7 @@ function validated<T>(
   parsed: { success: true; data: T } | { success: false; error: z.ZodError },
 ): T {
   if (parsed.success) return parsed.data;
-  throw new TaskError(
+  throw new KlymError(
     "INVALID_INPUT",
     `Input validation error: ${parsed.error.issues.map((i) => i.message).join("; ")}`,
   );

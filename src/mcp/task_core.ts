@@ -16,7 +16,7 @@ import { type CallToolResult, ProtocolError, type RequestId } from "@modelcontex
 import { z } from "zod";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import { isTerminal } from "../tasks/task_state.ts";
-import { TaskError } from "../errors.ts";
+import { KlymError } from "../errors.ts";
 import { finalResult } from "./task_tools.ts";
 import { InputRequests } from "./input_requests.ts";
 
@@ -108,7 +108,7 @@ export class McpTaskCore {
     try {
       return this.#registry.get(id, owner);
     } catch (error) {
-      if (error instanceof TaskError) {
+      if (error instanceof KlymError) {
         throw new ProtocolError(
           INVALID_PARAMS,
           `Failed to retrieve task: no task "${id}" (never existed, not yours, or forgotten after KLYM_RETENTION_S)`,
@@ -195,7 +195,7 @@ export class McpTaskCore {
       if (resultOf) this.#linksOf(task).resultOf = resultOf;
       return { task };
     } catch (error) {
-      if (error instanceof TaskError) {
+      if (error instanceof KlymError) {
         return {
           refused: {
             isError: true,

@@ -1,11 +1,11 @@
 /**
  * The four MCP tools of the contract. Each validates its input with zod (the SDK turns a schema
- * failure into an `isError` result naming the field), and turns a `TaskError` into an `isError`
+ * failure into an `isError` result naming the field), and turns a `KlymError` into an `isError`
  * result whose message says the fix.
  */
 import type { CallToolResult, McpServer } from "@modelcontextprotocol/server";
 import { z } from "zod";
-import { TaskError } from "../errors.ts";
+import { KlymError } from "../errors.ts";
 import type { Config } from "../config.ts";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import type { KindCatalog } from "../tasks/kind_catalog.ts";
@@ -191,7 +191,7 @@ export function registerTaskTools(
       // An interrupted task may have lost its last lines with the process: a cursor past them
       // reads nothing rather than failing.
       if (log_cursor > task.logs.lastSeq && task.state.status !== "interrupted") {
-        throw new TaskError(
+        throw new KlymError(
           "INVALID_INPUT",
           `"log_cursor" ${log_cursor} is past the task's last log line (${task.logs.lastSeq}); pass the next_log_cursor you were given, or 0`,
         );

@@ -1,7 +1,6 @@
 /** Tool results: structured content mirrored as JSON text, and domain errors as `isError` results. */
 import type { CallToolResult, InputRequiredResult } from "@modelcontextprotocol/server";
-import { TaskError } from "../errors.ts";
-import { LlmError } from "../llm/llm_service.ts";
+import { KlymError } from "../errors.ts";
 
 export function ok<T extends Record<string, unknown>>(structured: T): CallToolResult {
   return {
@@ -10,14 +9,14 @@ export function ok<T extends Record<string, unknown>>(structured: T): CallToolRe
   };
 }
 
-/** Runs a tool body; a `TaskError` or `LlmError` becomes an `isError` result naming its code. */
+/** Runs a tool body; a `KlymError` becomes an `isError` result naming its code. */
 export async function guarded<T extends CallToolResult | InputRequiredResult>(
   run: () => T | Promise<T>,
 ): Promise<T | CallToolResult> {
   try {
     return await run();
   } catch (error) {
-    if (error instanceof TaskError || error instanceof LlmError) {
+    if (error instanceof KlymError) {
       return {
         isError: true,
         content: [{ type: "text", text: `${error.code}: ${error.message}` }],

@@ -11,15 +11,10 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
 import { VERSION } from "../version.ts";
 import { readLines } from "../lines.ts";
-import {
-  BRIDGE_PROTOCOL,
-  HandshakeError,
-  ownHelloLine,
-  readHello,
-  ServiceHello,
-} from "./handshake.ts";
+import { BRIDGE_PROTOCOL, ownHelloLine, readHello, ServiceHello } from "./handshake.ts";
 import { type ServicePaths, serviceProblem } from "./service_paths.ts";
 import { SERVICE_EXIT_TAKEN, spawnService } from "./service_spawner.ts";
+import { isKlymError, KlymError } from "../errors.ts";
 
 const logger = getLogger(["klym", "bridge"]);
 
@@ -37,11 +32,6 @@ const ERROR_LINE_MAX_BYTES = 1024 ** 2;
 /** The JSON-RPC error code of "the service cannot be reached or started". */
 export const BRIDGE_ERROR_CODE = -32000;
 
-/** The service cannot be reached or started: the message names the cause and the fix. */
-export class BridgeError extends Error {
-  override name = "BridgeError";
-}
-
 export interface BridgeIo {
   readonly stdin: ReadableStream<Uint8Array>;
   readonly stdout: WritableStream<Uint8Array>;
@@ -58,7 +48,7 @@ export async function runBridge(
   try {
     link = await reachService(config, paths, flags);
   } catch (error) {
-    if (!(error instanceof BridgeError)) throw error;
+    if (!isKlymError(error, "SERVICE_UNREACHABLE")) throw error;
     Deno.stderr.writeSync(new TextEncoder().encode(`klym: ${error.message}\n`));
     await answerWithError(io, error.message);
     return 1;
@@ -72,7 +62,7 @@ interface Link {
   readonly rest: ReadableStream<Uint8Array>;
 }
 
-/** Connects to the service, starting it when nothing answers; throws a `BridgeError` saying why not. */
+/** Connects to the service, starting it when nothing answers; else `SERVICE_UNREACHABLE`. */
 async function reachService(
   config: Config,
   paths: ServicePaths,
@@ -80,7 +70,8 @@ async function reachService(
 ): Promise<Link> {
   const problem = serviceProblem(paths);
   if (problem) {
-    throw new BridgeError(
+    throw new KlymError(
+      "SERVICE_UNREACHABLE",
       `Cannot reach the Klym service: ${problem} (or run this Klym alone with --standalone)`,
     );
   }
@@ -93,14 +84,16 @@ async function reachService(
     const link = await connect(paths);
     if (link) return checked(link, paths);
     if (child?.status && child.status.code !== SERVICE_EXIT_TAKEN) {
-      throw new BridgeError(
+      throw new KlymError(
+        "SERVICE_UNREACHABLE",
         `The Klym service this bridge started exited with code ${child.status.code} before ` +
           `listening; ${logTail(paths.log)}`,
       );
     }
     if (child?.status) takenAt ??= Date.now();
     if (Date.now() > deadline) {
-      throw new BridgeError(
+      throw new KlymError(
+        "SERVICE_UNREACHABLE",
         takenAt === undefined
           ? `No Klym service answered at "${paths.socket}" within ${config.serviceStartS} s ` +
             `(KLYM_SERVICE_START_S); ${logTail(paths.log)}`
@@ -146,7 +139,8 @@ async function connect(paths: ServicePaths): Promise<Link | undefined> {
     if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.ConnectionRefused) {
       return undefined;
     }
-    throw new BridgeError(
+    throw new KlymError(
+      "SERVICE_UNREACHABLE",
       `Cannot connect to the Klym service at "${paths.socket}": ${(error as Error).message}`,
     );
   }
@@ -155,22 +149,24 @@ async function connect(paths: ServicePaths): Promise<Link | undefined> {
     return { conn, hello, rest };
   } catch (error) {
     conn.close();
-    if (!(error instanceof HandshakeError)) throw error;
+    if (!isKlymError(error, "HANDSHAKE_FAILED")) throw error;
     // A service that is stopping closes at once: the next attempt starts a new one.
     if (/ended before/.test(error.message)) return undefined;
-    throw new BridgeError(
+    throw new KlymError(
+      "SERVICE_UNREACHABLE",
       `The Klym service at "${paths.socket}" did not say who it is (${error.message}); stop the ` +
         `process listening there, or run this Klym with --standalone`,
     );
   }
 }
 
-/** The link when the service speaks this bridge's protocol; else a `BridgeError` saying what to do. */
+/** The link when the service speaks this bridge's protocol; else `SERVICE_UNREACHABLE`. */
 function checked(link: Link, paths: ServicePaths): Link {
   const { hello } = link;
   if (hello.protocol !== BRIDGE_PROTOCOL) {
     link.conn.close();
-    throw new BridgeError(
+    throw new KlymError(
+      "SERVICE_UNREACHABLE",
       `The Klym service running for "${paths.journal}" (pid ${hello.pid}, Klym ${hello.version}) ` +
         `speaks bridge protocol ${hello.protocol}, and this Klym (${VERSION}) speaks ` +
         `${BRIDGE_PROTOCOL}: stop that service (kill ${hello.pid}; its tasks become interrupted) ` +

@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { VERSION } from "../version.ts";
+import { KlymError } from "../errors.ts";
 
 export const BRIDGE_PROTOCOL = 1;
 /** One hello line, newline included; a longer one is refused. */
@@ -32,10 +33,6 @@ export const BridgeHello = z.object({
 });
 export type BridgeHello = z.infer<typeof BridgeHello>;
 
-export class HandshakeError extends Error {
-  override name = "HandshakeError";
-}
-
 export function helloLine(hello: ServiceHello | BridgeHello): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(hello) + "\n");
 }
@@ -47,7 +44,7 @@ export function ownHelloLine(side: { klym: "bridge" } | { klym: "service"; url: 
 
 /**
  * Reads one hello line from `stream` and checks it against `schema`; resolves to the hello and the
- * rest of the stream (what came after the line first). Throws a `HandshakeError` when the stream
+ * rest of the stream (what came after the line first). Throws `HANDSHAKE_FAILED` when the stream
  * ends, the line is too long or malformed, or nothing arrives within `timeoutMs`.
  */
 export async function readHello<T>(
@@ -60,7 +57,7 @@ export async function readHello<T>(
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new HandshakeError(`no hello line within ${timeoutMs} ms`)),
+      () => reject(new KlymError("HANDSHAKE_FAILED", `no hello line within ${timeoutMs} ms`)),
       timeoutMs,
     );
   });
@@ -74,21 +71,30 @@ export async function readHello<T>(
         try {
           json = JSON.parse(text);
         } catch {
-          throw new HandshakeError(
+          throw new KlymError(
+            "HANDSHAKE_FAILED",
             `the hello line is not JSON: ${JSON.stringify(text.slice(0, 80))}`,
           );
         }
         const parsed = schema.safeParse(json);
         if (!parsed.success) {
-          throw new HandshakeError(`the hello line is not a Klym hello: ${text.slice(0, 200)}`);
+          throw new KlymError(
+            "HANDSHAKE_FAILED",
+            `the hello line is not a Klym hello: ${text.slice(0, 200)}`,
+          );
         }
         return { hello: parsed.data, rest: restOf(reader, leftover) };
       }
       if (buffered.length >= HELLO_MAX_BYTES) {
-        throw new HandshakeError(`the hello line is longer than ${HELLO_MAX_BYTES} bytes`);
+        throw new KlymError(
+          "HANDSHAKE_FAILED",
+          `the hello line is longer than ${HELLO_MAX_BYTES} bytes`,
+        );
       }
       const read = await Promise.race([reader.read(), timeout]);
-      if (read.done) throw new HandshakeError("the connection ended before its hello line");
+      if (read.done) {
+        throw new KlymError("HANDSHAKE_FAILED", "the connection ended before its hello line");
+      }
       const next = new Uint8Array(buffered.length + read.value.length);
       next.set(buffered);
       next.set(read.value, buffered.length);

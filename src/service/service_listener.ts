@@ -16,23 +16,13 @@ import { getLogger } from "@logtape/logtape";
 import { serveStdio, StdioServerTransport } from "@modelcontextprotocol/server/stdio";
 import type { McpServerFactory } from "@modelcontextprotocol/server";
 import { closingWith } from "./closing_transport.ts";
-import {
-  BRIDGE_PROTOCOL,
-  BridgeHello,
-  HandshakeError,
-  ownHelloLine,
-  readHello,
-} from "./handshake.ts";
+import { BRIDGE_PROTOCOL, BridgeHello, ownHelloLine, readHello } from "./handshake.ts";
 import type { ServicePaths } from "./service_paths.ts";
+import { KlymError } from "../errors.ts";
 
 const logger = getLogger(["klym", "service"]);
 
 export const SOCKET_MODE = 0o600;
-
-/** The service cannot serve bridges: it does not start (exit code 2, the reason in its log). */
-export class ServiceError extends Error {
-  override name = "ServiceError";
-}
 
 export interface ServiceListenerOptions {
   /** One MCP server per session, as for `--stdio`. */
@@ -99,7 +89,8 @@ export class ServiceListener {
       writer.releaseLock();
       const { hello, rest } = await readHello(conn.readable, BridgeHello);
       if (hello.protocol !== BRIDGE_PROTOCOL) {
-        throw new HandshakeError(
+        throw new KlymError(
+          "HANDSHAKE_FAILED",
           `a bridge of Klym ${hello.version} speaks bridge protocol ${hello.protocol}, this service ${BRIDGE_PROTOCOL}`,
         );
       }
@@ -149,7 +140,8 @@ function removeStaleSocket(path: string): void {
     throw error;
   }
   if (!info.isSocket) {
-    throw new ServiceError(
+    throw new KlymError(
+      "SERVICE_CANNOT_LISTEN",
       `"${path}" is in the way of the service socket and is not a socket; Klym never removes it: ` +
         "move it away and start again",
     );

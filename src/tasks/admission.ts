@@ -1,10 +1,10 @@
 /**
  * Whether a task may start, and with what: its kind's module, its deadline, its inputs and its
- * model budget. Every refusal is a `TaskError` whose message names the field, the limit and its
+ * model budget. Every refusal is a `KlymError` whose message names the field, the limit and its
  * knob. Queue room is the registry's to judge; everything about the request itself is here.
  */
 import type { Config } from "../config.ts";
-import { TaskError } from "../errors.ts";
+import { KlymError } from "../errors.ts";
 import type { ModelBudget } from "../protocol.ts";
 import { byteLimitProblem, utf8Length } from "../text.ts";
 import {
@@ -49,7 +49,7 @@ export interface Admitted {
   readonly inputBytes: number;
 }
 
-const refuse = (message: string) => new TaskError("INVALID_INPUT", `Cannot start task: ${message}`);
+const refuse = (message: string) => new KlymError("INVALID_INPUT", `Cannot start task: ${message}`);
 
 export function admit(
   request: StartRequest,
@@ -62,15 +62,18 @@ export function admit(
     try {
       llm.catalog.get(request.model);
     } catch (error) {
-      throw refuse(`"model": ${(error as Error).message}`);
+      throw new KlymError(
+        "MODEL_NOT_CONFIGURED",
+        `Cannot start task: "model": ${(error as Error).message}`,
+      );
     }
   }
   if (request.kind === "agent" && !llm.available(request.sampler)) {
-    throw new TaskError("NO_MODEL", `Cannot start an agent task: ${NO_MODEL_MESSAGE}`);
+    throw new KlymError("NO_MODEL", `Cannot start an agent task: ${NO_MODEL_MESSAGE}`);
   }
   // An agent sends tools: with no model of Klym's own, the client's sampling must take them.
   if (request.kind === "agent" && llm.catalog.isEmpty && request.sampler?.tools === false) {
-    throw new TaskError("NO_MODEL", `Cannot start an agent task: ${NO_SAMPLING_TOOLS_MESSAGE}`);
+    throw new KlymError("NO_MODEL", `Cannot start an agent task: ${NO_SAMPLING_TOOLS_MESSAGE}`);
   }
   const timeoutS = request.timeoutS ?? limits.defaultTimeoutS;
   if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > limits.maxTimeoutS) {

@@ -10,7 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import { dirname, join, relative } from "node:path";
-import { TaskError } from "../errors.ts";
+import { KlymError } from "../errors.ts";
 import { BUILTIN_KIND_NAMES, type Failure } from "../protocol.ts";
 import { DEFAULT_KIND_LIMITS, KindImports, type KindLimits } from "./kind_imports.ts";
 import { inside, outsideError, shown, withKindFile } from "./kind_files.ts";
@@ -53,11 +53,11 @@ export class KindCatalog {
 
   /**
    * Checks a kind at `start`: `undefined` for a built-in kind, else its entry module's path
-   * relative to the tasks folder. Throws a `TaskError`.
+   * relative to the tasks folder. Throws a `KlymError`.
    */
   resolve(kind: string): string | undefined {
     if (!KIND_NAME.test(kind)) {
-      throw new TaskError(
+      throw new KlymError(
         "UNKNOWN_KIND",
         `Cannot start task: "kind" must be a name of letters, digits, "_" or "-" starting with a letter (at most 64), received ${
           JSON.stringify(kind.slice(0, 80))
@@ -68,7 +68,7 @@ export class KindCatalog {
     const { entry, root } = this.#located(kind);
     const escapes = linksLeaving(root);
     if (escapes.length > 0) {
-      throw new TaskError(
+      throw new KlymError(
         "KIND_OUTSIDE_TASKS_DIR",
         `Cannot start task: the tasks folder (KLYM_TASKS_DIR) has links that lead outside it, which any kind could import: ${
           escapes.slice(0, 5).join(", ")
@@ -94,7 +94,7 @@ export class KindCatalog {
       ({ entry, root } = this.#located(kind));
       files = this.#imports.check(kind, entry, root, true);
     } catch (error) {
-      if (error instanceof TaskError) return { code: error.code, message: error.message };
+      if (error instanceof KlymError) return { code: error.code, message: error.message };
       return notCopied(kind, "read", error);
     }
     const hash = createHash("sha256");
@@ -134,7 +134,7 @@ export class KindCatalog {
     const root = this.realTasksDir();
     const entry = root === undefined ? undefined : this.#entry(kind);
     if (root === undefined || entry === undefined) {
-      throw new TaskError(
+      throw new KlymError(
         "UNKNOWN_KIND",
         `Cannot start task: unknown "kind" ${JSON.stringify(kind)}; known kinds: ${
           this.list().join(", ") || "none"

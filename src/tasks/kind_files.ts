@@ -8,7 +8,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { isAbsolute, join, relative, sep } from "node:path";
-import { TaskError } from "../errors.ts";
+import { KlymError } from "../errors.ts";
 import { concatBytes } from "../text.ts";
 
 /** Bytes of one kind's files (its modules and the data they import), read at most. */
@@ -26,8 +26,8 @@ export function shown(rel: string): string {
   return rel.split(sep).join("/");
 }
 
-export function outsideError(kind: string, rel: string): TaskError {
-  return new TaskError(
+export function outsideError(kind: string, rel: string): KlymError {
+  return new KlymError(
     "KIND_OUTSIDE_TASKS_DIR",
     `Cannot start task: kind "${kind}": ${
       shown(rel)
@@ -55,7 +55,7 @@ export interface KindFile {
 
 /**
  * Opens `rel` (relative to `root`, the tasks folder's real path) and hands it to `use`;
- * `undefined` if there is no such file. Throws a `TaskError` when it leads outside the folder.
+ * `undefined` if there is no such file. Throws a `KlymError` when it leads outside the folder.
  */
 export function withKindFile<T>(
   kind: string,

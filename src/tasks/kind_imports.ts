@@ -9,7 +9,7 @@
  * importing file's path (not its real path), so the files found here are the files the kind loads.
  */
 import { dirname, extname, join, normalize, sep } from "node:path";
-import { TaskError } from "../errors.ts";
+import { KlymError } from "../errors.ts";
 import { MAX_KIND_BYTES, shown, withKindFile } from "./kind_files.ts";
 import { TASK_NODE_MODULES } from "./sandbox_policy.ts";
 
@@ -60,7 +60,7 @@ export class KindImports {
   /**
    * Checks a kind's module graph, from `entry` (relative to `root`, the tasks folder's real path);
    * with `keep`, returns every file of it (relative path → bytes, read from the checked file).
-   * Throws a `TaskError` naming the first import a kind may not make or the first file that leads
+   * Throws a `KlymError` naming the first import a kind may not make or the first file that leads
    * outside the folder.
    */
   check(kind: string, entry: string, root: string, keep = false): Map<string, Uint8Array> {
@@ -90,7 +90,7 @@ export class KindImports {
         return { imports, data };
       });
       if (read === undefined) {
-        throw new TaskError(
+        throw new KlymError(
           "UNKNOWN_KIND",
           `Cannot start task: kind "${kind}": ${shown(file)} does not exist any more`,
         );
@@ -103,7 +103,7 @@ export class KindImports {
         judged.add(specifier);
         const problem = this.#judge(kind, specifier, file, root);
         if (problem && "refused" in problem) {
-          throw new TaskError(
+          throw new KlymError(
             "KIND_IMPORT_REFUSED",
             `Cannot start task: kind "${kind}": ${shown(file)}:${line} imports ${
               JSON.stringify(specifier.slice(0, 200))
@@ -114,7 +114,7 @@ export class KindImports {
         }
         if (problem && !seen.has(problem.follow)) {
           if (seen.size >= this.#limits.maxKindModules) {
-            throw new TaskError(
+            throw new KlymError(
               "KIND_IMPORT_REFUSED",
               `Cannot start task: kind "${kind}" imports more than ${this.#limits.maxKindModules} modules (KLYM_MAX_KIND_MODULES)`,
             );
@@ -155,8 +155,8 @@ export class KindImports {
   }
 }
 
-function tooLarge(kind: string, max: number): TaskError {
-  return new TaskError(
+function tooLarge(kind: string, max: number): KlymError {
+  return new KlymError(
     "KIND_IMPORT_REFUSED",
     `Cannot start task: kind "${kind}" and the files it imports are more than ${max} bytes (KLYM_MAX_KIND_BYTES)`,
   );

@@ -11,7 +11,8 @@ import {
   type ModelAnswer,
   type ModelBudget,
 } from "../protocol.ts";
-import { LlmError, type LlmService } from "../llm/llm_service.ts";
+import type { LlmService } from "../llm/llm_service.ts";
+import { KlymError } from "../errors.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import { linkedAbort } from "../abort.ts";
 import { utf8Length } from "../text.ts";
@@ -96,7 +97,7 @@ export class ModelBroker {
       if (!abort.signal.aborted) this.#options.answer({ type: "llm_response", id, response });
     } catch (error) {
       if (abort.signal.aborted) return;
-      const failure = error instanceof LlmError
+      const failure = error instanceof KlymError
         ? { code: error.code, message: error.message }
         : { code: "model_error", message: error instanceof Error ? error.message : String(error) };
       this.#options.answer({ type: "llm_error", id, error: failure });

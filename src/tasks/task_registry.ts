@@ -6,7 +6,7 @@
  * Nothing a task sends can throw out of here: a bad event ends that task, not the server.
  */
 import { getLogger } from "@logtape/logtape";
-import { TaskError } from "../errors.ts";
+import { KlymError } from "../errors.ts";
 import type { Failure, GrynyaSettings } from "../protocol.ts";
 import type { LlmService } from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
@@ -115,7 +115,7 @@ export class TaskRegistry {
   /** Admits a task and returns at once; it runs when a slot is free. */
   start(request: StartRequest): TaskRecord {
     if (this.#closing) {
-      throw new TaskError("SHUTTING_DOWN", "Cannot start task: Klym is shutting down");
+      throw new KlymError("SHUTTING_DOWN", "Cannot start task: Klym is shutting down");
     }
     const { modulePath, timeoutS, params, budget, inputBytes } = admit(
       request,
@@ -155,7 +155,7 @@ export class TaskRegistry {
   get(id: string, owner?: string): TaskRecord {
     const task = this.#store.get(id);
     if (!task || (owner !== undefined && task.owner !== owner)) {
-      throw new TaskError(
+      throw new KlymError(
         "TASK_NOT_FOUND",
         `No task "${id}"; it never existed or was forgotten after KLYM_RETENTION_S (${this.#limits.retentionS} s), KLYM_MAX_FINISHED or KLYM_RETAINED_BYTES. list_tasks shows the known ids`,
       );
@@ -239,7 +239,7 @@ export class TaskRegistry {
    * their input bytes count until they leave the queue.
    */
   #checkRoom(owner: string, bytes: number): void {
-    const full = (message: string) => new TaskError("QUEUE_FULL", `Cannot start task: ${message}`);
+    const full = (message: string) => new KlymError("QUEUE_FULL", `Cannot start task: ${message}`);
     const l = this.#limits;
     const mine = this.#queue.sizeOf(owner);
     if (mine >= l.maxQueued + this.#freeSlotsOf(owner)) {

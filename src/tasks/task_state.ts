@@ -1,5 +1,6 @@
 /** The lifecycle of a task as a discriminated union, changed only through `transition`. */
 import type { Failure } from "../protocol.ts";
+import { KlymError } from "../errors.ts";
 
 export type TaskStatus = TaskState["status"];
 
@@ -51,14 +52,13 @@ export function isTerminal(state: TaskState): boolean {
   return ALLOWED[state.status].length === 0;
 }
 
-export class IllegalTransitionError extends Error {
-  override name = "IllegalTransitionError";
-}
-
 /** Returns the next state, or throws when the move is not allowed (terminal states never change). */
 export function transition(current: TaskState, next: TaskState): TaskState {
   if (!ALLOWED[current.status].includes(next.status)) {
-    throw new IllegalTransitionError(`A task cannot go from ${current.status} to ${next.status}`);
+    throw new KlymError(
+      "ILLEGAL_TRANSITION",
+      `A task cannot go from ${current.status} to ${next.status}`,
+    );
   }
   return next;
 }

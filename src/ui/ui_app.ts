@@ -12,7 +12,7 @@
  * missing one. An admin (`KLYM_ADMINS`) sees and may cancel every task, with its owner.
  */
 import { getLogger } from "@logtape/logtape";
-import { TaskError } from "../errors.ts";
+import { KlymError } from "../errors.ts";
 import { concatBytes } from "../text.ts";
 import type { Config } from "../config.ts";
 import { LOCAL_PRINCIPAL, type Principals, scopeOf, type Viewer } from "../principals.ts";
@@ -148,7 +148,7 @@ export class UiApp {
     try {
       return await this.#api(req, url, this.options.principals.viewer(principal));
     } catch (error) {
-      if (error instanceof TaskError) {
+      if (error instanceof KlymError) {
         return json(
           { error: error.message, code: error.code },
           error.code === "TASK_NOT_FOUND" ? 404 : 400,

@@ -10,7 +10,7 @@ import type {
   WorkerCommand,
   WorkerEvent,
 } from "../protocol.ts";
-import { TaskFailure } from "../task_failure.ts";
+import { type ErrorCode, KlymError } from "../errors.ts";
 import { linkedAbort } from "../abort.ts";
 
 type Answer = Extract<
@@ -42,7 +42,7 @@ export class HostLink {
     this.#pending.delete(answer.id);
     if (answer.type === "llm_response") call.resolve(answer.response);
     else if (answer.type === "grynya_result") call.resolve(answer.value);
-    else call.reject(new TaskFailure(answer.error.code, answer.error.message));
+    else call.reject(new KlymError(answer.error.code as ErrorCode, answer.error.message));
   }
 
   #request(

@@ -10,7 +10,8 @@ import type { WorkerCommand, WorkerEvent, WorkerSpec } from "../protocol.ts";
 import { captureOutput } from "./console_capture.ts";
 import { createTaskContext, type TaskKind } from "./task_context.ts";
 import { BUILTIN_KINDS } from "./kinds/builtin_kinds.ts";
-import { MAX_FAILURE_CHARS, TaskFailure } from "../task_failure.ts";
+import { type ErrorCode, KlymError } from "../errors.ts";
+import { MAX_FAILURE_CHARS } from "../task_failure.ts";
 import { HostLink } from "./host_link.ts";
 
 /** Taken before task code runs, so that replacing the globals later changes nothing here. */
@@ -27,14 +28,14 @@ function emit(event: WorkerEvent): void {
   post(event);
 }
 
-function failureEvent(code: string, error: unknown): WorkerEvent {
-  // A kind's own TaskFailure carries its code and a message meant for people: no stack.
-  if (error instanceof TaskFailure) [code, error] = [error.code, error.message];
+function failureEvent(code: ErrorCode, error: unknown): WorkerEvent {
+  // A kind's own KlymError carries its code and a message meant for people: no stack.
+  if (error instanceof KlymError) [code, error] = [error.code, error.message];
   const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
   return { type: "failure", error: { code, message: message.slice(0, MAX_FAILURE_CHARS) } };
 }
 
-const fail = (code: string, error: unknown) => emit(failureEvent(code, error));
+const fail = (code: ErrorCode, error: unknown) => emit(failureEvent(code, error));
 const flushOutput = captureOutput((stream, text) => emit({ type: "log", stream, text }));
 
 // A task must not end its process behind the supervisor's back: Deno.exit() ends the task.

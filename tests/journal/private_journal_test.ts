@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { call, refusedStart, startKlym, type Status, waitFinal } from "../helpers/klym_process.ts";
-import { JournalError } from "../../src/journal/journal.ts";
+import { isKlymError } from "../../src/errors.ts";
 import { SqliteJournal } from "../../src/journal/sqlite_journal.ts";
 
 const mode = (path: string) => (Deno.statSync(path).mode ?? 0) & 0o777;
@@ -141,7 +141,7 @@ Deno.test("an owner file that is a folder is refused naming it; a stale plain on
   const file = `${tmp.dir}/klym.db`;
   await Deno.mkdir(`${file}.owner`);
   assert.throws(() => new SqliteJournal(file), (error: unknown) => {
-    assert.ok(error instanceof JournalError);
+    assert.ok(isKlymError(error, "JOURNAL_UNUSABLE"), String(error));
     assert.ok(error.message.includes(`"${file}.owner" is a folder`), error.message);
     assert.match(error.message, /Set KLYM_STATE to another file/);
     return true;

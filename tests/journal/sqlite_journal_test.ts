@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { JournalError, type JournalTask } from "../../src/journal/journal.ts";
+import type { JournalTask } from "../../src/journal/journal.ts";
+import { isKlymError } from "../../src/errors.ts";
 import { SqliteJournal } from "../../src/journal/sqlite_journal.ts";
 import { SCHEMA_VERSION } from "../../src/journal/schema.ts";
 import { defaultStatePath } from "../../src/journal/open_journal.ts";
@@ -103,7 +104,7 @@ Deno.test("a second owner of the file is refused, naming the file and the owner'
   await using tmp = await tempFile();
   const owner = new SqliteJournal(tmp.file, { pid: 4242 });
   assert.throws(() => new SqliteJournal(tmp.file), (error: unknown) => {
-    assert.ok(error instanceof JournalError);
+    assert.ok(isKlymError(error, "JOURNAL_TAKEN"), String(error));
     assert.match(error.message, /KLYM_STATE/);
     assert.ok(error.message.includes(tmp.file), error.message);
     assert.match(error.message, /another Klym \(pid 4242/);
@@ -118,7 +119,7 @@ Deno.test("a damaged file or one from a newer Klym is refused with a clear error
   await Deno.mkdir(tmp.file.replace(/\/[^/]+$/, ""), { recursive: true });
   await Deno.writeTextFile(tmp.file, "not sqlite at all ".repeat(500));
   assert.throws(() => new SqliteJournal(tmp.file), (error: unknown) => {
-    assert.ok(error instanceof JournalError);
+    assert.ok(isKlymError(error, "JOURNAL_UNUSABLE"), String(error));
     assert.match(error.message, /^Cannot use KLYM_STATE file ".*klym\.db": it is damaged/);
     assert.match(error.message, /move it away/);
     return true;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { McpServer } from "@modelcontextprotocol/server";
 import { CLIENT_GONE_MESSAGE, samplerFor } from "../../src/llm/sampling.ts";
-import { LlmError } from "../../src/llm/llm_service.ts";
+import { isKlymError } from "../../src/errors.ts";
 
 /** A server whose client offered sampling, connected while `connected()` says so. */
 function server(connected: () => boolean, createMessage: () => Promise<unknown>): McpServer {
@@ -19,7 +19,7 @@ Deno.test("a task asking the model of a client that has left fails with client_g
   await assert.rejects(
     () => sample(request as never, new AbortController().signal, 1000),
     (error: unknown) => {
-      assert.ok(error instanceof LlmError);
+      assert.ok(isKlymError(error), String(error));
       assert.equal(error.code, "client_gone");
       assert.equal(error.message, CLIENT_GONE_MESSAGE);
       assert.match(error.message, /KLYM_MODEL/);
@@ -37,6 +37,6 @@ Deno.test("a client leaving while its model is asked fails the call with client_
   }))!;
   await assert.rejects(
     () => sample(request as never, new AbortController().signal, 1000),
-    (error: unknown) => error instanceof LlmError && error.code === "client_gone",
+    (error: unknown) => isKlymError(error, "client_gone"),
   );
 });

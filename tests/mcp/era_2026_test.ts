@@ -293,7 +293,7 @@ Deno.test("Tasks extension: a task asks the client's own model through inputRequ
       const done = await untilFinal(mcp, String(taskId));
       assert.equal(done.status, "completed");
       const message = String(done.statusMessage);
-      assert.match(message, /no_model/);
+      assert.match(message, /NO_MODEL/);
       assert.doesNotMatch(message, /Server-to-client requests are not available/);
     },
   );

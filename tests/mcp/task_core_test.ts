@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { ProtocolError } from "@modelcontextprotocol/server";
 import { McpTaskCore, type TaskSource } from "../../src/mcp/task_core.ts";
-import { TaskError } from "../../src/errors.ts";
+import { KlymError } from "../../src/errors.ts";
 import { TaskEvents } from "../../src/tasks/task_events.ts";
 import type { TaskRecord } from "../../src/tasks/task_registry.ts";
 import type { TaskState } from "../../src/tasks/task_state.ts";
@@ -29,7 +29,7 @@ function source(...tasks: TaskRecord[]): TaskSource & { events: TaskEvents } {
     events: new TaskEvents(),
     get(id: string, owner?: string) {
       const task = tasks.find((t) => t.id === id && t.owner === owner);
-      if (!task) throw new TaskError("TASK_NOT_FOUND", `No task "${id}"`);
+      if (!task) throw new KlymError("TASK_NOT_FOUND", `No task "${id}"`);
       return task;
     },
   };
@@ -151,7 +151,7 @@ Deno.test("a task's result is run_task's unless its start named another; a refus
   assert.deepEqual(structured?.result, { n: 1 });
   assert.equal(structured?.task_id, "t1");
 
-  const refused = await core.start(Promise.reject(new TaskError("QUEUE_FULL", "Queue is full")));
+  const refused = await core.start(Promise.reject(new KlymError("QUEUE_FULL", "Queue is full")));
   assert.deepEqual(refused, {
     refused: { isError: true, content: [{ type: "text", text: "QUEUE_FULL: Queue is full" }] },
   });

@@ -1,12 +1,12 @@
 /** Several principals on one registry: turns across them, and each one's share of queue and slots. */
 import assert from "node:assert/strict";
-import { TaskError } from "../../src/errors.ts";
+import { KlymError } from "../../src/errors.ts";
 import type { TaskRegistry } from "../../src/tasks/task_registry.ts";
 import { makeRegistry, settled } from "../helpers/registry.ts";
 
 const rejects = (fn: () => unknown, pattern: RegExp) =>
   assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof TaskError, String(e));
+    assert.ok(e instanceof KlymError, String(e));
     assert.equal(e.code, "QUEUE_FULL");
     assert.match(e.message, pattern);
     return true;

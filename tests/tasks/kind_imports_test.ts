@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TaskError } from "../../src/errors.ts";
+import { KlymError } from "../../src/errors.ts";
 import { KindImports, scan } from "../../src/tasks/kind_imports.ts";
 
 async function withFolder(files: Record<string, string>, fn: (root: string) => void) {
@@ -17,7 +17,7 @@ async function withFolder(files: Record<string, string>, fn: (root: string) => v
 
 const refused = (fn: () => void, pattern: RegExp) =>
   assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof TaskError && e.code === "KIND_IMPORT_REFUSED", String(e));
+    assert.ok(e instanceof KlymError && e.code === "KIND_IMPORT_REFUSED", String(e));
     assert.match(e.message, pattern);
     return true;
   });
@@ -78,7 +78,7 @@ Deno.test("a changed module is read again; an unchanged one is not", async () =>
 Deno.test("refusals name the kind's files relative to the tasks folder, never by absolute path", async () => {
   await withFolder({ "k/sub/main.ts": `\nimport "node:fs";\n` }, (root) => {
     assert.throws(() => new KindImports().check("k", "k/sub/main.ts", root), (e: unknown) => {
-      assert.ok(e instanceof TaskError);
+      assert.ok(e instanceof KlymError);
       assert.match(e.message, /kind "k": k\/sub\/main\.ts:2 imports "node:fs"/);
       assert.ok(!e.message.includes(root), e.message);
       return true;
@@ -96,7 +96,7 @@ Deno.test("a file of the graph that is a link leading outside is refused as KIND
     }, (root) => {
       Deno.symlinkSync(`${outside}/secret.json`, `${root}/k/data.json`);
       assert.throws(() => new KindImports().check("k", "k/main.ts", root, true), (e: unknown) => {
-        assert.ok(e instanceof TaskError && e.code === "KIND_OUTSIDE_TASKS_DIR", String(e));
+        assert.ok(e instanceof KlymError && e.code === "KIND_OUTSIDE_TASKS_DIR", String(e));
         assert.match(e.message, /k\/data\.json leads outside the tasks folder/);
         assert.ok(!e.message.includes(outside) && !e.message.includes(root), e.message);
         return true;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TaskError } from "../../src/errors.ts";
+import { KlymError } from "../../src/errors.ts";
 import {
   errorOf,
   makeRegistry,
@@ -17,7 +17,7 @@ import { describeExit } from "../../src/tasks/task_registry.ts";
 
 const rejects = (fn: () => unknown, code: string, pattern: RegExp) =>
   assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof TaskError, String(e));
+    assert.ok(e instanceof KlymError, String(e));
     assert.equal(e.code, code);
     assert.match(e.message, pattern);
     return true;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { IllegalTransitionError, type TaskState, transition } from "../../src/tasks/task_state.ts";
+import { type TaskState, transition } from "../../src/tasks/task_state.ts";
+import { isKlymError } from "../../src/errors.ts";
 
 const queued: TaskState = { status: "queued", queuedAt: 1 };
 const running: TaskState = { status: "running", queuedAt: 1, startedAt: 2 };
@@ -36,7 +37,7 @@ Deno.test("a queued task can be cancelled but cannot succeed or time out", () =>
         finishedAt: 3,
         resultJson: "1",
       }),
-    IllegalTransitionError,
+    (e: unknown) => isKlymError(e, "ILLEGAL_TRANSITION"),
   );
   assert.throws(
     () =>
@@ -46,7 +47,7 @@ Deno.test("a queued task can be cancelled but cannot succeed or time out", () =>
         finishedAt: 3,
         error: failure,
       }),
-    IllegalTransitionError,
+    (e: unknown) => isKlymError(e, "ILLEGAL_TRANSITION"),
   );
 });
 

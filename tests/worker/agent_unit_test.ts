@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { agent } from "../../src/worker/kinds/agent.ts";
 import type { GrynyaHandle, TaskContext } from "../../src/worker/task_context.ts";
 import type { LlmRequest, LlmResponse } from "../../src/protocol.ts";
-import { TaskFailure } from "../../src/task_failure.ts";
+import { KlymError } from "../../src/errors.ts";
 
 type Reply = Partial<LlmResponse> & { toolCalls?: LlmResponse["toolCalls"] };
 
@@ -115,7 +115,7 @@ Deno.test("a rejected save and a refused grynya call go back to the model; the a
       error: { code: "grynya_write_rejected", message: "grynya said no" },
     }),
     callTool: () => {
-      throw new TaskFailure("grynya_error", "MCP error -32602: invalid arguments");
+      throw new KlymError("grynya_error", "MCP error -32602: invalid arguments");
     },
   });
   const result = await quietly(() => agent(ctx));
@@ -132,12 +132,12 @@ Deno.test("losing grynya ends the agent with grynya's own code", async () => {
   const { ctx } = fakeCtx({
     replies: () => ({ toolCalls: [call("read_graph")] }),
     callTool: () => {
-      throw new TaskFailure("grynya_unreachable", "Cannot reach grynya");
+      throw new KlymError("grynya_unreachable", "Cannot reach grynya");
     },
   });
   await assert.rejects(
     quietly(() => agent(ctx)),
-    (e: unknown) => e instanceof TaskFailure && e.code === "grynya_unreachable",
+    (e: unknown) => e instanceof KlymError && e.code === "grynya_unreachable",
   );
 });
 
@@ -170,7 +170,7 @@ Deno.test("bounded failures: a loop, failing turns, the step budget and the toke
     const { ctx } = fakeCtx(options);
     await assert.rejects(
       quietly(() => agent(ctx)),
-      (e: unknown) => e instanceof TaskFailure && e.code === code,
+      (e: unknown) => e instanceof KlymError && e.code === code,
       name,
     );
   }

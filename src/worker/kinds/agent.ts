@@ -7,7 +7,7 @@
  */
 import type { LlmMessage, LlmTool, SaveRecord } from "../../protocol.ts";
 import type { GrynyaHandle, TaskContext } from "../task_context.ts";
-import { TaskFailure } from "../../task_failure.ts";
+import { KlymError } from "../../errors.ts";
 
 /** The same call (tool and arguments) this many times in a row is a loop. */
 const MAX_REPEATED_CALLS = 3;
@@ -56,7 +56,7 @@ const preview = (value: unknown) => {
 
 export async function agent(ctx: TaskContext) {
   if (!ctx.prompt) {
-    throw new TaskFailure("invalid_params", 'An agent task needs a "prompt" saying what to do');
+    throw new KlymError("invalid_params", 'An agent task needs a "prompt" saying what to do');
   }
   // The server checked params.max_steps and params.max_tokens at start and enforces the budget;
   // the loop stops on its own before the server would refuse a call.
@@ -69,13 +69,13 @@ export async function agent(ctx: TaskContext) {
   const offered = (await grynya.listTools()).tools;
   const allow = ctx.params.tools;
   if (allow !== undefined && (!Array.isArray(allow) || allow.some((t) => typeof t !== "string"))) {
-    throw new TaskFailure("invalid_params", '"params.tools" must be a list of grynya tool names');
+    throw new KlymError("invalid_params", '"params.tools" must be a list of grynya tool names');
   }
   const unknown = (allow as string[] | undefined)?.filter((n) =>
     !offered.some((t) => t.name === n)
   );
   if (unknown?.length) {
-    throw new TaskFailure(
+    throw new KlymError(
       "invalid_params",
       `"params.tools" names tools grynya does not offer: ${unknown.join(", ")}; it offers: ${
         offered.map((t) => t.name).join(", ")
@@ -106,7 +106,7 @@ export async function agent(ctx: TaskContext) {
 
   for (let step = 1; step <= maxSteps; step++) {
     if (usage.inputTokens + usage.outputTokens >= tokenBudget) {
-      throw new TaskFailure(
+      throw new KlymError(
         "token_budget",
         `Stopped after ${step - 1} steps: ${
           usage.inputTokens + usage.outputTokens
@@ -149,7 +149,7 @@ export async function agent(ctx: TaskContext) {
         recent.length >= MAX_REPEATED_CALLS &&
         recent.slice(-MAX_REPEATED_CALLS).every((s) => s === signature)
       ) {
-        throw new TaskFailure(
+        throw new KlymError(
           "loop_detected",
           `The model called ${call.name} with the same arguments ${MAX_REPEATED_CALLS} times in a row; stopped at step ${step}`,
         );
@@ -169,7 +169,7 @@ export async function agent(ctx: TaskContext) {
     messages.push({ role: "tool", results });
     failingTurns = failures === response.toolCalls.length ? failingTurns + 1 : 0;
     if (failingTurns >= MAX_FAILING_TURNS) {
-      throw new TaskFailure(
+      throw new KlymError(
         "tool_errors",
         `Every tool call failed in ${MAX_FAILING_TURNS} model turns in a row; last: ${
           results.at(-1)?.output
@@ -183,7 +183,7 @@ export async function agent(ctx: TaskContext) {
       `step ${step}/${maxSteps}, tokens ${usage.inputTokens} in / ${usage.outputTokens} out, last: ${last}`,
     );
   }
-  throw new TaskFailure(
+  throw new KlymError(
     "max_steps",
     `Stopped after ${maxSteps} steps without a final answer (params.max_steps, KLYM_AGENT_MAX_STEPS)`,
   );
@@ -250,6 +250,6 @@ async function runTool(
 const FATAL_CODES = new Set(["grynya_unreachable", "grynya_timeout"]);
 
 function toolFailure(error: unknown): { output: string; isError: true } {
-  if (!(error instanceof TaskFailure) || FATAL_CODES.has(error.code)) throw error;
+  if (!(error instanceof KlymError) || FATAL_CODES.has(error.code)) throw error;
   return { output: `${error.code}: ${error.message}`, isError: true };
 }

@@ -4,12 +4,12 @@
  * called as an MCP task, so that call is a registry task like any other.
  */
 import type { TaskContext } from "../task_context.ts";
-import { TaskFailure } from "../../task_failure.ts";
+import { KlymError } from "../../errors.ts";
 
 export async function generate(ctx: TaskContext) {
   const { system, max_tokens, temperature } = ctx.params;
   if (typeof ctx.prompt !== "string" || ctx.prompt === "") {
-    throw new TaskFailure("invalid_params", 'generate needs a "prompt" to complete');
+    throw new KlymError("invalid_params", 'generate needs a "prompt" to complete');
   }
   const optional = <T>(
     value: unknown,
@@ -17,7 +17,7 @@ export async function generate(ctx: TaskContext) {
     field: string,
   ): T | undefined => {
     if (value === undefined || is(value)) return value as T | undefined;
-    throw new TaskFailure("invalid_params", `generate: "params.${field}" is not valid`);
+    throw new KlymError("invalid_params", `generate: "params.${field}" is not valid`);
   };
   const isString = (v: unknown): v is string => typeof v === "string";
   const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
