@@ -23,6 +23,7 @@ import { UiApp } from "./ui/ui_app.ts";
 import { ServerStatsSource } from "./ui/server_stats.ts";
 import { VERSION } from "./version.ts";
 import { closingWith } from "./service/closing_transport.ts";
+import { refusingMalformedRetries } from "./http/retry_fields.ts";
 import {
   ServiceError,
   ServiceListener,
@@ -98,7 +99,7 @@ export async function startKlym(
     const stdio = serveStdio(
       (ctx) => createMcpServer(mcp, { owner: LOCAL_PRINCIPAL, era: ctx.era }),
       {
-        transport: closingWith(transport, () => resolve("stdio closed")),
+        transport: closingWith(refusingMalformedRetries(transport), () => resolve("stdio closed")),
         onerror: (error) => logger.debug("stdio: {error}", { error }),
       },
     );
