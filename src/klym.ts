@@ -88,7 +88,11 @@ export async function startKlym(
   logger.info("Tasks are journaled in {store}", { store: journal.where });
   pool.warm();
   // One MCP task core for every session of both eras, living as long as the registry.
-  const core = new McpTaskCore(registry, { retentionMs: config.retentionS * 1000 });
+  const core = new McpTaskCore(registry, {
+    retentionMs: config.retentionS * 1000,
+    pollLeaseMs: config.taskPollLeaseS * 1000,
+    cancel: (task, reason) => registry.cancel(task.id, reason, task.owner),
+  });
   const mcp: McpServices = { registry, core, config, kinds, llm };
 
   if (mode === "stdio") {

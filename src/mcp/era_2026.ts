@@ -92,7 +92,9 @@ export function installTasksExtension(server: McpServer, options: Era2026Options
   // Each method checks the extension itself, so its error names the method that needs it.
   const find = (method: string, params: Record<string, unknown>, ctx: ServerContext) => {
     if (!declaresTasks({ params }, ctx)) throw missingExtension(method);
-    return core.find(String(params.taskId), owner);
+    const task = core.find(String(params.taskId), owner);
+    core.touch(task);
+    return task;
   };
 
   server.server.registerCapabilities({ extensions: { [TASKS_EXTENSION]: {} } });
@@ -108,6 +110,8 @@ export function installTasksExtension(server: McpServer, options: Era2026Options
     if (!starting) return await original(request, ctx);
     const started = await core.start(starting);
     if ("refused" in started) return started.refused;
+    // Its client holds no call open: the task lives on while the client polls it.
+    core.lease(started.task);
     // The task is in the registry before this answer leaves: an immediate tasks/get finds it.
     return { resultType: "task", ...extensionTask(core, started.task) };
   });

@@ -74,6 +74,8 @@ interface TaskLinks {
   resultOf: ResultOf;
   /** The log sequence number `tasks/get` has delivered as live messages (2026-07-28). */
   polledLogs: number;
+  /** Starts the task's poll lease over, while it has one (`lease`). */
+  touch?: (() => void) | undefined;
 }
 
 /** What the core needs of the registry: its tasks by id and owner, and their changes. */
@@ -82,16 +84,64 @@ export type TaskSource = Pick<TaskRegistry, "get" | "events">;
 export interface McpTaskCoreOptions {
   /** KLYM_RETENTION_S in ms: the longest ttl granted, and the ttl of a task granted none. */
   readonly retentionMs: number;
+  /** KLYM_TASK_POLL_LEASE_S in ms (0: none): see `lease`. */
+  readonly pollLeaseMs?: number;
+  /** Cancels a task whose lease ran out (the registry's cancel, as its owner). */
+  readonly cancel?: (task: TaskRecord, reason: string) => void;
 }
 
 export class McpTaskCore {
   readonly #registry: TaskSource;
   readonly #retentionMs: number;
+  readonly #pollLeaseMs: number;
+  readonly #cancel: ((task: TaskRecord, reason: string) => void) | undefined;
   readonly #links = new WeakMap<TaskRecord, TaskLinks>();
 
   constructor(registry: TaskSource, options: McpTaskCoreOptions) {
     this.#registry = registry;
     this.#retentionMs = options.retentionMs;
+    this.#pollLeaseMs = options.pollLeaseMs ?? 0;
+    this.#cancel = options.cancel;
+  }
+
+  /**
+   * Holds `task` (created through the Tasks extension, whose client holds no call open) to its
+   * client's polls: when no `tasks/*` request names it (`touch`) for KLYM_TASK_POLL_LEASE_S, the
+   * client is gone (it crashed, or its follow-ups keep failing) and the task is cancelled rather
+   * than left to burn a core until its deadline. Ends when the task is final.
+   */
+  lease(task: TaskRecord): void {
+    if (this.#pollLeaseMs <= 0 || !this.#cancel || isTerminal(task.state)) return;
+    const links = this.#linksOf(task);
+    const seconds = this.#pollLeaseMs / 1000;
+    const expire = () => {
+      stop();
+      if (isTerminal(task.state)) return;
+      this.#cancel?.(
+        task,
+        `no tasks/get, tasks/update or tasks/cancel named it for ${seconds} s (KLYM_TASK_POLL_LEASE_S): its client is gone`,
+      );
+    };
+    let timer = setTimeout(expire, this.#pollLeaseMs);
+    Deno.unrefTimer(timer);
+    const unsubscribe = this.#registry.events.subscribe((change) => {
+      if (change.type === "task" && change.id === task.id && isTerminal(task.state)) stop();
+    });
+    const stop = () => {
+      clearTimeout(timer);
+      unsubscribe();
+      links.touch = undefined;
+    };
+    links.touch = () => {
+      clearTimeout(timer);
+      timer = setTimeout(expire, this.#pollLeaseMs);
+      Deno.unrefTimer(timer);
+    };
+  }
+
+  /** A `tasks/*` request named `task`: its lease starts over. */
+  touch(task: TaskRecord): void {
+    this.#links.get(task)?.touch?.();
   }
 
   #linksOf(task: TaskRecord): TaskLinks {

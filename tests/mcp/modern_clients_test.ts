@@ -241,3 +241,38 @@ Deno.test("malformed answers and model-less task starts are refused at once", as
   });
   await mcp.request("tasks/cancel", { taskId: created.taskId });
 });
+
+Deno.test("a Tasks-extension task its client stops polling is cancelled after KLYM_TASK_POLL_LEASE_S", async (t) => {
+  await using klym = await startKlym({ KLYM_TASK_POLL_LEASE_S: "2" });
+  const mcp = new ModernMcp(klym.url);
+  const plain = new ModernMcp(klym.url, {});
+  const spin = () => mcp.request("tools/call", { name: "run_task", arguments: { kind: "spin" } });
+  const status = async (taskId: unknown) =>
+    (await plain.request("tools/call", {
+      name: "check_task_status",
+      arguments: { task_id: taskId },
+    })).structuredContent as { status: string; error?: { message: string } };
+
+  await t.step("a task polled all along keeps running past the lease", async () => {
+    const created = await spin();
+    const until = Date.now() + 5_000;
+    while (Date.now() < until) {
+      assert.equal((await mcp.request("tasks/get", { taskId: created.taskId })).status, "working");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await mcp.request("tasks/cancel", { taskId: created.taskId });
+  });
+
+  await t.step("a CPU loop nobody polls ends cancelled, naming the knob", async () => {
+    const created = await spin();
+    // check_task_status is no tasks/* request: it does not hold the lease.
+    const deadline = Date.now() + 60_000;
+    let seen = await status(created.taskId);
+    while (seen.status !== "cancelled" && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      seen = await status(created.taskId);
+    }
+    assert.equal(seen.status, "cancelled");
+    assert.match(seen.error?.message ?? "", /KLYM_TASK_POLL_LEASE_S/);
+  });
+});
