@@ -134,6 +134,11 @@ export const ConfigSchema = z.object({
   maxResultBytes: int(2, 64 * 1024 ** 2).default(1024 * 1024),
   /** How long finished tasks stay visible, and how many at most. */
   retentionS: int(1, 30 * 86_400).default(3600),
+  /**
+   * A task created through the 2026-07-28 Tasks extension is cancelled when no `tasks/get`,
+   * `tasks/update` or `tasks/cancel` names it for this long (its client is gone); 0: never.
+   */
+  taskPollLeaseS: int(0, 30 * 86_400).default(60),
   maxFinished: int(1, 1_000_000).default(1000),
   /** Bytes of logs, results and inputs kept for finished tasks, all together. */
   retainedBytes: int(1024 ** 2, 64 * 1024 ** 3).default(256 * 1024 ** 2),
@@ -317,6 +322,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   maxParamsBytes: "KLYM_MAX_PARAMS_BYTES",
   maxResultBytes: "KLYM_MAX_RESULT_BYTES",
   retentionS: "KLYM_RETENTION_S",
+  taskPollLeaseS: "KLYM_TASK_POLL_LEASE_S",
   maxFinished: "KLYM_MAX_FINISHED",
   retainedBytes: "KLYM_RETAINED_BYTES",
   maxAnswerBytes: "KLYM_MAX_ANSWER_BYTES",

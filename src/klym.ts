@@ -24,6 +24,7 @@ import { UiApp } from "./ui/ui_app.ts";
 import { ServerStatsSource } from "./ui/server_stats.ts";
 import { VERSION } from "./version.ts";
 import { closingWith } from "./service/closing_transport.ts";
+import { refusingMalformedRetries } from "./http/retry_fields.ts";
 import { ServiceListener, type ServiceListenerOptions } from "./service/service_listener.ts";
 import { servicePaths, serviceProblem } from "./service/service_paths.ts";
 import { IdleExit, SERVICE_IDLE_DEFAULT_S } from "./service/idle_exit.ts";
@@ -84,7 +85,11 @@ export async function startKlym(
   logger.info("Tasks are journaled in {store}", { store: journal.where });
   pool.warm();
   // One MCP task core for every session of both eras, living as long as the registry.
-  const core = new McpTaskCore(registry, { retentionMs: config.retentionS * 1000 });
+  const core = new McpTaskCore(registry, {
+    retentionMs: config.retentionS * 1000,
+    pollLeaseMs: config.taskPollLeaseS * 1000,
+    cancel: (task, reason) => registry.cancel(task.id, reason, task.owner),
+  });
   const mcp: McpServices = { registry, core, config, kinds, llm };
 
   if (mode === "stdio") {
@@ -95,7 +100,7 @@ export async function startKlym(
     const stdio = serveStdio(
       (ctx) => createMcpServer(mcp, { owner: LOCAL_PRINCIPAL, era: ctx.era }),
       {
-        transport: closingWith(transport, () => resolve("stdio closed")),
+        transport: closingWith(refusingMalformedRetries(transport), () => resolve("stdio closed")),
         onerror: (error) => logger.debug("stdio: {error}", { error }),
       },
     );

@@ -25,11 +25,40 @@ import { AuthThrottle, clientAddress } from "./auth_throttle.ts";
 import { BearerGuard, HostOriginGuard, readJsonBody } from "./guards.ts";
 import { type Id, jsonRpcError, requestId, untilSent, withId } from "./responses.ts";
 import { type Session, type SessionClock, SessionTable } from "./session_table.ts";
+import { retryFieldsError, retryFieldsProblem } from "./retry_fields.ts";
 
 const logger = getLogger(["klym", "http"]);
 const MESSAGES_PATH = "/messages";
 /** The `retry` (ms) suggested to clients on SSE streams, which carry event ids for resumption. */
 export const SSE_RETRY_MS = 1000;
+
+/** The methods whose `Mcp-Name` header mirrors the body's `params.taskId` (SEP-2663). */
+const TASK_METHODS = new Set(["tasks/get", "tasks/update", "tasks/cancel"]);
+
+/**
+ * `req`, with the `Mcp-Name` header a `tasks/*` request left out filled in from its body's
+ * `params.taskId`: the body names the task, so the header adds nothing Klym needs (one process
+ * holds every task; `fastmcp-tasks` 4.1 sends none). A header that disagrees with the body is
+ * still refused (-32020) by the SDK, as are the headers of every other method.
+ */
+function withTaskName(req: Request, body: unknown): Request {
+  if (req.headers.has("mcp-name")) return req;
+  const { method, params } = body as { method?: unknown; params?: { taskId?: unknown } };
+  const taskId = params?.taskId;
+  if (typeof method !== "string" || !TASK_METHODS.has(method) || typeof taskId !== "string") {
+    return req;
+  }
+  const headers = new Headers(req.headers);
+  // Non-ASCII ids travel as the SDK's Base64 sentinel; a task id of Klym's own is plain ASCII.
+  headers.set("mcp-name", /^[\x20-\x7e]*$/.test(taskId) ? taskId : encodeSentinel(taskId));
+  // The body was read already (the handler takes `parsedBody`): the copy carries none.
+  return new Request(req.url, { method: req.method, headers, signal: req.signal });
+}
+
+function encodeSentinel(value: string): string {
+  const bytes = new TextEncoder().encode(value);
+  return `=?base64?${btoa(String.fromCharCode(...bytes))}?=`;
+}
 
 /** What the app keeps for a 2025 session. */
 type Link =
@@ -171,8 +200,12 @@ export class HttpApp {
       if (!isJsonContentType(req.headers.get("content-type"))) {
         return jsonRpcError(415, "Unsupported Media Type: send application/json", -32000, id);
       }
+      const problem = retryFieldsProblem(body);
+      if (problem !== undefined) {
+        return Response.json(retryFieldsError(body, problem), { status: 400 });
+      }
       const authInfo: AuthInfo = { token: "", clientId: owner, scopes: [] };
-      return await this.#modern.fetch(req, { parsedBody: body, authInfo });
+      return await this.#modern.fetch(withTaskName(req, body), { parsedBody: body, authInfo });
     }
     if (sessionId) {
       const session = this.#sessions.find(sessionId, owner, "streamable");

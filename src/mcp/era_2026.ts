@@ -8,6 +8,8 @@
  * (`resultType: "task"`); the same call without the extension waits for the result as before.
  * `tasks/get` answers the task with its result (or its pending input requests) inline,
  * `tasks/update` delivers input responses, and `tasks/cancel` acknowledges with an empty result.
+ * A `tasks/get` whose request names a log level (`io.modelcontextprotocol/logLevel`) gets the
+ * task's log lines since the last such poll as `notifications/message` on its own stream.
  *
  * Status mapping: queued/running → `working` (`input_required` while the task waits on input the
  * client must give), any finished task but a cancelled one → `completed` with the tool's result
@@ -17,8 +19,15 @@ import { type McpServer, ProtocolError, type ServerContext } from "@modelcontext
 import { z } from "zod";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import { isTerminal } from "../tasks/task_state.ts";
-import { CLIENT_CAPABILITIES_KEY, requestCapabilities } from "./envelope.ts";
-import { AnyResult, type McpTaskCore, type StartFor, TaskIdParams } from "./task_core.ts";
+import { CLIENT_CAPABILITIES_KEY, requestCapabilities, requestLogLevel } from "./envelope.ts";
+import { livePage, logMessage } from "./live_session.ts";
+import {
+  AnyResult,
+  INVALID_PARAMS,
+  type McpTaskCore,
+  type StartFor,
+  TaskIdParams,
+} from "./task_core.ts";
 import { wrapRequestHandler } from "./sdk_seam.ts";
 
 export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
@@ -50,7 +59,7 @@ function missingExtension(method: string): ProtocolError {
 
 /** A task as the extension's `Task`: `ttlMs` and `pollIntervalMs` in place of 2025's names. */
 function extensionTask(core: McpTaskCore, task: TaskRecord): Record<string, unknown> {
-  const { ttl, pollInterval, status, ...rest } = core.view(task);
+  const { ttl, pollInterval, status, ...rest } = core.view(task, "modern");
   const mapped = !isTerminal(task.state)
     ? status
     : task.state.status === "cancelled"
@@ -83,7 +92,9 @@ export function installTasksExtension(server: McpServer, options: Era2026Options
   // Each method checks the extension itself, so its error names the method that needs it.
   const find = (method: string, params: Record<string, unknown>, ctx: ServerContext) => {
     if (!declaresTasks({ params }, ctx)) throw missingExtension(method);
-    return core.find(String(params.taskId), owner);
+    const task = core.find(String(params.taskId), owner);
+    core.touch(task);
+    return task;
   };
 
   server.server.registerCapabilities({ extensions: { [TASKS_EXTENSION]: {} } });
@@ -99,6 +110,8 @@ export function installTasksExtension(server: McpServer, options: Era2026Options
     if (!starting) return await original(request, ctx);
     const started = await core.start(starting);
     if ("refused" in started) return started.refused;
+    // Its client holds no call open: the task lives on while the client polls it.
+    core.lease(started.task);
     // The task is in the registry before this answer leaves: an immediate tasks/get finds it.
     return { resultType: "task", ...extensionTask(core, started.task) };
   });
@@ -106,7 +119,18 @@ export function installTasksExtension(server: McpServer, options: Era2026Options
   server.server.setRequestHandler(
     "tasks/get",
     { params: TaskIdParams, result: AnyResult },
-    (params, ctx) => detailedTask(core, find("tasks/get", params, ctx)),
+    async (params, ctx) => {
+      const task = find("tasks/get", params, ctx);
+      // Log lines since the last poll, on this request's stream, when it names a log level.
+      const level = requestLogLevel({ params }, ctx);
+      if (level !== undefined) {
+        const page = livePage(task, core.polledLogs(task));
+        core.polledLogs(task, page.nextCursor);
+        const message = logMessage(task, page, level);
+        if (message) await ctx.mcpReq.notify(message as never);
+      }
+      return detailedTask(core, task);
+    },
   );
 
   server.server.setRequestHandler(
@@ -127,8 +151,26 @@ export function installTasksExtension(server: McpServer, options: Era2026Options
     { params: UpdateParams, result: AnyResult },
     (params, ctx) => {
       const task = find("tasks/update", params, ctx);
+      // The SDK lifts `inputResponses` out of the params; a value that is no object is refused on
+      // the wire before (`http/retry_fields.ts`), an entry that is no bare response object here.
+      const responses = ctx.mcpReq.inputResponses ?? params.inputResponses;
+      if (responses === undefined) {
+        throw new ProtocolError(
+          INVALID_PARAMS,
+          `Cannot update task "${task.id}": "inputResponses" is missing; send the answers by the keys tasks/get listed under inputRequests`,
+        );
+      }
+      const dropped = ctx.mcpReq.droppedInputResponseKeys ?? [];
+      if (dropped.length > 0) {
+        throw new ProtocolError(
+          INVALID_PARAMS,
+          `Cannot update task "${task.id}": "inputResponses" entries ${
+            dropped.map((k) => JSON.stringify(k)).join(", ")
+          } are not bare result objects (a CreateMessageResult has role, content and model; no method/result wrapper)`,
+        );
+      }
       // Keys not outstanding (never issued, answered already) are ignored, as the extension asks.
-      core.inputs(task).answer(ctx.mcpReq.inputResponses ?? params.inputResponses ?? {});
+      core.inputs(task).answer(responses);
       return {};
     },
   );

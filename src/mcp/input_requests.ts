@@ -2,8 +2,9 @@
  * What one task waits on from its client, in either era: sampling requests sent to a 2025-11-25
  * session's client and not yet answered (counted), and requests parked for a 2026-07-28 client,
  * which takes no server-to-client requests and answers them through `tasks/update` (by key, each
- * key used once in the task's life, as the Tasks extension asks). While either is outstanding the
- * task's MCP status is `input_required`.
+ * key used once in the task's life, as the Tasks extension asks). Each era sees only its own: a
+ * task waiting on a 2025 session's model is `input_required` to 2025-11-25's `tasks/get` and
+ * `working` to the extension's (which has nothing it could answer), and the other way round.
  */
 
 /** A request to the client, as the extension's `inputRequests` lists it. */
@@ -23,10 +24,17 @@ export class InputRequests {
   readonly #parked = new Map<string, Parked>();
   /** Requests parked so far, for keys that are never reused. */
   #parkedCount = 0;
+  readonly #onParked = new Set<() => void>();
 
-  /** Whether the task waits on its client now. */
-  get awaited(): boolean {
-    return this.#asked > 0 || this.#parked.size > 0;
+  /** Whether the task waits on input a client of `era` can give now. */
+  awaitedBy(era: "legacy" | "modern"): boolean {
+    return era === "legacy" ? this.#asked > 0 : this.#parked.size > 0;
+  }
+
+  /** Calls `listener` each time a request is parked, until the returned function runs. */
+  onParked(listener: () => void): () => void {
+    this.#onParked.add(listener);
+    return () => this.#onParked.delete(listener);
   }
 
   /** A sampling request to the client went out (+1) or was answered or failed (-1). */
@@ -61,6 +69,7 @@ export class InputRequests {
     signal.addEventListener("abort", onAbort, { once: true });
     this.#parked.set(key, { request, answer: (response) => (done(), resolve(response)) });
     if (signal.aborted) onAbort();
+    else for (const listener of [...this.#onParked]) listener();
     return promise;
   }
 

@@ -2,7 +2,9 @@
  * One MCP session's live view of its tasks: the sampler each task it starts gets (routed on the
  * request waiting on the task, counted for `input_required`), `notifications/tasks/status` for its
  * task-augmented calls, `notifications/progress` for a caller's `progressToken`, and its tasks' log
- * lines as `notifications/message` once the client has chosen a level (`logging/setLevel`).
+ * lines as `notifications/message` once the client has chosen a level: for the session
+ * (`logging/setLevel`, 2025), or for one call waiting on a task (its request's
+ * `io.modelcontextprotocol/logLevel`, 2026-07-28, on that call's stream only).
  *
  * Bounded: nothing is queued. Changes only mark a task dirty; a timer (every `LIVE_TICK_MS`) reads
  * the registry's own bounded state (status, progress, log buffer from a cursor) and sends at most
@@ -16,6 +18,7 @@ import { isTerminal } from "../tasks/task_state.ts";
 import { type Sampler, samplerFor } from "../llm/sampling.ts";
 import type { McpTaskCore, McpTaskStatus } from "./task_core.ts";
 import type { TaskToolsSession } from "./task_tools.ts";
+import { LOG_LEVELS, type LogLevel } from "./envelope.ts";
 
 const logger = getLogger(["klym", "mcp"]);
 
@@ -26,17 +29,8 @@ const LIVE_LOG_BYTES = 64 * 1024;
 /** Tasks a session follows at once; the oldest followed are let go beyond it. */
 const LIVE_MAX_TASKS = 1000;
 
-const LEVELS = [
-  "debug",
-  "info",
-  "notice",
-  "warning",
-  "error",
-  "critical",
-  "alert",
-  "emergency",
-] as const;
-type Level = typeof LEVELS[number];
+const LEVELS = LOG_LEVELS;
+type Level = LogLevel;
 
 interface Followed {
   readonly task: TaskRecord;
@@ -48,6 +42,16 @@ interface Followed {
   progress?: { token: string | number; sent?: string };
   /** A plain call waiting on the task: its notifications travel on that call's stream. */
   related?: RequestId;
+  /** The log level that call asked for (2026-07-28), in place of the session's. */
+  level?: Level;
+}
+
+/** How a plain call waiting on a task wants its log lines (2026-07-28). */
+export interface CallLogs {
+  /** The level the call's request opted into; no log lines without one. */
+  readonly level?: LogLevel | undefined;
+  /** The log sequence number already delivered to this call's client (an earlier round's). */
+  readonly from?: number;
 }
 
 export interface LiveSessionOptions {
@@ -57,6 +61,41 @@ export interface LiveSessionOptions {
   readonly owner: string;
   /** Whether the server may send its client requests (sampling): not in the 2026-07-28 era. */
   readonly canRequest: boolean;
+  /** Why a task this session starts has no model of its client's, when it cannot request. */
+  readonly noModelReason?: string;
+}
+
+type LogPage = ReturnType<TaskRecord["logs"]["read"]>;
+
+/**
+ * One page of `task`'s log lines as a `notifications/message` (level `warning` when stderr lines
+ * are among them, else `info`), or `undefined` when the page is empty or below `threshold`.
+ */
+export function logMessage(
+  task: TaskRecord,
+  page: LogPage,
+  threshold: LogLevel,
+): { method: string; params: Record<string, unknown> } | undefined {
+  if (page.lines.length === 0) return undefined;
+  const level: Level = page.lines.some((l) => l.stream === "stderr") ? "warning" : "info";
+  if (LEVELS.indexOf(level) < LEVELS.indexOf(threshold)) return undefined;
+  return {
+    method: "notifications/message",
+    params: {
+      level,
+      logger: `klym.task.${task.id}`,
+      data: {
+        task_id: task.id,
+        lines: page.lines.map((l) => ({ seq: l.seq, stream: l.stream, text: l.text })),
+        ...(page.missed > 0 ? { missed: page.missed } : {}),
+      },
+    },
+  };
+}
+
+/** Reads one page of `task`'s log lines from `cursor` for a live message. */
+export function livePage(task: TaskRecord, cursor: number): LogPage {
+  return task.logs.read(cursor, LIVE_LOG_LINES, LIVE_LOG_BYTES);
 }
 
 export class LiveSession implements TaskToolsSession {
@@ -70,12 +109,14 @@ export class LiveSession implements TaskToolsSession {
   readonly #core: McpTaskCore;
   readonly #canRequest: boolean;
   readonly owner: string;
+  readonly noModelReason?: string;
 
   constructor(server: McpServer, options: LiveSessionOptions) {
     this.#server = server;
     this.#core = options.core;
     this.#canRequest = options.canRequest;
     this.owner = options.owner;
+    if (options.noModelReason !== undefined) this.noModelReason = options.noModelReason;
     this.#unsubscribe = options.registry.events.subscribe((change) => {
       if (!this.#followed.has(change.id)) return;
       this.#dirty.add(change.id);
@@ -117,11 +158,21 @@ export class LiveSession implements TaskToolsSession {
     }
   }
 
-  /** A plain call `related` waits on `task`: notifications go on its stream, progress to `token`. */
-  callWaits(task: TaskRecord, related: RequestId, token: unknown): void {
+  /**
+   * A plain call `related` waits on `task`: notifications go on its stream, progress to `token`,
+   * and log lines from `logs.from` on at `logs.level` and above when the call asked for them.
+   */
+  callWaits(task: TaskRecord, related: RequestId, token: unknown, logs: CallLogs = {}): void {
     const followed = this.#follow(task, false);
     followed.related = related;
     if (typeof token === "string" || typeof token === "number") followed.progress = { token };
+    if (logs.level !== undefined) followed.level = logs.level;
+    if (logs.from !== undefined) followed.logCursor = Math.max(followed.logCursor, logs.from);
+  }
+
+  /** The log sequence number delivered so far for `task` (0 when not followed). */
+  logCursor(task: TaskRecord): number {
+    return this.#followed.get(task.id)?.logCursor ?? 0;
   }
 
   /** Sends what is pending for `task` now (a waiting call about to answer sends its last progress). */
@@ -167,7 +218,8 @@ export class LiveSession implements TaskToolsSession {
       if (!followed) continue;
       this.#flushOne(followed);
       const task = followed.task;
-      const caughtUp = followed.logCursor >= task.logs.lastSeq || this.#level === undefined;
+      const level = followed.level ?? this.#level;
+      const caughtUp = followed.logCursor >= task.logs.lastSeq || level === undefined;
       if (isTerminal(task.state) && caughtUp) this.#followed.delete(id);
       else if (!caughtUp) this.#dirty.add(id);
     }
@@ -205,24 +257,12 @@ export class LiveSession implements TaskToolsSession {
         }, f.related);
       }
     }
-    if (this.#level !== undefined && f.logCursor < task.logs.lastSeq) {
-      const page = task.logs.read(f.logCursor, LIVE_LOG_LINES, LIVE_LOG_BYTES);
+    const level = f.level ?? this.#level;
+    if (level !== undefined && f.logCursor < task.logs.lastSeq) {
+      const page = livePage(task, f.logCursor);
       f.logCursor = page.nextCursor;
-      if (page.lines.length === 0) return;
-      const level: Level = page.lines.some((l) => l.stream === "stderr") ? "warning" : "info";
-      if (LEVELS.indexOf(level) < LEVELS.indexOf(this.#level)) return;
-      this.#notify({
-        method: "notifications/message",
-        params: {
-          level,
-          logger: `klym.task.${task.id}`,
-          data: {
-            task_id: task.id,
-            lines: page.lines.map((l) => ({ seq: l.seq, stream: l.stream, text: l.text })),
-            ...(page.missed > 0 ? { missed: page.missed } : {}),
-          },
-        },
-      }, f.related);
+      const message = logMessage(task, page, level);
+      if (message) this.#notify(message, f.related);
     }
   }
 

@@ -3,7 +3,7 @@
  * registry and the one task core of both eras. Each belongs to one principal
  * (`src/principals.ts`): the tasks it starts are that principal's, and it sees no other's.
  */
-import { McpServer } from "@modelcontextprotocol/server";
+import { McpServer, MissingRequiredClientCapabilityError } from "@modelcontextprotocol/server";
 import type { z } from "zod";
 import type { Config } from "../config.ts";
 import type { TaskRegistry } from "../tasks/task_registry.ts";
@@ -47,6 +47,25 @@ export interface SessionOptions {
 }
 
 /**
+ * Why a task started by `start_async_agent_task` (or a `tasks/*`-less call) in the 2026-07-28 era
+ * has no model of its client's: that era's server sends no request outside a call the client
+ * holds, and such a task outlives the call that started it.
+ */
+export const NO_MODEL_IN_2026 =
+  "No model is configured (KLYM_MODEL), and a client on protocol 2026-07-28 is sent no request " +
+  "outside a call it holds, so a task started with start_async_agent_task cannot ask its model. " +
+  "Call run_task instead (it asks your client's model through the call's input-required results, " +
+  "or through tasks/update when called as a Tasks-extension task), set KLYM_MODEL=provider:model " +
+  "and the provider's API key, or connect with protocol version 2025-11-25";
+
+/** Why a 2026-07-28 request's task has no model: its client capabilities declare no sampling. */
+export const NO_SAMPLING_IN_REQUEST =
+  "No model is configured (KLYM_MODEL), and this request's client capabilities " +
+  '(_meta["io.modelcontextprotocol/clientCapabilities"]) declare no sampling, with tools for an ' +
+  "agent. Give your client a sampling handler (FastMCP: sampling_handler=), or set " +
+  "KLYM_MODEL=provider:model and the provider's API key";
+
+/**
  * `live` for a task started by a 2026-07-28 request: the client's model, when its request
  * declares `sampling`, is asked through the task's input requests (answered by `tasks/update`).
  */
@@ -57,6 +76,7 @@ function askingSession(
 ): TaskToolsSession {
   return {
     owner: live.owner,
+    noModelReason: NO_SAMPLING_IN_REQUEST,
     started: (task) => live.started(task),
     samplerFor: (holder) =>
       askingSampler(capabilities.sampling, (params, signal, timeoutMs) => {
@@ -94,9 +114,14 @@ export function createMcpServer(services: McpServices, session: SessionOptions):
     core,
     owner: session.owner,
     canRequest: session.era !== "modern",
+    ...(session.era === "modern" ? { noModelReason: NO_MODEL_IN_2026 } : {}),
   });
   registerTaskTools(server, { registry, kinds, config, session: live });
-  registerRunTask(server, live, services);
+  registerRunTask(server, live, {
+    ...services,
+    era: session.era,
+    askingSession: (capabilities) => askingSession(live, core, capabilities),
+  });
   registerLlmTools(server, llm, config.maxPromptBytes, session.era);
 
   const runInput = startInput(config);
@@ -108,6 +133,13 @@ export function createMcpServer(services: McpServices, session: SessionOptions):
     return (async () => {
       if (tool === "llm_generate") {
         const input = validated(await generateInputSchema.safeParseAsync(args));
+        // As the plain call: with no model to use, a request that declares no sampling is refused.
+        if (capabilities && !capabilities.sampling && !llm.available(undefined)) {
+          throw new MissingRequiredClientCapabilityError(
+            { requiredCapabilities: { sampling: {} } },
+            `Missing required client capability: sampling; llm_generate has no model of Klym's own to use. ${NO_SAMPLING_IN_REQUEST}`,
+          );
+        }
         const { prompt, model, system, max_tokens, temperature } = input;
         const params = { system, max_tokens, temperature };
         const task = startTask(registry, starter, { kind: "generate", prompt, model, params });

@@ -23,6 +23,9 @@ import { InputRequests } from "./input_requests.ts";
 const POLL_INTERVAL_MS = 1000;
 export const INVALID_PARAMS = -32602;
 
+/** The protocol era a client speaks: 2025-11-25 (and earlier) or 2026-07-28. */
+export type Era = "legacy" | "modern";
+
 export type McpTaskStatus = "working" | "input_required" | "completed" | "failed" | "cancelled";
 
 /** A task as MCP's `Task` object (protocol 2025-11-25; the 2026-07-28 era renames two fields). */
@@ -69,6 +72,10 @@ interface TaskLinks {
   /** Requests waiting on the task (a plain `run_task` call, `tasks/result`), per session. */
   readonly waiting: Map<object, RequestId[]>;
   resultOf: ResultOf;
+  /** The log sequence number `tasks/get` has delivered as live messages (2026-07-28). */
+  polledLogs: number;
+  /** Starts the task's poll lease over, while it has one (`lease`). */
+  touch?: (() => void) | undefined;
 }
 
 /** What the core needs of the registry: its tasks by id and owner, and their changes. */
@@ -77,16 +84,64 @@ export type TaskSource = Pick<TaskRegistry, "get" | "events">;
 export interface McpTaskCoreOptions {
   /** KLYM_RETENTION_S in ms: the longest ttl granted, and the ttl of a task granted none. */
   readonly retentionMs: number;
+  /** KLYM_TASK_POLL_LEASE_S in ms (0: none): see `lease`. */
+  readonly pollLeaseMs?: number;
+  /** Cancels a task whose lease ran out (the registry's cancel, as its owner). */
+  readonly cancel?: (task: TaskRecord, reason: string) => void;
 }
 
 export class McpTaskCore {
   readonly #registry: TaskSource;
   readonly #retentionMs: number;
+  readonly #pollLeaseMs: number;
+  readonly #cancel: ((task: TaskRecord, reason: string) => void) | undefined;
   readonly #links = new WeakMap<TaskRecord, TaskLinks>();
 
   constructor(registry: TaskSource, options: McpTaskCoreOptions) {
     this.#registry = registry;
     this.#retentionMs = options.retentionMs;
+    this.#pollLeaseMs = options.pollLeaseMs ?? 0;
+    this.#cancel = options.cancel;
+  }
+
+  /**
+   * Holds `task` (created through the Tasks extension, whose client holds no call open) to its
+   * client's polls: when no `tasks/*` request names it (`touch`) for KLYM_TASK_POLL_LEASE_S, the
+   * client is gone (it crashed, or its follow-ups keep failing) and the task is cancelled rather
+   * than left to burn a core until its deadline. Ends when the task is final.
+   */
+  lease(task: TaskRecord): void {
+    if (this.#pollLeaseMs <= 0 || !this.#cancel || isTerminal(task.state)) return;
+    const links = this.#linksOf(task);
+    const seconds = this.#pollLeaseMs / 1000;
+    const expire = () => {
+      stop();
+      if (isTerminal(task.state)) return;
+      this.#cancel?.(
+        task,
+        `no tasks/get, tasks/update or tasks/cancel named it for ${seconds} s (KLYM_TASK_POLL_LEASE_S): its client is gone`,
+      );
+    };
+    let timer = setTimeout(expire, this.#pollLeaseMs);
+    Deno.unrefTimer(timer);
+    const unsubscribe = this.#registry.events.subscribe((change) => {
+      if (change.type === "task" && change.id === task.id && isTerminal(task.state)) stop();
+    });
+    const stop = () => {
+      clearTimeout(timer);
+      unsubscribe();
+      links.touch = undefined;
+    };
+    links.touch = () => {
+      clearTimeout(timer);
+      timer = setTimeout(expire, this.#pollLeaseMs);
+      Deno.unrefTimer(timer);
+    };
+  }
+
+  /** A `tasks/*` request named `task`: its lease starts over. */
+  touch(task: TaskRecord): void {
+    this.#links.get(task)?.touch?.();
   }
 
   #linksOf(task: TaskRecord): TaskLinks {
@@ -97,6 +152,7 @@ export class McpTaskCore {
         inputs: new InputRequests(),
         waiting: new Map(),
         resultOf: finalResult,
+        polledLogs: 0,
       };
       this.#links.set(task, found);
     }
@@ -118,11 +174,12 @@ export class McpTaskCore {
     }
   }
 
-  status(task: TaskRecord): McpTaskStatus {
+  /** The task's MCP status as a client of `era` sees it (each era sees only its own input). */
+  status(task: TaskRecord, era: Era = "legacy"): McpTaskStatus {
     switch (task.state.status) {
       case "queued":
       case "running":
-        return this.#links.get(task)?.inputs.awaited ? "input_required" : "working";
+        return this.#links.get(task)?.inputs.awaitedBy(era) ? "input_required" : "working";
       case "succeeded":
         return "completed";
       case "failed":
@@ -138,8 +195,8 @@ export class McpTaskCore {
     }
   }
 
-  /** The task as MCP's `Task` object. */
-  view(task: TaskRecord): McpTask {
+  /** The task as MCP's `Task` object, as a client of `era` sees it. */
+  view(task: TaskRecord, era: Era = "legacy"): McpTask {
     const state = task.state;
     const times = [
       task.createdAt,
@@ -147,7 +204,7 @@ export class McpTaskCore {
       task.codeStartedAt ?? 0,
       "finishedAt" in state ? state.finishedAt : 0,
     ];
-    const status = this.status(task);
+    const status = this.status(task, era);
     const message = "error" in state
       ? `${state.error.code}: ${state.error.message}`
       : status === "input_required"
@@ -174,6 +231,16 @@ export class McpTaskCore {
   /** The result of the call that started `task` (`run_task`'s unless its start named another). */
   resultOf(task: TaskRecord): CallToolResult {
     return (this.#links.get(task)?.resultOf ?? finalResult)(task);
+  }
+
+  /**
+   * The log sequence number polls of `task` have delivered so far; `to` moves it on. Shared by
+   * every poller of the task: each line goes once to whichever poll asks for logs first.
+   */
+  polledLogs(task: TaskRecord, to?: number): number {
+    const links = this.#linksOf(task);
+    if (to !== undefined) links.polledLogs = Math.max(links.polledLogs, to);
+    return links.polledLogs;
   }
 
   /** What `task` waits on from its client. */
@@ -230,11 +297,36 @@ export class McpTaskCore {
   }
 
   /** Resolves when `task` is final, or rejects when `signal` aborts first. */
-  whenFinal(task: TaskRecord, signal: AbortSignal): Promise<void> {
-    if (isTerminal(task.state)) return Promise.resolve();
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
+  async whenFinal(task: TaskRecord, signal: AbortSignal): Promise<void> {
+    await this.#until(task, signal, false);
+  }
+
+  /**
+   * Resolves when `task` is final (`"final"`) or has a request parked for its 2026-07-28 client
+   * (`"asking"`), or rejects when `signal` aborts first.
+   */
+  whenFinalOrAsking(task: TaskRecord, signal: AbortSignal): Promise<"final" | "asking"> {
+    return this.#until(task, signal, true);
+  }
+
+  #until(task: TaskRecord, signal: AbortSignal, asking: boolean): Promise<"final" | "asking"> {
+    const inputs = this.inputs(task);
+    const settled = (): "final" | "asking" | undefined =>
+      isTerminal(task.state)
+        ? "final"
+        : asking && inputs.awaitedBy("modern")
+        ? "asking"
+        : undefined;
+    const now = settled();
+    if (now) return Promise.resolve(now);
+    const { promise, resolve, reject } = Promise.withResolvers<"final" | "asking">();
+    const check = () => {
+      const outcome = settled();
+      if (outcome) (stop(), resolve(outcome));
+    };
     const stop = () => {
       unsubscribe();
+      unpark();
       signal.removeEventListener("abort", onAbort);
     };
     const onAbort = () => {
@@ -242,11 +334,9 @@ export class McpTaskCore {
       reject(signal.reason ?? new Error("aborted"));
     };
     const unsubscribe = this.#registry.events.subscribe((change) => {
-      if (change.type === "task" && change.id === task.id && isTerminal(task.state)) {
-        stop();
-        resolve();
-      }
+      if (change.type === "task" && change.id === task.id) check();
     });
+    const unpark = asking ? inputs.onParked(check) : () => {};
     signal.addEventListener("abort", onAbort, { once: true });
     if (signal.aborted) onAbort();
     return promise;

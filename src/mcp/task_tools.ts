@@ -41,6 +41,8 @@ export interface TaskToolsSession {
   readonly owner: string;
   /** A sampler for a task this session starts (see `live_session.ts`), `undefined` without one. */
   samplerFor(task: { record?: TaskRecord }): Sampler | undefined;
+  /** Why `samplerFor` gives none, when there is more to say than "the client offers no sampling". */
+  readonly noModelReason?: string;
   /** Told of each task the session starts, for its live notifications. */
   started(task: TaskRecord): void;
 }
@@ -87,6 +89,7 @@ export function startTask(
     timeoutS: timeout_s,
     owner: session.owner,
     sampler: session.samplerFor(holder),
+    noModelReason: session.noModelReason,
   });
   holder.record = task;
   session.started(task);

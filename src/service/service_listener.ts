@@ -16,6 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import { serveStdio, StdioServerTransport } from "@modelcontextprotocol/server/stdio";
 import type { McpServerFactory } from "@modelcontextprotocol/server";
 import { closingWith } from "./closing_transport.ts";
+import { refusingMalformedRetries } from "../http/retry_fields.ts";
 import { BRIDGE_PROTOCOL, BridgeHello, ownHelloLine, readHello } from "./handshake.ts";
 import type { ServicePaths } from "./service_paths.ts";
 import { KlymError } from "../errors.ts";
@@ -103,7 +104,7 @@ export class ServiceListener {
         version: hello.version,
       });
       handle = serveStdio(this.#options.createServer, {
-        transport: closingWith(transport, () => {
+        transport: closingWith(refusingMalformedRetries(transport), () => {
           logger.info("A bridge disconnected (pid {pid})", { pid: hello.pid });
           void close();
         }),

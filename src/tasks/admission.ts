@@ -23,6 +23,11 @@ export interface StartRequest {
   model?: string | undefined;
   /** The starting client's own model, for `ctx.llm` when no model is configured. */
   sampler?: Sampler | undefined;
+  /**
+   * Why the starting client's model cannot be reached, when its session knows better than "it
+   * offers no sampling" (a 2026-07-28 client is sent no request outside a call it holds).
+   */
+  noModelReason?: string | undefined;
   prompt?: string | undefined;
   params?: Record<string, unknown> | undefined;
   timeoutS?: number | undefined;
@@ -69,7 +74,8 @@ export function admit(
     }
   }
   if (request.kind === "agent" && !llm.available(request.sampler)) {
-    throw new KlymError("NO_MODEL", `Cannot start an agent task: ${NO_MODEL_MESSAGE}`);
+    const why = request.noModelReason ?? NO_MODEL_MESSAGE;
+    throw new KlymError("NO_MODEL", `Cannot start an agent task: ${why}`);
   }
   // An agent sends tools: with no model of Klym's own, the client's sampling must take them.
   if (request.kind === "agent" && llm.catalog.isEmpty && request.sampler?.tools === false) {

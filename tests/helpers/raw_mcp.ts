@@ -119,25 +119,32 @@ export class ModernMcp {
     readonly token?: string,
   ) {}
 
-  /** Sends one request; `headers` override the standard ones (`Mcp-Method`, `Mcp-Name`, …). */
+  /**
+   * Sends one request; `headers` override the standard ones (`Mcp-Method`, `Mcp-Name`, …; "" leaves
+   * one out), and
+   * `meta` is added to its `_meta` envelope. `messages` are all it got back (notifications too).
+   */
   async send(
     method: string,
     params: Record<string, unknown> = {},
     headers: Record<string, string> = {},
-  ): Promise<{ status: number; message: RpcMessage }> {
+    meta: Record<string, unknown> = {},
+  ): Promise<{ status: number; message: RpcMessage; messages: RpcMessage[] }> {
     const id = this.#next++;
     const name = params.name ?? params.taskId;
+    const all: Record<string, string> = {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      "mcp-protocol-version": MODERN_VERSION,
+      "mcp-method": method,
+      ...(typeof name === "string" ? { "mcp-name": name } : {}),
+      ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      ...headers,
+    };
     const res = await fetch(`${this.url}/mcp`, {
       method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-        "mcp-protocol-version": MODERN_VERSION,
-        "mcp-method": method,
-        ...(typeof name === "string" ? { "mcp-name": name } : {}),
-        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-        ...headers,
-      },
+      // A header given as "" is left out.
+      headers: Object.fromEntries(Object.entries(all).filter(([, value]) => value !== "")),
       body: JSON.stringify({
         jsonrpc: "2.0",
         id,
@@ -148,6 +155,7 @@ export class ModernMcp {
             "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
             "io.modelcontextprotocol/clientCapabilities": this.capabilities,
             "io.modelcontextprotocol/clientInfo": { name: "klym-modern-test", version: "1.0.0" },
+            ...meta,
           },
         },
       }),
@@ -158,7 +166,7 @@ export class ModernMcp {
       : [JSON.parse(text)];
     const message = messages.find((m) => m.id === id);
     if (!message) throw new Error(`No answer to ${method}: ${text.slice(0, 500)}`);
-    return { status: res.status, message };
+    return { status: res.status, message, messages };
   }
 
   /** The result of `method`; throws with the error's code and message when it failed. */

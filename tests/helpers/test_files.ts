@@ -10,7 +10,13 @@ import { fileURLToPath } from "node:url";
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const TESTS = join(ROOT, "tests");
 /** Folders under tests/ that hold no test files of the suite (task code, installed peers). */
-const NOT_TESTS = new Set(["fixtures", "node_modules", ".venv"]);
+const NOT_TESTS = new Set([
+  "fixtures",
+  "node_modules",
+  ".venv",
+  ".venv-fastmcp",
+  ".venv-fastmcp-tasks",
+]);
 /** Code that starts processes, and helpers that start them by other means (src/, a browser). */
 const STARTS_PROCESSES = /\bDeno\.Command\b/;
 const HELPERS_STARTING = new Set(["helpers/registry.ts", "helpers/browser.ts"]);

@@ -63,13 +63,14 @@ Deno.test("the status view maps every registry status onto MCP's", () => {
   }
 });
 
-Deno.test("a task waiting on its client is input_required, in either era's way, until answered", async () => {
+Deno.test("a task waiting on its client is input_required to that client's era only, until answered", async () => {
   const task = record("t1");
   const core = new McpTaskCore(source(task), { retentionMs: RETENTION_MS });
   const inputs = core.inputs(task);
 
   inputs.asked(1); // a 2025 session's sampling request went out
-  assert.equal(core.status(task), "input_required");
+  assert.equal(core.status(task, "legacy"), "input_required");
+  assert.equal(core.status(task, "modern"), "working");
   assert.match(core.view(task).statusMessage ?? "", /waiting for the client's model/);
   inputs.asked(-1);
   assert.equal(core.status(task), "working");
@@ -77,11 +78,12 @@ Deno.test("a task waiting on its client is input_required, in either era's way, 
   const request = { method: "sampling/createMessage", params: { maxTokens: 10 } };
   const abort = new AbortController();
   const answered = inputs.park(request, abort.signal, 60_000);
-  assert.equal(core.status(task), "input_required");
+  assert.equal(core.status(task, "modern"), "input_required");
+  assert.equal(core.status(task, "legacy"), "working");
   assert.deepEqual(inputs.outstanding(), { "sampling-createMessage-1": request });
   inputs.answer({ "sampling-createMessage-9": "ignored", "sampling-createMessage-1": { ok: 1 } });
   assert.deepEqual(await answered, { ok: 1 });
-  assert.equal(core.status(task), "working");
+  assert.equal(core.status(task, "modern"), "working");
   assert.deepEqual(inputs.outstanding(), {});
 });
 
@@ -210,5 +212,34 @@ Deno.test("whenFinal resolves on the task's final change and rejects when its si
   const aborted = core.whenFinal(waiting, abort.signal);
   abort.abort(new Error("the call was cancelled"));
   await assert.rejects(aborted, /the call was cancelled/);
+  assert.equal(tasks.events.listenerCount, 0);
+});
+
+Deno.test("whenFinalOrAsking resolves when the task parks a request for its 2026 client, or ends", async () => {
+  const task = record("t1");
+  const tasks = source(task);
+  const core = new McpTaskCore(tasks, { retentionMs: RETENTION_MS });
+  const inputs = core.inputs(task);
+
+  const waiting = core.whenFinalOrAsking(task, new AbortController().signal);
+  inputs.asked(1); // a 2025 session's request is not this era's: still waiting
+  tasks.events.emit({ type: "task", id: "t1" });
+  let settled = false;
+  waiting.then(() => (settled = true));
+  await Promise.resolve();
+  assert.equal(settled, false);
+  const abort = new AbortController();
+  const answered = inputs.park(
+    { method: "sampling/createMessage", params: {} },
+    abort.signal,
+    60_000,
+  );
+  assert.equal(await waiting, "asking");
+  // Already asking: resolves at once; once answered and final, "final".
+  assert.equal(await core.whenFinalOrAsking(task, new AbortController().signal), "asking");
+  inputs.answer({ "sampling-createMessage-1": {} });
+  await answered;
+  task.state = finished("failed");
+  assert.equal(await core.whenFinalOrAsking(task, new AbortController().signal), "final");
   assert.equal(tasks.events.listenerCount, 0);
 });

