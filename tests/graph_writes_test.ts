@@ -19,7 +19,6 @@ import { startScriptedModel } from "./helpers/scripted_openai.ts";
 import {
   freePort,
   type Peer,
-  startEverythingPeer,
   startMemoryBankPeer,
   startSqlitePeer,
 } from "./peers/peers.ts";
@@ -148,6 +147,9 @@ interface Restartable {
   template: Record<string, unknown>;
   /** The texts of the task's saves, read back from the store (or from the replies). */
   stored(taskId: string, saves: Save[]): string[];
+  /** Klym learns grynya went only from a refused call (no standing stream tells it). */
+  refusedCall?: true;
+  dispose?(): Promise<void>;
 }
 
 const BANK_ROOT = Deno.makeTempDirSync();
@@ -165,11 +167,12 @@ const RESTARTABLE: Restartable[] = [
     stored: (taskId: string) => storedFiles(`${BANK_ROOT}/klym`, taskId),
   })),
   {
-    // Its Streamable HTTP keeps no standing stream: nothing tells Klym it went until a call fails.
-    name: "server-everything over Streamable HTTP (no standing stream)",
-    start: (port: number) => startEverythingPeer({ transport: "http", port }),
-    template: { create: { tool: "echo", arguments: { message: "{{text}}" } }, success: "^Echo: " },
-    stored: (_: string, saves: Save[]) => saves.map((s) => s.reply.replace(/^Echo: /, "")),
+    name: "a notes bank over Streamable HTTP with no standing stream",
+    start: async (port: number) => noStreamFront(await bankBehindFront(), port),
+    template: BANK_TEMPLATE,
+    stored: (taskId: string) => storedFiles(`${BANK_ROOT}/klym`, taskId),
+    refusedCall: true,
+    dispose: async () => await (await bankBehindFront()).stop(),
   },
 ];
 
@@ -222,10 +225,126 @@ for (const shape of RESTARTABLE) {
       const failed = lines.findIndex((l) => /^grynya: reconnect attempt \d+ .* failed/.test(l));
       assert.ok(failed >= 0 && reconnected > failed, lines.join("\n"));
       assert.ok(!lines.some((l) => /call_interrupted|may have reached/.test(l)), lines.join("\n"));
+      if (shape.refusedCall) {
+        assert.ok(
+          lines.some((l) =>
+            /^grynya: tools\/call memory_bank_write was not sent \(.*Connection refused.*\); it cannot have landed/
+              .test(l)
+          ),
+          lines.join("\n"),
+        );
+      }
     } finally {
       await peer.stop();
+      await shape.dispose?.();
     }
   });
+}
+
+for (const idempotent of [false, true]) {
+  Deno.test(`a write cut after it reached grynya is ${
+    idempotent ? "sent again after a real reconnect, being idempotent" : "not sent again"
+  }`, async () => {
+    const root = Deno.makeTempDirSync();
+    await using backend = await startMemoryBankPeer({ transport: "http", root });
+    const port = freePort();
+    const cut = Promise.withResolvers<void>();
+    let front = noStreamFront(backend, port, () => cut.resolve());
+    const template = {
+      create: { ...BANK_TEMPLATE.create, ...(idempotent ? { idempotent: true } : {}) },
+    };
+    try {
+      await using klym = await startKlym({
+        KLYM_GRYNYA_URL: front.url,
+        KLYM_GRYNYA_WRITE: JSON.stringify(template),
+      });
+      const client = await klym.connect();
+      const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+        kind: "save_loop",
+        params: { texts: ["cut mid-reply"] },
+      });
+      await cut.promise;
+      await front.stop();
+      if (idempotent) {
+        await waitLogged(client, task_id, /grynya: reconnect attempt \d+ .* failed after/);
+        front = noStreamFront(backend, port);
+      }
+      const final = await waitFinal(client, task_id, 60_000);
+      assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+      const [save] = (final.result as { saves: Save[] }).saves;
+      const lines = final.allLogs.map((l) => l.text);
+      // Either way the write reached the store once: memory_bank_write never overwrites a file.
+      assert.deepEqual(storedFiles(`${root}/klym`, task_id), ["cut mid-reply"]);
+      if (idempotent) {
+        assert.equal(save?.ok, true, JSON.stringify(save));
+        const resend = lines.findIndex((l) => /may run twice, so it is sent again/.test(l));
+        const back = lines.findIndex((l) => /^grynya: reconnected to .* on attempt \d+/.test(l));
+        assert.ok(resend >= 0 && back > resend, lines.join("\n"));
+      } else {
+        assert.equal(save?.ok, false);
+        assert.equal(save?.error?.code, "grynya_call_interrupted");
+        assert.match(
+          save!.error!.message,
+          /it may have reached grynya, so it was not sent again \(a write template step can say "idempotent": true\)/,
+        );
+      }
+    } finally {
+      await front.stop();
+    }
+  });
+}
+
+let bankBackend: Promise<Peer> | undefined;
+/** One notes bank (Streamable HTTP) that the front below forwards to; it stays up throughout. */
+const bankBehindFront = () =>
+  bankBackend ??= startMemoryBankPeer({ transport: "http", root: BANK_ROOT });
+
+/**
+ * A Streamable HTTP front for a peer that keeps no standing stream (its GET answers 405, as many
+ * servers' do): nothing tells Klym that grynya went until a call is refused. Stopping it closes
+ * its port.
+ */
+function noStreamFront(
+  backend: Peer,
+  port: number,
+  /** Called when the first tools/call has reached the backend and its answer is being cut. */
+  cutFirstCall?: () => void,
+): Peer {
+  const upstream = new URL(backend.url);
+  let cut = cutFirstCall;
+  const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, async (req) => {
+    if (req.method === "GET") {
+      return new Response(null, { status: 405, headers: { allow: "POST, DELETE" } });
+    }
+    const url = new URL(req.url);
+    url.port = upstream.port;
+    const body = req.method === "POST" ? await req.text() : null;
+    const answer = await fetch(url, { method: req.method, headers: req.headers, body });
+    if (!cut || !body?.includes('"tools/call"')) return answer;
+    // The call landed; its answer ends halfway, as when grynya dies mid-reply.
+    const text = await answer.text();
+    const onCut = cut;
+    cut = undefined;
+    onCut();
+    return new Response(
+      new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode(text.slice(0, text.length >> 1)));
+          controller.close();
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    );
+  });
+  const stop = () => server.shutdown();
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    port,
+    pid: 0,
+    output: () => "",
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
 }
 
 /** The files of one task's saves, in save order. */
