@@ -132,6 +132,7 @@ function sqlDraft(tool: DraftTool): WriteTemplate | undefined {
           ...fixed,
           [query]:
             "CREATE TABLE IF NOT EXISTS klym_saves (task_id TEXT NOT NULL, kind TEXT, seq INTEGER NOT NULL, text TEXT NOT NULL, time TEXT, PRIMARY KEY (task_id, seq))",
+          [params]: positional ? [] : {},
         },
         idempotent: true,
       },
@@ -220,12 +221,13 @@ function valueFor(
 function stepsFit(template: WriteTemplate, tool: DraftTool): boolean {
   const steps = [template.create, template.append ?? []].flat() as WriteStep[];
   return steps.every((step) =>
-    schemaProblems(fillStep(step.arguments, SAMPLE, []), tool.inputSchema as Schema).length === 0
+    schemaProblems(fillStep(step.arguments, SAMPLE, []), tool.inputSchema).length === 0
   );
 }
 
 /** What is wrong with a value for a JSON schema (the common keywords only), one line each. */
-export function schemaProblems(value: unknown, schema: Schema, path = "$"): string[] {
+export function schemaProblems(value: unknown, json: unknown, path = "$"): string[] {
+  const schema = (json && typeof json === "object" ? json : {}) as Schema;
   const problems: string[] = [];
   const type = typeOf(schema);
   const actual = Array.isArray(value)
