@@ -16,12 +16,7 @@ import {
   waitLogged,
 } from "./helpers/klym_process.ts";
 import { startScriptedModel } from "./helpers/scripted_openai.ts";
-import {
-  freePort,
-  type Peer,
-  startMemoryBankPeer,
-  startSqlitePeer,
-} from "./peers/peers.ts";
+import { freePort, type Peer, startMemoryBankPeer, startSqlitePeer } from "./peers/peers.ts";
 
 interface Save {
   seq: number;
@@ -86,7 +81,10 @@ for (const transport of ["sse", "http"] as const) {
     });
     assert.equal(refused.code, 2, refused.err);
     assert.match(refused.err, /KLYM_GRYNYA_WRITE/);
-    assert.match(refused.err, /create \(write_query\) at \$\.query: \{\{text\}\} would be the whole/);
+    assert.match(
+      refused.err,
+      /create \(write_query\) at \$\.query: \{\{text\}\} would be the whole/,
+    );
     assert.match(refused.err, /unsafe_text_as_code/);
 
     // The first run suggests the tool that takes text as a value, never a query tool.
@@ -221,7 +219,9 @@ for (const shape of RESTARTABLE) {
         lines.join("\n"),
       );
       assert.deepEqual(shape.stored(task_id, saves), texts);
-      const reconnected = lines.findIndex((l) => /^grynya: reconnected to .* on attempt \d+/.test(l));
+      const reconnected = lines.findIndex((l) =>
+        /^grynya: reconnected to .* on attempt \d+/.test(l)
+      );
       const failed = lines.findIndex((l) => /^grynya: reconnect attempt \d+ .* failed/.test(l));
       assert.ok(failed >= 0 && reconnected > failed, lines.join("\n"));
       assert.ok(!lines.some((l) => /call_interrupted|may have reached/.test(l)), lines.join("\n"));
@@ -242,56 +242,59 @@ for (const shape of RESTARTABLE) {
 }
 
 for (const idempotent of [false, true]) {
-  Deno.test(`a write cut after it reached grynya is ${
-    idempotent ? "sent again after a real reconnect, being idempotent" : "not sent again"
-  }`, async () => {
-    const root = Deno.makeTempDirSync();
-    await using backend = await startMemoryBankPeer({ transport: "http", root });
-    const port = freePort();
-    const cut = Promise.withResolvers<void>();
-    let front = noStreamFront(backend, port, () => cut.resolve());
-    const template = {
-      create: { ...BANK_TEMPLATE.create, ...(idempotent ? { idempotent: true } : {}) },
-    };
-    try {
-      await using klym = await startKlym({
-        KLYM_GRYNYA_URL: front.url,
-        KLYM_GRYNYA_WRITE: JSON.stringify(template),
-      });
-      const client = await klym.connect();
-      const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
-        kind: "save_loop",
-        params: { texts: ["cut mid-reply"] },
-      });
-      await cut.promise;
-      await front.stop();
-      if (idempotent) {
-        await waitLogged(client, task_id, /grynya: reconnect attempt \d+ .* failed after/);
-        front = noStreamFront(backend, port);
+  Deno.test(
+    `a write cut after it reached grynya is ${
+      idempotent ? "sent again after a real reconnect, being idempotent" : "not sent again"
+    }`,
+    async () => {
+      const root = Deno.makeTempDirSync();
+      await using backend = await startMemoryBankPeer({ transport: "http", root });
+      const port = freePort();
+      const cut = Promise.withResolvers<void>();
+      let front = noStreamFront(backend, port, () => cut.resolve());
+      const template = {
+        create: { ...BANK_TEMPLATE.create, ...(idempotent ? { idempotent: true } : {}) },
+      };
+      try {
+        await using klym = await startKlym({
+          KLYM_GRYNYA_URL: front.url,
+          KLYM_GRYNYA_WRITE: JSON.stringify(template),
+        });
+        const client = await klym.connect();
+        const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+          kind: "save_loop",
+          params: { texts: ["cut mid-reply"] },
+        });
+        await cut.promise;
+        await front.stop();
+        if (idempotent) {
+          await waitLogged(client, task_id, /grynya: reconnect attempt \d+ .* failed after/);
+          front = noStreamFront(backend, port);
+        }
+        const final = await waitFinal(client, task_id, 60_000);
+        assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+        const [save] = (final.result as { saves: Save[] }).saves;
+        const lines = final.allLogs.map((l) => l.text);
+        // Either way the write reached the store once: memory_bank_write never overwrites a file.
+        assert.deepEqual(storedFiles(`${root}/klym`, task_id), ["cut mid-reply"]);
+        if (idempotent) {
+          assert.equal(save?.ok, true, JSON.stringify(save));
+          const resend = lines.findIndex((l) => /may run twice, so it is sent again/.test(l));
+          const back = lines.findIndex((l) => /^grynya: reconnected to .* on attempt \d+/.test(l));
+          assert.ok(resend >= 0 && back > resend, lines.join("\n"));
+        } else {
+          assert.equal(save?.ok, false);
+          assert.equal(save?.error?.code, "grynya_call_interrupted");
+          assert.match(
+            save!.error!.message,
+            /it may have reached grynya, so it was not sent again \(a write template step can say "idempotent": true\)/,
+          );
+        }
+      } finally {
+        await front.stop();
       }
-      const final = await waitFinal(client, task_id, 60_000);
-      assert.equal(final.status, "succeeded", JSON.stringify(final.error));
-      const [save] = (final.result as { saves: Save[] }).saves;
-      const lines = final.allLogs.map((l) => l.text);
-      // Either way the write reached the store once: memory_bank_write never overwrites a file.
-      assert.deepEqual(storedFiles(`${root}/klym`, task_id), ["cut mid-reply"]);
-      if (idempotent) {
-        assert.equal(save?.ok, true, JSON.stringify(save));
-        const resend = lines.findIndex((l) => /may run twice, so it is sent again/.test(l));
-        const back = lines.findIndex((l) => /^grynya: reconnected to .* on attempt \d+/.test(l));
-        assert.ok(resend >= 0 && back > resend, lines.join("\n"));
-      } else {
-        assert.equal(save?.ok, false);
-        assert.equal(save?.error?.code, "grynya_call_interrupted");
-        assert.match(
-          save!.error!.message,
-          /it may have reached grynya, so it was not sent again \(a write template step can say "idempotent": true\)/,
-        );
-      }
-    } finally {
-      await front.stop();
-    }
-  });
+    },
+  );
 }
 
 let bankBackend: Promise<Peer> | undefined;

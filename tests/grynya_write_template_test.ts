@@ -326,7 +326,9 @@ Deno.test("text as the whole of an argument grynya runs as code is found by name
   const paths = (template: Parameters<typeof codePlacements>[0], tools?: ToolSchema[]) =>
     codePlacements(template, tools).map((p) => `${p.path} ${p.placeholder}`);
   assert.deepEqual(paths(step({ sql: "{{text}}" })), ["$.sql {{text}}"]);
-  assert.deepEqual(paths(step({ cypherQuery: "{{value_json}}" })), ["$.cypherQuery {{value_json}}"]);
+  assert.deepEqual(paths(step({ cypherQuery: "{{value_json}}" })), [
+    "$.cypherQuery {{value_json}}",
+  ]);
   assert.deepEqual(paths(step({ statements: ["{{text}}"] })), ["$.statements[0] {{text}}"]);
   assert.deepEqual(paths(step({ run_script: "{{steps.0.text}}" })), [
     "$.run_script {{steps.0.text}}",

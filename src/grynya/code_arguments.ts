@@ -29,7 +29,15 @@ const CODE_WORDS = new Set([
 ]);
 
 /** Words that make a name the values that go with code (`query_params`), not the code. */
-const VALUE_WORDS = new Set(["param", "params", "parameters", "values", "bindings", "args", "variables"]);
+const VALUE_WORDS = new Set([
+  "param",
+  "params",
+  "parameters",
+  "values",
+  "bindings",
+  "args",
+  "variables",
+]);
 
 /** A description that says the value is code to run. */
 const CODE_DESCRIPTION =
@@ -94,8 +102,11 @@ export function codePlacements(
           ? `grynya describes ${tool.name} as "${String(tool.description).slice(0, 80)}"`
           : undefined;
         if (!because) continue;
-        visitOutside(value, `$.${arg}`, (path, placeholder) =>
-          found.push({ where, path, placeholder, because }));
+        visitOutside(
+          value,
+          `$.${arg}`,
+          (path, placeholder) => found.push({ where, path, placeholder, because }),
+        );
       }
     });
   }

@@ -102,7 +102,9 @@ export function draftTemplate(tools: readonly DraftTool[]): Draft {
 /** A query tool with parameters: a fixed table of saves, the text one of the parameters. */
 function sqlDraft(tool: DraftTool): WriteTemplate | undefined {
   const props = (tool.inputSchema.properties ?? {}) as Record<string, Schema>;
-  const query = Object.keys(props).find((k) => isCode(k, props[k]) && typeOf(props[k]) === "string");
+  const query = Object.keys(props).find((k) =>
+    isCode(k, props[k]) && typeOf(props[k]) === "string"
+  );
   const params = Object.keys(props).find((k) => PARAMS_NAME.test(k));
   if (!query || !params) return undefined;
   const about = `${tool.name} ${tool.description ?? ""} ${props[query]?.description ?? ""}`;

@@ -15,7 +15,7 @@ import { MAX_SAVE_REPLY_CHARS } from "../protocol.ts";
 import type { GrynyaClient } from "./grynya_client.ts";
 import { TaskFailure } from "../task_failure.ts";
 import { PRESETS, type ToolSchema } from "../grynya/write_presets.ts";
-import { type DraftTool, draftTemplate } from "../grynya/write_draft.ts";
+import { draftTemplate, type DraftTool } from "../grynya/write_draft.ts";
 import { codePlacementProblem, codePlacements } from "../grynya/code_arguments.ts";
 import { summarizeNames } from "../text.ts";
 import {
