@@ -16,17 +16,10 @@ import {
   waitLogged,
 } from "./helpers/klym_process.ts";
 import { startScriptedModel } from "./helpers/scripted_openai.ts";
+import type { SaveRecord } from "../src/protocol.ts";
 import { freePort, type Peer, startMemoryBankPeer, startSqlitePeer } from "./peers/peers.ts";
 
-interface Save {
-  seq: number;
-  ok: boolean;
-  strategy?: string;
-  tools: string[];
-  reply: string;
-  error?: { code: string; message: string };
-  hint?: string;
-}
+type Save = SaveRecord;
 
 async function runTask(klym: KlymProcess, kind: string, params: Record<string, unknown> = {}) {
   const client = await klym.connect();
@@ -119,16 +112,7 @@ for (const transport of ["sse", "http"] as const) {
     await using peer = await startMemoryBankPeer({ transport, root });
     const saved = await reportHint(peer.url);
     const template = suggested(saved.hint);
-    assert.deepEqual(JSON.parse(template), {
-      create: {
-        tool: "memory_bank_write",
-        arguments: {
-          projectName: "klym",
-          fileName: "klym-{{task_id}}-{{seq}}",
-          content: "{{text}}",
-        },
-      },
-    });
+    assert.deepEqual(JSON.parse(template), BANK_TEMPLATE);
     await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url, KLYM_GRYNYA_WRITE: template });
     const texts = ["first finding", "second finding", "third: with 'quotes' and\nlines"];
     const loop = await runTask(klym, "save_loop", { texts });

@@ -6,6 +6,7 @@
  * in grynya's tool list at the first save.
  */
 import type { WriteStep, WriteTemplate } from "../protocol.ts";
+import type { ToolSchema } from "./write_presets.ts";
 
 /** Words of an argument's name that mean grynya runs its value. */
 const CODE_WORDS = new Set([
@@ -57,12 +58,6 @@ export function isCodeDescription(description: unknown): boolean {
   return typeof description === "string" && CODE_DESCRIPTION.test(description);
 }
 
-export interface ToolDoc {
-  readonly name: string;
-  readonly description?: string | undefined;
-  readonly inputSchema: Record<string, unknown>;
-}
-
 /** One place where outside text would become code. */
 export interface CodePlacement {
   readonly where: string;
@@ -79,7 +74,7 @@ export interface CodePlacement {
  */
 export function codePlacements(
   template: WriteTemplate,
-  tools?: readonly ToolDoc[],
+  tools?: readonly ToolSchema[],
 ): CodePlacement[] {
   const found: CodePlacement[] = [];
   for (const phase of ["create", "append"] as const) {

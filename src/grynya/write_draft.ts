@@ -11,11 +11,9 @@
 import type { WriteStep, WriteTemplate } from "../protocol.ts";
 import { isCodeDescription, isCodeName } from "./code_arguments.ts";
 import { fillStep } from "./write_template.ts";
+import type { ToolSchema } from "./write_presets.ts";
 
-export interface DraftTool {
-  readonly name: string;
-  readonly description?: string | undefined;
-  readonly inputSchema: Record<string, unknown>;
+export interface DraftTool extends ToolSchema {
   readonly annotations?: { readonly readOnlyHint?: boolean | undefined } | undefined;
 }
 
