@@ -32,6 +32,11 @@ export const WriteStep = z.strictObject({
   arguments: z.record(z.string(), z.unknown()),
   /** The tool may safely run twice: re-sent when the connection drops mid-call. */
   idempotent: z.boolean().optional(),
+  /**
+   * Lets saved text be the whole of an argument grynya runs as code (a query, SQL, a script):
+   * refused by default, since a save of `DELETE FROM …` would then run (src/grynya/code_arguments.ts).
+   */
+  unsafe_text_as_code: z.literal(true).optional(),
 });
 export type WriteStep = z.infer<typeof WriteStep>;
 const WriteSteps = z.union([WriteStep, z.array(WriteStep).min(1).max(8)]);

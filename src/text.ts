@@ -53,3 +53,20 @@ export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
   }
   return all;
 }
+
+/**
+ * A list of names for a log line or a message, bounded: how many, then as many names as fit in
+ * `maxChars`, then how many more (`"38 tools: a, b, c, … and 30 more"`).
+ */
+export function summarizeNames(noun: string, names: readonly string[], maxChars = 240): string {
+  if (names.length === 0) return `no ${noun}`;
+  const shown: string[] = [];
+  let length = 0;
+  for (const name of names) {
+    if (shown.length && length + name.length + 2 > maxChars) break;
+    shown.push(name.length > maxChars ? `${name.slice(0, maxChars)}…` : name);
+    length += name.length + 2;
+  }
+  const rest = names.length - shown.length;
+  return `${names.length} ${noun}: ${shown.join(", ")}${rest ? `, … and ${rest} more` : ""}`;
+}

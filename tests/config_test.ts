@@ -434,6 +434,11 @@ Deno.test("KLYM_GRYNYA_WRITE templates are checked at start: placeholders, splic
     bad({ id: "{{steps.0.json.id}}" }),
     /refers to a step that does not come before it/,
   );
+  assert.throws(
+    bad({ sql: "{{text}}" }),
+    /KLYM_GRYNYA_WRITE: create \(t\) at \$\.sql: \{\{text\}\} would be the whole argument, which grynya runs as code .*"unsafe_text_as_code": true/,
+  );
+  assert.throws(bad({ statements: ["{{value}}"] }), /at \$\.statements\[0\]: \{\{value\}\}/);
   assert.throws(bad({ a: 1 }, { success: "(" }), /"success" is not a valid regular expression/);
   assert.throws(bad({ a: 1 }, { extra: 1 }), /KLYM_GRYNYA_WRITE is not a write template/);
   // Safe scalars may sit inside longer strings; a whole-string placeholder is a JSON value.
@@ -446,6 +451,9 @@ Deno.test("KLYM_GRYNYA_WRITE templates are checked at start: placeholders, splic
           arguments: { id: "{{steps.0.structured.id}}", v: "{{value}}" },
           idempotent: true,
         },
+        // Text as a query parameter is a value; text as the whole query only on purpose.
+        { tool: "c", arguments: { query: "INSERT INTO t VALUES (?)", params: ["{{text}}"] } },
+        { tool: "d", arguments: { sql: "{{text}}" }, unsafe_text_as_code: true },
       ],
     }),
   }, []);

@@ -15,7 +15,7 @@ export interface ToolSchema {
 export interface Preset {
   readonly name: string;
   readonly description: string;
-  /** The template for this grynya, or why the preset does not fit it. */
+  /** The template for this grynya, or why the preset does not fit it (a clause about grynya). */
   fit(tools: readonly ToolSchema[]): WriteTemplate | string;
 }
 
@@ -53,7 +53,7 @@ const memory: Preset = {
   description: "create_entities for the task's entity, add_observations for each later save",
   fit(tools) {
     if (!find(tools, "create_entities") || !find(tools, "add_observations")) {
-      return "needs create_entities and add_observations";
+      return "grynya lacks create_entities or add_observations, which it needs";
     }
     return {
       create: {
@@ -80,16 +80,20 @@ const memoryLinked: Preset = {
   fit(tools) {
     const create = find(tools, "create_entities");
     const relate = find(tools, "create_relations");
-    if (!create || !relate) return "needs create_entities and create_relations";
+    if (!create || !relate) {
+      return "grynya lacks create_entities or create_relations, which it needs";
+    }
     if (find(tools, "add_observations")) {
-      return "grynya has add_observations: the memory preset fits";
+      return "grynya has add_observations, so the memory preset fits it instead";
     }
     const relation = Object.keys(props(itemOf(relate.inputSchema, "relations")));
     const from = pick(relation, ["from", "source", "from_entity", "source_entity"]);
     const to = pick(relation, ["to", "target", "to_entity", "target_entity"]);
     const type = pick(relation, ["relationType", "relation_type", "type", "relation"]);
     if (!from || !to || !type) {
-      return `create_relations takes relations of ${relation.join(", ") || "an unknown shape"}`;
+      return `grynya's create_relations takes relations of ${
+        relation.join(", ") || "an unknown shape"
+      }, with no from, to and type fields`;
     }
     const saveEntity = {
       name: `${TASK_ENTITY}-save-{{seq}}`,
@@ -138,8 +142,10 @@ const remember: Preset = {
     });
     if (fits.length !== 1) {
       return fits.length
-        ? `several remember-like tools: ${fits.map((f) => f.tool).join(", ")}`
-        : "no remember-like tool taking a text";
+        ? `grynya has several remember-like tools (${
+          fits.map((f) => f.tool).join(", ")
+        }): name one in a template`
+        : "grynya has no remember-like tool that takes a text";
     }
     const [{ tool, field }] = fits as [{ tool: string; field: string }];
     return { create: { tool, arguments: { [field]: "{{text}}" } } };
@@ -169,8 +175,10 @@ const cypher: Preset = {
     });
     if (fits.length !== 1) {
       return fits.length
-        ? `several query tools with parameters: ${fits.map((f) => f.tool).join(", ")}`
-        : "no write tool taking a query and its parameters";
+        ? `grynya has several query tools with parameters (${
+          fits.map((f) => f.tool).join(", ")
+        }): name one in a template`
+        : "grynya has no write tool that takes a query and its parameters";
     }
     const [{ tool, query, params, graph }] = fits as [
       { tool: string; query: string; params: string; graph: string[] },
@@ -197,35 +205,3 @@ const cypher: Preset = {
 
 export const PRESETS: readonly Preset[] = [memory, memoryLinked, remember, cypher];
 export const PRESET_NAMES: readonly string[] = PRESETS.map((p) => p.name);
-
-const LIKELY = /create|add|write|store|save|remember|insert|upsert|memor|query|cypher|put|record/i;
-const UNLIKELY = /read|get|list|search|delete|remove|schema|find|recall|open|stats|explain/i;
-
-/** A template drafted from the tool most likely to write, for a message saying what to set. */
-export function draftTemplate(tools: readonly ToolSchema[]): string | undefined {
-  const score = (t: ToolSchema) =>
-    (LIKELY.test(t.name) ? 2 : 0) - (UNLIKELY.test(t.name) ? 3 : 0) +
-    (Object.keys(props(t.inputSchema)).length ? 1 : 0);
-  const best = [...tools].sort((a, b) => score(b) - score(a))[0];
-  if (!best || score(best) < 1) return undefined;
-  const p = props(best.inputSchema);
-  const keys = required(best.inputSchema).length
-    ? required(best.inputSchema)
-    : Object.keys(p).slice(0, 4);
-  let textPlaced = false;
-  const args = Object.fromEntries(keys.map((k) => {
-    const type = typeOf(p[k]);
-    if (type === "string") {
-      if (!textPlaced && !/name|id|graph|database|type/i.test(k)) {
-        textPlaced = true;
-        return [k, "{{text}}"];
-      }
-      return [k, /name|id/i.test(k) ? "klym-task-{{task_id}}" : "klym"];
-    }
-    if (type === "number" || type === "integer") return [k, "{{seq}}"];
-    if (type === "array") return [k, ["{{text}}"]];
-    if (type === "object") return [k, { text: "{{text}}", task: "{{task_id}}" }];
-    return [k, "{{value}}"];
-  }));
-  return JSON.stringify({ create: { tool: best.name, arguments: args } });
-}

@@ -10,6 +10,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/client";
 import type { WriteStep, WriteTemplate } from "../protocol.ts";
 import { KlymError } from "../errors.ts";
+import { codePlacementProblem, codePlacements } from "./code_arguments.ts";
 
 /** Placeholders that stand for a whole JSON value. */
 const WHOLE_ONLY = ["text", "value", "value_json"] as const;
@@ -50,8 +51,9 @@ export function templateTools(template: WriteTemplate): string[] {
 
 /**
  * What is wrong with a template, one sentence per problem (empty when it is sound): unknown or
- * misspelled placeholders, a text-like placeholder inside a longer string, a step reference to a
- * step that does not come earlier, a regex that does not compile.
+ * misspelled placeholders, a text-like placeholder inside a longer string or as the whole of an
+ * argument grynya runs as code, a step reference to a step that does not come earlier, a regex that
+ * does not compile.
  */
 export function templateProblems(template: WriteTemplate): string[] {
   const problems: string[] = [];
@@ -101,6 +103,7 @@ export function templateProblems(template: WriteTemplate): string[] {
       });
     });
   }
+  problems.push(...codePlacements(template).map(codePlacementProblem));
   for (const key of ["success", "failure"] as const) {
     const pattern = template[key];
     if (pattern === undefined) continue;

@@ -14,7 +14,10 @@ import type {
 import { MAX_SAVE_REPLY_CHARS } from "../protocol.ts";
 import type { GrynyaClient } from "./grynya_client.ts";
 import { isKlymError, KlymError } from "../errors.ts";
-import { draftTemplate, PRESETS, type ToolSchema } from "../grynya/write_presets.ts";
+import { PRESETS, type ToolSchema } from "../grynya/write_presets.ts";
+import { draftTemplate, type DraftTool } from "../grynya/write_draft.ts";
+import { codePlacementProblem, codePlacements } from "../grynya/code_arguments.ts";
+import { summarizeNames } from "../text.ts";
 import {
   fillStep,
   replyFailure,
@@ -151,13 +154,15 @@ export class GraphWriter {
     const setting = this.setting;
     const { tools } = await this.grynya.listTools();
     const names = tools.map((t) => t.name);
-    const listed = `grynya's tools: ${names.join(", ") || "none"}`;
-    const draft = draftTemplate(tools as ToolSchema[]);
-    const hint = draft
-      ? `set KLYM_GRYNYA_WRITE to a template such as ${draft}, or to a preset (${
+    const listed = `grynya offers ${summarizeNames("tools", names)}`;
+    const draft = draftTemplate(tools as DraftTool[]);
+    const hint = draft.kind === "template"
+      ? `set KLYM_GRYNYA_WRITE to a template such as ${
+        JSON.stringify(draft.template)
+      } (edit the names to taste), or to a preset (${
         PRESETS.map((p) => p.name).join(", ")
       }); see "Connect your graph server" in docs/graph_servers.md`
-      : `set KLYM_GRYNYA_WRITE to a template naming grynya's write tool; see docs/graph_servers.md`;
+      : `${draft.reason}; see "Connect your graph server" in docs/graph_servers.md`;
     const refuse = (message: string) => ({
       error: { code: "grynya_no_write_strategy", message: cut(`${message}; ${listed}`) },
       hint,
@@ -172,13 +177,28 @@ export class GraphWriter {
           }, which grynya at ${this.grynya.settings.url} does not offer`,
         );
       }
+      // Names were checked at start; grynya's own descriptions can say an argument is code too.
+      const unsafe = codePlacements(setting.template, tools as ToolSchema[]);
+      if (unsafe.length) {
+        return {
+          error: {
+            code: "grynya_no_write_strategy",
+            message: cut(
+              `The template in KLYM_GRYNYA_WRITE would run saved text as code on grynya at ${this.grynya.settings.url}, so Klym refuses it: ${
+                unsafe.map(codePlacementProblem).join("; ")
+              }`,
+            ),
+          },
+          hint,
+        };
+      }
       found = { name: "template", template: setting.template };
     } else if (setting.kind === "preset") {
       const preset = PRESETS.find((p) => p.name === setting.name)!;
       const fit = preset.fit(tools as ToolSchema[]);
       if (typeof fit === "string") {
         return refuse(
-          `The preset "${preset.name}" named in KLYM_GRYNYA_WRITE does not fit grynya at ${this.grynya.settings.url}: it ${fit}`,
+          `The preset "${preset.name}" named in KLYM_GRYNYA_WRITE does not fit grynya at ${this.grynya.settings.url}: ${fit}`,
         );
       }
       found = { name: preset.name, template: fit };

@@ -3,8 +3,9 @@
  * follows the spec's fallback: try Streamable HTTP, fall back to SSE on a 4xx). The first connect
  * is bounded as a whole by the connect timeout; a dropped connection is re-established with backoff
  * within the reconnect budget, each attempt logged to the task's log. Requests are bounded by the
- * call timeout and the task's signal. A read is retried once after a reconnect; a tool call that
- * may have reached grynya is not re-sent unless it is declared idempotent. Errors are classified
+ * call timeout and the task's signal. A request that never reached grynya (refused) is sent again
+ * once a reconnect has reached grynya, within the budget; a read, or a tool call declared
+ * idempotent, that may have reached it is sent again once; any other is not. Errors are classified
  * by their type and code, keep their root cause and a hint at the fix, and stay short.
  */
 import {
@@ -61,6 +62,8 @@ export class GrynyaClient {
   /** Connects if not connected; a failure is a `grynya_unreachable` KlymError. */
   connect(): Promise<Client> {
     if (this.#closed) return Promise.reject(new Error("The grynya client is closed"));
+    // A client whose transport the SDK closed is gone, whatever its handlers saw.
+    if (this.#client && this.#client.transport === undefined) this.#client = undefined;
     if (this.#client) return Promise.resolve(this.#client);
     this.#connecting ??= this.#establish().finally(() => this.#connecting = undefined);
     return this.#connecting;
@@ -122,12 +125,21 @@ export class GrynyaClient {
     await client?.close().catch(() => {});
   }
 
+  /**
+   * One request, through a connection lost under it. A request that never reached grynya (the
+   * connection was refused, or gone before it was sent) cannot have landed: it is sent again once
+   * a reconnect has really reached grynya, within KLYM_GRYNYA_RECONNECT_S. One that may have
+   * reached grynya is sent again once, after such a reconnect, only when it is idempotent.
+   */
   async #request<T>(
     what: string,
     run: (client: Client, options: { signal: AbortSignal; timeout: number }) => Promise<T>,
     idempotent: boolean,
   ): Promise<T> {
-    for (let attempt = 0;; attempt++) {
+    const lands = what.startsWith("tools/call");
+    let resent = false;
+    let lostAt: number | undefined;
+    for (;;) {
       const client = await this.connect();
       try {
         return await run(client, { signal: this.signal, timeout: this.settings.callTimeoutMs });
@@ -146,27 +158,52 @@ export class GrynyaClient {
         if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) {
           throw new KlymError(
             "grynya_timeout",
-            `grynya at ${this.settings.url} did not answer ${what} within ${this.settings.callTimeoutMs} ms (KLYM_GRYNYA_CALL_TIMEOUT_MS)`,
+            `grynya at ${this.settings.url} did not answer ${what} within ${this.settings.callTimeoutMs} ms (KLYM_GRYNYA_CALL_TIMEOUT_MS)${
+              lands ? "; it was sent, so it may still land in grynya" : ""
+            }`,
             { cause: error },
           );
         }
         // The connection failed under the request: drop it, the next attempt reconnects.
         await this.#drop(client);
-        const delivered = !neverDelivered(error);
-        if (attempt >= 1 || (delivered && !idempotent)) {
+        lostAt ??= performance.now();
+        if (neverDelivered(error)) {
+          if (performance.now() - lostAt < this.settings.reconnectMs) {
+            this.log(
+              `grynya: ${what} was not sent (${
+                rootCause(error)
+              }); it cannot have landed, so it is sent once grynya is back`,
+            );
+            continue;
+          }
           throw new KlymError(
-            delivered ? "grynya_call_interrupted" : "grynya_error",
-            `The connection to grynya at ${this.settings.url} broke during ${what}: ${
+            "grynya_unreachable",
+            `Cannot send ${what} to grynya at ${this.settings.url}: it was refused for ${
+              seconds(lostAt)
+            }, longer than ${this.settings.reconnectMs} ms (KLYM_GRYNYA_RECONNECT_S); it was never sent: ${
               rootCause(error)
-            }${
-              delivered
-                ? '; it may have reached grynya, so it was not re-sent (a write template step can say "idempotent": true)'
-                : ""
             }`,
             { cause: error },
           );
         }
-        this.log(`grynya: the connection broke during ${what} (${rootCause(error)}); reconnecting`);
+        if (idempotent && !resent) {
+          resent = true;
+          this.log(
+            `grynya: the connection broke during ${what} (${
+              rootCause(error)
+            }); it may have reached grynya, and may run twice, so it is sent again once grynya is back`,
+          );
+          continue;
+        }
+        throw new KlymError(
+          "grynya_call_interrupted",
+          `The connection to grynya at ${this.settings.url} broke during ${what}${
+            resent ? ", sent again after a reconnect since it may run twice," : ""
+          }: ${rootCause(error)}; it may have reached grynya, so it was not sent again${
+            idempotent ? "" : ' (a write template step can say "idempotent": true)'
+          }`,
+          { cause: error },
+        );
       }
     }
   }
@@ -287,10 +324,13 @@ export class GrynyaClient {
     };
     // The SSE client would silently retry a cut stream while calls wait for answers that cannot
     // come: a transport error ends this connection, failing pending calls now so they reconnect.
+    // A refused send (not the SSE stream) is the exception: its own request fails with the refusal
+    // (so it is known not to have landed) and drops the connection itself; dropping here first
+    // would fail it as "Connection closed", which may have landed.
     const onerror = transport.onerror;
     transport.onerror = (error) => {
       onerror?.(error);
-      void this.#drop(client);
+      if (error instanceof SseError || !neverSent(error)) void this.#drop(client);
     };
     const server = client.getServerVersion();
     this.#info = {
@@ -379,7 +419,23 @@ function neverDelivered(error: unknown): boolean {
     // A Streamable HTTP session grynya forgot (it restarted): the request was not processed.
     if (error instanceof SdkHttpError && error.status === 404) return true;
   }
-  return isRefused(error);
+  // The SDK's own check before sending: the client had no transport left.
+  if (error instanceof Error && error.message === "Not connected") return true;
+  return neverSent(error);
+}
+
+/**
+ * The connection failed before any byte of the request went out: refused, or the TCP connect
+ * itself failed (fetch's "client error (Connect)").
+ */
+function neverSent(error: unknown): boolean {
+  if (isRefused(error)) return true;
+  for (let e = error, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof Error && /client error \(Connect\)|tcp connect error/.test(e.message)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /** The error and its causes, each message once, cut to a few hundred characters. */

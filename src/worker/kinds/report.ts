@@ -4,6 +4,7 @@
  * report into the graph, and answer with the facts.
  */
 import type { TaskContext } from "../task_context.ts";
+import { summarizeNames } from "../../text.ts";
 
 export const REPORT_TEXT = "Бачу базу та інструменти, полет нормальний";
 
@@ -24,15 +25,15 @@ export async function report(ctx: TaskContext) {
 
   const caps = grynya.capabilities() ?? {};
   const { tools } = await timed("list_tools", () => grynya.listTools());
-  console.log(`tools (${tools.length}): ${tools.map((t) => t.name).join(", ")}`);
+  console.log(`grynya offers ${summarizeNames("tools", tools.map((t) => t.name))}`);
   const resources = caps.resources
     ? (await timed("list_resources", () => grynya.listResources())).resources.map((r) => r.uri)
     : [];
   const prompts = caps.prompts
     ? (await timed("list_prompts", () => grynya.listPrompts())).prompts.map((p) => p.name)
     : [];
-  if (resources.length) console.log(`resources (${resources.length}): ${resources.join(", ")}`);
-  if (prompts.length) console.log(`prompts (${prompts.length}): ${prompts.join(", ")}`);
+  if (resources.length) console.log(`grynya offers ${summarizeNames("resources", resources)}`);
+  if (prompts.length) console.log(`grynya offers ${summarizeNames("prompts", prompts)}`);
   ctx.progress(2, 3, "listed");
   const strategy = await timed("write_strategy", () => grynya.writeStrategy());
   if (strategy.ok) {
