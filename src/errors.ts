@@ -7,7 +7,8 @@ export type TaskErrorCode =
   | "INVALID_INPUT"
   | "QUEUE_FULL"
   | "SHUTTING_DOWN"
-  | "NO_MODEL";
+  | "NO_MODEL"
+  | "STORE_UNAVAILABLE";
 
 export class TaskError extends Error {
   override name = "TaskError";

@@ -26,12 +26,14 @@ import {
   writeOwnerFile,
 } from "./private_files.ts";
 import {
+  type Claim,
   type Journal,
   JournalError,
   type JournalHealth,
   type JournalLine,
   type JournalSave,
   type JournalTask,
+  type NodeSide,
   type RestoredTask,
 } from "./journal.ts";
 
@@ -230,6 +232,18 @@ export class SqliteJournal implements Journal {
     return refusal(this.file, `it cannot be used (${text})`);
   }
 
+  readonly node = undefined;
+  /** One machine: the registry's own choice, at once. */
+  claim(pick: () => string, _maxRunningPerPrincipal: number): Claim {
+    return { id: pick(), attempt: 1 };
+  }
+  durable(): Promise<void> {
+    return Promise.resolve();
+  }
+  unavailable(): string | undefined {
+    return undefined;
+  }
+  attach(_node: NodeSide): void {}
   restore(now: number): RestoredTask[] {
     try {
       return this.#restore(now);

@@ -42,6 +42,8 @@ export type AdmissionLimits = Pick<
 
 export interface Admitted {
   readonly modulePath: string | undefined;
+  /** The kind's module declares `export const retryable = true`: a lost node's run is redone. */
+  readonly retryable: boolean;
   readonly timeoutS: number;
   readonly params: Record<string, unknown>;
   readonly budget: ModelBudget;
@@ -91,6 +93,7 @@ export function admit(
   }
   return {
     modulePath,
+    retryable: modulePath !== undefined && declaresRetryable(modulePath),
     timeoutS,
     params,
     budget: modelBudget(request.kind, params, limits),
@@ -98,8 +101,19 @@ export function admit(
   };
 }
 
+/** A kind that may safely run twice says so in its module, as a line `export const retryable = true`. */
+const RETRYABLE = /^export const retryable = true;?\s*$/m;
+
+function declaresRetryable(modulePath: string): boolean {
+  try {
+    return RETRYABLE.test(Deno.readTextFileSync(modulePath));
+  } catch {
+    return false;
+  }
+}
+
 /** The agent's budget may be lowered by its params; every other kind gets the task-wide one. */
-function modelBudget(
+export function modelBudget(
   kind: string,
   params: Record<string, unknown>,
   limits: AdmissionLimits,
