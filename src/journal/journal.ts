@@ -110,9 +110,9 @@ export interface Journal {
   readonly node: string | undefined;
   /**
    * Takes the next queued task for this node. On one machine that is the registry's own choice,
-   * `pick` (its fair queue's), at once. A shared store chooses across the cluster (principals with
-   * the fewest running tasks first, each one's oldest first, at most `maxRunningPerPrincipal`
-   * running per principal on all nodes together) and answers later: `undefined` when none.
+   * `pick` (its fair queue's), at once. A shared store chooses across the cluster (the principal with
+   * the fewest tasks running on all nodes first, its oldest task first, skipping principals at
+   * `maxRunningPerPrincipal` on this node) and answers later: `undefined` when none.
    */
   claim(pick: () => string, maxRunningPerPrincipal: number): Claim | Promise<Claim | undefined>;
   /** Resolves once every write made so far is committed; rejects when that takes too long. */

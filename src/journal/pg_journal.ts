@@ -4,7 +4,7 @@
  *
  * - **Claims.** A node takes queued work with one `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
  *   LOCKED)` under a transaction-scoped advisory lock: the principal with the fewest running tasks
- *   on all nodes first, its oldest task first, never more than its running limit cluster-wide.
+ *   on all nodes first, its oldest task first, within the principal's running limit on this node.
  * - **Fencing.** A claim sets the task's `node` and bumps its `attempt`; every later write of the
  *   node is `… WHERE node = $me AND attempt = $a AND status = 'running'`, so a node declared lost (a
  *   zombie) changes nothing. A cancel from any node is `… WHERE status IN ('queued','running')`.
@@ -138,6 +138,25 @@ function transient(error: unknown): boolean {
     /connect|terminat|shut ?down|closed/i.test(String((error as Error)?.message ?? ""));
 }
 
+/**
+ * The client can throw from a timer when a connection is cut while it writes (its socket is gone:
+ * "Cannot read properties of null (reading 'write')"). That must not end the node: the query it
+ * belonged to fails and is retried. Only errors thrown from inside the client are held back.
+ */
+let clientGuard = false;
+function guardClientErrors(): void {
+  if (clientGuard) return;
+  clientGuard = true;
+  globalThis.addEventListener("error", (event) => {
+    const stack = String((event.error as Error | undefined)?.stack ?? "");
+    if (!/[\\/]postgres[\\/][\d.]+[\\/]src[\\/]connection\.js/.test(stack)) return;
+    event.preventDefault();
+    logger.warn("A PostgreSQL connection broke while writing: {error}", {
+      error: (event.error as Error).message,
+    });
+  });
+}
+
 const message = (error: unknown) => error instanceof Error ? error.message : String(error);
 
 export class PgJournal implements Journal {
@@ -195,6 +214,7 @@ export class PgJournal implements Journal {
    * ones interrupted, or queued again when retryable); throws a `JournalError` saying why not.
    */
   static async open(url: string, options: PgJournalOptions): Promise<PgJournal> {
+    guardClientErrors();
     const sql = postgres(url, {
       max: 4,
       connect_timeout: Math.max(1, Math.ceil(options.waitMs / 1000)),
@@ -527,10 +547,11 @@ export class PgJournal implements Journal {
       await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
       const rows = await sql.unsafe<TaskRow[]>(
         `WITH running AS (
-           SELECT owner, count(*) AS n FROM klym_tasks WHERE status = 'running' GROUP BY owner
+           SELECT owner, count(*) AS n, count(*) FILTER (WHERE node = $1) AS here
+           FROM klym_tasks WHERE status = 'running' GROUP BY owner
          ), next AS (
            SELECT q.id FROM klym_tasks q LEFT JOIN running r ON r.owner = q.owner
-           WHERE q.status = 'queued' AND coalesce(r.n, 0) < $3
+           WHERE q.status = 'queued' AND coalesce(r.here, 0) < $3
            ORDER BY coalesce(r.n, 0), q.no
            LIMIT 1 FOR UPDATE OF q SKIP LOCKED
          )
@@ -791,19 +812,24 @@ export class PgJournal implements Journal {
     this.flush();
     clearInterval(this.#renewTimer);
     // Give the queue a moment to drain while PostgreSQL answers; what is left is lost.
-    if (this.#done < this.#enqueued && this.#reachable) {
-      await Promise.race([
-        this.durable().catch(() => {}),
-        new Promise((resolve) => setTimeout(resolve, this.#options.waitMs)),
-      ]);
-    }
+    if (this.#done < this.#enqueued && this.#reachable) await this.durable().catch(() => {});
     this.#closed = true;
     this.#retryTimer?.wake();
-    await this.#syncing;
-    await this.#listen?.unlisten().catch(() => {});
+    // Every step is bounded: a node stops even while PostgreSQL does not answer.
+    const bounded = async (work: Promise<unknown> | undefined) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.resolve(work).catch(() => {}),
+        new Promise((resolve) => timer = setTimeout(resolve, this.#options.waitMs)),
+      ]);
+      clearTimeout(timer);
+    };
+    await bounded(this.#syncing);
+    await bounded(this.#listen?.unlisten());
     if (this.#reachable) {
-      await this.#sql`UPDATE klym_nodes SET alive = false, running = 0 WHERE id = ${this.node}`
-        .catch(() => {});
+      await bounded(
+        this.#sql`UPDATE klym_nodes SET alive = false, running = 0 WHERE id = ${this.node}`,
+      );
     }
     await this.#sql.end({ timeout: 1 }).catch(() => {});
   }

@@ -4,6 +4,7 @@
  * knob. Queue room is the registry's to judge; everything about the request itself is here.
  */
 import type { Config } from "../config.ts";
+import { join } from "node:path";
 import { TaskError } from "../errors.ts";
 import type { ModelBudget } from "../protocol.ts";
 import { byteLimitProblem, utf8Length } from "../text.ts";
@@ -93,7 +94,8 @@ export function admit(
   }
   return {
     modulePath,
-    retryable: modulePath !== undefined && declaresRetryable(modulePath),
+    retryable: modulePath !== undefined && kinds.tasksDir !== undefined &&
+      declaresRetryable(join(kinds.tasksDir, modulePath)),
     timeoutS,
     params,
     budget: modelBudget(request.kind, params, limits),

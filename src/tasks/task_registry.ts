@@ -88,6 +88,8 @@ export class TaskRegistry {
   #closing = false;
   /** A claim from the shared store is on its way (one at a time). */
   #claiming = false;
+  /** Something changed while a claim was on its way: look at the queue again after it. */
+  #claimAgain = false;
   #idle: PromiseWithResolvers<void> | undefined;
   #spawnTimer: ReturnType<typeof setTimeout> | undefined;
   /** Admissions, status and progress changes, and new log lines, for live views. */
@@ -133,7 +135,11 @@ export class TaskRegistry {
     }
     this.#store.attach({
       onChange: (change) => this.#onChange(change),
-      stats: () => ({ slots: this.#limits.maxConcurrent, running: [...this.#running.keys()] }),
+      stats: () => {
+        // Each renewal also looks at the queue, should a notification have been missed.
+        this.#pump();
+        return { slots: this.#limits.maxConcurrent, running: [...this.#running.keys()] };
+      },
     });
     this.#pump();
   }
@@ -400,6 +406,7 @@ export class TaskRegistry {
    */
   #pump(spawnTurn = false): void {
     const mayRun = (owner: string) => this.#freeSlotsOf(owner) > 0;
+    if (this.#claiming) this.#claimAgain = true;
     while (
       !this.#closing && !this.#claiming && this.#freeSlots() > 0 && this.#queue.hasNext(mayRun)
     ) {
@@ -420,16 +427,18 @@ export class TaskRegistry {
         continue;
       }
       this.#claiming = true;
+      this.#claimAgain = false;
       void claim.then((claimed) => {
         this.#claiming = false;
         const task = claimed && this.#store.get(claimed.id) as LiveTask | undefined;
-        if (task && claimed) {
+        // Unless a cancel came in between, the store holds it running here.
+        if (task && claimed && task.state.status === "running" && task.node === this.#store.node) {
           this.#queue.remove(task.owner, task);
           // The store already holds it running: the launch below starts it from queued.
           task.state = { status: "queued", queuedAt: task.createdAt };
           this.#launch(task, claimed.attempt);
-          this.#pump();
         }
+        if (task || this.#claimAgain) this.#pump();
         this.#updateIdle();
       });
       break;

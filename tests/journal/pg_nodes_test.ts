@@ -9,6 +9,7 @@ import { PgJournal, type PgJournalOptions } from "../../src/journal/pg_journal.t
 import type { TaskRegistry } from "../../src/tasks/task_registry.ts";
 import { isTerminal } from "../../src/tasks/task_state.ts";
 import postgres from "postgres";
+import { TcpRelay } from "../helpers/tcp.ts";
 
 let pg: TestPostgres;
 
@@ -110,6 +111,78 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
     const gone = performance.now() - started;
     assert(gone < 1200, `the process took ${gone} ms to go`);
     assert.equal(owner.get(spin.id).state.status, "cancelled");
+  });
+
+  await t.step("a lost node's tasks: interrupted (node_lost) or run again when retryable; its late result changes nothing", async () => {
+    const url = await pg.database();
+    // Node a reaches PostgreSQL through a relay the test cuts: a partition.
+    const relay = new TcpRelay(pg.port);
+    const lease = { leaseMs: 1000, renewMs: 200, waitMs: 1000 };
+    const a = await node(url.replace(`:${pg.port}/`, `:${relay.port}/`), "a", {}, lease);
+    const plain = a.start({ kind: "sleep", params: { ms: 4000, tick_ms: 200 } });
+    const again = a.start({ kind: "retry_spin" });
+    assert.equal(a.get(again.id).retryable, true);
+    await a.durable();
+    await polled(() => a.pidOf(plain.id) !== undefined && a.pidOf(again.id) !== undefined);
+    await using b = await node(url, "b", {}, lease);
+    await until(b, () => statusOf(b, plain.id) === "running");
+    const cut = performance.now();
+    relay.cut();
+    await until(b, () => statusOf(b, plain.id) === "interrupted", 15_000);
+    const lostAfter = performance.now() - cut;
+    assert(lostAfter < 15_000, `node_lost after ${lostAfter} ms`);
+    const lost = b.get(plain.id).state;
+    assert("error" in lost && lost.error.code === "node_lost", JSON.stringify(lost));
+    // The retryable one runs again on b, as its second attempt.
+    await until(b, () => b.get(again.id).node === "b" && b.get(again.id).attempt === 2, 15_000);
+    await polled(() => b.pidOf(again.id) !== undefined);
+    // a goes on meanwhile: the sleep ends there and its result waits for the database.
+    await polled(() => a.get(plain.id).state.status === "succeeded", 15_000);
+    relay.heal();
+    // Back in touch, a's late result is fenced out and a takes the store's word.
+    await until(a, () => statusOf(a, plain.id) === "interrupted", 15_000);
+    await polled(() => a.pidOf(again.id) === undefined, 15_000);
+    assert.equal(b.get(plain.id).state.status, "interrupted");
+    const sql = postgres(url, { max: 1 });
+    const rows = await sql<{ status: string; node: string; attempt: number }[]>`
+      SELECT status, node, attempt FROM klym_task_events WHERE task = ${plain.id} ORDER BY time`;
+    await sql.end();
+    assert.deepEqual(rows.map((r) => r.status), ["queued", "running", "interrupted"]);
+    b.cancel(again.id);
+    await b.durable();
+    await a.shutdown();
+    await relay.close();
+  });
+
+  await t.step("a restarted node settles its own running tasks, not another node's", async () => {
+    const url = await pg.database();
+    const relay = new TcpRelay(pg.port);
+    const a = await node(url.replace(`:${pg.port}/`, `:${relay.port}/`), "a", {
+      KLYM_MAX_CONCURRENT: "1",
+    });
+    await using b = await node(url, "b", { KLYM_MAX_CONCURRENT: "1" });
+    const one = a.start({ kind: "spin" });
+    const two = a.start({ kind: "spin" });
+    await a.durable();
+    await polled(() =>
+      statusOf(a, one.id) === "running" && statusOf(a, two.id) === "running" &&
+      statusOf(b, one.id) === "running" && statusOf(b, two.id) === "running"
+    );
+    const mine = a.pidOf(one.id) !== undefined ? one : two;
+    const theirs = mine === one ? two : one;
+    // a dies (cut off for good) and starts again under the same id.
+    relay.cut();
+    await using a2 = await node(url, "a");
+    const restarted = a2.get(mine.id).state;
+    assert("error" in restarted && restarted.error.code === "interrupted", JSON.stringify(restarted));
+    assert.equal(a2.get(theirs.id).state.status, "running");
+    await until(b, () => statusOf(b, mine.id) === "interrupted");
+    assert.equal(b.get(theirs.id).state.status, "running");
+    b.cancel(theirs.id);
+    await b.durable();
+    relay.heal();
+    await a.shutdown();
+    await relay.close();
   });
 
   await pg.stop();
