@@ -391,6 +391,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
 export const OTHER_ENV_NAMES: Record<string, string> = {
   KLYM_URL: "the CLI's Klym URL",
   KLYM_CHROMIUM: "the dashboard tests' Chromium",
+  KLYM_TEST_PG_BIN: "the tests' PostgreSQL binaries",
   KLYM_SCREENSHOTS: "the dashboard tests' README screenshots",
 };
 

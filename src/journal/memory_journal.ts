@@ -3,32 +3,19 @@
  * registry keeps every task it knows in memory, so this journal has nothing to answer but saves.
  */
 import type {
-  Claim,
   Journal,
   JournalHealth,
   JournalLine,
   JournalSave,
   JournalTask,
-  NodeSide,
   RestoredTask,
 } from "./journal.ts";
+import { OneMachineJournal } from "./one_machine.ts";
 
-export class MemoryJournal implements Journal {
+export class MemoryJournal extends OneMachineJournal implements Journal {
   readonly where = "memory";
   readonly #saves = new Map<string, JournalSave[]>();
 
-  readonly node = undefined;
-  /** One machine: the registry's own choice, at once. */
-  claim(pick: () => string, _maxRunningPerPrincipal: number): Claim {
-    return { id: pick(), attempt: 1 };
-  }
-  durable(): Promise<void> {
-    return Promise.resolve();
-  }
-  unavailable(): string | undefined {
-    return undefined;
-  }
-  attach(_node: NodeSide): void {}
   restore(_now: number): RestoredTask[] {
     return [];
   }

@@ -201,6 +201,7 @@ export class PgJournal implements Journal {
   #syncAgain = false;
   #maxRev = 0;
   #renewing = false;
+  #lastRenewal = Date.now();
 
   private constructor(url: string, sql: Sql, options: PgJournalOptions) {
     this.where = redactUrl(url);
@@ -230,7 +231,9 @@ export class PgJournal implements Journal {
       await sql.end({ timeout: 1 }).catch(() => {});
       if (error instanceof JournalError) throw error;
       throw new JournalError(
-        `Cannot use KLYM_STATE ${journal.where}: ${message(error)}; check that PostgreSQL runs there and the user may create tables`,
+        `Cannot use KLYM_STATE ${journal.where}: ${
+          message(error)
+        }; check that PostgreSQL runs there and the user may create tables`,
       );
     }
     return journal;
@@ -361,7 +364,9 @@ export class PgJournal implements Journal {
         await sql`
           INSERT INTO klym_task_events (task, time, status, detail, node, attempt)
           VALUES (${row.id}, ${now}, ${row.status},
-            ${row.status === "queued" ? null : JSON.stringify(error(node))}, ${node}, ${row.attempt})`;
+            ${
+          row.status === "queued" ? null : JSON.stringify(error(node))
+        }, ${node}, ${row.attempt})`;
         await this.#notify(sql, "t", row.id);
       }
       count += rows.length;
@@ -492,12 +497,18 @@ export class PgJournal implements Journal {
     if (this.#renewing || this.#closed || !this.#side) return;
     this.#renewing = true;
     const { slots, running } = this.#side.stats();
+    const asked = Date.now();
     try {
       await this.#sql`
         UPDATE klym_nodes SET renewed_at = now(), alive = true, slots = ${slots},
           running = ${running.length}
         WHERE id = ${this.node}`;
       this.#answered();
+      // A renewal that came late (the database or this node stalled) starts the count again.
+      if (Date.now() - this.#lastRenewal > this.#options.leaseMs / 2) {
+        this.#reachableSince = asked;
+      }
+      this.#lastRenewal = Date.now();
       if (running.length > 0) {
         const rows = await this.#sql.unsafe<TaskRow[]>(
           `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE id = ANY($1)
@@ -506,8 +517,8 @@ export class PgJournal implements Journal {
         );
         for (const row of rows) this.#deliver(row);
       }
-      // Only a node that has itself been reachable for a whole lease judges others: after an
-      // outage of the database every node's renewal is old, and none of them is lost.
+      // Only a node that has itself renewed on time for a whole lease, on a database up for a
+      // whole lease, judges others: after an outage every node's renewal is old, none is lost.
       if (Date.now() - this.#reachableSince >= this.#options.leaseMs) await this.#reap();
     } catch (error) {
       if (transient(error)) this.#unreachable(error);
@@ -526,6 +537,7 @@ export class PgJournal implements Journal {
         UPDATE klym_nodes SET alive = false
         WHERE alive AND id <> ${this.node}
           AND renewed_at < now() - make_interval(secs => ${lease / 1000})
+          AND pg_postmaster_start_time() < now() - make_interval(secs => ${lease / 1000})
         RETURNING id`;
       if (lost.length === 0) return 0;
       logger.warn("Nodes {nodes} stopped renewing their lease: their tasks are settled", {
@@ -702,7 +714,6 @@ export class PgJournal implements Journal {
     this.#schedule();
   }
 
-
   saved(save: JournalSave): void {
     this.#push({
       bytes: save.reply.length + 256,
@@ -801,9 +812,7 @@ export class PgJournal implements Journal {
       waiting,
       ...(this.#droppedLines > 0 ? { droppedLines: this.#droppedLines } : {}),
       ...(!this.#reachable ? { error: this.unavailable()! } : {}),
-      ...(this.#error === undefined
-        ? {}
-        : { error: this.#error, failedWrites: this.#failures }),
+      ...(this.#error === undefined ? {} : { error: this.#error, failedWrites: this.#failures }),
     };
   }
 

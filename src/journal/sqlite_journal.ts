@@ -26,16 +26,15 @@ import {
   writeOwnerFile,
 } from "./private_files.ts";
 import {
-  type Claim,
   type Journal,
   JournalError,
   type JournalHealth,
   type JournalLine,
   type JournalSave,
   type JournalTask,
-  type NodeSide,
   type RestoredTask,
 } from "./journal.ts";
+import { OneMachineJournal } from "./one_machine.ts";
 
 const logger = getLogger(["klym", "journal"]);
 
@@ -104,7 +103,7 @@ function text<T extends string | null>(value: T | Uint8Array): T | string {
   return value instanceof Uint8Array ? utf8.decode(value) : value;
 }
 
-export class SqliteJournal implements Journal {
+export class SqliteJournal extends OneMachineJournal implements Journal {
   readonly where: string;
   readonly #db: DatabaseSync;
   readonly #ownerFile: string;
@@ -123,6 +122,7 @@ export class SqliteJournal implements Journal {
 
   /** Opens (creating when missing) and migrates the file; throws a `JournalError` saying why not. */
   constructor(readonly file: string, options: SqliteJournalOptions = {}) {
+    super();
     this.where = file;
     this.#ownerFile = `${file}${OWNER_SUFFIX}`;
     try {
@@ -232,18 +232,6 @@ export class SqliteJournal implements Journal {
     return refusal(this.file, `it cannot be used (${text})`);
   }
 
-  readonly node = undefined;
-  /** One machine: the registry's own choice, at once. */
-  claim(pick: () => string, _maxRunningPerPrincipal: number): Claim {
-    return { id: pick(), attempt: 1 };
-  }
-  durable(): Promise<void> {
-    return Promise.resolve();
-  }
-  unavailable(): string | undefined {
-    return undefined;
-  }
-  attach(_node: NodeSide): void {}
   restore(now: number): RestoredTask[] {
     try {
       return this.#restore(now);

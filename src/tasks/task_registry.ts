@@ -126,10 +126,13 @@ export class TaskRegistry {
   #joinCluster(): void {
     for (const task of this.#store.list(undefined, Infinity).reverse()) {
       if (isTerminal(task.state)) continue;
-      const live = this.#liveOf(task, task.logs.read(0, Infinity).lines.map((line) => ({
-        ...line,
-        time: Date.parse(line.time),
-      })));
+      const live = this.#liveOf(
+        task,
+        task.logs.read(0, Infinity).lines.map((line) => ({
+          ...line,
+          time: Date.parse(line.time),
+        })),
+      );
       this.#store.adopt(live);
       if (live.state.status === "queued") this.#queue.push(live.owner, live, inputBytes(live));
     }
