@@ -173,7 +173,48 @@ export const ConfigSchema = z.object({
   serviceIdleS: int(0, 7 * 86_400).optional(),
   /** How long a bridge waits for the service it started to listen. */
   serviceStartS: int(1, 600).default(30),
+  /** This node's id in a shared store (`KLYM_STATE=postgres://…`); default `<host name>:<port>`. */
+  nodeId: z.string().regex(
+    /^[A-Za-z0-9_.:-]{1,128}$/,
+    "must be 1-128 letters, digits, '_', '.', ':' or '-'",
+  ).optional(),
+  /** The URL other nodes reach this one at (2025 sessions are forwarded there). */
+  nodeUrl: z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, "must be an http:// or https:// URL")
+    .optional(),
+  /** A node that has not renewed its lease for this long is lost: its tasks are settled. */
+  nodeLeaseMs: int(1000, 60_000).default(10_000),
+  /** How often a node renews its lease (and re-reads the tasks it runs: a missed cancel). */
+  nodeRenewMs: int(100, 30_000).default(1000),
+  /** Writes that may wait for an unreachable PostgreSQL; log lines beyond it are dropped. */
+  sharedBufferBytes: int(1024 ** 2, 1024 ** 3).default(64 * 1024 ** 2),
+  /** How long `start` and `cancel` wait for PostgreSQL to confirm their write. */
+  sharedWaitMs: int(100, 60_000).default(5000),
+  /** Runs a retryable kind's task may have when nodes running it are lost. */
+  maxAttempts: int(1, 100).default(3),
 }).superRefine((c, ctx) => {
+  if (c.nodeRenewMs * 2 > c.nodeLeaseMs) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["nodeRenewMs"],
+      message:
+        `must be at most half of KLYM_NODE_LEASE_MS (${c.nodeLeaseMs}), so one late renewal does not lose a node, received ${c.nodeRenewMs}`,
+    });
+  }
+  if (c.state !== undefined && /^postgres(ql)?:/i.test(c.state)) {
+    let ok = false;
+    try {
+      ok = new URL(c.state).hostname !== "";
+    } catch {
+      // Reported below.
+    }
+    if (!ok) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["state"],
+        message: "must be a URL such as postgres://user@host:5432/klym",
+      });
+    }
+  }
   if (c.defaultTimeoutS > c.maxTimeoutS) {
     ctx.addIssue({
       code: "custom",
@@ -341,6 +382,13 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   standalone: "KLYM_STANDALONE",
   serviceIdleS: "KLYM_SERVICE_IDLE_S",
   serviceStartS: "KLYM_SERVICE_START_S",
+  nodeId: "KLYM_NODE_ID",
+  nodeUrl: "KLYM_NODE_URL",
+  nodeLeaseMs: "KLYM_NODE_LEASE_MS",
+  nodeRenewMs: "KLYM_NODE_RENEW_MS",
+  sharedBufferBytes: "KLYM_SHARED_BUFFER_BYTES",
+  sharedWaitMs: "KLYM_SHARED_WAIT_MS",
+  maxAttempts: "KLYM_MAX_ATTEMPTS",
 };
 
 /**
@@ -350,6 +398,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
 export const OTHER_ENV_NAMES: Record<string, string> = {
   KLYM_URL: "the CLI's Klym URL",
   KLYM_CHROMIUM: "the dashboard tests' Chromium",
+  KLYM_TEST_PG_BIN: "the tests' PostgreSQL binaries",
   KLYM_SCREENSHOTS: "the dashboard tests' README screenshots",
 };
 

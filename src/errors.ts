@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   SHUTTING_DOWN: "Klym is stopping and starts no task",
   NO_MODEL:
     "no model is configured and the client offers no sampling that fits (an agent needs sampling.tools)",
+  STORE_UNAVAILABLE:
+    "the shared store (PostgreSQL) is unreachable: start is refused until it answers again",
   MODEL_NOT_CONFIGURED:
     "the request names a model that KLYM_MODEL and KLYM_MODELS do not configure",
   // Klym does not start (exit code 2).
@@ -63,6 +65,8 @@ export const ERROR_CODES = {
   shutdown: "Klym shut down while the task was queued or running",
   timed_out: "the task's deadline (timeout_s) passed",
   interrupted: "the task was queued or running when the previous Klym ended without shutting down",
+  node_lost:
+    "the node running the task stopped renewing its lease (killed, cut off); the task ran on no other",
   invalid_params: "a built-in kind refuses its params",
   max_steps:
     "an agent made KLYM_AGENT_MAX_STEPS (or params.max_steps) model turns with no final answer",

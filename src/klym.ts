@@ -13,6 +13,7 @@ import { openJournal } from "./journal/open_journal.ts";
 import type { Journal } from "./journal/journal.ts";
 import { isKlymError, KlymError } from "./errors.ts";
 import { MemoryJournal } from "./journal/memory_journal.ts";
+import { isSharedState, PgJournal } from "./journal/pg_journal.ts";
 import { createMcpServer, type McpServices } from "./mcp/mcp_server.ts";
 import { McpTaskCore } from "./mcp/task_core.ts";
 import { HttpApp } from "./http/http_app.ts";
@@ -55,7 +56,11 @@ export async function startKlym(
   config: Config,
   mode: KlymMode = config.stdio ? "stdio" : "http",
 ): Promise<Klym> {
-  const journal = mode === "stdio" ? standaloneJournal(config) : openJournal(config.state);
+  const journal = isSharedState(config.state)
+    ? await openSharedJournal(config)
+    : mode === "stdio"
+    ? standaloneJournal(config)
+    : openJournal(config.state);
   const kinds = new KindCatalog(config.tasksDir, config);
   if (config.tasksDir) {
     try {
@@ -79,7 +84,7 @@ export async function startKlym(
       journal,
     });
   } catch (error) {
-    journal.close();
+    await journal.close();
     throw error;
   }
   logger.info("Tasks are journaled in {store}", { store: journal.where });
@@ -244,8 +249,12 @@ function openListener(
   mode: KlymMode,
   options: ServiceListenerOptions,
 ): ServiceListener | undefined {
-  const paths = servicePaths(config.state);
-  const problem = paths ? serviceProblem(paths) : "the journal is in memory (KLYM_STATE=memory)";
+  const paths = isSharedState(config.state) ? undefined : servicePaths(config.state);
+  const problem = paths
+    ? serviceProblem(paths)
+    : isSharedState(config.state)
+    ? "the store is shared by several nodes (KLYM_STATE=postgres://…)"
+    : "the journal is in memory (KLYM_STATE=memory)";
   try {
     if (problem !== undefined) throw new KlymError("SERVICE_CANNOT_LISTEN", problem);
     return new ServiceListener(paths!, options);
@@ -257,6 +266,19 @@ function openListener(
     logger.info("Bridges (--stdio) cannot reach this Klym: {why}", { why });
     return undefined;
   }
+}
+
+/** The store several nodes share (`KLYM_STATE=postgres://…`), this node's part of it. */
+function openSharedJournal(config: Config): Promise<PgJournal> {
+  return PgJournal.open(config.state!, {
+    node: config.nodeId ?? `${Deno.hostname()}:${config.port || Deno.pid}`,
+    url: config.nodeUrl,
+    leaseMs: config.nodeLeaseMs,
+    renewMs: config.nodeRenewMs,
+    bufferBytes: config.sharedBufferBytes,
+    waitMs: config.sharedWaitMs,
+    maxAttempts: config.maxAttempts,
+  });
 }
 
 /**

@@ -43,6 +43,28 @@ Deno.test("a bad value names the variable and the rule", () => {
   assert.throws(() => loadConfig({}, ["--port"]), /"--port" needs a value/);
 });
 
+Deno.test("the shared store's knobs accept the values at their edges", () => {
+  const config = loadConfig({
+    KLYM_STATE: "postgres://klym@db.internal:5432/klym",
+    KLYM_NODE_ID: "n".repeat(128),
+    KLYM_NODE_URL: "http://node-2.internal:8765",
+    KLYM_NODE_LEASE_MS: "1000",
+    KLYM_NODE_RENEW_MS: "500",
+    KLYM_SHARED_BUFFER_BYTES: "1048576",
+    KLYM_SHARED_WAIT_MS: "100",
+    KLYM_MAX_ATTEMPTS: "100",
+  }, []);
+  assert.equal(config.nodeLeaseMs, 1000);
+  assert.equal(config.nodeRenewMs, 500);
+  assert.equal(config.sharedBufferBytes, 1024 ** 2);
+  assert.equal(config.maxAttempts, 100);
+  const defaults = loadConfig({}, []);
+  assert.deepEqual(
+    [defaults.nodeLeaseMs, defaults.nodeRenewMs, defaults.sharedWaitMs, defaults.maxAttempts],
+    [10_000, 1000, 5000, 3],
+  );
+});
+
 Deno.test("every invalid value is a CONFIG_INVALID error naming its variable or flag", () => {
   const cases: [Record<string, string>, string[], RegExp][] = [
     [{}, ["--port="], /Option "--port" needs a value/],
@@ -59,6 +81,22 @@ Deno.test("every invalid value is a CONFIG_INVALID error naming its variable or 
     [{ KLYM_SERVICE_IDLE_S: "604801" }, [], /KLYM_SERVICE_IDLE_S: must be between 0 and/],
     [{ KLYM_SERVICE_START_S: "0" }, [], /KLYM_SERVICE_START_S: must be between 1 and 600/],
     [{ KLYM_SERVICE_START_S: "601" }, [], /KLYM_SERVICE_START_S: must be between 1 and 600/],
+    [{ KLYM_NODE_ID: "a b" }, [], /KLYM_NODE_ID: must be 1-128 letters/],
+    [{ KLYM_NODE_ID: "n".repeat(129) }, [], /KLYM_NODE_ID: must be 1-128 letters/],
+    [{ KLYM_NODE_URL: "node-2:8765" }, [], /KLYM_NODE_URL: must be an http:\/\/ or https:\/\/ URL/],
+    [{ KLYM_NODE_LEASE_MS: "999" }, [], /KLYM_NODE_LEASE_MS: must be between 1000 and 60000/],
+    [{ KLYM_NODE_LEASE_MS: "60001" }, [], /KLYM_NODE_LEASE_MS: must be between 1000 and 60000/],
+    [{ KLYM_NODE_RENEW_MS: "99" }, [], /KLYM_NODE_RENEW_MS: must be between 100 and 30000/],
+    [
+      { KLYM_NODE_LEASE_MS: "2000", KLYM_NODE_RENEW_MS: "1001" },
+      [],
+      /KLYM_NODE_RENEW_MS: must be at most half of KLYM_NODE_LEASE_MS \(2000\).*received 1001/,
+    ],
+    [{ KLYM_SHARED_BUFFER_BYTES: "1048575" }, [], /KLYM_SHARED_BUFFER_BYTES: must be between/],
+    [{ KLYM_SHARED_WAIT_MS: "99" }, [], /KLYM_SHARED_WAIT_MS: must be between 100 and 60000/],
+    [{ KLYM_MAX_ATTEMPTS: "0" }, [], /KLYM_MAX_ATTEMPTS: must be between 1 and 100/],
+    [{ KLYM_MAX_ATTEMPTS: "101" }, [], /KLYM_MAX_ATTEMPTS: must be between 1 and 100/],
+    [{ KLYM_STATE: "postgres://" }, [], /KLYM_STATE: must be a URL such as postgres:\/\/user@host/],
     [{ KLYM_URLS: "http://x" }, [], /KLYM_URLS is not a Klym variable; did you mean KLYM_URL\?/],
     [{}, ["--prot", "80"], /Unknown option "--prot"; did you mean --port\?/],
     [{ KLYM_PORT: "" }, [], /KLYM_PORT is set but empty/],

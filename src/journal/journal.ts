@@ -27,6 +27,12 @@ export interface JournalTask {
   readonly state: TaskState;
   readonly progress: JournalProgress | undefined;
   readonly codeStartedAt: number | undefined;
+  /** The node running it (a shared store only; `undefined` while queued or on one machine). */
+  readonly node?: string | undefined;
+  /** Runs so far: 1 for its first, more when its kind is retryable and a node was lost. */
+  readonly attempt?: number;
+  /** Its kind declares itself retryable: a lost node's run of it is queued again. */
+  readonly retryable?: boolean;
 }
 
 /** One log line with the server's receipt time (ms since the epoch). */
@@ -67,18 +73,59 @@ export interface JournalHealth {
   readonly ok: boolean;
   /** `memory`, or the state file's path. */
   readonly store: string;
+  /** A shared store: this node's id, whether the database answers, and writes waiting for it. */
+  readonly node?: string;
+  readonly reachable?: boolean;
+  readonly waiting?: number;
+  /** Log lines dropped because the buffer of writes waiting for the database was full. */
+  readonly droppedLines?: number;
   /** The latest write error, once any write failed (it stays until a restart). */
   readonly error?: string;
   /** Writes that failed (each loses what it held). */
   readonly failedWrites?: number;
 }
 
+/** A task a node took from the queue, with the attempt its writes are fenced by. */
+export interface Claim {
+  readonly id: string;
+  readonly attempt: number;
+}
+
+/** What a shared store reports that happened elsewhere (another node, a lost node's reaper). */
+export type StoreChange =
+  | { readonly type: "task"; readonly task: RestoredTask }
+  | { readonly type: "logs"; readonly taskId: string; readonly lines: readonly JournalLine[] };
+
+/** What the registry tells a shared store about this node, and how it hears of changes. */
+export interface NodeSide {
+  onChange(change: StoreChange): void;
+  /** Slots, running tasks and the ids of the tasks this node runs, for the node's lease row. */
+  stats(): { readonly slots: number; readonly running: readonly string[] };
+}
+
 export interface Journal {
-  /** `memory`, or the state file's path. */
+  /** `memory`, the state file's path, or the shared store's (a URL without its password). */
   readonly where: string;
+  /** This node's id when the store is shared by several nodes; `undefined` on one machine. */
+  readonly node: string | undefined;
+  /**
+   * Takes the next queued task for this node. On one machine that is the registry's own choice,
+   * `pick` (its fair queue's), at once. A shared store chooses across the cluster (the principal with
+   * the fewest tasks running on all nodes first, its oldest task first, skipping principals at
+   * `maxRunningPerPrincipal` on this node) and answers later: `undefined` when none.
+   */
+  claim(pick: () => string, maxRunningPerPrincipal: number): Claim | Promise<Claim | undefined>;
+  /** Resolves once every write made so far is committed; rejects when that takes too long. */
+  durable(): Promise<void>;
+  /** Why tasks cannot be admitted now (a shared store out of reach), else `undefined`. */
+  unavailable(): string | undefined;
+  /** Starts reporting changes made elsewhere and renewing this node's lease (shared stores). */
+  attach(node: NodeSide): void;
   /**
    * The tasks a previous process recorded, oldest first. Those that were queued or running are
-   * now `interrupted` (recorded as such before this returns). Called once, at start.
+   * now `interrupted` (recorded as such before this returns). Called once, at start. A shared
+   * store returns every node's tasks, and interrupts (or queues again, when retryable) only those
+   * this node ran: queued tasks and other nodes' stay as they are.
    */
   restore(now: number): RestoredTask[];
   /** A task was admitted (written at once). */
@@ -106,5 +153,5 @@ export interface Journal {
   flush(): void;
   health(): JournalHealth;
   /** Flushes and releases the store (and its lock). */
-  close(): void;
+  close(): void | Promise<void>;
 }

@@ -10,8 +10,9 @@ import type {
   JournalTask,
   RestoredTask,
 } from "./journal.ts";
+import { OneMachineJournal } from "./one_machine.ts";
 
-export class MemoryJournal implements Journal {
+export class MemoryJournal extends OneMachineJournal implements Journal {
   readonly where = "memory";
   readonly #saves = new Map<string, JournalSave[]>();
 

@@ -33,6 +33,7 @@ import {
   type JournalTask,
   type RestoredTask,
 } from "./journal.ts";
+import { OneMachineJournal } from "./one_machine.ts";
 
 const logger = getLogger(["klym", "journal"]);
 
@@ -101,7 +102,7 @@ function text<T extends string | null>(value: T | Uint8Array): T | string {
   return value instanceof Uint8Array ? utf8.decode(value) : value;
 }
 
-export class SqliteJournal implements Journal {
+export class SqliteJournal extends OneMachineJournal implements Journal {
   readonly where: string;
   readonly #db: DatabaseSync;
   readonly #ownerFile: string;
@@ -120,6 +121,7 @@ export class SqliteJournal implements Journal {
 
   /** Opens (creating when missing) and migrates the file; throws `JOURNAL_*` saying why not. */
   constructor(readonly file: string, options: SqliteJournalOptions = {}) {
+    super();
     this.where = file;
     this.#ownerFile = `${file}${OWNER_SUFFIX}`;
     try {

@@ -142,8 +142,10 @@ export function registerTaskTools(
       created_at: z.string(),
     }),
   }, (input) =>
-    guarded(() => {
+    guarded(async () => {
       const task = startTask(registry, session, input);
+      // Durable before the answer: with a shared store, any node can see it now.
+      await registry.durable();
       return ok({
         task_id: task.id,
         status: task.state.status,
@@ -225,8 +227,11 @@ export function registerTaskTools(
     }),
     outputSchema: z.object({ task_id: z.string(), status: TaskStatusSchema }),
   }, ({ task_id, reason }) =>
-    guarded(() => {
-      const task = registry.cancel(task_id, reason ?? "cancelled by the client", scope);
+    guarded(async () => {
+      registry.cancel(task_id, reason ?? "cancelled by the client", scope);
+      // Final before the answer on every node; a task that ended first elsewhere keeps its end.
+      await registry.durable();
+      const task = registry.get(task_id, scope);
       return ok({ task_id: task.id, status: task.state.status });
     }));
 

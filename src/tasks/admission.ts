@@ -4,6 +4,7 @@
  * knob. Queue room is the registry's to judge; everything about the request itself is here.
  */
 import type { Config } from "../config.ts";
+import { join } from "node:path";
 import { KlymError } from "../errors.ts";
 import type { ModelBudget } from "../protocol.ts";
 import { byteLimitProblem, utf8Length } from "../text.ts";
@@ -47,6 +48,8 @@ export type AdmissionLimits = Pick<
 
 export interface Admitted {
   readonly modulePath: string | undefined;
+  /** The kind's module declares `export const retryable = true`: a lost node's run is redone. */
+  readonly retryable: boolean;
   readonly timeoutS: number;
   readonly params: Record<string, unknown>;
   readonly budget: ModelBudget;
@@ -100,6 +103,8 @@ export function admit(
   }
   return {
     modulePath,
+    retryable: modulePath !== undefined && kinds.tasksDir !== undefined &&
+      declaresRetryable(join(kinds.tasksDir, modulePath)),
     timeoutS,
     params,
     budget: modelBudget(request.kind, params, limits),
@@ -107,8 +112,19 @@ export function admit(
   };
 }
 
+/** A kind that may safely run twice says so in its module, as a line `export const retryable = true`. */
+const RETRYABLE = /^export const retryable = true;?\s*$/m;
+
+function declaresRetryable(modulePath: string): boolean {
+  try {
+    return RETRYABLE.test(Deno.readTextFileSync(modulePath));
+  } catch {
+    return false;
+  }
+}
+
 /** The agent's budget may be lowered by its params; every other kind gets the task-wide one. */
-function modelBudget(
+export function modelBudget(
   kind: string,
   params: Record<string, unknown>,
   limits: AdmissionLimits,

@@ -71,7 +71,21 @@ export class LogBuffer implements TaskLogs {
   }
 
   append(stream: LogStream, text: string, time: number): JournalLine {
-    const line = { seq: this.#nextSeq++, stream, time, text };
+    return this.#keep({ seq: this.#nextSeq++, stream, time, text });
+  }
+
+  /**
+   * A line numbered elsewhere (another node's run of the task, read from the shared store). Lines
+   * arrive in order; one already held is skipped, and numbers skipped over count as dropped.
+   */
+  appendNumbered(line: JournalLine): void {
+    if (line.seq < this.#nextSeq) return;
+    if (line.seq > this.#nextSeq) this.countDropped(line.seq - this.#nextSeq);
+    this.#nextSeq = line.seq + 1;
+    this.#keep(line);
+  }
+
+  #keep(line: JournalLine): JournalLine {
     this.#lines.push(line);
     this.#bytes += cost(line);
     while (this.#bytes > this.limitBytes && this.size > 0) {

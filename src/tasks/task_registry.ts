@@ -11,16 +11,17 @@ import type { Failure, GrynyaSettings } from "../protocol.ts";
 import type { LlmService } from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import type { Config } from "../config.ts";
-import type { Journal, JournalLine } from "../journal/journal.ts";
+import type { Journal, JournalLine, RestoredTask, StoreChange } from "../journal/journal.ts";
 import { MemoryJournal } from "../journal/memory_journal.ts";
 import { LogBuffer } from "./log_buffer.ts";
 import { isTerminal, type TaskStatus, transition } from "./task_state.ts";
 import type { ProcessPool } from "./process_pool.ts";
 import type { ProcessEvent, ProcessExit, TaskProcess } from "./task_process.ts";
 import type { KindCatalog } from "./kind_catalog.ts";
-import { type AdmissionLimits, admit, type StartRequest } from "./admission.ts";
+import { type AdmissionLimits, admit, modelBudget, type StartRequest } from "./admission.ts";
 import { ModelBroker, type ModelLimits } from "./model_broker.ts";
 import { FairQueue } from "./fair_queue.ts";
+import { utf8Length } from "../text.ts";
 
 export type { StartRequest } from "./admission.ts";
 import { TaskEvents } from "./task_events.ts";
@@ -85,6 +86,10 @@ export class TaskRegistry {
   /** The starting client's sampler of each unfinished task. */
   readonly #samplers = new Map<string, Sampler>();
   #closing = false;
+  /** A claim from the shared store is on its way (one at a time). */
+  #claiming = false;
+  /** Something changed while a claim was on its way: look at the queue again after it. */
+  #claimAgain = false;
   #idle: PromiseWithResolvers<void> | undefined;
   #spawnTimer: ReturnType<typeof setTimeout> | undefined;
   /** Admissions, status and progress changes, and new log lines, for live views. */
@@ -110,6 +115,126 @@ export class TaskRegistry {
       now: this.#now,
       ...(options.every ? { every: options.every } : {}),
     });
+    if (this.#store.node !== undefined) this.#joinCluster();
+  }
+
+  /**
+   * A node of a shared store: every unfinished task of the cluster is held live here (queued ones
+   * in the fair queue, for admission's limits; others' running ones for their logs), and changes
+   * made elsewhere come in through `#onChange`.
+   */
+  #joinCluster(): void {
+    for (const task of this.#store.list(undefined, Infinity).reverse()) {
+      if (isTerminal(task.state)) continue;
+      const live = this.#liveOf(
+        task,
+        task.logs.read(0, Infinity).lines.map((line) => ({
+          ...line,
+          time: Date.parse(line.time),
+        })),
+      );
+      this.#store.adopt(live);
+      if (live.state.status === "queued") this.#queue.push(live.owner, live, inputBytes(live));
+    }
+    this.#store.attach({
+      onChange: (change) => this.#onChange(change),
+      stats: () => {
+        // Each renewal also looks at the queue, should a notification have been missed.
+        this.#pump();
+        return { slots: this.#limits.maxConcurrent, running: [...this.#running.keys()] };
+      },
+    });
+    this.#pump();
+  }
+
+  /** A record read from the shared store, held live: its logs in a buffer, its kind resolved. */
+  #liveOf(task: RestoredTask | TaskRecord, lines: readonly JournalLine[] = []): LiveTask {
+    let modulePath: string | undefined;
+    let budget = { calls: 0, tokens: 0 };
+    try {
+      modulePath = this.#kinds.resolve(task.kind);
+      budget = modelBudget(task.kind, task.params, this.#limits);
+    } catch {
+      // A kind this node does not have: its task fails here if this node claims it.
+    }
+    const logs = new LogBuffer(this.#limits.logLimitBytes);
+    for (const line of lines) logs.appendNumbered(line);
+    return {
+      id: task.id,
+      owner: task.owner,
+      kind: task.kind,
+      modulePath,
+      model: task.model,
+      prompt: task.prompt,
+      params: task.params,
+      budget,
+      timeoutS: task.timeoutS,
+      createdAt: task.createdAt,
+      logs,
+      state: task.state,
+      progress: task.progress,
+      codeStartedAt: task.codeStartedAt,
+      saves: "saves" in task ? task.saves : [],
+      node: task.node,
+      attempt: task.attempt ?? 0,
+      retryable: task.retryable ?? false,
+    };
+  }
+
+  /** A change made elsewhere: another node's, a cancel from anywhere, the lost-node reaper. */
+  #onChange(change: StoreChange): void {
+    if (this.#closing) return;
+    if (change.type === "logs") {
+      const task = this.#store.get(change.taskId) as LiveTask | undefined;
+      if (!task || this.#running.has(task.id) || !("appendNumbered" in task.logs)) return;
+      for (const line of change.lines) task.logs.appendNumbered(line);
+      this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
+      return;
+    }
+    const row = change.task;
+    const known = this.#store.get(row.id) as LiveTask | undefined;
+    if (!known) {
+      const live = this.#liveOf(row);
+      this.#store.adopt(live);
+      if (live.state.status === "queued") this.#queue.push(live.owner, live, inputBytes(live));
+      this.events.emit({ type: "task", id: live.id });
+      return this.#pump();
+    }
+    const running = this.#running.get(row.id);
+    if (running && !isTerminal(known.state)) {
+      // Ours, still running here: only a change that took it from us counts (a cancel on another
+      // node, or this node declared lost and its task settled or queued again elsewhere).
+      const same = row.state.status === "running" && row.node === this.#store.node &&
+        row.attempt === known.attempt;
+      if (same) return;
+      logger.info("Task {taskId} was {status} elsewhere: its process here is stopped", {
+        taskId: row.id,
+        status: row.state.status,
+      });
+      const reason = row.state.status === "cancelled" ? "cancelled" : "timed_out";
+      running.models.close();
+      void running.process.stop(reason, this.#limits.cancelGraceMs);
+    }
+    const wasQueued = known.state.status === "queued";
+    known.state = row.state;
+    known.progress = row.progress;
+    known.codeStartedAt = row.codeStartedAt;
+    known.node = row.node;
+    known.attempt = row.attempt ?? known.attempt ?? 0;
+    this.#samplers.delete(row.id);
+    if (wasQueued && row.state.status !== "queued") this.#queue.remove(known.owner, known);
+    if (!wasQueued && row.state.status === "queued") {
+      this.#queue.push(known.owner, known, inputBytes(known));
+    }
+    this.#store.adopt(known);
+    this.events.emit({ type: "task", id: known.id });
+    this.#updateIdle();
+    this.#pump();
+  }
+
+  /** Resolves once the task's admission or cancel is committed (a shared store: within KLYM_SHARED_WAIT_MS). */
+  durable(): Promise<void> {
+    return this.#store.durable();
   }
 
   /** Admits a task and returns at once; it runs when a slot is free. */
@@ -117,7 +242,11 @@ export class TaskRegistry {
     if (this.#closing) {
       throw new KlymError("SHUTTING_DOWN", "Cannot start task: Klym is shutting down");
     }
-    const { modulePath, timeoutS, params, budget, inputBytes } = admit(
+    const unavailable = this.#store.unavailable();
+    if (unavailable !== undefined) {
+      throw new KlymError("STORE_UNAVAILABLE", `Cannot start task: ${unavailable}`);
+    }
+    const { modulePath, retryable, timeoutS, params, budget, inputBytes } = admit(
       request,
       this.#limits,
       this.#kinds,
@@ -142,6 +271,8 @@ export class TaskRegistry {
       progress: undefined,
       codeStartedAt: undefined,
       saves: [],
+      attempt: 0,
+      retryable,
     };
     this.#store.add(task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);
@@ -209,14 +340,17 @@ export class TaskRegistry {
     if (!this.#closing) {
       this.#closing = true;
       clearTimeout(this.#spawnTimer);
+      // With a shared store, queued tasks and other nodes' stay for the cluster.
+      const shared = this.#store.node !== undefined;
       for (const task of [...this.#queue, ...this.#store.list(undefined, Infinity)]) {
+        if (shared && !this.#running.has(task.id)) continue;
         this.#settle(task, "cancelled", { code: "shutdown", message: "Klym is shutting down" });
       }
     }
     await Promise.allSettled([...this.#slots]);
     await this.#pool.close();
     this.#kinds.close();
-    this.#store.close();
+    await this.#store.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -275,7 +409,10 @@ export class TaskRegistry {
    */
   #pump(spawnTurn = false): void {
     const mayRun = (owner: string) => this.#freeSlotsOf(owner) > 0;
-    while (!this.#closing && this.#freeSlots() > 0 && this.#queue.hasNext(mayRun)) {
+    if (this.#claiming) this.#claimAgain = true;
+    while (
+      !this.#closing && !this.#claiming && this.#freeSlots() > 0 && this.#queue.hasNext(mayRun)
+    ) {
       if (!this.#pool.hasSpare) {
         if (!spawnTurn) {
           this.#spawnSoon();
@@ -283,7 +420,31 @@ export class TaskRegistry {
         }
         spawnTurn = false;
       }
-      this.#launch(this.#queue.next(mayRun)!);
+      // One machine: the fair queue's choice, at once. A shared store chooses across the cluster.
+      const claim = this.#store.claim(
+        () => this.#queue.next(mayRun)!.id,
+        this.#limits.maxRunningPerPrincipal,
+      );
+      if (!(claim instanceof Promise)) {
+        this.#launch(this.#store.get(claim.id) as LiveTask, claim.attempt);
+        continue;
+      }
+      this.#claiming = true;
+      this.#claimAgain = false;
+      void claim.then((claimed) => {
+        this.#claiming = false;
+        const task = claimed && this.#store.get(claimed.id) as LiveTask | undefined;
+        // Unless a cancel came in between, the store holds it running here.
+        if (task && claimed && task.state.status === "running" && task.node === this.#store.node) {
+          this.#queue.remove(task.owner, task);
+          // The store already holds it running: the launch below starts it from queued.
+          task.state = { status: "queued", queuedAt: task.createdAt };
+          this.#launch(task, claimed.attempt);
+        }
+        if (task || this.#claimAgain) this.#pump();
+        this.#updateIdle();
+      });
+      break;
     }
     this.#updateIdle();
   }
@@ -302,8 +463,10 @@ export class TaskRegistry {
     }
   }
 
-  #launch(task: LiveTask): void {
+  #launch(task: LiveTask, attempt: number): void {
     if (task.state.status !== "queued") return;
+    task.node = this.#store.node;
+    task.attempt = attempt;
     task.state = transition(task.state, {
       status: "running",
       queuedAt: task.state.queuedAt,
@@ -488,6 +651,12 @@ export function describeExit(exit: ProcessExit): Failure {
       tail ? `: ${tail.slice(0, 1000)}` : ""
     }`,
   };
+}
+
+/** A queued task's input bytes, as the fair queue counts them. */
+function inputBytes(task: TaskRecord): number {
+  return utf8Length(JSON.stringify(task.params)) +
+    (task.prompt === undefined ? 0 : utf8Length(task.prompt));
 }
 
 /** `t_` and 128 random bits: ids cannot be guessed. */

@@ -10,7 +10,14 @@
  * a principal alone loses its oldest first, as before.
  */
 import type { Config } from "../config.ts";
-import type { Journal, JournalLine, JournalLogsInfo, JournalSave } from "../journal/journal.ts";
+import type {
+  Claim,
+  Journal,
+  JournalLine,
+  JournalLogsInfo,
+  JournalSave,
+  NodeSide,
+} from "../journal/journal.ts";
 import type { ModelBudget, SavedSummary } from "../protocol.ts";
 import { utf8Length } from "../text.ts";
 import { LINE_OVERHEAD_BYTES, type LogBuffer, type LogPage, type TaskLogs } from "./log_buffer.ts";
@@ -42,6 +49,11 @@ export interface TaskRecord {
   codeStartedAt: number | undefined;
   /** The task's last saves to grynya (at most MAX_SAVES_KEPT), each with grynya's reply. */
   saves: SavedSummary[];
+  /** With a shared store: the node running it, and which run this is (writes are fenced by both). */
+  node?: string | undefined;
+  attempt?: number;
+  /** Its kind declares itself retryable: a lost node's run of it is queued again. */
+  retryable?: boolean;
 }
 
 /** Saves kept per task in `saves`, the oldest dropped first. */
@@ -131,6 +143,42 @@ export class TaskStore {
     this.#journal.admitted(task);
   }
 
+  /**
+   * Takes a record as it stands elsewhere (another node's change, read from the shared store):
+   * nothing is written; a finished one counts against retention.
+   */
+  adopt(task: TaskRecord): void {
+    this.#tasks.set(task.id, task);
+    if (!isTerminal(task.state)) return;
+    this.#finish(task.id);
+    this.#trimFinished();
+  }
+
+  /** This node's id in a shared store; `undefined` on one machine. */
+  get node(): string | undefined {
+    return this.#journal.node;
+  }
+
+  /** The next queued task for this node (see `Journal.claim`). */
+  claim(pick: () => string, maxRunningPerPrincipal: number): Claim | Promise<Claim | undefined> {
+    return this.#journal.claim(pick, maxRunningPerPrincipal);
+  }
+
+  /** Resolves once every change so far is committed (at once on one machine). */
+  durable(): Promise<void> {
+    return this.#journal.durable();
+  }
+
+  /** Why tasks cannot be admitted now, else `undefined`. */
+  unavailable(): string | undefined {
+    return this.#journal.unavailable();
+  }
+
+  /** Starts hearing of changes made elsewhere (a shared store). */
+  attach(side: NodeSide): void {
+    this.#journal.attach(side);
+  }
+
   get(id: string): TaskRecord | undefined {
     return this.#tasks.get(id);
   }
@@ -182,10 +230,10 @@ export class TaskStore {
   }
 
   /** Stops the sweeper, writes what waits and closes the journal. */
-  close(): void {
+  async close(): Promise<void> {
     this.#stopSweeper?.();
     this.#stopSweeper = undefined;
-    this.#journal.close();
+    await this.#journal.close();
   }
 
   /**

@@ -20,6 +20,8 @@
  * for callers.
  */
 
+import { postgresBin } from "../helpers/postgres_bin.ts";
+
 export const PEERS_DIR = new URL(".", import.meta.url).pathname;
 const NPM_DIR = `${PEERS_DIR}npm/`;
 const NODE_MODULES = `${NPM_DIR}node_modules`;
@@ -161,12 +163,29 @@ async function setupChromium(): Promise<void> {
   await run("apt-get", ["install", "-y", "chromium"], PEERS_DIR, "install chromium", env);
 }
 
+/** The shared-store tests run a PostgreSQL of their own (tests/helpers/postgres.ts). */
+async function setupPostgres(): Promise<void> {
+  if (postgresBin()) return;
+  if (Deno.build.os !== "linux" || Deno.uid() !== 0) {
+    log(
+      "PostgreSQL is missing and this is not root on Linux: the shared-store tests will fail until " +
+        "it is installed (apt-get install -y postgresql) or KLYM_TEST_PG_BIN names its bin folder",
+    );
+    return;
+  }
+  log("PostgreSQL is missing; installing Debian's postgresql package");
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  await run("apt-get", ["update"], PEERS_DIR, "the shared-store tests need apt-get", env);
+  await run("apt-get", ["install", "-y", "postgresql"], PEERS_DIR, "install postgresql", env);
+}
+
 /** Installs whatever is missing or stale; a no-op costing a few file reads when all is current. */
 export async function setupPeers(): Promise<void> {
   const started = performance.now();
   await setupNpm();
   for (const venv of Object.values(VENVS)) await setupVenv(venv);
   await setupChromium();
+  await setupPostgres();
   log(`ready in ${Math.round(performance.now() - started)} ms`);
 }
 

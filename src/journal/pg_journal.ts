@@ -1,0 +1,1038 @@
+/**
+ * The store several Klym nodes share: PostgreSQL (`KLYM_STATE=postgres://…`, through the
+ * `postgres` client). It implements the journal like the SQLite file, plus what a cluster needs:
+ *
+ * - **Claims.** A node takes queued work with one `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
+ *   LOCKED)` under a transaction-scoped advisory lock: the principal with the fewest running tasks
+ *   on all nodes first, its oldest task first, within the principal's running limit on this node.
+ * - **Fencing.** A claim sets the task's `node` and bumps its `attempt`; every later write of the
+ *   node is `… WHERE node = $me AND attempt = $a AND status = 'running'`, so a node declared lost (a
+ *   zombie) changes nothing. A cancel from any node is `… WHERE status IN ('queued','running')`.
+ * - **Leases.** Each node renews its row in `klym_nodes` every renewal; any node that has itself
+ *   been connected for a whole lease marks nodes silent for longer than the lease lost, and their
+ *   running tasks `interrupted` (`node_lost`), or queued again when their kind is retryable and
+ *   attempts remain. A restarted node does the same at start for its own tasks only.
+ * - **Changes elsewhere** come by `LISTEN/NOTIFY` (one channel, `klym`: a task's id or its new log
+ *   lines), are read back and handed to the registry (`attach`); the lease renewal re-reads the
+ *   tasks this node runs, so a lost notification (a cancel) still arrives within one renewal.
+ * - **Outages.** Writes go through one ordered queue, retried until PostgreSQL answers again; the
+ *   queue is bounded (log lines beyond it are dropped and counted), `unavailable()` tells the
+ *   registry to refuse admissions meanwhile, and `health()` says so.
+ */
+import postgres from "postgres";
+import { getLogger } from "@logtape/logtape";
+import { isKlymError, KlymError } from "../errors.ts";
+import type { Failure } from "../protocol.ts";
+import type { TaskState } from "../tasks/task_state.ts";
+import { LINE_OVERHEAD_BYTES } from "../tasks/log_buffer.ts";
+import { CLUSTER_LOCK, PG_MIGRATIONS, PG_SCHEMA_VERSION } from "./pg_schema.ts";
+import {
+  type Claim,
+  type Journal,
+  type JournalHealth,
+  type JournalLine,
+  type JournalSave,
+  type JournalTask,
+  type NodeSide,
+  type RestoredTask,
+} from "./journal.ts";
+
+const logger = getLogger(["klym", "journal"]);
+
+type Sql = postgres.Sql;
+/** A connection or a transaction: what one statement runs on. */
+type Tx = postgres.TransactionSql;
+
+/** Longest a log line or a progress change waits before it is written. */
+const FLUSH_MS = 50;
+/** Longest wait between two attempts to reach PostgreSQL again. */
+const MAX_BACKOFF_MS = 1000;
+const STREAMS = ["stdout", "stderr"] as const;
+const CHANNEL = "klym";
+
+export interface PgJournalOptions {
+  /** This node's id (KLYM_NODE_ID). */
+  readonly node: string;
+  /** The URL other nodes reach this one at (KLYM_NODE_URL), shown in `klym_nodes`. */
+  readonly url?: string | undefined;
+  /** A node silent this long is lost (KLYM_NODE_LEASE_MS). */
+  readonly leaseMs: number;
+  /** How often this node renews its lease (KLYM_NODE_RENEW_MS). */
+  readonly renewMs: number;
+  /** Bytes of writes that may wait for PostgreSQL (KLYM_SHARED_BUFFER_BYTES). */
+  readonly bufferBytes: number;
+  /** How long `start` and `cancel` wait for their write (KLYM_SHARED_WAIT_MS). */
+  readonly waitMs: number;
+  /** Runs a retryable task may have in all (KLYM_MAX_ATTEMPTS). */
+  readonly maxAttempts: number;
+}
+
+interface Op {
+  readonly bytes: number;
+  readonly ids: readonly string[];
+  run(sql: Sql): Promise<void>;
+}
+
+interface PendingLogs {
+  lines: JournalLine[];
+  keepFrom: number;
+  dropped: number;
+  node: string | undefined;
+  attempt: number;
+  bytes: number;
+}
+
+interface TaskRow {
+  id: string;
+  owner: string;
+  kind: string;
+  model: string | null;
+  prompt: string | null;
+  params: string;
+  timeout_s: number;
+  created_at: number;
+  status: string;
+  queued_at: number | null;
+  started_at: number | null;
+  code_started_at: number | null;
+  finished_at: number | null;
+  progress: string | null;
+  result: string | null;
+  error: string | null;
+  logs_dropped: number;
+  retryable: boolean;
+  node: string | null;
+  attempt: number;
+  rev: number;
+}
+
+/** The columns of a task row, each prefixed with `table.` when given. */
+const columns = (table = "") =>
+  [
+    "id, owner, kind, model, prompt, params, timeout_s, created_at, status, queued_at, started_at",
+    "code_started_at, finished_at, progress, result, error, logs_dropped, retryable, node, attempt",
+  ].join(", ").split(", ").map((c) => `${table}${c}`).join(", ") + `, ${table}rev::float8 AS rev`;
+const TASK_COLUMNS = columns();
+
+/** A URL without its password, for logs and `/healthz`. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "postgres://…";
+  }
+}
+
+export function isSharedState(state: string | undefined): state is string {
+  return state !== undefined && /^postgres(ql)?:\/\//.test(state);
+}
+
+/** Errors that mean "PostgreSQL is not answering now" (try again), not "this write is wrong". */
+function transient(error: unknown): boolean {
+  const code = String((error as { code?: unknown })?.code ?? "");
+  return /^(08|57P|53)/.test(code) ||
+    /ECONN|EPIPE|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|CONNECT|CONNECTION|CLOSED|ENDED/.test(code) ||
+    /connect|terminat|shut ?down|closed/i.test(String((error as Error)?.message ?? ""));
+}
+
+/**
+ * The client can throw from a timer when a connection is cut while it writes (its socket is gone:
+ * "Cannot read properties of null (reading 'write')"). That must not end the node: the query it
+ * belonged to fails and is retried. Only errors thrown from inside the client are held back.
+ */
+let clientGuard = false;
+function guardClientErrors(): void {
+  if (clientGuard) return;
+  clientGuard = true;
+  globalThis.addEventListener("error", (event) => {
+    const stack = String((event.error as Error | undefined)?.stack ?? "");
+    if (!/[\\/]postgres[\\/][\d.]+[\\/]src[\\/]connection\.js/.test(stack)) return;
+    event.preventDefault();
+    logger.warn("A PostgreSQL connection broke while writing: {error}", {
+      error: (event.error as Error).message,
+    });
+  });
+}
+
+const message = (error: unknown) => error instanceof Error ? error.message : String(error);
+
+export class PgJournal implements Journal {
+  readonly where: string;
+  readonly node: string;
+  readonly #sql: Sql;
+  readonly #options: PgJournalOptions;
+  #restored: RestoredTask[] = [];
+  /** Lines of the restored tasks, read by their logs until the registry holds its own. */
+  readonly #restoredLines = new Map<string, JournalLine[]>();
+  readonly #ops: Op[] = [];
+  #draining = false;
+  #enqueued = 0;
+  #done = 0;
+  #waiters: { upTo: number; resolve: () => void }[] = [];
+  #bufferBytes = 0;
+  /** Writes not yet committed, per task: changes read back meanwhile would be stale. */
+  readonly #pendingOf = new Map<string, number>();
+  #pendingLogs = new Map<string, PendingLogs>();
+  #pendingProgress = new Map<string, JournalTask>();
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #renewTimer: ReturnType<typeof setInterval> | undefined;
+  #retryTimer: { timer: ReturnType<typeof setTimeout>; wake: () => void } | undefined;
+  #reachable = true;
+  #reachableSince = Date.now();
+  #lastProblem: string | undefined;
+  #error: string | undefined;
+  #failures = 0;
+  #droppedLines = 0;
+  #closed = false;
+  #side: NodeSide | undefined;
+  #listen: postgres.ListenMeta | undefined;
+  /** Tasks the registry knows (rows handed over), and the last log line it has of each. */
+  readonly #seenLogs = new Map<string, number>();
+  /** The claim (this node, attempt) each task's lines and progress are written under. */
+  readonly #fences = new Map<string, { node: string; attempt: number }>();
+  /** Saves of the restored tasks. */
+  readonly #restoredSaves = new Map<string, JournalSave[]>();
+  readonly #wantTasks = new Set<string>();
+  readonly #wantLogs = new Set<string>();
+  #syncing: Promise<void> | undefined;
+  #syncAgain = false;
+  #maxRev = 0;
+  #renewing = false;
+  #lastRenewal = Date.now();
+
+  private constructor(url: string, sql: Sql, options: PgJournalOptions) {
+    this.where = redactUrl(url);
+    this.node = options.node;
+    this.#sql = sql;
+    this.#options = options;
+  }
+
+  /**
+   * Connects, migrates, registers this node and reads every task back (this node's own running
+   * ones interrupted, or queued again when retryable); throws a `JOURNAL_UNUSABLE` KlymError saying why not.
+   */
+  static async open(url: string, options: PgJournalOptions): Promise<PgJournal> {
+    guardClientErrors();
+    const sql = postgres(url, {
+      max: 4,
+      connect_timeout: Math.max(1, Math.ceil(options.waitMs / 1000)),
+      idle_timeout: 0,
+      onnotice: () => {},
+    });
+    const journal = new PgJournal(url, sql, options);
+    try {
+      await journal.#migrate();
+      await journal.#register();
+      await journal.#load();
+    } catch (error) {
+      await sql.end({ timeout: 1 }).catch(() => {});
+      if (isKlymError(error, "JOURNAL_UNUSABLE")) throw error;
+      throw new KlymError(
+        "JOURNAL_UNUSABLE",
+        `Cannot use KLYM_STATE ${journal.where}: ${
+          message(error)
+        }; check that PostgreSQL runs there and the user may create tables`,
+      );
+    }
+    return journal;
+  }
+
+  async #migrate(): Promise<void> {
+    await this.#sql.begin(async (sql) => {
+      await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+      await sql`CREATE TABLE IF NOT EXISTS klym_schema (version integer NOT NULL)`;
+      const [row] = await sql<{ version: number }[]>`SELECT version FROM klym_schema`;
+      const version = row?.version ?? 0;
+      if (version > PG_SCHEMA_VERSION) {
+        throw new KlymError(
+          "JOURNAL_UNUSABLE",
+          `Cannot use KLYM_STATE ${this.where}: it was written by a newer Klym (schema version ${version}, this one knows up to ${PG_SCHEMA_VERSION}); upgrade this node`,
+        );
+      }
+      if (version === PG_SCHEMA_VERSION) return;
+      for (const migration of PG_MIGRATIONS.slice(version)) await sql.unsafe(migration);
+      if (row) await sql`UPDATE klym_schema SET version = ${PG_SCHEMA_VERSION}`;
+      else await sql`INSERT INTO klym_schema (version) VALUES (${PG_SCHEMA_VERSION})`;
+    });
+  }
+
+  async #register(): Promise<void> {
+    const url = this.#options.url ?? null;
+    await this.#sql`
+      INSERT INTO klym_nodes (id, url) VALUES (${this.node}, ${url})
+      ON CONFLICT (id) DO UPDATE SET url = ${url}, started_at = now(), renewed_at = now(),
+        alive = true, running = 0`;
+  }
+
+  async #load(): Promise<void> {
+    const now = Date.now();
+    // What this node ran before it restarted is its own to settle; nothing else is.
+    const ended = await this.#sql.begin((sql) =>
+      this.#reapNodes(sql, [this.node], now, "restarted")
+    );
+    if (ended > 0) {
+      logger.warn("{count} tasks this node ran were settled when it started again", {
+        count: ended,
+      });
+    }
+    const rows = await this.#sql.unsafe<TaskRow[]>(
+      `SELECT ${TASK_COLUMNS} FROM klym_tasks ORDER BY no`,
+    );
+    const lines = await this.#sql<
+      { task: string; seq: number; stream: number; time: number; text: string }[]
+    >`SELECT task, seq, stream, time, text FROM klym_logs ORDER BY task, seq`;
+    for (const line of lines) {
+      let list = this.#restoredLines.get(line.task);
+      if (!list) this.#restoredLines.set(line.task, list = []);
+      list.push({
+        seq: line.seq,
+        stream: STREAMS[line.stream] ?? "stdout",
+        time: line.time,
+        text: JSON.parse(line.text),
+      });
+    }
+    const saves = await this.#sql<
+      { task: string; seq: number; tool: string; ok: boolean; time: number; reply: string }[]
+    >`SELECT task, seq, tool, ok, time, reply FROM klym_saves ORDER BY task, seq`;
+    for (const save of saves) {
+      let list = this.#restoredSaves.get(save.task);
+      if (!list) this.#restoredSaves.set(save.task, list = []);
+      list.push({ ...save, taskId: save.task, reply: JSON.parse(save.reply) });
+    }
+    this.#restored = rows.map((row) => {
+      const list = this.#restoredLines.get(row.id) ?? [];
+      const last = list.at(-1)?.seq ?? 0;
+      this.#seenLogs.set(row.id, last);
+      this.#maxRev = Math.max(this.#maxRev, row.rev);
+      let bytes = 0;
+      for (const line of list) bytes += line.text.length + LINE_OVERHEAD_BYTES;
+      return {
+        ...taskOf(row),
+        logs: {
+          lastSeq: last,
+          size: list.length,
+          bytes,
+          dropped: Math.max(row.logs_dropped, last - list.length),
+        },
+      };
+    });
+  }
+
+  /**
+   * Settles the running tasks of `nodes` (lost, or this one restarted): retryable ones with
+   * attempts left go back to the queue, the others become `interrupted`. Returns how many.
+   */
+  async #reapNodes(
+    sql: Tx,
+    nodes: readonly string[],
+    now: number,
+    why: "lost" | "restarted",
+  ): Promise<number> {
+    const lease = this.#options.leaseMs;
+    const error = (node: string): Failure =>
+      why === "lost"
+        ? {
+          code: "node_lost",
+          message:
+            `Node "${node}" stopped renewing its lease (KLYM_NODE_LEASE_MS, ${lease} ms) while this task ran there. Its logs up to then are kept; start it again if it is still needed`,
+        }
+        : {
+          code: "interrupted",
+          message:
+            `Node "${node}" stopped while this task ran there and was found running when that node started again at ${
+              new Date(now).toISOString()
+            }. Its logs up to then are kept; start it again if it is still needed`,
+        };
+    let count = 0;
+    for (const node of nodes) {
+      const rows = await sql<{ id: string; status: string; attempt: number }[]>`
+        WITH settled AS (
+          SELECT id, retryable AND attempt < ${this.#options.maxAttempts}::int AS again
+          FROM klym_tasks WHERE node = ${node} AND status = 'running' FOR UPDATE
+        )
+        UPDATE klym_tasks t SET
+          status = CASE WHEN s.again THEN 'queued' ELSE 'interrupted' END,
+          node = CASE WHEN s.again THEN NULL ELSE t.node END,
+          queued_at = CASE WHEN s.again THEN ${now}::float8 ELSE t.queued_at END,
+          finished_at = CASE WHEN s.again THEN NULL ELSE ${now}::float8 END,
+          error = CASE WHEN s.again THEN NULL ELSE ${JSON.stringify(error(node))}::text END,
+          rev = nextval('klym_rev')
+        FROM settled s WHERE t.id = s.id
+        RETURNING t.id, t.status, t.attempt`;
+      for (const row of rows) {
+        await sql`
+          INSERT INTO klym_task_events (task, time, status, detail, node, attempt)
+          VALUES (${row.id}, ${now}, ${row.status},
+            ${
+          row.status === "queued" ? null : JSON.stringify(error(node))
+        }, ${node}, ${row.attempt})`;
+        await this.#notify(sql, "t", row.id);
+      }
+      count += rows.length;
+    }
+    return count;
+  }
+
+  #notify(sql: Tx, type: "t" | "l", id: string): Promise<unknown> {
+    return sql`SELECT pg_notify(${CHANNEL}, ${JSON.stringify({ n: this.node, t: type, id })})`;
+  }
+
+  restore(_now: number): RestoredTask[] {
+    const restored = this.#restored;
+    this.#restored = [];
+    return restored;
+  }
+
+  attach(side: NodeSide): void {
+    this.#side = side;
+    void this.#sql.listen(CHANNEL, (payload) => this.#onNotify(payload), () => {
+      // (Re)connected: what changed while the channel was down is read back by change number.
+      this.#wantAll = true;
+      this.#scheduleSync();
+    }).then((meta) => {
+      if (this.#closed) return void meta.unlisten().catch(() => {});
+      this.#listen = meta;
+    }, (error) => logger.warn("Cannot listen for other nodes' changes: {error}", { error }));
+    this.#renewTimer = setInterval(() => void this.#renew(), this.#options.renewMs);
+  }
+
+  #wantAll = false;
+
+  #onNotify(payload: string): void {
+    let note: { n?: unknown; t?: unknown; id?: unknown };
+    try {
+      note = JSON.parse(payload);
+    } catch {
+      return;
+    }
+    if (note.n === this.node || typeof note.id !== "string") return;
+    (note.t === "l" ? this.#wantLogs : this.#wantTasks).add(note.id);
+    this.#scheduleSync();
+  }
+
+  #scheduleSync(): void {
+    if (this.#closed) return;
+    if (this.#syncing) {
+      this.#syncAgain = true;
+      return;
+    }
+    this.#syncing = this.#sync().finally(() => {
+      this.#syncing = undefined;
+      if (this.#syncAgain) {
+        this.#syncAgain = false;
+        this.#scheduleSync();
+      }
+    });
+  }
+
+  /** Reads back what other nodes changed and hands it to the registry, rows before lines. */
+  async #sync(): Promise<void> {
+    const side = this.#side;
+    if (!side) return;
+    const ids = new Set(this.#wantTasks);
+    const logIds = new Set(this.#wantLogs);
+    const all = this.#wantAll;
+    this.#wantTasks.clear();
+    this.#wantLogs.clear();
+    this.#wantAll = false;
+    for (const id of logIds) if (!this.#seenLogs.has(id)) ids.add(id);
+    try {
+      const rows = all
+        ? await this.#sql.unsafe<TaskRow[]>(
+          `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE rev > $1 OR status IN ('queued', 'running') ORDER BY no`,
+          [this.#maxRev - 64],
+        )
+        : ids.size === 0
+        ? []
+        : await this.#sql.unsafe<TaskRow[]>(
+          `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE id = ANY($1) ORDER BY no`,
+          [[...ids]],
+        );
+      for (const row of rows) {
+        this.#deliver(row);
+        if (all) logIds.add(row.id);
+      }
+      for (const id of logIds) await this.#syncLogs(id);
+    } catch (error) {
+      // Read again once PostgreSQL answers (the listener's reconnection asks for everything).
+      for (const id of ids) this.#wantTasks.add(id);
+      for (const id of logIds) this.#wantLogs.add(id);
+      if (all) this.#wantAll = true;
+      if (!transient(error)) logger.warn("Cannot read other nodes' changes: {error}", { error });
+    }
+  }
+
+  #deliver(row: TaskRow): void {
+    this.#maxRev = Math.max(this.#maxRev, row.rev);
+    // A write of ours is still on its way: the row read now is older than what we know.
+    if ((this.#pendingOf.get(row.id) ?? 0) > 0) return;
+    if (!this.#seenLogs.has(row.id)) this.#seenLogs.set(row.id, 0);
+    this.#side?.onChange({
+      type: "task",
+      task: { ...taskOf(row), logs: { lastSeq: 0, size: 0, bytes: 0, dropped: row.logs_dropped } },
+    });
+  }
+
+  async #syncLogs(id: string): Promise<void> {
+    const seen = this.#seenLogs.get(id);
+    if (seen === undefined) return;
+    const rows = await this.#sql<{ seq: number; stream: number; time: number; text: string }[]>`
+      SELECT seq, stream, time, text FROM klym_logs WHERE task = ${id} AND seq > ${seen}
+      ORDER BY seq LIMIT 10000`;
+    if (rows.length === 0) return;
+    const lines = rows.map((r) => ({
+      seq: r.seq,
+      stream: STREAMS[r.stream] ?? "stdout",
+      time: r.time,
+      text: JSON.parse(r.text) as string,
+    }));
+    this.#seenLogs.set(id, lines.at(-1)!.seq);
+    this.#side?.onChange({ type: "logs", taskId: id, lines });
+    if (rows.length === 10000) this.#wantLogs.add(id);
+  }
+
+  /** Renews this node's lease, re-reads the tasks it runs, and settles lost nodes' tasks. */
+  async #renew(): Promise<void> {
+    if (this.#renewing || this.#closed || !this.#side) return;
+    this.#renewing = true;
+    const { slots, running } = this.#side.stats();
+    const asked = Date.now();
+    try {
+      await this.#sql`
+        UPDATE klym_nodes SET renewed_at = now(), alive = true, slots = ${slots},
+          running = ${running.length}
+        WHERE id = ${this.node}`;
+      this.#answered();
+      // A renewal that came late (the database or this node stalled) starts the count again.
+      if (Date.now() - this.#lastRenewal > this.#options.leaseMs / 2) {
+        this.#reachableSince = asked;
+      }
+      this.#lastRenewal = Date.now();
+      if (running.length > 0) {
+        const rows = await this.#sql.unsafe<TaskRow[]>(
+          `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE id = ANY($1)
+           AND (status <> 'running' OR node IS DISTINCT FROM $2)`,
+          [[...running], this.node],
+        );
+        for (const row of rows) this.#deliver(row);
+      }
+      // Only a node that has itself renewed on time for a whole lease, on a database up for a
+      // whole lease, judges others: after an outage every node's renewal is old, none is lost.
+      if (Date.now() - this.#reachableSince >= this.#options.leaseMs) await this.#reap();
+    } catch (error) {
+      if (transient(error)) this.#unreachable(error);
+      else logger.warn("Cannot renew this node's lease: {error}", { error });
+    } finally {
+      this.#renewing = false;
+    }
+  }
+
+  async #reap(): Promise<void> {
+    const lease = this.#options.leaseMs;
+    const now = Date.now();
+    const count = await this.#sql.begin(async (sql) => {
+      await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+      const lost = await sql<{ id: string }[]>`
+        UPDATE klym_nodes SET alive = false
+        WHERE alive AND id <> ${this.node}
+          AND renewed_at < now() - make_interval(secs => ${lease / 1000})
+          AND pg_postmaster_start_time() < now() - make_interval(secs => ${lease / 1000})
+        RETURNING id`;
+      if (lost.length === 0) return 0;
+      logger.warn("Nodes {nodes} stopped renewing their lease: their tasks are settled", {
+        nodes: lost.map((n) => n.id).join(", "),
+      });
+      return await this.#reapNodes(sql, lost.map((n) => n.id), now, "lost");
+    });
+    // Rows changed by this node are not notified back to it: read them now.
+    if (count > 0) {
+      this.#wantAll = true;
+      this.#scheduleSync();
+    }
+  }
+
+  claim(_pick: () => string, maxRunningPerPrincipal: number): Promise<Claim | undefined> {
+    if (this.#closed || !this.#reachable) return Promise.resolve(undefined);
+    const now = Date.now();
+    return this.#sql.begin(async (sql) => {
+      await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+      const rows = await sql.unsafe<TaskRow[]>(
+        `WITH running AS (
+           SELECT owner, count(*) AS n, count(*) FILTER (WHERE node = $1) AS here
+           FROM klym_tasks WHERE status = 'running' GROUP BY owner
+         ), next AS (
+           SELECT q.id FROM klym_tasks q LEFT JOIN running r ON r.owner = q.owner
+           WHERE q.status = 'queued' AND coalesce(r.here, 0) < $3
+           ORDER BY coalesce(r.n, 0), q.no
+           LIMIT 1 FOR UPDATE OF q SKIP LOCKED
+         )
+         UPDATE klym_tasks t SET status = 'running', node = $1, attempt = t.attempt + 1,
+           started_at = $2, rev = nextval('klym_rev')
+         FROM next WHERE t.id = next.id
+         RETURNING ${columns("t.")}`,
+        [this.node, now, maxRunningPerPrincipal],
+      );
+      const row = rows[0];
+      if (!row) return undefined;
+      await sql`
+        INSERT INTO klym_task_events (task, time, status, node, attempt)
+        VALUES (${row.id}, ${now}, 'running', ${this.node}, ${row.attempt})`;
+      await this.#notify(sql, "t", row.id);
+      return row;
+    }).then((row) => {
+      this.#answered();
+      if (!row) return undefined;
+      this.#fences.set(row.id, { node: this.node, attempt: row.attempt });
+      this.#deliver(row);
+      return { id: row.id, attempt: row.attempt };
+    }, (error) => {
+      if (transient(error)) this.#unreachable(error);
+      else this.#failed(error);
+      return undefined;
+    });
+  }
+
+  admitted(task: JournalTask): void {
+    this.#seenLogs.set(task.id, 0);
+    const bytes = (task.prompt?.length ?? 0) + 512;
+    this.#push({
+      bytes,
+      ids: [task.id],
+      run: (sql) =>
+        sql.begin(async (sql) => {
+          const queuedAt = task.state.status === "queued" ? task.state.queuedAt : null;
+          await sql`
+            INSERT INTO klym_tasks (id, owner, kind, model, prompt, params, timeout_s, created_at,
+              status, queued_at, retryable)
+            VALUES (${task.id}, ${task.owner}, ${task.kind}, ${task.model ?? null},
+              ${task.prompt === undefined ? null : JSON.stringify(task.prompt)},
+              ${JSON.stringify(task.params)}, ${task.timeoutS}, ${task.createdAt},
+              ${task.state.status}, ${queuedAt}, ${task.retryable ?? false})
+            ON CONFLICT (id) DO NOTHING`;
+          await sql`
+            INSERT INTO klym_task_events (task, time, status)
+            VALUES (${task.id}, ${task.createdAt}, ${task.state.status})`;
+          await this.#notify(sql, "t", task.id);
+        }),
+    });
+  }
+
+  changed(task: JournalTask): void {
+    this.#flushOf(task.id);
+    this.#pendingProgress.delete(task.id);
+    const state = task.state;
+    const mine = task.node !== undefined && task.node === this.node;
+    const error = "error" in state ? JSON.stringify(state.error) : null;
+    const time = "finishedAt" in state
+      ? state.finishedAt
+      : state.status === "running"
+      ? state.startedAt
+      : state.queuedAt;
+    const attempt = task.attempt ?? 0;
+    this.#push({
+      bytes: 512 + (state.status === "succeeded" ? state.resultJson.length : 0),
+      ids: [task.id],
+      run: async (sql) => {
+        const written = await sql.begin(async (sql) => {
+          const values = {
+            status: state.status,
+            started_at: "startedAt" in state ? state.startedAt ?? null : null,
+            finished_at: "finishedAt" in state ? state.finishedAt : null,
+            code_started_at: task.codeStartedAt ?? null,
+            progress: task.progress ? JSON.stringify(task.progress) : null,
+            result: state.status === "succeeded" ? state.resultJson : null,
+            error,
+          };
+          // The owner's writes are fenced by node and attempt; a cancel from anywhere only by
+          // status (a task still queued, or running on whichever node).
+          if (state.status === "running" && mine) {
+            // The claim recorded the run; this is the time its process was handed the task.
+            const rows = await sql`
+              UPDATE klym_tasks SET started_at = ${values.started_at}, rev = nextval('klym_rev')
+              WHERE id = ${task.id} AND node = ${this.node} AND attempt = ${attempt}
+                AND status = 'running'
+              RETURNING id`;
+            if (rows.length > 0) await this.#notify(sql, "t", task.id);
+            return rows.length > 0;
+          }
+          const rows = mine
+            ? await sql`
+              UPDATE klym_tasks SET ${sql(values)}, rev = nextval('klym_rev')
+              WHERE id = ${task.id} AND node = ${this.node} AND attempt = ${attempt}
+                AND status = 'running'
+              RETURNING id`
+            : await sql`
+              UPDATE klym_tasks SET ${sql(values)}, rev = nextval('klym_rev')
+              WHERE id = ${task.id} AND status IN ('queued', 'running')
+                AND ${state.status} IN ('cancelled', 'interrupted')
+              RETURNING id`;
+          if (rows.length === 0) return false;
+          await sql`
+            INSERT INTO klym_task_events (task, time, status, detail, node, attempt)
+            VALUES (${task.id}, ${time}, ${state.status}, ${error}, ${task.node ?? null},
+              ${attempt})`;
+          await this.#notify(sql, "t", task.id);
+          return true;
+        });
+        if (!written) {
+          // Fenced out: another node or the reaper changed it first. Its row is the truth.
+          this.#wantTasks.add(task.id);
+          queueMicrotask(() => this.#scheduleSync());
+        }
+      },
+    });
+  }
+
+  progressed(task: JournalTask): void {
+    if (this.#closed) return;
+    this.#pendingProgress.set(task.id, task);
+    this.#schedule();
+  }
+
+  logged(taskId: string, lines: readonly JournalLine[], keepFrom: number, dropped: number): void {
+    if (this.#closed) return;
+    let bytes = 0;
+    for (const line of lines) bytes += line.text.length + LINE_OVERHEAD_BYTES;
+    if (this.#bufferBytes + bytes > this.#options.bufferBytes) {
+      // PostgreSQL has been away long enough to fill the buffer: these lines are lost.
+      this.#droppedLines += lines.length;
+      return;
+    }
+    let pending = this.#pendingLogs.get(taskId);
+    if (!pending) {
+      pending = { lines: [], keepFrom, dropped, node: undefined, attempt: 0, bytes: 0 };
+      this.#pendingLogs.set(taskId, pending);
+    }
+    for (const line of lines) pending.lines.push(line);
+    pending.keepFrom = keepFrom;
+    pending.dropped = dropped;
+    pending.bytes += bytes;
+    this.#bufferBytes += bytes;
+    const last = lines.at(-1)?.seq;
+    if (last !== undefined) this.#seenLogs.set(taskId, last);
+    this.#schedule();
+  }
+
+  saved(save: JournalSave): void {
+    this.#push({
+      bytes: save.reply.length + 256,
+      ids: [save.taskId],
+      run: (sql) =>
+        sql`
+          INSERT INTO klym_saves (task, seq, tool, ok, time, reply)
+          VALUES (${save.taskId}, ${save.seq}, ${save.tool}, ${save.ok}, ${save.time},
+            ${JSON.stringify(save.reply)})
+          ON CONFLICT DO NOTHING`.then(() => {}),
+    });
+  }
+
+  readLogs(taskId: string, cursor: number, max: number): JournalLine[] {
+    const lines = this.#restoredLines.get(taskId) ?? [];
+    const out: JournalLine[] = [];
+    for (const line of lines) {
+      if (out.length >= max) break;
+      if (line.seq > cursor) out.push(line);
+    }
+    return out;
+  }
+
+  readSaves(taskId: string): JournalSave[] {
+    const saves = this.#restoredSaves.get(taskId) ?? [];
+    this.#restoredSaves.delete(taskId);
+    return saves;
+  }
+
+  forget(ids: readonly string[]): void {
+    for (const id of ids) {
+      this.#restoredLines.delete(id);
+      this.#seenLogs.delete(id);
+      this.#fences.delete(id);
+    }
+    const list = [...ids];
+    this.#push({
+      bytes: 64 * list.length,
+      ids: [],
+      run: (sql) =>
+        sql.begin(async (sql) => {
+          await sql`DELETE FROM klym_logs WHERE task = ANY(${list})`;
+          await sql`DELETE FROM klym_saves WHERE task = ANY(${list})`;
+          await sql`DELETE FROM klym_task_events WHERE task = ANY(${list})`;
+          await sql`DELETE FROM klym_tasks WHERE id = ANY(${list})`;
+        }),
+    });
+  }
+
+  compact(): void {}
+
+  flush(): void {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    for (const id of [...this.#pendingLogs.keys(), ...this.#pendingProgress.keys()]) {
+      this.#flushOf(id);
+    }
+  }
+
+  durable(): Promise<void> {
+    if (this.#done >= this.#enqueued) return Promise.resolve();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const timer = setTimeout(() => {
+      this.#waiters = this.#waiters.filter((w) => w.resolve !== done);
+      reject(
+        new KlymError(
+          "STORE_UNAVAILABLE",
+          `PostgreSQL (${this.where}) did not confirm the write within ${this.#options.waitMs} ms (KLYM_SHARED_WAIT_MS): ${
+            this.#lastProblem ?? "no answer"
+          }; the change is kept and written when it answers, check its status again then`,
+        ),
+      );
+    }, this.#options.waitMs);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    this.#waiters.push({ upTo: this.#enqueued, resolve: done });
+    return promise;
+  }
+
+  unavailable(): string | undefined {
+    if (this.#reachable) return undefined;
+    return `PostgreSQL (${this.where}) does not answer (${
+      this.#lastProblem ?? "no answer"
+    }); tasks already admitted go on, start it again once it is back (GET /healthz says when)`;
+  }
+
+  health(): JournalHealth {
+    const waiting = this.#ops.length + this.#pendingLogs.size + this.#pendingProgress.size;
+    return {
+      ok: this.#reachable && this.#error === undefined,
+      store: this.where,
+      node: this.node,
+      reachable: this.#reachable,
+      waiting,
+      ...(this.#droppedLines > 0 ? { droppedLines: this.#droppedLines } : {}),
+      ...(!this.#reachable ? { error: this.unavailable()! } : {}),
+      ...(this.#error === undefined ? {} : { error: this.#error, failedWrites: this.#failures }),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.flush();
+    clearInterval(this.#renewTimer);
+    // Give the queue a moment to drain while PostgreSQL answers; what is left is lost.
+    if (this.#done < this.#enqueued && this.#reachable) await this.durable().catch(() => {});
+    this.#closed = true;
+    this.#retryTimer?.wake();
+    // Every step is bounded: a node stops even while PostgreSQL does not answer.
+    const bounded = async (work: Promise<unknown> | undefined) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.resolve(work).catch(() => {}),
+        new Promise((resolve) => timer = setTimeout(resolve, this.#options.waitMs)),
+      ]);
+      clearTimeout(timer);
+    };
+    await bounded(this.#syncing);
+    await bounded(this.#listen?.unlisten());
+    if (this.#reachable) {
+      await bounded(
+        this.#sql`UPDATE klym_nodes SET alive = false, running = 0 WHERE id = ${this.node}`,
+      );
+    }
+    await this.#sql.end({ timeout: 1 }).catch(() => {});
+  }
+
+  #schedule(): void {
+    this.#flushTimer ??= setTimeout(() => {
+      this.#flushTimer = undefined;
+      this.flush();
+    }, FLUSH_MS);
+  }
+
+  /** Moves a task's waiting lines and progress into the write queue. */
+  #flushOf(id: string): void {
+    const pending = this.#pendingLogs.get(id);
+    const progress = this.#pendingProgress.get(id);
+    this.#pendingLogs.delete(id);
+    this.#pendingProgress.delete(id);
+    if (!pending && !progress) return;
+    const fence = this.#fences.get(id) ?? { node: "", attempt: -1 };
+    if (pending) this.#bufferBytes -= pending.bytes;
+    this.#push({
+      bytes: pending?.bytes ?? 256,
+      ids: [id],
+      run: (sql) =>
+        sql.begin(async (sql) => {
+          // Lines and progress of the task's current claim only: a zombie's are dropped.
+          if (pending && pending.lines.length > 0) {
+            const rows = JSON.stringify(pending.lines.map((l) => ({
+              seq: l.seq,
+              stream: l.stream === "stderr" ? 1 : 0,
+              time: l.time,
+              text: JSON.stringify(l.text),
+            })));
+            await sql`
+              INSERT INTO klym_logs (task, seq, stream, time, text)
+              SELECT ${id}, x.seq, x.stream, x.time, x.text
+              FROM json_to_recordset(${rows}::text::json)
+                AS x(seq integer, stream smallint, time double precision, text text)
+              WHERE EXISTS (SELECT 1 FROM klym_tasks
+                WHERE id = ${id} AND node = ${fence.node} AND attempt = ${fence.attempt})
+              ON CONFLICT DO NOTHING`;
+          }
+          if (pending) {
+            await sql`DELETE FROM klym_logs WHERE task = ${id} AND seq < ${pending.keepFrom}`;
+            await sql`UPDATE klym_tasks SET logs_dropped = ${pending.dropped} WHERE id = ${id}
+              AND node = ${fence.node} AND attempt = ${fence.attempt}`;
+            await this.#notify(sql, "l", id);
+          }
+          if (progress) {
+            const rows = await sql`
+              UPDATE klym_tasks SET
+                progress = ${progress.progress ? JSON.stringify(progress.progress) : null},
+                code_started_at = ${progress.codeStartedAt ?? null}, rev = nextval('klym_rev')
+              WHERE id = ${id} AND node = ${fence.node} AND attempt = ${fence.attempt}
+                AND status = 'running'
+              RETURNING id`;
+            if (rows.length > 0) await this.#notify(sql, "t", id);
+          }
+        }),
+    });
+  }
+
+  #push(op: Op): void {
+    if (this.#closed) return;
+    this.#ops.push(op);
+    this.#enqueued++;
+    this.#bufferBytes += op.bytes;
+    for (const id of op.ids) this.#pendingOf.set(id, (this.#pendingOf.get(id) ?? 0) + 1);
+    void this.#drain();
+  }
+
+  /** Writes the queue in order; a write PostgreSQL cannot take now is retried until it can. */
+  async #drain(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    let backoff = 50;
+    while (this.#ops.length > 0 && !this.#closed) {
+      const op = this.#ops[0]!;
+      try {
+        await op.run(this.#sql);
+        this.#answered();
+        backoff = 50;
+      } catch (error) {
+        if (transient(error) && !this.#closed) {
+          this.#unreachable(error);
+          await this.#pause(backoff);
+          backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+          continue;
+        }
+        if (!this.#closed) this.#failed(error);
+      }
+      this.#ops.shift();
+      this.#bufferBytes -= op.bytes;
+      for (const id of op.ids) {
+        const left = (this.#pendingOf.get(id) ?? 1) - 1;
+        if (left > 0) this.#pendingOf.set(id, left);
+        else this.#pendingOf.delete(id);
+      }
+      this.#done++;
+      this.#waiters = this.#waiters.filter((w) => {
+        if (w.upTo > this.#done) return true;
+        w.resolve();
+        return false;
+      });
+    }
+    this.#draining = false;
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#retryTimer = undefined;
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#retryTimer = { timer, wake };
+    });
+  }
+
+  #answered(): void {
+    if (this.#reachable) return;
+    this.#reachable = true;
+    this.#reachableSince = Date.now();
+    this.#lastProblem = undefined;
+    logger.info("PostgreSQL answers again ({store}); waiting writes go on", { store: this.where });
+    this.#wantAll = true;
+    this.#scheduleSync();
+    void this.#drain();
+  }
+
+  #unreachable(error: unknown): void {
+    this.#lastProblem = message(error);
+    if (!this.#reachable) return;
+    this.#reachable = false;
+    logger.warn("PostgreSQL does not answer ({store}): {error}; tasks go on, writes wait", {
+      store: this.where,
+      error: this.#lastProblem,
+    });
+  }
+
+  #failed(error: unknown): void {
+    this.#failures++;
+    if (this.#error === undefined) {
+      logger.error("A write to the shared store failed (it is lost): {error}", { error });
+    }
+    this.#error = message(error);
+  }
+}
+
+/** A task row as the journal's record of it. */
+function taskOf(row: TaskRow): JournalTask {
+  let state: TaskState;
+  const startedAt = row.started_at ?? undefined;
+  const finishedAt = row.finished_at ?? Date.now();
+  switch (row.status) {
+    case "queued":
+      state = { status: "queued", queuedAt: row.queued_at ?? row.created_at };
+      break;
+    case "running":
+      state = {
+        status: "running",
+        queuedAt: row.queued_at ?? row.created_at,
+        startedAt: startedAt ?? row.created_at,
+      };
+      break;
+    case "succeeded":
+      state = { status: "succeeded", startedAt, finishedAt, resultJson: row.result ?? "null" };
+      break;
+    default:
+      state = {
+        status: row.status as "failed",
+        startedAt,
+        finishedAt,
+        error: row.error
+          ? JSON.parse(row.error)
+          : { code: row.status, message: `The task ended ${row.status}` },
+      };
+  }
+  return {
+    id: row.id,
+    owner: row.owner,
+    kind: row.kind,
+    model: row.model ?? undefined,
+    prompt: row.prompt === null ? undefined : JSON.parse(row.prompt),
+    params: JSON.parse(row.params),
+    timeoutS: row.timeout_s,
+    createdAt: row.created_at,
+    state,
+    progress: row.progress ? JSON.parse(row.progress) : undefined,
+    codeStartedAt: row.code_started_at ?? undefined,
+    node: row.node ?? undefined,
+    attempt: row.attempt,
+    retryable: row.retryable,
+  };
+}

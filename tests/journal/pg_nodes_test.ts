@@ -1,0 +1,229 @@
+/**
+ * Nodes sharing PostgreSQL, in-process: registries with real task processes over one database per
+ * test, started by one PostgreSQL for the file.
+ */
+import assert from "node:assert/strict";
+import { makeRegistry, registryParts, until } from "../helpers/registry.ts";
+import { startPostgres, type TestPostgres } from "../helpers/postgres.ts";
+import { PgJournal, type PgJournalOptions } from "../../src/journal/pg_journal.ts";
+import type { TaskRegistry } from "../../src/tasks/task_registry.ts";
+import postgres from "postgres";
+import { TcpRelay } from "../helpers/tcp.ts";
+
+let pg: TestPostgres;
+
+async function node(
+  url: string,
+  id: string,
+  env: Record<string, string> = {},
+  options: Partial<PgJournalOptions> = {},
+): Promise<TaskRegistry> {
+  const journal = await PgJournal.open(url, {
+    node: id,
+    leaseMs: 10_000,
+    renewMs: 1000,
+    bufferBytes: 64 * 1024 * 1024,
+    waitMs: 5000,
+    maxAttempts: 3,
+    ...options,
+  });
+  return makeRegistry({ KLYM_MAX_CONCURRENT: "2", ...env }, { journal });
+}
+
+const statusOf = (registry: TaskRegistry, id: string) => {
+  try {
+    return registry.get(id).state.status;
+  } catch {
+    return undefined;
+  }
+};
+
+/** Polls `condition` as a client would (a process's exit emits no task change). */
+async function polled(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`Still not: ${condition}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+const linesOf = (registry: TaskRegistry, id: string) =>
+  registry.get(id).logs.read(0, 1000).lines.map((l) => `${l.seq} ${l.stream} ${l.text}`);
+
+Deno.test("nodes sharing PostgreSQL", async (t) => {
+  pg = await startPostgres();
+  await t.step("a task started on one node runs once, and reads the same on another", async () => {
+    const url = await pg.database();
+    await using a = await node(url, "a");
+    await using b = await node(url, "b", { KLYM_MAX_CONCURRENT: "1" });
+    const task = a.start({ kind: "hello", prompt: "hi", params: { n: 1 } });
+    await a.durable();
+    await until(b, () => statusOf(b, task.id) === "succeeded");
+    await until(a, () => statusOf(a, task.id) === "succeeded");
+    const [ra, rb] = [a.get(task.id), b.get(task.id)];
+    assert.deepEqual(rb.state, ra.state);
+    assert.deepEqual(rb.progress, ra.progress);
+    assert.deepEqual(rb.prompt, "hi");
+    await until(b, () => linesOf(b, task.id).length === linesOf(a, task.id).length);
+    assert.deepEqual(linesOf(b, task.id), linesOf(a, task.id));
+    assert(linesOf(a, task.id).length >= 3);
+    const sql = postgres(url, { max: 1 });
+    const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM klym_task_events
+      WHERE task = ${task.id} AND status = 'running'`;
+    await sql.end();
+    assert.deepEqual(row?.n, 1, "one run");
+  });
+
+  await t.step("each node runs within its slots and the cluster runs every task", async () => {
+    const url = await pg.database();
+    await using a = await node(url, "a", { KLYM_MAX_CONCURRENT: "1" });
+    await using b = await node(url, "b", { KLYM_MAX_CONCURRENT: "1" });
+    const ids = Array.from(
+      { length: 6 },
+      () => a.start({ kind: "sleep", params: { ms: 300, tick_ms: 100 } }).id,
+    );
+    await a.durable();
+    let most = 0;
+    const off = [a, b].map((r) =>
+      r.events.subscribe(() => most = Math.max(most, a.processCount, b.processCount))
+    );
+    for (const id of ids) await until(a, () => statusOf(a, id) === "succeeded", 30_000);
+    off.forEach((f) => f());
+    assert(most <= 1, `a node ran ${most} processes at once with one slot`);
+    const nodes = new Set(ids.map((id) => a.get(id).node));
+    assert.deepEqual(nodes, new Set(["a", "b"]), "both nodes took work");
+  });
+
+  await t.step(
+    "a cancel on another node is final before it answers and stops the process",
+    async () => {
+      const url = await pg.database();
+      await using a = await node(url, "a");
+      await using b = await node(url, "b");
+      const spin = a.start({ kind: "spin" });
+      await a.durable();
+      const owns = (r: TaskRegistry) => r.pidOf(spin.id) !== undefined;
+      await Promise.race([until(a, () => owns(a)), until(b, () => owns(b))]);
+      const [owner, other] = owns(a) ? [a, b] : [b, a];
+      await until(other, () => statusOf(other, spin.id) === "running");
+      const started = performance.now();
+      other.cancel(spin.id, "from the other node");
+      await other.durable();
+      assert.equal(other.get(spin.id).state.status, "cancelled");
+      await polled(() => owner.pidOf(spin.id) === undefined && owner.processCount === 0);
+      const gone = performance.now() - started;
+      assert(gone < 1200, `the process took ${gone} ms to go`);
+      assert.equal(owner.get(spin.id).state.status, "cancelled");
+    },
+  );
+
+  await t.step(
+    "a lost node's tasks: interrupted (node_lost) or run again when retryable; its late result changes nothing",
+    async () => {
+      const url = await pg.database();
+      // Node a reaches PostgreSQL through a relay the test cuts: a partition.
+      const relay = new TcpRelay(pg.port);
+      const lease = { leaseMs: 1000, renewMs: 200, waitMs: 1000 };
+      const a = await node(url.replace(`:${pg.port}/`, `:${relay.port}/`), "a", {}, lease);
+      const plain = a.start({ kind: "sleep", params: { ms: 4000, tick_ms: 200 } });
+      const again = a.start({ kind: "retry_spin" });
+      assert.equal(a.get(again.id).retryable, true);
+      await a.durable();
+      await polled(() => a.pidOf(plain.id) !== undefined && a.pidOf(again.id) !== undefined);
+      await using b = await node(url, "b", {}, lease);
+      await until(b, () => statusOf(b, plain.id) === "running");
+      const cut = performance.now();
+      relay.cut();
+      await until(b, () => statusOf(b, plain.id) === "interrupted", 15_000);
+      const lostAfter = performance.now() - cut;
+      assert(lostAfter < 15_000, `node_lost after ${lostAfter} ms`);
+      const lost = b.get(plain.id).state;
+      assert("error" in lost && lost.error.code === "node_lost", JSON.stringify(lost));
+      // The retryable one runs again on b, as its second attempt.
+      await until(b, () => b.get(again.id).node === "b" && b.get(again.id).attempt === 2, 15_000);
+      await polled(() => b.pidOf(again.id) !== undefined);
+      // a goes on meanwhile: the sleep ends there and its result waits for the database.
+      await polled(() => a.get(plain.id).state.status === "succeeded", 15_000);
+      relay.heal();
+      // Back in touch, a's late result is fenced out and a takes the store's word.
+      await until(a, () => statusOf(a, plain.id) === "interrupted", 15_000);
+      await polled(() => a.pidOf(again.id) === undefined, 15_000);
+      assert.equal(b.get(plain.id).state.status, "interrupted");
+      const sql = postgres(url, { max: 1 });
+      const rows = await sql<{ status: string; node: string; attempt: number }[]>`
+      SELECT status, node, attempt FROM klym_task_events WHERE task = ${plain.id} ORDER BY time`;
+      await sql.end();
+      assert.deepEqual(rows.map((r) => r.status), ["queued", "running", "interrupted"]);
+      b.cancel(again.id);
+      await b.durable();
+      await a.shutdown();
+      await relay.close();
+    },
+  );
+
+  await t.step("a restarted node settles its own running tasks, not another node's", async () => {
+    const url = await pg.database();
+    const relay = new TcpRelay(pg.port);
+    const a = await node(url.replace(`:${pg.port}/`, `:${relay.port}/`), "a", {
+      KLYM_MAX_CONCURRENT: "1",
+    });
+    await using b = await node(url, "b", { KLYM_MAX_CONCURRENT: "1" });
+    const one = a.start({ kind: "spin" });
+    const two = a.start({ kind: "spin" });
+    await a.durable();
+    await polled(() =>
+      statusOf(a, one.id) === "running" && statusOf(a, two.id) === "running" &&
+      statusOf(b, one.id) === "running" && statusOf(b, two.id) === "running"
+    );
+    const mine = a.pidOf(one.id) !== undefined ? one : two;
+    const theirs = mine === one ? two : one;
+    // a dies (cut off for good) and starts again under the same id.
+    relay.cut();
+    await using a2 = await node(url, "a");
+    const restarted = a2.get(mine.id).state;
+    assert(
+      "error" in restarted && restarted.error.code === "interrupted",
+      JSON.stringify(restarted),
+    );
+    assert.equal(a2.get(theirs.id).state.status, "running");
+    await until(b, () => statusOf(b, mine.id) === "interrupted");
+    assert.equal(b.get(theirs.id).state.status, "running");
+    b.cancel(theirs.id);
+    await b.durable();
+    relay.heal();
+    await a.shutdown();
+    await relay.close();
+  });
+
+  await t.step(
+    "while PostgreSQL is down tasks go on, start is refused and /healthz says so",
+    async () => {
+      const url = await pg.database();
+      await using a = await node(url, "a", {}, { leaseMs: 2000, renewMs: 200, waitMs: 1000 });
+      const task = a.start({ kind: "sleep", params: { ms: 1500, tick_ms: 100 } });
+      await a.durable();
+      await polled(() => a.pidOf(task.id) !== undefined);
+      await pg.halt();
+      try {
+        await polled(() => registryParts(a).journal.health().reachable === false);
+        const health = registryParts(a).journal.health();
+        assert.equal(health.ok, false);
+        assert.match(String(health.error), /does not answer/);
+        assert.throws(() => a.start({ kind: "hello" }), (error: Error & { code?: string }) => {
+          assert.equal(error.code, "STORE_UNAVAILABLE");
+          assert.match(error.message, /Cannot start task: PostgreSQL .* does not answer/);
+          return true;
+        });
+        // The task goes on without the database.
+        await polled(() => a.get(task.id).state.status === "succeeded", 15_000);
+      } finally {
+        await pg.start();
+      }
+      await polled(() => registryParts(a).journal.health().reachable === true, 15_000);
+      assert.equal(a.start({ kind: "hello" }).state.status, "queued");
+      await a.durable();
+    },
+  );
+
+  await pg.stop();
+});
