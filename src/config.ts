@@ -168,6 +168,10 @@ export const ConfigSchema = z.object({
   serviceIdleS: int(0, 7 * 86_400).optional(),
   /** How long a bridge waits for the service it started to listen. */
   serviceStartS: int(1, 600).default(30),
+  /** Distinct values a metric label from outside (principal, model, kind) takes; more are `other`. */
+  metricsMaxLabelValues: int(1, 10_000).default(50),
+  /** How long model spend per principal is kept in the journal, in days (the longest window). */
+  spendRetentionDays: int(1, 3660).default(90),
 }).superRefine((c, ctx) => {
   if (c.defaultTimeoutS > c.maxTimeoutS) {
     ctx.addIssue({
@@ -335,6 +339,8 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   standalone: "KLYM_STANDALONE",
   serviceIdleS: "KLYM_SERVICE_IDLE_S",
   serviceStartS: "KLYM_SERVICE_START_S",
+  metricsMaxLabelValues: "KLYM_METRICS_MAX_LABEL_VALUES",
+  spendRetentionDays: "KLYM_SPEND_RETENTION_DAYS",
 };
 
 /**

@@ -26,6 +26,8 @@ export const ERROR_CODES = {
     "no model is configured and the client offers no sampling that fits (an agent needs sampling.tools)",
   MODEL_NOT_CONFIGURED:
     "the request names a model that KLYM_MODEL and KLYM_MODELS do not configure",
+  OPERATORS_ONLY:
+    "/metrics shows every principal: only principals named in KLYM_ADMINS may read it when tokens are set",
   // Klym does not start (exit code 2).
   CONFIG_INVALID: "a KLYM_* variable or flag has an invalid value; the message names each",
   TEMPLATE_INVALID:

@@ -7,6 +7,7 @@ import type {
   JournalHealth,
   JournalLine,
   JournalSave,
+  JournalSpend,
   JournalTask,
   RestoredTask,
 } from "./journal.ts";
@@ -14,6 +15,7 @@ import type {
 export class MemoryJournal implements Journal {
   readonly where = "memory";
   readonly #saves = new Map<string, JournalSave[]>();
+  readonly #spend = new Map<string, JournalSpend>();
 
   restore(_now: number): RestoredTask[] {
     return [];
@@ -26,6 +28,22 @@ export class MemoryJournal implements Journal {
     const saves = this.#saves.get(save.taskId) ?? [];
     saves.push(save);
     this.#saves.set(save.taskId, saves);
+  }
+  spent(spend: JournalSpend): void {
+    const key = JSON.stringify([spend.hour, spend.owner, spend.model]);
+    const had = this.#spend.get(key);
+    this.#spend.set(key, had ? addSpend(had, spend) : spend);
+  }
+  readSpend(since: number, owner?: string): JournalSpend[] {
+    return sumSpend(
+      [...this.#spend.values()].filter((s) =>
+        s.hour >= since && (owner === undefined || s.owner === owner)
+      ),
+      since,
+    );
+  }
+  forgetSpend(before: number): void {
+    for (const [key, spend] of this.#spend) if (spend.hour < before) this.#spend.delete(key);
   }
   readLogs(_taskId: string, _cursor: number, _max: number): JournalLine[] {
     return [];
@@ -42,4 +60,27 @@ export class MemoryJournal implements Journal {
     return { ok: true, store: this.where };
   }
   close(): void {}
+}
+
+function addSpend(a: JournalSpend, b: JournalSpend): JournalSpend {
+  return {
+    ...a,
+    calls: a.calls + b.calls,
+    refusals: a.refusals + b.refusals,
+    inputTokens: a.inputTokens + b.inputTokens,
+    outputTokens: a.outputTokens + b.outputTokens,
+  };
+}
+
+/** Hourly rows summed per principal and model, sorted by principal then model. */
+function sumSpend(rows: readonly JournalSpend[], since: number): JournalSpend[] {
+  const sums = new Map<string, JournalSpend>();
+  for (const row of rows) {
+    const key = JSON.stringify([row.owner, row.model]);
+    const had = sums.get(key);
+    sums.set(key, had ? addSpend(had, row) : { ...row, hour: since });
+  }
+  return [...sums.values()].sort((a, b) =>
+    a.owner === b.owner ? (a.model < b.model ? -1 : 1) : a.owner < b.owner ? -1 : 1
+  );
 }

@@ -39,7 +39,7 @@ export function registerRunTask(
     outputSchema: TaskSummary.extend({ result: z.unknown().optional() }),
   }, (input, ctx) =>
     guarded(async () => {
-      const task = startTask(registry, live, input);
+      const task = startTask(registry, live, input, ctx.mcpReq._meta);
       live.callWaits(task, ctx.mcpReq.id, ctx.mcpReq._meta?.progressToken);
       const done = core.markWaiting(task, server, ctx.mcpReq.id);
       try {
