@@ -1,0 +1,154 @@
+/**
+ * A real Prometheus scrapes a real Klym while a known workload runs: tasks that succeed, fail,
+ * time out and are cancelled, a model call through the scripted model, and a grynya that restarts
+ * under a task. The figures are read back through Prometheus's own query API.
+ */
+import assert from "node:assert/strict";
+import { call, startKlym, waitFinal, waitLogged } from "../helpers/klym_process.ts";
+import { startScriptedModel } from "../helpers/scripted_openai.ts";
+import { startPrometheus } from "../helpers/prometheus.ts";
+import { freePort, startMemoryPeer } from "../peers/peers.ts";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+
+const OPS = "ops-token-0123456789";
+const ALICE = "alice-token-0123456789";
+
+Deno.test("Prometheus scrapes /metrics and sees the workload's tasks, model calls and grynya's restart", async () => {
+  await using model = startScriptedModel(() => ({ text: "forty-two" }));
+  const dir = Deno.makeTempDirSync({ prefix: "klym-metrics-" });
+  const port = freePort();
+  const memoryFile = `${dir}/memory.jsonl`;
+  let peer = await startMemoryPeer({ transport: "sse", memoryFile, port });
+  try {
+    await using klym = await startKlym({
+      KLYM_AUTH_TOKENS: `ops:${OPS},alice:${ALICE}`,
+      KLYM_ADMINS: "ops",
+      KLYM_MODEL: "openai-compatible:scripted",
+      KLYM_OPENAI_COMPATIBLE_URL: model.baseUrl,
+      KLYM_GRYNYA_URL: peer.url,
+      KLYM_GRYNYA_RECONNECTS: "20",
+      KLYM_CANCEL_GRACE_MS: "200",
+    });
+    const url = new URL(klym.url);
+    await using prometheus = await startPrometheus(url, { token: OPS });
+    // Prometheus reaches Klym with the operator's token.
+    await prometheus.until('up{job="klym"}', (r) => r[0]?.value === 1, 30_000);
+
+    // The workload is alice's.
+    await using client = await connectAs(klym.url, ALICE);
+    const start = (kind: string, extra: Record<string, unknown> = {}) =>
+      call<{ task_id: string }>(client, "start_async_agent_task", { kind, ...extra });
+
+    const ok = await start("hello");
+    const failed = await start("fail");
+    const timedOut = await start("sleep", { params: { ms: 60_000 }, timeout_s: 1 });
+    const cancelled = await start("cooperative");
+    const llm = await start("llm_once", { prompt: "the answer?" });
+    const grynya = await start("grynya_calls", {
+      params: { times: 6, pause_ms: 200, resend_interrupted: true },
+    });
+    await waitLogged(client, cancelled.task_id, /waiting for abort/);
+    await call(client, "cancel_task", { task_id: cancelled.task_id });
+    // grynya restarts once the task is connected and working.
+    await waitLogged(client, grynya.task_id, /call 0: ok/);
+    await peer.stop();
+    peer = await startMemoryPeer({ transport: "sse", memoryFile, port });
+    const finals = new Map<string, string>();
+    for (const { task_id } of [ok, failed, timedOut, cancelled, llm, grynya]) {
+      finals.set(task_id, (await waitFinal(client, task_id, 60_000)).status);
+    }
+    assert.deepEqual(
+      [ok, failed, timedOut, cancelled, llm, grynya].map((t) => finals.get(t.task_id)),
+      ["succeeded", "failed", "timed_out", "cancelled", "succeeded", "succeeded"],
+    );
+
+    const byStatus = (r: { metric: Record<string, string>; value: number }[]) =>
+      Object.fromEntries(r.map((s) => [s.metric.status, s.value]));
+    const finished = await prometheus.until(
+      'sum by (status) (klym_tasks_finished_total{principal="alice"})',
+      (r) => {
+        const s = byStatus(r);
+        return s.succeeded === 3 && s.failed === 1 && s.timed_out === 1 && s.cancelled === 1;
+      },
+    );
+    assert.deepEqual(byStatus(finished), {
+      succeeded: 3,
+      failed: 1,
+      timed_out: 1,
+      cancelled: 1,
+    });
+    const started = await prometheus.until(
+      'sum(klym_tasks_started_total{principal="alice"})',
+      (r) => r[0]?.value === 6,
+    );
+    assert.equal(started[0]!.value, 6);
+    const cancels = await prometheus.until(
+      "sum by (reason) (klym_task_cancels_total)",
+      (r) => r.length === 2,
+    );
+    assert.deepEqual(
+      Object.fromEntries(cancels.map((s) => [s.metric.reason, s.value])),
+      { cancelled: 1, timed_out: 1 },
+    );
+    const stops = await prometheus.until(
+      "sum(klym_task_stop_seconds_count)",
+      (r) => r[0]?.value === 2,
+    );
+    assert.equal(stops[0]!.value, 2);
+    const calls = await prometheus.until(
+      'klym_model_calls_total{principal="alice",model="openai-compatible:scripted",outcome="ok"}',
+      (r) => r[0]?.value === 1,
+    );
+    assert.equal(calls.length, 1);
+    const output = await prometheus.until(
+      'sum(klym_model_output_tokens_total{model="openai-compatible:scripted"})',
+      (r) => r[0]?.value === 10,
+    );
+    assert.equal(output[0]!.value, 10);
+    const reconnects = await prometheus.until(
+      'klym_grynya_reconnects_total{outcome="ok"}',
+      (r) => (r[0]?.value ?? 0) >= 1,
+    );
+    assert.ok(reconnects[0]!.value >= 1);
+    const grynyaCalls = await prometheus.until(
+      'klym_grynya_calls_total{op="call_tool"}',
+      (r) => (r[0]?.value ?? 0) >= 6,
+    );
+    assert.ok(grynyaCalls[0]!.value >= 6);
+    // Nothing is left queued or running once the workload is over.
+    const queued = await prometheus.until(
+      "sum(klym_tasks_queued) + sum(klym_tasks_running)",
+      (r) => r[0]?.value === 0,
+    );
+    assert.equal(queued[0]!.value, 0);
+    const firstLines = await prometheus.until(
+      "sum(klym_task_start_to_first_line_seconds_count)",
+      (r) => (r[0]?.value ?? 0) >= 4,
+    );
+    assert.ok(firstLines[0]!.value >= 4);
+
+    // /metrics is the operators': no token, 401; a principal's that is not an admin, 403.
+    const none = await fetch(`${klym.url}/metrics`);
+    assert.equal(none.status, 401);
+    await none.body?.cancel();
+    const alice = await fetch(`${klym.url}/metrics`, {
+      headers: { authorization: `Bearer ${ALICE}` },
+    });
+    assert.equal(alice.status, 403);
+    assert.match((await alice.json()).error, /not an operator.*KLYM_ADMINS/);
+  } finally {
+    await peer.stop();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** An MCP client of the principal whose bearer token is `token`. */
+async function connectAs(url: string, token: string) {
+  const client = new Client({ name: "klym-metrics-test", version: "1.0.0" });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    }),
+  );
+  return Object.assign(client, { [Symbol.asyncDispose]: () => client.close() });
+}
