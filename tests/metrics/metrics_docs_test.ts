@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { KlymMetrics } from "../../src/metrics/klym_metrics.ts";
-import { REPO } from "../helpers/klym_process.ts";
+const REPO = new URL("../../", import.meta.url).pathname;
 
 /** Each metric family Klym serves, with its type, read from the text format's TYPE lines. */
 async function families(): Promise<Map<string, string>> {

@@ -4,7 +4,7 @@
  * under a task. The figures are read back through Prometheus's own query API.
  */
 import assert from "node:assert/strict";
-import { call, startKlym, waitFinal, waitLogged } from "../helpers/klym_process.ts";
+import { call, REPO, startKlym, waitFinal, waitLogged } from "../helpers/klym_process.ts";
 import { startScriptedModel } from "../helpers/scripted_openai.ts";
 import { startPrometheus } from "../helpers/prometheus.ts";
 import { freePort, startMemoryPeer } from "../peers/peers.ts";
@@ -126,6 +126,16 @@ Deno.test("Prometheus scrapes /metrics and sees the workload's tasks, model call
       (r) => (r[0]?.value ?? 0) >= 4,
     );
     assert.ok(firstLines[0]!.value >= 4);
+
+    // Every query of the Grafana dashboard is one Prometheus accepts, with Grafana's variables.
+    const dashboard = JSON.parse(Deno.readTextFileSync(`${REPO}docs/grafana_dashboard.json`));
+    for (const panel of dashboard.panels as { targets: { expr: string }[] }[]) {
+      for (const { expr } of panel.targets) {
+        await prometheus.query(
+          expr.replaceAll("$__rate_interval", "1m").replaceAll("$__range", "1h"),
+        );
+      }
+    }
 
     // /metrics is the operators': no token, 401; a principal's that is not an admin, 403.
     const none = await fetch(`${klym.url}/metrics`);
