@@ -64,6 +64,15 @@ async function serverScrape(): Promise<void> {
     if (i >= 50) samples.push(performance.now() - t0);
   }
   report(`GET /metrics, ${TASKS} retained tasks of ${PRINCIPALS} principals`, samples, bytes);
+  // The base, measured at the same time on the same server: the smallest route behind the guard.
+  const base: number[] = [];
+  for (let i = 0; i < SAMPLES + 50; i++) {
+    const t0 = performance.now();
+    const response = await fetch(`${klym.url}/healthz`, { headers });
+    bytes = (await response.text()).length;
+    if (i >= 50) base.push(performance.now() - t0);
+  }
+  report("GET /healthz (the base, same server)", base, bytes);
   await Promise.all(clients.map((c) => c.close()));
 }
 
