@@ -8,6 +8,7 @@
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { call, startKlym, waitFinal } from "../tests/helpers/klym_process.ts";
 import { KlymMetrics } from "../src/metrics/klym_metrics.ts";
+import { IDLE_SOURCES } from "../tests/helpers/metric_sources.ts";
 import type { TaskRecord } from "../src/tasks/task_store.ts";
 import { percentile } from "./stats.ts";
 
@@ -80,14 +81,7 @@ async function textAtBound(): Promise<void> {
   const metrics = new KlymMetrics({
     maxLabelValues: 50,
     version: "bench",
-    sources: {
-      runningPids: () => [],
-      processCount: () => 0,
-      residentBytes: () => undefined,
-      spares: () => 1,
-      journal: () => ({ ok: true, store: "memory" }),
-      sessions: () => [],
-    },
+    sources: IDLE_SOURCES,
   });
   for (let i = 0; i < 5000; i++) {
     const now = Date.now();

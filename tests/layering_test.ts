@@ -22,9 +22,10 @@ interface Rule {
 
 const RULES: readonly Rule[] = [
   {
-    rule: "the task side (tasks/, journal/, llm/, grynya/) knows nothing of the faces",
+    rule:
+      "the task side (tasks/, journal/, llm/, grynya/) knows nothing of the faces, nor of metrics/ (the registry calls the observer it is given)",
     from: /^src\/(tasks|journal|llm|grynya)\//,
-    refuse: /^src\/(mcp|server|http|ui|cli|service)\//,
+    refuse: /^src\/(mcp|server|http|ui|cli|service|metrics)\//,
   },
   {
     rule: "mcp/ is protocol: it imports no transport (server/, http/), dashboard or CLI",
@@ -33,9 +34,9 @@ const RULES: readonly Rule[] = [
   },
   {
     rule:
-      "http/ is transport: it knows nothing of tasks (tasks/, journal/, llm/, grynya/, host/), mcp/, the dashboard or the CLI (servers come from its createServer)",
+      "http/ is transport: it knows nothing of tasks (tasks/, journal/, llm/, grynya/, host/), mcp/, metrics/, the dashboard or the CLI (servers come from its createServer, /metrics from its metrics)",
     from: /^src\/http\//,
-    refuse: /^src\/(tasks|journal|llm|grynya|host|mcp|ui|cli)\//,
+    refuse: /^src\/(tasks|journal|llm|grynya|host|mcp|metrics|ui|cli)\//,
   },
   {
     rule:

@@ -3,15 +3,9 @@ import assert from "node:assert/strict";
 import { KlymMetrics } from "../../src/metrics/klym_metrics.ts";
 import { LabelValues, OTHER } from "../../src/metrics/label_values.ts";
 import type { TaskRecord } from "../../src/tasks/task_store.ts";
+import { IDLE_SOURCES } from "../helpers/metric_sources.ts";
 
-const sources = {
-  runningPids: () => [],
-  processCount: () => 0,
-  residentBytes: () => undefined,
-  spares: () => 0,
-  journal: () => ({ ok: true, store: "memory" }),
-  sessions: () => [],
-};
+const sources = IDLE_SOURCES;
 
 function task(owner: string, kind = "hello"): TaskRecord {
   const now = Date.now();

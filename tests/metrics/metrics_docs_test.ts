@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { KlymMetrics } from "../../src/metrics/klym_metrics.ts";
+import { IDLE_SOURCES } from "../helpers/metric_sources.ts";
 const REPO = new URL("../../", import.meta.url).pathname;
 
 /** Each metric family Klym serves, with its type, read from the text format's TYPE lines. */
@@ -11,14 +12,7 @@ async function families(): Promise<Map<string, string>> {
   const metrics = new KlymMetrics({
     maxLabelValues: 10,
     version: "test",
-    sources: {
-      runningPids: () => [],
-      processCount: () => 0,
-      residentBytes: () => undefined,
-      spares: () => 0,
-      journal: () => ({ ok: true, store: "memory" }),
-      sessions: () => [],
-    },
+    sources: IDLE_SOURCES,
   });
   const text = (await metrics.text()).body;
   return new Map(
