@@ -67,6 +67,8 @@ export class KlymMetrics implements TaskObserver {
   readonly #stopping = new Map<string, number>();
   /** Tasks whose first log line has not come yet. */
   readonly #noLineYet = new Set<string>();
+  /** Where each unfinished task is counted: its gauge and label (a launch can fail before it runs). */
+  readonly #counted = new Map<string, { gauge: "queued" | "running"; principal: string }>();
 
   readonly #started;
   readonly #finished;
@@ -274,13 +276,16 @@ export class KlymMetrics implements TaskObserver {
     const principal = this.#principals.of(task.owner);
     this.#started.inc({ principal, kind: this.#kinds.of(task.kind) });
     this.#queued.inc({ principal });
+    this.#counted.set(task.id, { gauge: "queued", principal });
     this.#noLineYet.add(task.id);
   }
 
   launched(task: TaskRecord): void {
-    const principal = this.#principals.of(task.owner);
-    this.#queued.dec({ principal });
-    this.#running.inc({ principal });
+    const counted = this.#counted.get(task.id);
+    if (counted?.gauge !== "queued") return;
+    this.#queued.dec({ principal: counted.principal });
+    this.#running.inc({ principal: counted.principal });
+    this.#counted.set(task.id, { gauge: "running", principal: counted.principal });
   }
 
   codeStarted(task: TaskRecord): void {
@@ -309,8 +314,13 @@ export class KlymMetrics implements TaskObserver {
     const state = task.state;
     const status = state.status;
     this.#noLineYet.delete(task.id);
-    if (from === "queued") this.#queued.dec({ principal });
-    if (from === "running") this.#running.dec({ principal });
+    const counted = this.#counted.get(task.id);
+    this.#counted.delete(task.id);
+    if (counted) {
+      (counted.gauge === "queued" ? this.#queued : this.#running).dec({
+        principal: counted.principal,
+      });
+    }
     this.#finished.inc({ principal, kind, status });
     if ("finishedAt" in state) {
       this.#duration.observe({ kind, status }, (state.finishedAt - task.createdAt) / 1000);

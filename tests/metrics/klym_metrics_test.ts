@@ -107,3 +107,19 @@ Deno.test("queued and running follow a task from admission to its end", async ()
   metrics.exited(t, { code: 0, signal: null, stderrTail: "" });
   assert.deepEqual(await figure("klym_task_stop_seconds_count"), ["1"]);
 });
+
+Deno.test("a task whose launch fails before it runs leaves no count behind", async () => {
+  const metrics = new KlymMetrics({ maxLabelValues: 10, version: "test", sources });
+  const t = task("alice");
+  metrics.admitted(t);
+  // The registry marks it running, then its kind no longer loads: it ends without `launched`.
+  (t as { state: unknown }).state = {
+    status: "failed",
+    finishedAt: Date.now(),
+    error: { code: "KIND_IMPORT_REFUSED", message: "x" },
+  };
+  metrics.settled(t, "running");
+  const text = (await metrics.text()).body;
+  assert.deepEqual(series(text, "klym_tasks_queued"), ['klym_tasks_queued{principal="alice"} 0']);
+  assert.deepEqual(series(text, "klym_tasks_running"), []);
+});
