@@ -1,6 +1,6 @@
 /** `klym usage`: model spend per principal and model from the journal, a principal's own or an admin's all. */
 import assert from "node:assert/strict";
-import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { connectAs, uiLogin } from "../helpers/ui_client.ts";
 import { call, startKlym, waitFinal } from "../helpers/klym_process.ts";
 import { startScriptedModel } from "../helpers/scripted_openai.ts";
 import { klymCli } from "../helpers/klym_cli.ts";
@@ -17,17 +17,11 @@ Deno.test("klym usage shows alice her model calls and tokens, and the admin ever
     KLYM_OPENAI_COMPATIBLE_URL: model.baseUrl,
   });
   for (const token of [ALICE, OPS]) {
-    const client = new Client({ name: "usage-test", version: "1" });
-    await client.connect(
-      new StreamableHTTPClientTransport(new URL(`${klym.url}/mcp`), {
-        requestInit: { headers: { authorization: `Bearer ${token}` } },
-      }),
-    );
+    await using client = await connectAs(klym.url, token);
     const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
       kind: "llm_once",
     });
     assert.equal((await waitFinal(client, task_id)).status, "succeeded");
-    await client.close();
   }
   const env = (token: string) => ({ KLYM_URL: klym.url, KLYM_AUTH_TOKEN: token });
 
@@ -46,6 +40,15 @@ Deno.test("klym usage shows alice her model calls and tokens, and the admin ever
   assert.match(ops.stdout, /^PRINCIPAL\s+MODEL\s+CALLS\s+REFUSED\s+TOKENS IN\s+TOKENS OUT$/m);
   assert.match(ops.stdout, /^alice\s+openai-compatible:scripted\s+1\s+0\s+\d+\s+10$/m);
   assert.match(ops.stdout, /^ops\s+openai-compatible:scripted\s+1\s+0\s+\d+\s+10$/m);
+
+  // The dashboard's server panel shows the same spend: alice's own.
+  const panel = await fetch(`${klym.url}/ui/api/server`, {
+    headers: { cookie: await uiLogin(klym.url, ALICE) },
+  });
+  assert.deepEqual(
+    (await panel.json()).spend.rows.map((r: { principal: string }) => r.principal),
+    ["alice"],
+  );
 
   const badWindow = await klymCli(["usage", "--window", "soon"], env(ALICE));
   assert.equal(badWindow.code, 2);

@@ -8,7 +8,7 @@ import { call, REPO, startKlym, waitFinal, waitLogged } from "../helpers/klym_pr
 import { startScriptedModel } from "../helpers/scripted_openai.ts";
 import { startPrometheus } from "../helpers/prometheus.ts";
 import { freePort, startMemoryPeer } from "../peers/peers.ts";
-import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { connectAs } from "../helpers/ui_client.ts";
 
 const OPS = "ops-token-0123456789";
 const ALICE = "alice-token-0123456789";
@@ -120,14 +120,3 @@ Deno.test("Prometheus scrapes /metrics and sees the workload's tasks, model call
     Deno.removeSync(dir, { recursive: true });
   }
 });
-
-/** An MCP client of the principal whose bearer token is `token`. */
-async function connectAs(url: string, token: string) {
-  const client = new Client({ name: "klym-metrics-test", version: "1.0.0" });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
-      requestInit: { headers: { authorization: `Bearer ${token}` } },
-    }),
-  );
-  return Object.assign(client, { [Symbol.asyncDispose]: () => client.close() });
-}
