@@ -21,7 +21,7 @@ Deno.test("klym usage shows alice her model calls and tokens, and the admin ever
     const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
       kind: "llm_once",
     });
-    assert.equal((await waitFinal(client, task_id)).status, "succeeded");
+    assert.equal((await waitFinal(client, task_id, 120_000)).status, "succeeded");
   }
   const env = (token: string) => ({ KLYM_URL: klym.url, KLYM_AUTH_TOKEN: token });
 

@@ -55,7 +55,7 @@ Deno.test("Prometheus scrapes /metrics and sees the workload's tasks, model call
     peer = await startMemoryPeer({ transport: "sse", memoryFile, port });
     const finals = new Map<string, string>();
     for (const { task_id } of [ok, failed, timedOut, cancelled, llm, grynya]) {
-      finals.set(task_id, (await waitFinal(client, task_id, 60_000)).status);
+      finals.set(task_id, (await waitFinal(client, task_id, 120_000)).status);
     }
     assert.deepEqual(
       [ok, failed, timedOut, cancelled, llm, grynya].map((t) => finals.get(t.task_id)),

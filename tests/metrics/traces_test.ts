@@ -88,7 +88,7 @@ Deno.test("a task's spans reach the collector as one tree under the client's tra
       _meta: { traceparent: `00-${traceId}-${parentId}-01` },
     });
     const taskId = (started.structuredContent as { task_id: string }).task_id;
-    const final = await waitFinal(client, taskId);
+    const final = await waitFinal(client, taskId, 120_000);
     assert.equal(final.status, "succeeded", JSON.stringify(final.error));
     await client.close();
 
