@@ -47,10 +47,10 @@ Deno.test("Prometheus scrapes /metrics and sees the workload's tasks, model call
     const grynya = await start("grynya_calls", {
       params: { times: 6, pause_ms: 200, resend_interrupted: true },
     });
-    await waitLogged(client, cancelled.task_id, /waiting for abort/);
+    await waitLogged(client, cancelled.task_id, /waiting for abort/, 120_000);
     await call(client, "cancel_task", { task_id: cancelled.task_id });
     // grynya restarts once the task is connected and working.
-    await waitLogged(client, grynya.task_id, /call 0: ok/);
+    await waitLogged(client, grynya.task_id, /call 0: ok/, 120_000);
     await peer.stop();
     peer = await startMemoryPeer({ transport: "sse", memoryFile, port });
     const finals = new Map<string, string>();
