@@ -59,5 +59,5 @@ Deno.test("klym usage shows alice her model calls and tokens, and the admin ever
   assert.match(tooLong.stderr, /400 to \/usage: .*KLYM_SPEND_RETENTION_DAYS is 90/);
   const noToken = await klymCli(["usage"], { KLYM_URL: klym.url });
   assert.equal(noToken.code, 2);
-  assert.match(noToken.stderr, /401 to \/usage: Unauthorized/);
+  assert.match(noToken.stderr, /refused the request: set KLYM_AUTH_TOKEN/);
 });
