@@ -124,3 +124,23 @@ Deno.test("a task's spans reach the collector as one tree under the client's tra
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("without OTEL_DENO nothing is exported, even with a collector named", async () => {
+  await using collector = startCollector();
+  {
+    await using klym = await startKlym({
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+    });
+    const client = await klym.connect();
+    const started = await client.callTool({
+      name: "start_async_agent_task",
+      arguments: { kind: "hello" },
+      _meta: { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" },
+    });
+    const taskId = (started.structuredContent as { task_id: string }).task_id;
+    assert.equal((await waitFinal(client, taskId, 120_000)).status, "succeeded");
+  }
+  // Klym has exited (an exporter would have flushed by now): the collector heard nothing.
+  assert.deepEqual(collector.spans, []);
+});
