@@ -191,6 +191,10 @@ export const ConfigSchema = z.object({
   sharedWaitMs: int(100, 60_000).default(5000),
   /** Runs a retryable kind's task may have when nodes running it are lost. */
   maxAttempts: int(1, 100).default(3),
+  /** Distinct values a metric label from outside (principal, model, kind) takes; more are `other`. */
+  metricsMaxLabelValues: int(1, 10_000).default(50),
+  /** How long model spend per principal is kept in the journal, in days (the longest window). */
+  spendRetentionDays: int(1, 3660).default(90),
 }).superRefine((c, ctx) => {
   if (c.nodeRenewMs * 2 > c.nodeLeaseMs) {
     ctx.addIssue({
@@ -389,6 +393,8 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   sharedBufferBytes: "KLYM_SHARED_BUFFER_BYTES",
   sharedWaitMs: "KLYM_SHARED_WAIT_MS",
   maxAttempts: "KLYM_MAX_ATTEMPTS",
+  metricsMaxLabelValues: "KLYM_METRICS_MAX_LABEL_VALUES",
+  spendRetentionDays: "KLYM_SPEND_RETENTION_DAYS",
 };
 
 /**

@@ -28,6 +28,8 @@ export const ERROR_CODES = {
     "the shared store (PostgreSQL) is unreachable: start is refused until it answers again",
   MODEL_NOT_CONFIGURED:
     "the request names a model that KLYM_MODEL and KLYM_MODELS do not configure",
+  OPERATORS_ONLY:
+    "/metrics shows every principal: only principals named in KLYM_ADMINS may read it when tokens are set",
   // Klym does not start (exit code 2).
   CONFIG_INVALID: "a KLYM_* variable or flag has an invalid value; the message names each",
   TEMPLATE_INVALID:

@@ -10,7 +10,7 @@ import { ProcessPool } from "./tasks/process_pool.ts";
 import { processOptions } from "./tasks/task_process.ts";
 import { TaskRegistry } from "./tasks/task_registry.ts";
 import { openJournal } from "./journal/open_journal.ts";
-import type { Journal } from "./journal/journal.ts";
+import type { Journal, JournalHealth } from "./journal/journal.ts";
 import { isKlymError, KlymError } from "./errors.ts";
 import { MemoryJournal } from "./journal/memory_journal.ts";
 import { isSharedState, PgJournal } from "./journal/pg_journal.ts";
@@ -29,6 +29,11 @@ import { refusingMalformedRetries } from "./http/retry_fields.ts";
 import { ServiceListener, type ServiceListenerOptions } from "./service/service_listener.ts";
 import { servicePaths, serviceProblem } from "./service/service_paths.ts";
 import { IdleExit, SERVICE_IDLE_DEFAULT_S } from "./service/idle_exit.ts";
+import { KlymMetrics } from "./metrics/klym_metrics.ts";
+import { TaskTraces } from "./metrics/task_traces.ts";
+import { parseWindow, SpendLedger } from "./metrics/spend_ledger.ts";
+import { observeAll } from "./tasks/task_observer.ts";
+import { readProcFigures } from "./ui/server_stats.ts";
 
 const logger = getLogger(["klym"]);
 
@@ -73,6 +78,31 @@ export async function startKlym(
     warmSpares: config.warmSpares,
   });
   const llm = new LlmService(new ModelCatalog(config, (name) => Deno.env.get(name)), config);
+  // What the gauges read when scraped; the HTTP app and the socket exist once serving.
+  const serving: { app?: HttpApp; listener?: ServiceListener | undefined } = {};
+  const metrics = new KlymMetrics({
+    maxLabelValues: config.metricsMaxLabelValues,
+    version: VERSION,
+    sources: {
+      runningPids: () => registry.runningPids(),
+      processCount: () => registry.processCount,
+      residentBytes: (pid) => readProcFigures(pid)?.rssBytes,
+      spares: () => pool.spareCount,
+      journal: () => journal.health(),
+      sessions: () => {
+        const http = serving.app?.sessionsByTransport() ?? { streamable: 0, sse: 0 };
+        return [
+          { era: "2025-11-25", transport: "streamable_http", count: http.streamable },
+          { era: "2025-11-25", transport: "sse", count: http.sse },
+          { era: "any", transport: "stdio_bridge", count: serving.listener?.connections ?? 0 },
+        ];
+      },
+    },
+  });
+  const spend = new SpendLedger(journal, {
+    retentionDays: config.spendRetentionDays,
+    maxModels: config.metricsMaxLabelValues,
+  });
   let registry: TaskRegistry;
   try {
     registry = new TaskRegistry({
@@ -82,6 +112,7 @@ export async function startKlym(
       kinds,
       pool,
       journal,
+      observer: observeAll([metrics, new TaskTraces(), spend]),
     });
   } catch (error) {
     await journal.close();
@@ -128,10 +159,16 @@ export async function startKlym(
   const principals = new Principals(config);
   // One throttle for failed bearer checks and failed logins: both guess the same tokens.
   const throttle = new AuthThrottle(config);
+  const stats = new ServerStatsSource(registry, config.grynyaUrl, model, VERSION);
   const ui = new UiApp({
     registry,
     principals,
-    stats: new ServerStatsSource(registry, config.grynyaUrl, model, VERSION),
+    stats: {
+      read: async (viewer) => ({
+        ...await stats.read(viewer),
+        spend: spend.read(SPEND_PANEL_WINDOW_S, scopeOf(viewer)),
+      }),
+    },
     throttle,
     limits: config,
   });
@@ -144,12 +181,44 @@ export async function startKlym(
       return {
         tasks: registry.counts(scopeOf(viewer)),
         sessions: viewer.admin ? app.sessionCount : app.sessionCountOf(owner),
-        journal: journal.health(),
+        journal: withoutLag(journal.health()),
       };
+    },
+    // Every principal's figures: the operators' (KLYM_ADMINS) once tokens are set.
+    metrics: async (owner) => {
+      if (principals.required && !principals.viewer(owner).admin) {
+        return Response.json({
+          code: "OPERATORS_ONLY",
+          error:
+            `Cannot read /metrics: principal "${owner}" is not an operator, and the metrics show every principal; name it in KLYM_ADMINS`,
+        }, { status: 403 });
+      }
+      const { body, contentType } = await metrics.text();
+      return new Response(body, { headers: { "content-type": contentType } });
+    },
+    // The caller's own spend; an admin's, everyone's.
+    usage: (owner, url) => {
+      const text = url.searchParams.get("window") ?? "24h";
+      const windowS = parseWindow(text);
+      try {
+        if (windowS === undefined) {
+          throw new KlymError(
+            "INVALID_INPUT",
+            `Cannot read model spend: "window" must be seconds or a number with s, m, h or d (as in 24h), received "${
+              text.slice(0, 32)
+            }"`,
+          );
+        }
+        return Response.json(spend.read(windowS, scopeOf(principals.viewer(owner))));
+      } catch (error) {
+        if (!isKlymError(error, "INVALID_INPUT")) throw error;
+        return Response.json({ code: error.code, error: error.message }, { status: 400 });
+      }
     },
     ui: ui.fetch,
     throttle,
   });
+  serving.app = app;
   let http: Deno.HttpServer | undefined;
   let url: string | undefined;
   try {
@@ -179,6 +248,7 @@ export async function startKlym(
       createServer: (ctx) => createMcpServer(mcp, { owner: LOCAL_PRINCIPAL, era: ctx.era }),
       url,
     });
+    serving.listener = listener;
   } catch (error) {
     ui.close();
     await app.close();
@@ -238,6 +308,15 @@ export async function startKlym(
       await http?.shutdown();
     },
   };
+}
+
+/** The dashboard's server panel shows the model spend of the last day. */
+const SPEND_PANEL_WINDOW_S = 86_400;
+
+/** `/healthz` tells whether the journal writes, not how far behind it is (that is /metrics'). */
+function withoutLag(health: JournalHealth): JournalHealth {
+  const { pendingSince: _, ...rest } = health;
+  return rest;
 }
 
 /**

@@ -205,6 +205,19 @@ export const HostCommand = z.discriminatedUnion("type", [
 ]);
 export type HostCommand = z.infer<typeof HostCommand>;
 
+/**
+ * What a task's host did with grynya, for the operator's metrics and traces: a connect or
+ * reconnect attempt, or one call (`op`: a GrynyaCall's op; `save` is a whole `ctx.save`), with its
+ * outcome (`ok` or the error's code) and how long it took.
+ */
+export const GrynyaActivity = z.object({
+  what: z.enum(["connect", "reconnect", "call"]),
+  op: z.string().max(32).optional(),
+  outcome: z.string().max(64),
+  ms: z.number().finite().min(0).max(86_400_000),
+});
+export type GrynyaActivity = z.infer<typeof GrynyaActivity>;
+
 /** Host → server: everything a task reports, already bounded by its host; the server checks again. */
 export const HostEvent = z.discriminatedUnion("type", [
   /** The task's own code is about to run (the server stamps the time). */
@@ -223,6 +236,7 @@ export const HostEvent = z.discriminatedUnion("type", [
   LlmCancel,
   /** A save to grynya ended (landed or not), with grynya's reply. */
   z.object({ type: z.literal("saved"), save: SavedSummary }),
+  z.object({ type: z.literal("grynya"), activity: GrynyaActivity }),
 ]);
 export type HostEvent = z.infer<typeof HostEvent>;
 

@@ -97,6 +97,18 @@ Deno.test("every invalid value is a CONFIG_INVALID error naming its variable or 
     [{ KLYM_MAX_ATTEMPTS: "0" }, [], /KLYM_MAX_ATTEMPTS: must be between 1 and 100/],
     [{ KLYM_MAX_ATTEMPTS: "101" }, [], /KLYM_MAX_ATTEMPTS: must be between 1 and 100/],
     [{ KLYM_STATE: "postgres://" }, [], /KLYM_STATE: must be a URL such as postgres:\/\/user@host/],
+    [
+      { KLYM_METRICS_MAX_LABEL_VALUES: "0" },
+      [],
+      /KLYM_METRICS_MAX_LABEL_VALUES: must be between 1/,
+    ],
+    [{ KLYM_METRICS_MAX_LABEL_VALUES: "10001" }, [], /KLYM_METRICS_MAX_LABEL_VALUES: must be betw/],
+    [
+      { KLYM_SPEND_RETENTION_DAYS: "0" },
+      [],
+      /KLYM_SPEND_RETENTION_DAYS: must be between 1 and 3660/,
+    ],
+    [{ KLYM_SPEND_RETENTION_DAYS: "3661" }, [], /KLYM_SPEND_RETENTION_DAYS: must be between 1 and/],
     [{ KLYM_URLS: "http://x" }, [], /KLYM_URLS is not a Klym variable; did you mean KLYM_URL\?/],
     [{}, ["--prot", "80"], /Unknown option "--prot"; did you mean --port\?/],
     [{ KLYM_PORT: "" }, [], /KLYM_PORT is set but empty/],

@@ -54,6 +54,12 @@ const RULES: readonly Rule[] = [
     refuse: /^src\/mcp\/era_2025\.ts$/,
   },
   {
+    rule:
+      "metrics/ is told what happens (the registry calls the TaskObserver it is given; http/ serves what klym.ts hands it): neither the task side nor http/ imports it",
+    from: /^src\/(tasks|journal|llm|grynya|http)\//,
+    refuse: /^src\/metrics\//,
+  },
+  {
     rule: "the worker/ code runs in the task's Worker: nothing on the server side imports it",
     from: /^src\/(?!worker\/)/,
     refuse: /^src\/worker\//,

@@ -20,6 +20,7 @@ import {
   terminalText,
 } from "./output.ts";
 import { isKlymError, KlymError } from "../errors.ts";
+import { parseWindow, type Spend } from "../metrics/spend_ledger.ts";
 
 /** Between two `check_task_status` calls while following a task. */
 const FOLLOW_POLL_MS = 500;
@@ -316,6 +317,52 @@ const COMMANDS: Record<CommandName, Command> = {
       });
       if (json) jsonLine(output, answer);
       else output.out(`${terminalText(answer.task_id)} ${paintStatus(output, answer.status)}\n`);
+      return 0;
+    },
+  },
+  usage: {
+    usage: "klym usage [--window W]",
+    summary: "model calls and tokens per principal and model (yours; an admin's: everyone's)",
+    flags: { window: { value: true } },
+    flagHelp: [["--window W", "how far back: 90m, 24h, 7d or seconds (default 24h)"]],
+    args: 0,
+    check(parsed) {
+      const window = flag(parsed, "window");
+      if (window !== undefined && parseWindow(window) === undefined) {
+        throw new KlymError(
+          "CLI_USAGE",
+          `"--window" must be seconds or a number with s, m, h or d (as in 24h), received "${window}"`,
+        );
+      }
+    },
+    async run(client, parsed, output, json) {
+      const window = flag(parsed, "window") ?? "24h";
+      const spend = await client.get<Spend>(`/usage?window=${encodeURIComponent(window)}`);
+      if (json) {
+        jsonLine(output, spend);
+        return 0;
+      }
+      if (spend.rows.length === 0) {
+        output.err(`No model calls since ${terminalText(spend.since)}
+`);
+        return 0;
+      }
+      const rows = [
+        ["PRINCIPAL", "MODEL", "CALLS", "REFUSED", "TOKENS IN", "TOKENS OUT"].map((h) =>
+          output.paint("bold", h)
+        ),
+      ];
+      for (const r of spend.rows) {
+        rows.push([
+          terminalText(r.principal),
+          terminalText(r.model),
+          String(r.calls),
+          String(r.refusals),
+          String(r.input_tokens),
+          String(r.output_tokens),
+        ]);
+      }
+      output.out(`Since ${terminalText(spend.since)}\n${table(rows)}`);
       return 0;
     },
   },

@@ -7,6 +7,8 @@ export const DEFAULT_URL = "http://127.0.0.1:8765";
 
 export interface KlymClient extends AsyncDisposable {
   call<T = Record<string, unknown>>(tool: string, args: Record<string, unknown>): Promise<T>;
+  /** A JSON route of Klym's beside `/mcp` (such as `/usage`), with the same token. */
+  get<T = Record<string, unknown>>(path: string): Promise<T>;
 }
 
 /** `http://host:port` from `--url`/`KLYM_URL`, with or without a trailing `/mcp`. */
@@ -75,6 +77,30 @@ export async function connectKlym(url: URL, token: string | undefined): Promise<
         throw new KlymError("CLI_FAILED", text || `${tool} failed`);
       }
       return result.structuredContent as T;
+    },
+    async get<T>(path: string): Promise<T> {
+      const target = new URL(path, url);
+      let response: Response;
+      try {
+        response = await fetch(target, {
+          headers: token ? { authorization: `Bearer ${token}` } : {},
+        });
+      } catch (error) {
+        throw new KlymError("CLI_FAILED", describe(error, url));
+      }
+      const body = await response.json().catch(() => undefined) as
+        | { error?: unknown }
+        | undefined;
+      if (!response.ok) {
+        const why = typeof body?.error === "string"
+          ? body.error
+          : (body?.error as { message?: string } | undefined)?.message;
+        throw new KlymError(
+          "CLI_FAILED",
+          `Klym answered ${response.status} to ${target.pathname}: ${why ?? "no reason given"}`,
+        );
+      }
+      return body as T;
     },
     async [Symbol.asyncDispose]() {
       await client.close().catch(() => {});

@@ -20,7 +20,7 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from "@modelcontextprotocol/client";
-import type { GrynyaInfo, GrynyaSettings } from "../protocol.ts";
+import type { GrynyaActivity, GrynyaInfo, GrynyaSettings } from "../protocol.ts";
 import { KlymError } from "../errors.ts";
 import { linkedAbort } from "../abort.ts";
 import { VERSION } from "../version.ts";
@@ -53,6 +53,8 @@ export class GrynyaClient {
     readonly signal: AbortSignal,
     /** A line for the task's log (connect and reconnect attempts). */
     readonly log: (line: string) => void = () => {},
+    /** Each connect or reconnect, for the operator's metrics and traces. */
+    readonly report: (activity: GrynyaActivity) => void = () => {},
   ) {}
 
   get info(): GrynyaInfo | undefined {
@@ -239,6 +241,11 @@ export class GrynyaClient {
         }
         this.#client = client;
         this.#everConnected = true;
+        this.report({
+          what: reconnect ? "reconnect" : "connect",
+          outcome: "ok",
+          ms: performance.now() - started,
+        });
         return client;
       } catch (error) {
         this.signal.throwIfAborted();
@@ -255,6 +262,11 @@ export class GrynyaClient {
           }${last ? "; giving up" : `; next attempt in ${wait} ms`}`,
         );
         if (last) {
+          this.report({
+            what: reconnect ? "reconnect" : "connect",
+            outcome: "grynya_unreachable",
+            ms: performance.now() - started,
+          });
           const why = !retry
             ? ""
             : attempt > this.settings.reconnects

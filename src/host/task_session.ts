@@ -7,6 +7,7 @@
  */
 import {
   type Failure,
+  type GrynyaActivity,
   type GrynyaCall,
   type HostLimits,
   MAX_SAVE_REPLY_CHARS,
@@ -41,6 +42,7 @@ export class TaskSession {
       spec.grynya,
       this.#abort.signal,
       (line) => this.#hostLog("stderr", line),
+      (activity) => this.#report(activity),
     );
     this.#writer = new GraphWriter(this.#grynya, spec.grynya.write, spec, {
       log: (stream, line) => this.#hostLog(stream, line),
@@ -180,8 +182,16 @@ export class TaskSession {
     return { json };
   }
 
+  /** grynya's connects and calls, for the operator's metrics and traces. */
+  #report(activity: GrynyaActivity): void {
+    if (!this.#ending) this.out.send({ type: "grynya", activity });
+  }
+
   async #brokerGrynya(id: number, call: GrynyaCall): Promise<void> {
     const bytes = utf8Length(JSON.stringify(call));
+    const started = performance.now();
+    const done = (outcome: string) =>
+      this.#report({ what: "call", op: call.op, outcome, ms: performance.now() - started });
     try {
       if (bytes > this.limits.maxGrynyaCallBytes) {
         throw new KlymError(
@@ -189,9 +199,13 @@ export class TaskSession {
           `The grynya call is ${bytes} bytes, the limit is ${this.limits.maxGrynyaCallBytes} (KLYM_MAX_GRYNYA_CALL_BYTES)`,
         );
       }
-      this.#post({ type: "grynya_result", id, value: await this.#grynyaCall(call) });
+      const value = await this.#grynyaCall(call);
+      const save = call.op === "save" ? value as { ok?: boolean; error?: Failure } : undefined;
+      done(save && !save.ok ? save.error?.code ?? "grynya_write_rejected" : "ok");
+      this.#post({ type: "grynya_result", id, value });
     } catch (error) {
       const code = error instanceof KlymError ? error.code : "grynya_error";
+      done(code);
       const message = error instanceof Error ? error.message : String(error);
       // grynya's errors are built short (under 2 KB); this bounds anything else.
       this.#post({ type: "grynya_error", id, error: { code, message: message.slice(0, 2048) } });

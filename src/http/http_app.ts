@@ -89,6 +89,10 @@ export interface HttpAppOptions {
   createServer: (owner: string, era: "legacy" | "modern") => McpServer;
   /** What `/healthz` tells the principal `owner` beyond `ok` (its own figures, an admin's all). */
   health: (owner: string) => Record<string, unknown>;
+  /** `/metrics` (the Prometheus text format) as the principal `owner` may read it. */
+  metrics?: (owner: string) => Promise<Response>;
+  /** `/usage` (model spend over `?window=`) as the principal `owner` may read it. */
+  usage?: (owner: string, url: URL) => Response;
   /** The dashboard's routes under `/ui`; `client` is the caller's address (see `clientAddress`). */
   ui?: (req: Request, url: URL, client: string) => Promise<Response>;
   /** Failed bearer checks, shared with the dashboard's login (default: one from `config`). */
@@ -128,6 +132,13 @@ export class HttpApp {
     return this.#sessions.size;
   }
 
+  /** Open 2025 sessions by transport (`streamable` or `sse`). */
+  sessionsByTransport(): Record<Link["kind"], number> {
+    const counts = { streamable: 0, sse: 0 };
+    for (const link of this.#sessions.links()) counts[link.kind]++;
+    return counts;
+  }
+
   /** Open sessions of the principal `owner`. */
   sessionCountOf(owner: string): number {
     return this.#sessions.countOf(owner);
@@ -156,6 +167,15 @@ export class HttpApp {
     if (typeof owner !== "string") return owner;
     try {
       switch (url.pathname) {
+        case "/metrics":
+        case "/usage": {
+          const face = url.pathname === "/metrics" ? this.options.metrics : this.options.usage;
+          if (!face) break;
+          if (req.method !== "GET") return jsonRpcError(405, `Use GET ${url.pathname}`);
+          return url.pathname === "/metrics"
+            ? await this.options.metrics!(owner)
+            : this.options.usage!(owner, url);
+        }
         case "/mcp":
           return await this.#streamable(req, owner);
         case "/sse":
@@ -166,9 +186,8 @@ export class HttpApp {
           return req.method === "POST"
             ? await this.#sseMessage(req, url, owner)
             : jsonRpcError(405, "Use POST /messages?sessionId=…");
-        default:
-          return jsonRpcError(404, `No route ${url.pathname}; MCP is served at /mcp and /sse`);
       }
+      return jsonRpcError(404, `No route ${url.pathname}; MCP is served at /mcp and /sse`);
     } catch (error) {
       logger.error("HTTP request failed: {error}", { error });
       return jsonRpcError(500, "Internal server error", -32603);

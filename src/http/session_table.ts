@@ -92,6 +92,11 @@ export class SessionTable<T extends SessionLink> {
     return this.#sessions.size;
   }
 
+  /** What the app keeps for each open session. */
+  *links(): Iterable<T> {
+    for (const session of this.#sessions.values()) yield session.link;
+  }
+
   /** Open sessions of `owner`. */
   countOf(owner: string): number {
     return this.#sessionsOf.get(owner) ?? 0;

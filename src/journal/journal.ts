@@ -69,6 +69,19 @@ export interface JournalSave {
   readonly reply: string;
 }
 
+/** Model spend of one principal on one model within one hour (or, read back, a window). */
+export interface JournalSpend {
+  /** The hour's start (epoch ms); read back, the window's. */
+  readonly hour: number;
+  readonly owner: string;
+  readonly model: string;
+  /** Calls answered or failed, and calls Klym refused (budget, concurrency). */
+  readonly calls: number;
+  readonly refusals: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+}
+
 export interface JournalHealth {
   readonly ok: boolean;
   /** `memory`, or the state file's path. */
@@ -83,6 +96,8 @@ export interface JournalHealth {
   readonly error?: string;
   /** Writes that failed (each loses what it held). */
   readonly failedWrites?: number;
+  /** When the oldest record waiting in the batch came (epoch ms); unset when none waits. */
+  readonly pendingSince?: number;
 }
 
 /** A task a node took from the queue, with the attempt its writes are fenced by. */
@@ -141,6 +156,15 @@ export interface Journal {
   logged(taskId: string, lines: readonly JournalLine[], keepFrom: number, dropped: number): void;
   /** A save into the graph, with grynya's reply. */
   saved(save: JournalSave): void;
+  /** Adds to the spend of `spend.owner` on `spend.model` in `spend.hour` (written at once). */
+  spent(spend: JournalSpend): void;
+  /**
+   * Spend per principal and model of the hours from `since` on (epoch ms), summed; with `owner`,
+   * that principal's only. Sorted by principal, then model.
+   */
+  readSpend(since: number, owner?: string): JournalSpend[];
+  /** Forgets the spend of hours before `before` (epoch ms). */
+  forgetSpend(before: number): void;
   /** Lines with `seq > cursor` of a task, at most `max`, in order. */
   readLogs(taskId: string, cursor: number, max: number): JournalLine[];
   /** The saves of a task, in order. */

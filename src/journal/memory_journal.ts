@@ -7,14 +7,17 @@ import type {
   JournalHealth,
   JournalLine,
   JournalSave,
+  JournalSpend,
   JournalTask,
   RestoredTask,
 } from "./journal.ts";
 import { OneMachineJournal } from "./one_machine.ts";
+import { SpendSums } from "./spend_sums.ts";
 
 export class MemoryJournal extends OneMachineJournal implements Journal {
   readonly where = "memory";
   readonly #saves = new Map<string, JournalSave[]>();
+  readonly #spend = new SpendSums();
 
   restore(_now: number): RestoredTask[] {
     return [];
@@ -27,6 +30,15 @@ export class MemoryJournal extends OneMachineJournal implements Journal {
     const saves = this.#saves.get(save.taskId) ?? [];
     saves.push(save);
     this.#saves.set(save.taskId, saves);
+  }
+  spent(spend: JournalSpend): void {
+    this.#spend.add(spend);
+  }
+  readSpend(since: number, owner?: string): JournalSpend[] {
+    return this.#spend.read(since, owner);
+  }
+  forgetSpend(before: number): void {
+    this.#spend.forgetBefore(before);
   }
   readLogs(_taskId: string, _cursor: number, _max: number): JournalLine[] {
     return [];

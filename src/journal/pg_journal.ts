@@ -25,6 +25,7 @@ import { isKlymError, KlymError } from "../errors.ts";
 import type { Failure } from "../protocol.ts";
 import type { TaskState } from "../tasks/task_state.ts";
 import { LINE_OVERHEAD_BYTES } from "../tasks/log_buffer.ts";
+import { SpendSums } from "./spend_sums.ts";
 import { CLUSTER_LOCK, PG_MIGRATIONS, PG_SCHEMA_VERSION } from "./pg_schema.ts";
 import {
   type Claim,
@@ -32,6 +33,7 @@ import {
   type JournalHealth,
   type JournalLine,
   type JournalSave,
+  type JournalSpend,
   type JournalTask,
   type NodeSide,
   type RestoredTask,
@@ -71,6 +73,8 @@ interface Op {
   readonly bytes: number;
   readonly ids: readonly string[];
   run(sql: Sql): Promise<void>;
+  /** Called once the write is behind (written, or failed for good). */
+  done?(): void;
 }
 
 interface PendingLogs {
@@ -156,6 +160,32 @@ function guardClientErrors(): void {
   });
 }
 
+const HOUR_MS = 3_600_000;
+const currentHour = (now: number) => now - now % HOUR_MS;
+
+interface SpendRow {
+  hour: number;
+  owner: string;
+  model: string;
+  calls: string | number;
+  refusals: string | number;
+  input_tokens: string | number;
+  output_tokens: string | number;
+}
+
+/** bigint columns arrive as strings. */
+function spendOf(row: SpendRow): JournalSpend {
+  return {
+    hour: row.hour,
+    owner: row.owner,
+    model: row.model,
+    calls: Number(row.calls),
+    refusals: Number(row.refusals),
+    inputTokens: Number(row.input_tokens),
+    outputTokens: Number(row.output_tokens),
+  };
+}
+
 const message = (error: unknown) => error instanceof Error ? error.message : String(error);
 
 export class PgJournal implements Journal {
@@ -201,6 +231,9 @@ export class PgJournal implements Journal {
   #maxRev = 0;
   #renewing = false;
   #lastRenewal = Date.now();
+  /** The cluster's model spend as last read, plus this node's since; re-read at each renewal. */
+  readonly #spend = new SpendSums();
+  #spendWrites = 0;
 
   private constructor(url: string, sql: Sql, options: PgJournalOptions) {
     this.where = redactUrl(url);
@@ -301,6 +334,7 @@ export class PgJournal implements Journal {
       if (!list) this.#restoredSaves.set(save.task, list = []);
       list.push({ ...save, taskId: save.task, reply: JSON.parse(save.reply) });
     }
+    await this.#readSpend(0);
     this.#restored = rows.map((row) => {
       const list = this.#restoredLines.get(row.id) ?? [];
       const last = list.at(-1)?.seq ?? 0;
@@ -318,6 +352,16 @@ export class PgJournal implements Journal {
         },
       };
     });
+  }
+
+  /** Reads the spend of the hours from `since` on as the shared store has it. */
+  async #readSpend(since: number): Promise<void> {
+    const rows = await this.#sql<SpendRow[]>`
+      SELECT hour, owner, model, calls, refusals, input_tokens, output_tokens
+      FROM klym_model_spend WHERE hour >= ${since}`;
+    // A write of this node's still on its way would be counted twice, or lost: read again later.
+    if (this.#spendWrites > 0) return;
+    this.#spend.replaceFrom(since, rows.map(spendOf));
   }
 
   /**
@@ -510,6 +554,8 @@ export class PgJournal implements Journal {
         this.#reachableSince = asked;
       }
       this.#lastRenewal = Date.now();
+      // Other nodes add to the current hour (and, just after it turns, the one before).
+      await this.#readSpend(currentHour(Date.now()) - HOUR_MS);
       if (running.length > 0) {
         const rows = await this.#sql.unsafe<TaskRow[]>(
           `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE id = ANY($1)
@@ -728,6 +774,41 @@ export class PgJournal implements Journal {
     });
   }
 
+  spent(spend: JournalSpend): void {
+    this.#spend.add(spend);
+    this.#spendWrites++;
+    this.#push({
+      bytes: 256,
+      ids: [],
+      run: (sql) =>
+        sql`
+          INSERT INTO klym_model_spend
+            (hour, owner, model, calls, refusals, input_tokens, output_tokens)
+          VALUES (${spend.hour}, ${spend.owner}, ${spend.model}, ${spend.calls}, ${spend.refusals},
+            ${spend.inputTokens}, ${spend.outputTokens})
+          ON CONFLICT (hour, owner, model) DO UPDATE SET
+            calls = klym_model_spend.calls + EXCLUDED.calls,
+            refusals = klym_model_spend.refusals + EXCLUDED.refusals,
+            input_tokens = klym_model_spend.input_tokens + EXCLUDED.input_tokens,
+            output_tokens = klym_model_spend.output_tokens + EXCLUDED.output_tokens`
+          .then(() => {}),
+      done: () => this.#spendWrites--,
+    });
+  }
+
+  readSpend(since: number, owner?: string): JournalSpend[] {
+    return this.#spend.read(since, owner);
+  }
+
+  forgetSpend(before: number): void {
+    this.#spend.forgetBefore(before);
+    this.#push({
+      bytes: 64,
+      ids: [],
+      run: (sql) => sql`DELETE FROM klym_model_spend WHERE hour < ${before}`.then(() => {}),
+    });
+  }
+
   readLogs(taskId: string, cursor: number, max: number): JournalLine[] {
     const lines = this.#restoredLines.get(taskId) ?? [];
     const out: JournalLine[] = [];
@@ -932,6 +1013,7 @@ export class PgJournal implements Journal {
         if (!this.#closed) this.#failed(error);
       }
       this.#ops.shift();
+      op.done?.();
       this.#bufferBytes -= op.bytes;
       for (const id of op.ids) {
         const left = (this.#pendingOf.get(id) ?? 1) - 1;

@@ -75,6 +75,19 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (task, seq)
   );
   `,
+  // 2: model spend per hour, principal and model, added up by every node.
+  `
+  CREATE TABLE klym_model_spend (
+    hour double precision NOT NULL,
+    owner text NOT NULL,
+    model text NOT NULL,
+    calls bigint NOT NULL,
+    refusals bigint NOT NULL,
+    input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL,
+    PRIMARY KEY (hour, owner, model)
+  );
+  `,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;

@@ -58,6 +58,20 @@ export const MIGRATIONS: readonly Migration[] = [
     `),
   // 2: the principal that started each task (tasks from before principals were the local one's).
   (db) => db.exec(`ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'`),
+  // 3: model spend per hour, principal and model (`klym usage`, the dashboard's server panel).
+  (db) =>
+    db.exec(`
+      CREATE TABLE model_spend (
+        hour INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        model TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        refusals INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        PRIMARY KEY (hour, owner, model)
+      ) WITHOUT ROWID;
+    `),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -30,6 +30,7 @@ import {
   type JournalHealth,
   type JournalLine,
   type JournalSave,
+  type JournalSpend,
   type JournalTask,
   type RestoredTask,
 } from "./journal.ts";
@@ -113,6 +114,8 @@ export class SqliteJournal extends OneMachineJournal implements Journal {
   #pendingLogs = new Map<number, PendingLogs>();
   #pendingProgress = new Map<number, JournalTask>();
   #pendingLines = 0;
+  /** When the oldest record of the waiting batch came (for the write lag metric). */
+  #pendingSince: number | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #error: string | undefined;
   #failures = 0;
@@ -414,6 +417,47 @@ export class SqliteJournal extends OneMachineJournal implements Journal {
     });
   }
 
+  spent(spend: JournalSpend): void {
+    this.#transaction(() => {
+      this.#statements.addSpend.run(
+        spend.hour,
+        spend.owner,
+        spend.model,
+        spend.calls,
+        spend.refusals,
+        spend.inputTokens,
+        spend.outputTokens,
+      );
+    });
+  }
+
+  readSpend(since: number, owner?: string): JournalSpend[] {
+    const rows =
+      (owner === undefined
+        ? this.#statements.readSpend.all(since)
+        : this.#statements.readSpendOf.all(since, owner)) as {
+          owner: string;
+          model: string;
+          calls: number;
+          refusals: number;
+          input_tokens: number;
+          output_tokens: number;
+        }[];
+    return rows.map((r) => ({
+      hour: since,
+      owner: r.owner,
+      model: r.model,
+      calls: r.calls,
+      refusals: r.refusals,
+      inputTokens: r.input_tokens,
+      outputTokens: r.output_tokens,
+    }));
+  }
+
+  forgetSpend(before: number): void {
+    this.#transaction(() => this.#statements.forgetSpend.run(before));
+  }
+
   readLogs(taskId: string, cursor: number, max: number): JournalLine[] {
     const no = this.#numbers.get(taskId);
     if (no === undefined || max <= 0) return [];
@@ -502,9 +546,14 @@ export class SqliteJournal extends OneMachineJournal implements Journal {
   }
 
   health(): JournalHealth {
-    return this.#error === undefined
-      ? { ok: true, store: this.where }
-      : { ok: false, store: this.where, error: this.#error, failedWrites: this.#failures };
+    const since = this.#pendingSince === undefined ? {} : { pendingSince: this.#pendingSince };
+    return this.#error === undefined ? { ok: true, store: this.where, ...since } : {
+      ok: false,
+      store: this.where,
+      error: this.#error,
+      failedWrites: this.#failures,
+      ...since,
+    };
   }
 
   close(): void {
@@ -528,6 +577,7 @@ export class SqliteJournal extends OneMachineJournal implements Journal {
   }
 
   #schedule(): void {
+    this.#pendingSince ??= Date.now();
     this.#timer ??= setTimeout(() => {
       this.#timer = undefined;
       this.flush();
@@ -542,6 +592,7 @@ export class SqliteJournal extends OneMachineJournal implements Journal {
     this.#pendingLogs = new Map();
     this.#pendingProgress = new Map();
     this.#pendingLines = 0;
+    this.#pendingSince = undefined;
     for (const [no, pending] of pendingLogs) {
       const rows: SQLInputValue[] = [];
       for (const line of pending.lines) {
@@ -602,6 +653,10 @@ export class SqliteJournal extends OneMachineJournal implements Journal {
   }
 }
 
+const SPEND_SELECT = "SELECT owner, model, sum(calls) AS calls, sum(refusals) AS refusals, " +
+  "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens FROM model_spend ";
+const SPEND_GROUP = "GROUP BY owner, model ORDER BY owner, model";
+
 function prepare(db: DatabaseSync) {
   const st = (text: string): StatementSync => db.prepare(text);
   return {
@@ -653,6 +708,16 @@ function prepare(db: DatabaseSync) {
     deleteEvents: st("DELETE FROM task_events WHERE task = ?"),
     deleteSaves: st("DELETE FROM saves WHERE task = ?"),
     deleteTask: st("DELETE FROM tasks WHERE no = ?"),
+    addSpend: st(
+      "INSERT INTO model_spend (hour, owner, model, calls, refusals, input_tokens, output_tokens) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hour, owner, model) DO UPDATE SET " +
+        "calls = calls + excluded.calls, refusals = refusals + excluded.refusals, " +
+        "input_tokens = input_tokens + excluded.input_tokens, " +
+        "output_tokens = output_tokens + excluded.output_tokens",
+    ),
+    readSpend: st(SPEND_SELECT + "WHERE hour >= ? " + SPEND_GROUP),
+    readSpendOf: st(SPEND_SELECT + "WHERE hour >= ? AND owner = ? " + SPEND_GROUP),
+    forgetSpend: st("DELETE FROM model_spend WHERE hour < ?"),
   };
 }
 

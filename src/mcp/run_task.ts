@@ -65,7 +65,7 @@ export function registerRunTask(
   }, (input, ctx) =>
     guarded(async () => {
       if (options.era === "modern") return await runInBand(input, ctx);
-      const task = startTask(registry, live, input);
+      const task = startTask(registry, live, input, ctx.mcpReq._meta);
       live.callWaits(task, ctx.mcpReq.id, ctx.mcpReq._meta?.progressToken);
       const done = core.markWaiting(task, server, ctx.mcpReq.id);
       try {

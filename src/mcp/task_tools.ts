@@ -9,6 +9,7 @@ import { KlymError } from "../errors.ts";
 import type { Config } from "../config.ts";
 import type { TaskRecord, TaskRegistry } from "../tasks/task_registry.ts";
 import type { KindCatalog } from "../tasks/kind_catalog.ts";
+import type { TraceContext } from "../tasks/task_observer.ts";
 import {
   isoTime,
   logPageView,
@@ -74,11 +75,21 @@ export function startInput(config: Config) {
 
 export type StartInput = z.infer<ReturnType<typeof startInput>>;
 
-/** Starts a task for `session` from a tool's input. */
+/** The W3C trace context a request carries in `_meta`, if it carries a plausible one. */
+export function traceOf(meta: unknown): TraceContext | undefined {
+  const { traceparent, tracestate } = (meta ?? {}) as Record<string, unknown>;
+  if (typeof traceparent !== "string" || traceparent.length > 256) return undefined;
+  return typeof tracestate === "string" && tracestate.length <= 512
+    ? { traceparent, tracestate }
+    : { traceparent };
+}
+
+/** Starts a task for `session` from a tool's input (`meta`: the request's `_meta`). */
 export function startTask(
   registry: TaskRegistry,
   session: TaskToolsSession,
   { kind, prompt, params, model, timeout_s }: StartInput,
+  meta?: unknown,
 ): TaskRecord {
   const holder: { record?: TaskRecord } = {};
   const task = registry.start({
@@ -90,6 +101,7 @@ export function startTask(
     owner: session.owner,
     sampler: session.samplerFor(holder),
     noModelReason: session.noModelReason,
+    trace: traceOf(meta),
   });
   holder.record = task;
   session.started(task);
@@ -141,9 +153,9 @@ export function registerTaskTools(
       status: TaskStatusSchema,
       created_at: z.string(),
     }),
-  }, (input) =>
+  }, (input, ctx) =>
     guarded(async () => {
-      const task = startTask(registry, session, input);
+      const task = startTask(registry, session, input, ctx.mcpReq._meta);
       // Durable before the answer: with a shared store, any node can see it now.
       await registry.durable();
       return ok({

@@ -15,6 +15,7 @@ import {
 } from "../llm/llm_service.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import type { KindCatalog } from "./kind_catalog.ts";
+import type { TraceContext } from "./task_observer.ts";
 
 export interface StartRequest {
   kind: string;
@@ -32,6 +33,8 @@ export interface StartRequest {
   prompt?: string | undefined;
   params?: Record<string, unknown> | undefined;
   timeoutS?: number | undefined;
+  /** The W3C trace context of the request that starts it, for the task's trace. */
+  trace?: TraceContext | undefined;
 }
 
 export type AdmissionLimits = Pick<

@@ -16,6 +16,7 @@ import { KlymError } from "../errors.ts";
 import type { Sampler } from "../llm/sampling.ts";
 import { linkedAbort } from "../abort.ts";
 import { utf8Length } from "../text.ts";
+import type { ModelCall } from "./task_observer.ts";
 
 /** Tokens per byte of text, where a provider reports no usage (the client's sampling). */
 const BYTES_PER_TOKEN = 4;
@@ -41,6 +42,8 @@ export interface ModelBrokerOptions {
   readonly sampler: Sampler | undefined;
   /** Where answers and refusals go (to the task's process). */
   readonly answer: (answer: ModelAnswer) => void;
+  /** Each call once it ended (answered, refused or failed), for metrics, traces and spend. */
+  readonly observe?: (call: ModelCall) => void;
 }
 
 export class ModelBroker {
@@ -71,8 +74,13 @@ export class ModelBroker {
   /** Answers one call, or refuses it with the limit it would break. Never throws. */
   async request(id: number, request: LlmRequest): Promise<void> {
     if (this.#closed.signal.aborted || this.#calls.has(id)) return;
+    const startedAt = Date.now();
+    const model = request.model ?? this.#options.defaultModel ?? "default";
+    const observe = (call: Omit<ModelCall, "startedAt" | "endedAt">) =>
+      this.#options.observe?.({ ...call, startedAt, endedAt: Date.now() });
     const refusal = this.#refusal(request);
     if (typeof refusal !== "number") {
+      observe({ model, outcome: "refused", code: refusal.code, inputTokens: 0, outputTokens: 0 });
       return this.#options.answer({ type: "llm_error", id, error: refusal });
     }
     const reserved = refusal + estimateTokens(request);
@@ -93,13 +101,15 @@ export class ModelBroker {
         abort.signal,
         this.#options.sampler,
       );
-      this.#charge(request, response);
+      const charged = this.#charge(request, response);
+      observe({ model: response.model || model, outcome: "ok", ...charged });
       if (!abort.signal.aborted) this.#options.answer({ type: "llm_response", id, response });
     } catch (error) {
-      if (abort.signal.aborted) return;
       const failure = error instanceof KlymError
         ? { code: error.code, message: error.message }
         : { code: "model_error", message: error instanceof Error ? error.message : String(error) };
+      observe({ model, outcome: "failed", code: failure.code, inputTokens: 0, outputTokens: 0 });
+      if (abort.signal.aborted) return;
       this.#options.answer({ type: "llm_error", id, error: failure });
     } finally {
       this.#reserved -= reserved;
@@ -147,12 +157,19 @@ export class ModelBroker {
     return Math.min(request.maxTokens ?? DEFAULT_MAX_TOKENS, llmMaxOutputTokens, left);
   }
 
-  #charge(request: LlmRequest, response: LlmResponse): void {
+  /** Counts a call's tokens against the budget; returns them. */
+  #charge(
+    request: LlmRequest,
+    response: LlmResponse,
+  ): { inputTokens: number; outputTokens: number } {
     const reported = response.usage.inputTokens + response.usage.outputTokens > 0;
-    this.#inputTokens += reported ? response.usage.inputTokens : estimateTokens(request);
-    this.#outputTokens += reported
+    const inputTokens = reported ? response.usage.inputTokens : estimateTokens(request);
+    const outputTokens = reported
       ? response.usage.outputTokens
       : Math.ceil(utf8Length(response.text + JSON.stringify(response.toolCalls)) / BYTES_PER_TOKEN);
+    this.#inputTokens += inputTokens;
+    this.#outputTokens += outputTokens;
+    return { inputTokens, outputTokens };
   }
 }
 

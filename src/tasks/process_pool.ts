@@ -59,6 +59,11 @@ export class ProcessPool {
     return this.#spares.length > 0;
   }
 
+  /** Processes spawned ahead of need, waiting for a task. */
+  get spareCount(): number {
+    return this.#spares.length;
+  }
+
   get liveCount(): number {
     return this.#live.size;
   }

@@ -21,6 +21,7 @@ import type { KindCatalog } from "./kind_catalog.ts";
 import { type AdmissionLimits, admit, modelBudget, type StartRequest } from "./admission.ts";
 import { ModelBroker, type ModelLimits } from "./model_broker.ts";
 import { FairQueue } from "./fair_queue.ts";
+import { observeAll, type TaskObserver } from "./task_observer.ts";
 import { utf8Length } from "../text.ts";
 
 export type { StartRequest } from "./admission.ts";
@@ -74,6 +75,8 @@ export interface RegistryOptions {
   readonly every?: Every;
   /** Where records, logs and saves are kept (in memory by default). */
   readonly journal?: Journal;
+  /** Metrics and traces: told as tasks move (nothing by default). */
+  readonly observer?: TaskObserver;
 }
 
 export class TaskRegistry {
@@ -102,8 +105,10 @@ export class TaskRegistry {
   readonly #kinds: KindCatalog;
   readonly #pool: ProcessPool;
   readonly #now: () => number;
+  readonly #observer: TaskObserver;
 
   constructor(options: RegistryOptions) {
+    this.#observer = observeAll(options.observer ? [options.observer] : []);
     this.#limits = options.limits;
     this.#grynya = options.grynya;
     this.#llm = options.llm;
@@ -277,6 +282,7 @@ export class TaskRegistry {
     this.#store.add(task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);
     this.#queue.push(owner, task, inputBytes);
+    this.#observer.admitted(task, request.trace);
     this.events.emit({ type: "task", id: task.id });
     this.#pump();
     return task;
@@ -306,6 +312,11 @@ export class TaskRegistry {
 
   counts(owner?: string): Record<TaskStatus, number> {
     return this.#store.counts(owner);
+  }
+
+  /** The process ids of the running tasks. */
+  runningPids(): number[] {
+    return [...this.#running.values()].map((r) => r.process.pid);
   }
 
   /** The process id of a running task, for resource figures; `undefined` when it has none. */
@@ -476,6 +487,7 @@ export class TaskRegistry {
     const kind = task.modulePath === undefined ? undefined : this.#kinds.snapshot(task.kind);
     if (kind && "code" in kind) return this.#settle(task, "failed", kind);
     let process: TaskProcess;
+    const spare = this.#pool.hasSpare;
     try {
       process = this.#pool.acquire();
     } catch (error) {
@@ -494,8 +506,10 @@ export class TaskRegistry {
       defaultModel: task.model,
       sampler,
       answer: (answer) => process.send(answer),
+      observe: (call) => this.#observer.modelCall(task, call),
     });
     this.#running.set(task.id, { process, models });
+    this.#observer.launched(task, spare);
     this.#store.changed(task);
     this.events.emit({ type: "task", id: task.id });
     const timer = setTimeout(() => {
@@ -508,6 +522,7 @@ export class TaskRegistry {
       clearTimeout(timer);
       this.#settle(task, "failed", describeExit(exit));
       this.#running.delete(task.id);
+      this.#observer.exited(task, exit);
       return exit;
     });
     this.#slots.add(slot);
@@ -548,6 +563,7 @@ export class TaskRegistry {
     const now = this.#now();
     // Lines written while a cancelled task winds down are kept; nothing else counts after the end.
     if (event.type === "raw") {
+      this.#observer.logged(task, 1, utf8Length(event.text), 0);
       this.#store.logged(task, [task.logs.append(event.stream, event.text, now)]);
       return this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
     }
@@ -555,16 +571,23 @@ export class TaskRegistry {
       // The host dropped the oldest lines waiting there: they came before this batch.
       if (event.dropped > 0) task.logs.countDropped(event.dropped);
       const lines: JournalLine[] = [];
-      for (const [stream, text] of event.lines) lines.push(task.logs.append(stream, text, now));
+      let bytes = 0;
+      for (const [stream, text] of event.lines) {
+        bytes += utf8Length(text);
+        lines.push(task.logs.append(stream, text, now));
+      }
+      this.#observer.logged(task, lines.length, bytes, event.dropped);
       this.#store.logged(task, lines);
       this.events.emit({ type: "log", id: task.id, seq: task.logs.lastSeq });
       return;
     }
+    if (event.type === "grynya") return this.#observer.grynya(task, event.activity);
     if (isTerminal(task.state)) return;
     const running = this.#running.get(task.id);
     switch (event.type) {
       case "running":
         task.codeStartedAt = now;
+        this.#observer.codeStarted(task);
         this.#store.progressed(task);
         this.events.emit({ type: "task", id: task.id });
         return;
@@ -612,6 +635,7 @@ export class TaskRegistry {
   #settle(task: TaskRecord, status: "failed" | "cancelled" | "timed_out", error: Failure): void;
   #settle(task: TaskRecord, status: TaskStatus, outcome: string | Failure): void {
     if (isTerminal(task.state)) return;
+    const from = task.state.status;
     const finishedAt = this.#now();
     const startedAt = task.state.status === "running" ? task.state.startedAt : undefined;
     task.state = transition(
@@ -628,6 +652,7 @@ export class TaskRegistry {
       running.models.close();
       void running.process.stop(reason, this.#limits.cancelGraceMs);
     }
+    this.#observer.settled(task, from);
     logger.info("Task {taskId} ({kind}) {status}", { taskId: task.id, kind: task.kind, status });
     this.#store.changed(task);
     this.events.emit({ type: "task", id: task.id });

@@ -57,6 +57,7 @@ export function dashboardHtml(): string {
 <h2>Server</h2>
 <dl id="server-figures"></dl>
 <table id="procs"><thead><tr><th>Task process</th><th>PID</th><th>CPU</th><th>Memory</th></tr></thead><tbody></tbody></table>
+<table id="spend" hidden><caption>Model spend, last 24 h</caption><thead><tr><th>Principal</th><th>Model</th><th>Calls</th><th>Refused</th><th>Tokens in</th><th>Tokens out</th></tr></thead><tbody></tbody></table>
 </section>
 <section id="list-view">
 <div class="bar"><h2>Tasks</h2>
@@ -345,6 +346,17 @@ export const APP_JS = String.raw`"use strict";
       body.appendChild(row);
     });
     $("procs").hidden = stats.processes.length === 0;
+    var rows = stats.spend ? stats.spend.rows : [];
+    var spend = $("spend").tBodies[0];
+    clear(spend);
+    rows.forEach(function (r) {
+      var row = el("tr");
+      [r.principal, r.model, r.calls, r.refusals, r.input_tokens, r.output_tokens].forEach(function (v) {
+        row.appendChild(el("td", "", v));
+      });
+      spend.appendChild(row);
+    });
+    $("spend").hidden = rows.length === 0;
   }
 
   function connect() {

@@ -6,6 +6,7 @@
 import type { TaskRegistry } from "../tasks/task_registry.ts";
 import { scopeOf, type Viewer } from "../principals.ts";
 import type { TaskStatus } from "../tasks/task_state.ts";
+import type { Spend } from "../metrics/spend_ledger.ts";
 import { GRYNYA_PROBE_CACHE_MS, GRYNYA_PROBE_TIMEOUT_MS } from "./ui_limits.ts";
 
 const CLOCK_TICKS_PER_S = 100;
@@ -30,6 +31,8 @@ export interface ServerStats {
     readonly checked_at: string;
   };
   readonly model: string;
+  /** Model spend of the viewer (an admin's: everyone's) per principal and model, last day. */
+  readonly spend?: Spend;
 }
 
 /**

