@@ -82,6 +82,7 @@ export async function startWireRecorder(target: string): Promise<WireRecorder> {
   const pending = new Map<string, WireExchange>();
   const waiters = new Set<() => void>();
   const upstreams = new Set<AbortController>();
+  const openStreams = new Set<() => void>();
   const changed = () => {
     for (const check of [...waiters]) check();
   };
@@ -203,8 +204,34 @@ export async function startWireRecorder(target: string): Promise<WireRecorder> {
       return new Response(null, { status: res.status, headers: outHeaders });
     }
     if (type.includes("text/event-stream")) {
-      // Ends when the server ends it or the client lets go of it (then the fetch is cancelled).
-      const stream = res.body.pipeThrough(recordingStream(answered, local));
+      // Ends when the server ends it, the client lets go of it, or the recorder stops.
+      const reader = res.body.pipeThrough(recordingStream(answered, local)).getReader();
+      let end = () => {};
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          end = () => {
+            openStreams.delete(end);
+            reader.cancel().catch(() => {});
+            try {
+              controller.close();
+            } catch {
+              // Already closed.
+            }
+          };
+          openStreams.add(end);
+        },
+        async pull(controller) {
+          const { value, done } = await reader.read().catch(() => ({
+            value: undefined,
+            done: true,
+          }));
+          if (done) end();
+          else controller.enqueue(value);
+        },
+        cancel() {
+          end();
+        },
+      });
       return new Response(stream, { status: res.status, headers: outHeaders });
     }
     const text = await res.text();
@@ -261,6 +288,7 @@ export async function startWireRecorder(target: string): Promise<WireRecorder> {
       return promise;
     },
     async [Symbol.asyncDispose]() {
+      for (const end of [...openStreams]) end();
       for (const upstream of upstreams) upstream.abort();
       await server.shutdown();
     },
