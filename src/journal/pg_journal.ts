@@ -33,6 +33,7 @@ import {
   type JournalLine,
   type JournalSave,
   type JournalTask,
+  type NodeInfo,
   type NodeSide,
   type RestoredTask,
 } from "./journal.ts";
@@ -103,6 +104,7 @@ interface TaskRow {
   retryable: boolean;
   node: string | null;
   attempt: number;
+  pinned: string | null;
   rev: number;
 }
 
@@ -111,6 +113,7 @@ const columns = (table = "") =>
   [
     "id, owner, kind, model, prompt, params, timeout_s, created_at, status, queued_at, started_at",
     "code_started_at, finished_at, progress, result, error, logs_dropped, retryable, node, attempt",
+    "pinned",
   ].join(", ").split(", ").map((c) => `${table}${c}`).join(", ") + `, ${table}rev::float8 AS rev`;
 const TASK_COLUMNS = columns();
 
@@ -349,8 +352,11 @@ export class PgJournal implements Journal {
     for (const node of nodes) {
       const rows = await sql<{ id: string; status: string; attempt: number }[]>`
         WITH settled AS (
-          SELECT id, retryable AND attempt < ${this.#options.maxAttempts}::int AS again
-          FROM klym_tasks WHERE node = ${node} AND status = 'running' FOR UPDATE
+          SELECT id, retryable AND pinned IS NULL
+            AND attempt < ${this.#options.maxAttempts}::int AS again
+          FROM klym_tasks WHERE (node = ${node} AND status = 'running')
+            OR (pinned = ${node} AND status = 'queued')
+          FOR UPDATE
         )
         UPDATE klym_tasks t SET
           status = CASE WHEN s.again THEN 'queued' ELSE 'interrupted' END,
@@ -377,6 +383,41 @@ export class PgJournal implements Journal {
 
   #notify(sql: Tx, type: "t" | "l", id: string): Promise<unknown> {
     return sql`SELECT pg_notify(${CHANNEL}, ${JSON.stringify({ n: this.node, t: type, id })})`;
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    const rows = await this.#sql<
+      {
+        id: string;
+        url: string | null;
+        alive: boolean;
+        slots: number;
+        running: number;
+        renewed: number;
+        started: number;
+      }[]
+    >`SELECT id, url, alive, slots, running,
+        (extract(epoch FROM renewed_at) * 1000)::float8 AS renewed,
+        (extract(epoch FROM started_at) * 1000)::float8 AS started
+      FROM klym_nodes ORDER BY id`;
+    return rows.map((r) => ({
+      id: r.id,
+      url: r.url ?? undefined,
+      alive: r.alive,
+      slots: r.slots,
+      running: r.running,
+      renewedAt: r.renewed,
+      startedAt: r.started,
+    }));
+  }
+
+  /** Where the live node `id` is reached (its KLYM_NODE_URL), `undefined` when lost or unknown. */
+  async nodeUrl(id: string): Promise<string | undefined> {
+    if (id === this.node) return undefined;
+    const [row] = await this.#sql<{ url: string | null }[]>`
+      SELECT url FROM klym_nodes WHERE id = ${id} AND alive
+        AND renewed_at >= now() - make_interval(secs => ${this.#options.leaseMs / 1000})`;
+    return row?.url ?? undefined;
   }
 
   restore(_now: number): RestoredTask[] {
@@ -565,6 +606,7 @@ export class PgJournal implements Journal {
          ), next AS (
            SELECT q.id FROM klym_tasks q LEFT JOIN running r ON r.owner = q.owner
            WHERE q.status = 'queued' AND coalesce(r.here, 0) < $3
+             AND (q.pinned IS NULL OR q.pinned = $1)
            ORDER BY coalesce(r.n, 0), q.no
            LIMIT 1 FOR UPDATE OF q SKIP LOCKED
          )
@@ -605,11 +647,12 @@ export class PgJournal implements Journal {
           const queuedAt = task.state.status === "queued" ? task.state.queuedAt : null;
           await sql`
             INSERT INTO klym_tasks (id, owner, kind, model, prompt, params, timeout_s, created_at,
-              status, queued_at, retryable)
+              status, queued_at, retryable, pinned)
             VALUES (${task.id}, ${task.owner}, ${task.kind}, ${task.model ?? null},
               ${task.prompt === undefined ? null : JSON.stringify(task.prompt)},
               ${JSON.stringify(task.params)}, ${task.timeoutS}, ${task.createdAt},
-              ${task.state.status}, ${queuedAt}, ${task.retryable ?? false})
+              ${task.state.status}, ${queuedAt}, ${task.retryable ?? false},
+              ${task.pinned ?? null})
             ON CONFLICT (id) DO NOTHING`;
           await sql`
             INSERT INTO klym_task_events (task, time, status)
@@ -968,6 +1011,8 @@ export class PgJournal implements Journal {
     logger.info("PostgreSQL answers again ({store}); waiting writes go on", { store: this.where });
     this.#wantAll = true;
     this.#scheduleSync();
+    // Writes waiting out a backoff go now: PostgreSQL has just answered.
+    this.#retryTimer?.wake();
     void this.#drain();
   }
 
@@ -1034,5 +1079,6 @@ function taskOf(row: TaskRow): JournalTask {
     node: row.node ?? undefined,
     attempt: row.attempt,
     retryable: row.retryable,
+    pinned: row.pinned ?? undefined,
   };
 }

@@ -75,6 +75,8 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (task, seq)
   );
   `,
+  // 2: a task that asks the starting client's own model runs on the node holding that client.
+  `ALTER TABLE klym_tasks ADD COLUMN pinned text;`,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
