@@ -157,6 +157,25 @@ function guardClientErrors(): void {
       error: (event.error as Error).message,
     });
   });
+  // A connection reset while PostgreSQL shuts down can also reject a promise of the client's
+  // socket that nothing awaits (`read ECONNRESET`, no frame of the caller's): the query it
+  // belonged to fails and is retried, the node goes on. Other rejections are left alone.
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    const error = event.reason as { code?: unknown; syscall?: unknown; stack?: unknown } | null;
+    if (!socketBroke(error)) return;
+    event.preventDefault();
+    logger.warn("A PostgreSQL connection was cut: {error}", { error: String(error) });
+  });
+}
+
+/** A socket error of a connection cut under it (reset, broken pipe), read or written. */
+function socketBroke(
+  error: { code?: unknown; syscall?: unknown; stack?: unknown } | null,
+): boolean {
+  if (!error || typeof error !== "object") return false;
+  return /^(ECONNRESET|EPIPE)$/.test(String(error.code)) &&
+    /^(read|write)$/.test(String(error.syscall)) &&
+    /onStreamRead|onWriteComplete|[\\/]postgres[\\/]/.test(String(error.stack));
 }
 
 const message = (error: unknown) => error instanceof Error ? error.message : String(error);

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import type { Client } from "@modelcontextprotocol/client";
-import { call, childPids, type KlymProcess, startKlym, type Status } from "../helpers/klym_process.ts";
+import { call, type KlymProcess, startKlym, type Status } from "../helpers/klym_process.ts";
 import { startPostgres } from "../helpers/postgres.ts";
 import { RawMcp } from "../helpers/raw_mcp.ts";
 import { freePort, startMemoryPeer } from "../peers/peers.ts";
@@ -20,7 +20,7 @@ const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "interru
 
 /** Polls `check` until it returns a value (not `undefined`), as a client polls a status. */
 async function eventually<T>(
-  what: string,
+  what: string | (() => string),
   check: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 120_000,
 ): Promise<T> {
@@ -28,7 +28,9 @@ async function eventually<T>(
   while (true) {
     const value = await check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`Still not: ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`Still not: ${typeof what === "string" ? what : what()}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -42,6 +44,23 @@ const alive = (pid: number) => {
     return false;
   }
 };
+
+/** Every process under `pid` (Linux): a task's process may sit below a launcher of its own. */
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const children = new Set<number>();
+  try {
+    // Children hang under the thread that spawned them, not always the main one.
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const text = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`).trim();
+      for (const child of text.split(/\s+/).filter(Boolean)) children.add(Number(child));
+    }
+  } catch {
+    return out; // Gone.
+  }
+  for (const child of children) out.push(child, ...descendants(child));
+  return out;
+}
 
 const status = (client: Client, taskId: string) =>
   call<Status>(client, "check_task_status", { task_id: taskId, max_log_lines: 1000 });
@@ -134,11 +153,14 @@ Deno.test("three nodes on one PostgreSQL: a node killed, cancels across nodes, a
 
     // Each held task is cancelled through the next node once it runs; its process goes at once.
     const cancelled: { id: string; goneMs: number }[] = [];
-    await eventually("every held task cancelled", async () => {
+    const seen = new Map<string, string>();
+    const tree = () => pids.map((p) => `${p}: ${descendants(p).join(",")}`).join("; ");
+    await eventually(() => `every held task cancelled: ${[...seen.values()]} (${tree()})`, async () => {
       for (const id of held) {
         const s = await status(clients[0]!, id);
+        seen.set(id, `${id} ${s.status} ${s.logs[0]?.text}`);
         const pid = Number(/^pid (\d+)$/.exec(s.logs[0]?.text ?? "")?.[1]);
-        const owner = pid ? pids.findIndex((p) => childPids(p).includes(pid)) : -1;
+        const owner = pid ? pids.findIndex((p) => descendants(p).includes(pid)) : -1;
         if (owner < 0) continue;
         const reply = await call<{ status: string }>(clients[(owner + 1) % 3]!, "cancel_task", {
           task_id: id,
@@ -157,7 +179,7 @@ Deno.test("three nodes on one PostgreSQL: a node killed, cancels across nodes, a
 
     // Mid-run (a third of the tasks started), n3 dies with work of its own.
     await eventually("a third of the tasks started", () => startsOf().size >= TASKS / 3 ? true : undefined);
-    const orphans = childPids(pids[2]!);
+    const orphans = descendants(pids[2]!);
     nodes[2]!.signal("SIGKILL");
     await nodes[2]!.exited;
     stopped.push(nodes[2]!);
@@ -233,7 +255,7 @@ Deno.test("three nodes on one PostgreSQL: a node killed, cancels across nodes, a
     }
     await own.close().catch(() => {});
   } finally {
-    const children = [...orphaned, ...pids.flatMap((pid) => childPids(pid))];
+    const children = [...orphaned, ...pids.flatMap((pid) => descendants(pid))];
     await Promise.allSettled([...nodes, ...stopped].map((n) => n[Symbol.asyncDispose]()));
     for (const pid of children) {
       await eventually(`task process ${pid} gone`, () => alive(pid) ? undefined : true, 15_000);
