@@ -54,7 +54,14 @@ export async function startKlym(
   env: Record<string, string> = {},
   options: StartOptions = {},
 ): Promise<KlymProcess> {
-  const args = ["run", "-A", "--unstable-worker-options", MAIN, "--port", String(options.port ?? 0)];
+  const args = [
+    "run",
+    "-A",
+    "--unstable-worker-options",
+    MAIN,
+    "--port",
+    String(options.port ?? 0),
+  ];
   const umask = options.umask;
   const child = new Deno.Command(umask === undefined ? Deno.execPath() : "sh", {
     args: umask === undefined

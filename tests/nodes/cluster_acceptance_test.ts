@@ -23,6 +23,7 @@ async function eventually<T>(
   what: string | (() => string),
   check: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 120_000,
+  everyMs = 100,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   while (true) {
@@ -31,7 +32,7 @@ async function eventually<T>(
     if (Date.now() > deadline) {
       throw new Error(`Still not: ${typeof what === "string" ? what : what()}`);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
@@ -155,30 +156,36 @@ Deno.test("three nodes on one PostgreSQL: a node killed, cancels across nodes, a
     const cancelled: { id: string; goneMs: number }[] = [];
     const seen = new Map<string, string>();
     const tree = () => pids.map((p) => `${p}: ${descendants(p).join(",")}`).join("; ");
-    await eventually(() => `every held task cancelled: ${[...seen.values()]} (${tree()})`, async () => {
-      for (const id of held) {
-        const s = await status(clients[0]!, id);
-        seen.set(id, `${id} ${s.status} ${s.logs[0]?.text}`);
-        const pid = Number(/^pid (\d+)$/.exec(s.logs[0]?.text ?? "")?.[1]);
-        const owner = pid ? pids.findIndex((p) => descendants(p).includes(pid)) : -1;
-        if (owner < 0) continue;
-        const reply = await call<{ status: string }>(clients[(owner + 1) % 3]!, "cancel_task", {
-          task_id: id,
-        });
-        const replied = performance.now();
-        assert.equal(reply.status, "cancelled");
-        await eventually(`process ${pid} gone`, () => alive(pid) ? undefined : true, 10_000);
-        cancelled.push({ id, goneMs: performance.now() - replied });
-        held.delete(id);
-      }
-      return held.size === 0 ? true : undefined;
-    });
+    await eventually(
+      () => `every held task cancelled: ${[...seen.values()]} (${tree()})`,
+      async () => {
+        for (const id of held) {
+          const s = await status(clients[0]!, id);
+          seen.set(id, `${id} ${s.status} ${s.logs[0]?.text}`);
+          const pid = Number(/^pid (\d+)$/.exec(s.logs[0]?.text ?? "")?.[1]);
+          const owner = pid ? pids.findIndex((p) => descendants(p).includes(pid)) : -1;
+          if (owner < 0) continue;
+          const reply = await call<{ status: string }>(clients[(owner + 1) % 3]!, "cancel_task", {
+            task_id: id,
+          });
+          const replied = performance.now();
+          assert.equal(reply.status, "cancelled");
+          await eventually(`process ${pid} gone`, () => alive(pid) ? undefined : true, 10_000, 10);
+          cancelled.push({ id, goneMs: performance.now() - replied });
+          held.delete(id);
+        }
+        return held.size === 0 ? true : undefined;
+      },
+    );
     for (const { id, goneMs } of cancelled) {
       assert(goneMs < 1200, `task ${id}'s process took ${goneMs} ms to go after the cancel`);
     }
 
     // Mid-run (a third of the tasks started), n3 dies with work of its own.
-    await eventually("a third of the tasks started", () => startsOf().size >= TASKS / 3 ? true : undefined);
+    await eventually(
+      "a third of the tasks started",
+      () => startsOf().size >= TASKS / 3 ? true : undefined,
+    );
     const orphans = descendants(pids[2]!);
     nodes[2]!.signal("SIGKILL");
     await nodes[2]!.exited;
@@ -227,6 +234,7 @@ Deno.test("three nodes on one PostgreSQL: a node killed, cancels across nodes, a
     const counts: Record<string, number> = {};
     for (const f of finals) counts[f.status] = (counts[f.status] ?? 0) + 1;
     const again = [...retryable].filter((id) => (starts.get(id) ?? 0) > 1).length;
+    // deno-lint-ignore no-console -- the run's figures, for the report
     console.log(
       `statuses ${JSON.stringify(counts)}, node_lost ${lost.length}, retryable run again ${again},`,
       `cancel to process gone (ms) ${cancelled.map((c) => Math.round(c.goneMs)).join(" ")}`,
