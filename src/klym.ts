@@ -215,6 +215,17 @@ export async function startKlym(
         return Response.json({ code: error.code, error: error.message }, { status: 400 });
       }
     },
+    // Down while the shared store does not answer: this node admits nothing meanwhile.
+    ok: () => journal.unavailable() === undefined,
+    ...(journal instanceof PgJournal
+      ? {
+        cluster: {
+          node: journal.node,
+          urlOf: (id: string) => journal.nodeUrl(id),
+          answerMs: config.nodeLeaseMs,
+        },
+      }
+      : {}),
     ui: ui.fetch,
     throttle,
   });

@@ -26,6 +26,7 @@ import { BearerGuard, HostOriginGuard, readJsonBody } from "./guards.ts";
 import { type Id, jsonRpcError, requestId, untilSent, withId } from "./responses.ts";
 import { type Session, type SessionClock, SessionTable } from "./session_table.ts";
 import { retryFieldsError, retryFieldsProblem } from "./retry_fields.ts";
+import { type SessionCluster, SessionForwarder } from "./session_forward.ts";
 
 const logger = getLogger(["klym", "http"]);
 const MESSAGES_PATH = "/messages";
@@ -93,6 +94,10 @@ export interface HttpAppOptions {
   metrics?: (owner: string) => Promise<Response>;
   /** `/usage` (model spend over `?window=`) as the principal `owner` may read it. */
   usage?: (owner: string, url: URL) => Response;
+  /** Whether `/healthz` says `ok` (false while the shared store does not answer); default yes. */
+  ok?: () => boolean;
+  /** Nodes sharing a store: 2025 sessions of other nodes are forwarded there (`session_forward.ts`). */
+  cluster?: SessionCluster;
   /** The dashboard's routes under `/ui`; `client` is the caller's address (see `clientAddress`). */
   ui?: (req: Request, url: URL, client: string) => Promise<Response>;
   /** Failed bearer checks, shared with the dashboard's login (default: one from `config`). */
@@ -107,8 +112,10 @@ export class HttpApp {
   readonly #bearer: BearerGuard;
   /** Protocol 2026-07-28 and later: session-less, one server instance per request. */
   readonly #modern: McpHttpHandler;
+  readonly #forwarder: SessionForwarder | undefined;
 
   constructor(readonly options: HttpAppOptions) {
+    this.#forwarder = options.cluster ? new SessionForwarder(options.cluster) : undefined;
     this.#hostOrigin = new HostOriginGuard(options.config);
     this.#bearer = new BearerGuard(
       new Principals(options.config),
@@ -151,8 +158,9 @@ export class HttpApp {
       // Without the token (when one is set), only whether Klym is up: no counts to probe. With
       // one, the figures its principal may see: another's tasks and sessions are not its to count.
       const owner = this.#bearer.principalOf(req, client);
+      const ok = this.options.ok?.() ?? true;
       return Response.json(
-        typeof owner === "string" ? { ok: true, ...this.options.health(owner) } : { ok: true },
+        typeof owner === "string" ? { ok, ...this.options.health(owner) } : { ok },
       );
     }
     const ui = this.options.ui;
@@ -228,7 +236,11 @@ export class HttpApp {
     }
     if (sessionId) {
       const session = this.#sessions.find(sessionId, owner, "streamable");
-      if (!session) return jsonRpcError(404, "Session not found; initialize a new one", -32001, id);
+      const gone = () => jsonRpcError(404, "Session not found; initialize a new one", -32001, id);
+      if (!session) {
+        return await this.#forwarder?.forward(req, new URL(req.url), sessionId, body, gone) ??
+          gone();
+      }
       return await this.#toSession(session, req, body, id);
     }
     if (req.method !== "POST" || !isInitializeRequest(body)) {
@@ -244,7 +256,7 @@ export class HttpApp {
     const server = this.options.createServer(owner, "legacy");
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({
-        sessionIdGenerator: () => crypto.randomUUID(),
+        sessionIdGenerator: () => this.#forwarder?.newId() ?? crypto.randomUUID(),
         eventStore: new BoundedEventStore(),
         retryInterval: SSE_RETRY_MS,
         onsessioninitialized: (id) =>
@@ -285,7 +297,7 @@ export class HttpApp {
   async #openSse(owner: string): Promise<Response> {
     const full = this.#noRoom(owner, null);
     if (full) return full;
-    const transport = new SseServerTransport(MESSAGES_PATH);
+    const transport = new SseServerTransport(MESSAGES_PATH, this.#forwarder?.newId());
     const server = this.options.createServer(owner, "legacy");
     this.#sessions.open(transport.sessionId, owner, { kind: "sse", transport, server });
     transport.onclose = () => void this.#sessions.drop(transport.sessionId);
@@ -295,10 +307,17 @@ export class HttpApp {
   }
 
   async #sseMessage(req: Request, url: URL, owner: string): Promise<Response> {
-    const session = this.#sessions.find(url.searchParams.get("sessionId") ?? "", owner, "sse");
+    const sessionId = url.searchParams.get("sessionId") ?? "";
+    const session = this.#sessions.find(sessionId, owner, "sse");
+    const gone = () => jsonRpcError(404, "SSE session not found; open a new one with GET /sse");
     if (!session) {
-      await req.body?.cancel();
-      return jsonRpcError(404, "SSE session not found; open a new one with GET /sse");
+      if (!this.#forwarder?.otherNode(sessionId)) {
+        await req.body?.cancel();
+        return gone();
+      }
+      const read = await readJsonBody(req, this.options.config.maxRequestBodyBytes);
+      if (read instanceof Response) return read;
+      return await this.#forwarder.forward(req, url, sessionId, read.body, gone) ?? gone();
     }
     const read = await readJsonBody(req, this.options.config.maxRequestBodyBytes);
     if (read instanceof Response) return read;

@@ -9,7 +9,7 @@ import { parseJSONRPCMessage } from "@modelcontextprotocol/server";
 const KEEPALIVE_MS = 15_000;
 
 export class SseServerTransport implements Transport {
-  readonly sessionId = crypto.randomUUID();
+  readonly sessionId: string;
   onclose?: (() => void) | undefined;
   onerror?: ((error: Error) => void) | undefined;
   onmessage?: ((message: JSONRPCMessage) => void) | undefined;
@@ -18,7 +18,10 @@ export class SseServerTransport implements Transport {
   #closed = false;
   readonly #encoder = new TextEncoder();
 
-  constructor(readonly messagesPath: string) {}
+  /** `sessionId`: a node's own (see `session_forward.ts`), default a random UUID. */
+  constructor(readonly messagesPath: string, sessionId?: string) {
+    this.sessionId = sessionId ?? crypto.randomUUID();
+  }
 
   /** The response that carries the event stream; its end (client gone) closes the session. */
   response(): Response {

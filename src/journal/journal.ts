@@ -33,6 +33,11 @@ export interface JournalTask {
   readonly attempt?: number;
   /** Its kind declares itself retryable: a lost node's run of it is queued again. */
   readonly retryable?: boolean;
+  /**
+   * The node it must run on (a shared store only): it asks the starting client's own model, and
+   * that client is connected to this node.
+   */
+  readonly pinned?: string | undefined;
 }
 
 /** One log line with the server's receipt time (ms since the epoch). */
@@ -118,6 +123,19 @@ export interface NodeSide {
   stats(): { readonly slots: number; readonly running: readonly string[] };
 }
 
+/** A node of a shared store, as its lease row says. */
+export interface NodeInfo {
+  readonly id: string;
+  /** Where other nodes reach it (KLYM_NODE_URL), if it said. */
+  readonly url: string | undefined;
+  readonly alive: boolean;
+  readonly slots: number;
+  readonly running: number;
+  /** Its last lease renewal (ms since the epoch). */
+  readonly renewedAt: number;
+  readonly startedAt: number;
+}
+
 export interface Journal {
   /** `memory`, the state file's path, or the shared store's (a URL without its password). */
   readonly where: string;
@@ -134,6 +152,8 @@ export interface Journal {
   durable(): Promise<void>;
   /** Why tasks cannot be admitted now (a shared store out of reach), else `undefined`. */
   unavailable(): string | undefined;
+  /** The nodes sharing the store (a shared store; `[]` on one machine). */
+  nodes(): Promise<NodeInfo[]>;
   /** Starts reporting changes made elsewhere and renewing this node's lease (shared stores). */
   attach(node: NodeSide): void;
   /**

@@ -1,5 +1,5 @@
 /** What a journal of one machine (SQLite, memory) answers to the questions of a shared store. */
-import type { Claim, NodeSide } from "./journal.ts";
+import type { Claim, NodeInfo, NodeSide } from "./journal.ts";
 
 export abstract class OneMachineJournal {
   readonly node = undefined;
@@ -14,4 +14,7 @@ export abstract class OneMachineJournal {
     return undefined;
   }
   attach(_node: NodeSide): void {}
+  nodes(): Promise<NodeInfo[]> {
+    return Promise.resolve([]);
+  }
 }

@@ -35,6 +35,7 @@ import {
   type JournalSave,
   type JournalSpend,
   type JournalTask,
+  type NodeInfo,
   type NodeSide,
   type RestoredTask,
 } from "./journal.ts";
@@ -107,6 +108,7 @@ interface TaskRow {
   retryable: boolean;
   node: string | null;
   attempt: number;
+  pinned: string | null;
   rev: number;
 }
 
@@ -115,6 +117,7 @@ const columns = (table = "") =>
   [
     "id, owner, kind, model, prompt, params, timeout_s, created_at, status, queued_at, started_at",
     "code_started_at, finished_at, progress, result, error, logs_dropped, retryable, node, attempt",
+    "pinned",
   ].join(", ").split(", ").map((c) => `${table}${c}`).join(", ") + `, ${table}rev::float8 AS rev`;
 const TASK_COLUMNS = columns();
 
@@ -158,6 +161,25 @@ function guardClientErrors(): void {
       error: (event.error as Error).message,
     });
   });
+  // A connection reset while PostgreSQL shuts down can also reject a promise of the client's
+  // socket that nothing awaits (`read ECONNRESET`, no frame of the caller's): the query it
+  // belonged to fails and is retried, the node goes on. Other rejections are left alone.
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    const error = event.reason as { code?: unknown; syscall?: unknown; stack?: unknown } | null;
+    if (!socketBroke(error)) return;
+    event.preventDefault();
+    logger.warn("A PostgreSQL connection was cut: {error}", { error: String(error) });
+  });
+}
+
+/** A socket error of a connection cut under it (reset, broken pipe), read or written. */
+function socketBroke(
+  error: { code?: unknown; syscall?: unknown; stack?: unknown } | null,
+): boolean {
+  if (!error || typeof error !== "object") return false;
+  return /^(ECONNRESET|EPIPE)$/.test(String(error.code)) &&
+    /^(read|write)$/.test(String(error.syscall)) &&
+    /onStreamRead|onWriteComplete|[\\/]postgres[\\/]/.test(String(error.stack));
 }
 
 const HOUR_MS = 3_600_000;
@@ -393,8 +415,11 @@ export class PgJournal implements Journal {
     for (const node of nodes) {
       const rows = await sql<{ id: string; status: string; attempt: number }[]>`
         WITH settled AS (
-          SELECT id, retryable AND attempt < ${this.#options.maxAttempts}::int AS again
-          FROM klym_tasks WHERE node = ${node} AND status = 'running' FOR UPDATE
+          SELECT id, retryable AND pinned IS NULL
+            AND attempt < ${this.#options.maxAttempts}::int AS again
+          FROM klym_tasks WHERE (node = ${node} AND status = 'running')
+            OR (pinned = ${node} AND status = 'queued')
+          FOR UPDATE
         )
         UPDATE klym_tasks t SET
           status = CASE WHEN s.again THEN 'queued' ELSE 'interrupted' END,
@@ -421,6 +446,41 @@ export class PgJournal implements Journal {
 
   #notify(sql: Tx, type: "t" | "l", id: string): Promise<unknown> {
     return sql`SELECT pg_notify(${CHANNEL}, ${JSON.stringify({ n: this.node, t: type, id })})`;
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    const rows = await this.#sql<
+      {
+        id: string;
+        url: string | null;
+        alive: boolean;
+        slots: number;
+        running: number;
+        renewed: number;
+        started: number;
+      }[]
+    >`SELECT id, url, alive, slots, running,
+        (extract(epoch FROM renewed_at) * 1000)::float8 AS renewed,
+        (extract(epoch FROM started_at) * 1000)::float8 AS started
+      FROM klym_nodes ORDER BY id`;
+    return rows.map((r) => ({
+      id: r.id,
+      url: r.url ?? undefined,
+      alive: r.alive,
+      slots: r.slots,
+      running: r.running,
+      renewedAt: r.renewed,
+      startedAt: r.started,
+    }));
+  }
+
+  /** Where the live node `id` is reached (its KLYM_NODE_URL), `undefined` when lost or unknown. */
+  async nodeUrl(id: string): Promise<string | undefined> {
+    if (id === this.node) return undefined;
+    const [row] = await this.#sql<{ url: string | null }[]>`
+      SELECT url FROM klym_nodes WHERE id = ${id} AND alive
+        AND renewed_at >= now() - make_interval(secs => ${this.#options.leaseMs / 1000})`;
+    return row?.url ?? undefined;
   }
 
   restore(_now: number): RestoredTask[] {
@@ -611,6 +671,7 @@ export class PgJournal implements Journal {
          ), next AS (
            SELECT q.id FROM klym_tasks q LEFT JOIN running r ON r.owner = q.owner
            WHERE q.status = 'queued' AND coalesce(r.here, 0) < $3
+             AND (q.pinned IS NULL OR q.pinned = $1)
            ORDER BY coalesce(r.n, 0), q.no
            LIMIT 1 FOR UPDATE OF q SKIP LOCKED
          )
@@ -651,11 +712,12 @@ export class PgJournal implements Journal {
           const queuedAt = task.state.status === "queued" ? task.state.queuedAt : null;
           await sql`
             INSERT INTO klym_tasks (id, owner, kind, model, prompt, params, timeout_s, created_at,
-              status, queued_at, retryable)
+              status, queued_at, retryable, pinned)
             VALUES (${task.id}, ${task.owner}, ${task.kind}, ${task.model ?? null},
               ${task.prompt === undefined ? null : JSON.stringify(task.prompt)},
               ${JSON.stringify(task.params)}, ${task.timeoutS}, ${task.createdAt},
-              ${task.state.status}, ${queuedAt}, ${task.retryable ?? false})
+              ${task.state.status}, ${queuedAt}, ${task.retryable ?? false},
+              ${task.pinned ?? null})
             ON CONFLICT (id) DO NOTHING`;
           await sql`
             INSERT INTO klym_task_events (task, time, status)
@@ -1050,6 +1112,8 @@ export class PgJournal implements Journal {
     logger.info("PostgreSQL answers again ({store}); waiting writes go on", { store: this.where });
     this.#wantAll = true;
     this.#scheduleSync();
+    // Writes waiting out a backoff go now: PostgreSQL has just answered.
+    this.#retryTimer?.wake();
     void this.#drain();
   }
 
@@ -1116,5 +1180,6 @@ function taskOf(row: TaskRow): JournalTask {
     node: row.node ?? undefined,
     attempt: row.attempt,
     retryable: row.retryable,
+    pinned: row.pinned ?? undefined,
   };
 }

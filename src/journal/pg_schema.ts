@@ -88,6 +88,8 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (hour, owner, model)
   );
   `,
+  // 3: a task that asks the starting client's own model runs on the node holding that client.
+  `ALTER TABLE klym_tasks ADD COLUMN pinned text;`,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;

@@ -183,6 +183,7 @@ export class TaskRegistry {
       node: task.node,
       attempt: task.attempt ?? 0,
       retryable: task.retryable ?? false,
+      pinned: task.pinned,
     };
   }
 
@@ -226,7 +227,9 @@ export class TaskRegistry {
     known.codeStartedAt = row.codeStartedAt;
     known.node = row.node;
     known.attempt = row.attempt ?? known.attempt ?? 0;
-    this.#samplers.delete(row.id);
+    // The starting client's model stays until the task ends or runs elsewhere (its own claim,
+    // read back, keeps it).
+    if (isTerminal(row.state) || row.node !== this.#store.node) this.#samplers.delete(row.id);
     if (wasQueued && row.state.status !== "queued") this.#queue.remove(known.owner, known);
     if (!wasQueued && row.state.status === "queued") {
       this.#queue.push(known.owner, known, inputBytes(known));
@@ -278,6 +281,8 @@ export class TaskRegistry {
       saves: [],
       attempt: 0,
       retryable,
+      // The client's own model is reached through its session, which lives on this node.
+      ...(request.sampler && this.#store.node !== undefined ? { pinned: this.#store.node } : {}),
     };
     this.#store.add(task);
     if (request.sampler) this.#samplers.set(task.id, request.sampler);

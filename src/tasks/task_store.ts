@@ -54,6 +54,8 @@ export interface TaskRecord {
   attempt?: number;
   /** Its kind declares itself retryable: a lost node's run of it is queued again. */
   retryable?: boolean;
+  /** The node it must run on: it asks the starting client's own model, connected there. */
+  pinned?: string | undefined;
 }
 
 /** Saves kept per task in `saves`, the oldest dropped first. */

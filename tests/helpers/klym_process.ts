@@ -46,13 +46,22 @@ const baseEnv = (env: Record<string, string>) => ({
 export interface StartOptions {
   /** The server's umask (e.g. "022"), set by a shell that then runs it. */
   readonly umask?: string;
+  /** Listen on this port (a node restarted where its URL says); default a free one. */
+  readonly port?: number;
 }
 
 export async function startKlym(
   env: Record<string, string> = {},
   options: StartOptions = {},
 ): Promise<KlymProcess> {
-  const args = ["run", "-A", "--unstable-worker-options", MAIN, "--port", "0"];
+  const args = [
+    "run",
+    "-A",
+    "--unstable-worker-options",
+    MAIN,
+    "--port",
+    String(options.port ?? 0),
+  ];
   const umask = options.umask;
   const child = new Deno.Command(umask === undefined ? Deno.execPath() : "sh", {
     args: umask === undefined
