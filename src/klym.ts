@@ -126,7 +126,17 @@ export async function startKlym(
     pollLeaseMs: config.taskPollLeaseS * 1000,
     cancel: (task, reason) => registry.cancel(task.id, reason, task.owner),
   });
-  const mcp: McpServices = { registry, core, config, kinds, llm };
+  const mcp: McpServices = {
+    registry,
+    core,
+    config,
+    kinds,
+    llm,
+    modelCalls: (owner, call) => {
+      metrics.modelCallBy(owner, call);
+      spend.spentBy(owner, call);
+    },
+  };
 
   if (mode === "stdio") {
     // The SDK's stdio entry picks the era from the client's first message: a 2025 `initialize`

@@ -1,4 +1,5 @@
 /** The provider face of Klym: one-shot completions and the configured models. */
+import type { ModelCall } from "../tasks/task_observer.ts";
 import {
   type CallToolResult,
   type CreateMessageRequestParams,
@@ -92,6 +93,7 @@ export function registerLlmTools(
   llm: LlmService,
   maxPromptBytes: number,
   era: "legacy" | "modern" = "legacy",
+  observe: (call: ModelCall) => void = () => {},
 ): void {
   const generateTool = server.registerTool("llm_generate", {
     title: "Generate text with a configured model",
@@ -110,6 +112,7 @@ export function registerLlmTools(
       const { prompt, system, model, max_tokens, temperature } = input;
       let response;
       const asked: Asked = {};
+      const startedAt = Date.now();
       try {
         response = await llm.generate(
           {
@@ -132,8 +135,25 @@ export function registerLlmTools(
             inputRequests: { [SAMPLING_KEY]: inputRequired.createMessage(asked.params) },
           });
         }
+        observe({
+          model: model ?? "default",
+          outcome: "failed",
+          code: isKlymError(error) ? error.code : "model_error",
+          inputTokens: 0,
+          outputTokens: 0,
+          startedAt,
+          endedAt: Date.now(),
+        });
         throw error;
       }
+      observe({
+        model: response.model,
+        outcome: "ok",
+        inputTokens: response.usage.inputTokens,
+        outputTokens: response.usage.outputTokens,
+        startedAt,
+        endedAt: Date.now(),
+      });
       return ok({
         text: response.text,
         model: response.model,

@@ -3,6 +3,7 @@
  * registry and the one task core of both eras. Each belongs to one principal
  * (`src/principals.ts`): the tasks it starts are that principal's, and it sees no other's.
  */
+import type { ModelCall } from "../tasks/task_observer.ts";
 import { McpServer, MissingRequiredClientCapabilityError } from "@modelcontextprotocol/server";
 import type { z } from "zod";
 import type { Config } from "../config.ts";
@@ -33,6 +34,8 @@ export interface McpServices {
   readonly kinds: KindCatalog;
   /** The model service `llm_generate` and `list_models` answer from. */
   readonly llm: LlmService;
+  /** Model calls `llm_generate` makes outside a task, by principal (metrics and spend). */
+  readonly modelCalls?: (owner: string, call: ModelCall) => void;
 }
 
 export interface SessionOptions {
@@ -122,7 +125,13 @@ export function createMcpServer(services: McpServices, session: SessionOptions):
     era: session.era,
     askingSession: (capabilities) => askingSession(live, core, capabilities),
   });
-  registerLlmTools(server, llm, config.maxPromptBytes, session.era);
+  registerLlmTools(
+    server,
+    llm,
+    config.maxPromptBytes,
+    session.era,
+    (call) => services.modelCalls?.(session.owner, call),
+  );
 
   const runInput = startInput(config);
   const generateInputSchema = generateInput(config.maxPromptBytes);

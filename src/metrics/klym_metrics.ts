@@ -226,11 +226,15 @@ export class KlymMetrics implements TaskObserver {
       "How long grynya calls took, by operation",
       ["op"],
     );
-    this.#modelCalls = counter("klym_model_calls_total", "Model calls by tasks, by outcome", [
-      "principal",
-      "model",
-      "outcome",
-    ]);
+    this.#modelCalls = counter(
+      "klym_model_calls_total",
+      "Model calls (tasks and llm_generate), by outcome",
+      [
+        "principal",
+        "model",
+        "outcome",
+      ],
+    );
     this.#modelInput = counter("klym_model_input_tokens_total", "Model input tokens", [
       "principal",
       "model",
@@ -350,8 +354,13 @@ export class KlymMetrics implements TaskObserver {
   }
 
   modelCall(task: TaskRecord, call: ModelCall): void {
+    this.modelCallBy(task.owner, call);
+  }
+
+  /** A model call of `owner`'s, in a task or not (`llm_generate`). */
+  modelCallBy(owner: string, call: ModelCall): void {
     const labels = {
-      principal: this.#principals.of(task.owner),
+      principal: this.#principals.of(owner),
       model: this.#models.of(call.model),
     };
     this.#modelCalls.inc({ ...labels, outcome: call.outcome });

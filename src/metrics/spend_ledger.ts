@@ -50,11 +50,16 @@ export class SpendLedger {
   }
 
   modelCall(task: TaskRecord, call: ModelCall): void {
+    this.spentBy(task.owner, call);
+  }
+
+  /** A model call of `owner`'s, in a task or not (`llm_generate`). */
+  spentBy(owner: string, call: ModelCall): void {
     const hour = Math.floor(call.endedAt / HOUR_MS) * HOUR_MS;
     const refused = call.outcome === "refused";
     this.#journal.spent({
       hour,
-      owner: task.owner,
+      owner,
       model: this.#models.of(call.model),
       calls: refused ? 0 : 1,
       refusals: refused ? 1 : 0,

@@ -8,7 +8,7 @@ import { klymCli } from "../helpers/klym_cli.ts";
 const OPS = "ops-token-0123456789";
 const ALICE = "alice-token-0123456789";
 
-Deno.test("klym usage shows alice her model calls and tokens, and the admin everyone's", async () => {
+Deno.test("klym usage shows alice her model calls and tokens (tasks and llm_generate), and the admin everyone's", async () => {
   await using model = startScriptedModel(() => ({ text: "ok" }));
   await using klym = await startKlym({
     KLYM_AUTH_TOKENS: `ops:${OPS},alice:${ALICE}`,
@@ -23,6 +23,12 @@ Deno.test("klym usage shows alice her model calls and tokens, and the admin ever
     });
     assert.equal((await waitFinal(client, task_id, 120_000)).status, "succeeded");
   }
+  // A model call outside any task counts too: alice's llm_generate.
+  {
+    await using client = await connectAs(klym.url, ALICE);
+    const answer = await call<{ text: string }>(client, "llm_generate", { prompt: "hi" });
+    assert.equal(answer.text, "ok");
+  }
   const env = (token: string) => ({ KLYM_URL: klym.url, KLYM_AUTH_TOKEN: token });
 
   const alice = await klymCli(["usage", "--json"], env(ALICE));
@@ -31,14 +37,14 @@ Deno.test("klym usage shows alice her model calls and tokens, and the admin ever
   assert.equal(spend.window_s, 86_400);
   assert.deepEqual(
     spend.rows.map((r: Record<string, unknown>) => [r.principal, r.model, r.calls, r.refusals]),
-    [["alice", "openai-compatible:scripted", 1, 0]],
+    [["alice", "openai-compatible:scripted", 2, 0]],
   );
-  assert.equal(spend.rows[0].output_tokens, 10);
+  assert.equal(spend.rows[0].output_tokens, 20);
 
   const ops = await klymCli(["usage", "--window", "90m"], env(OPS));
   assert.equal(ops.code, 0, ops.stderr);
   assert.match(ops.stdout, /^PRINCIPAL\s+MODEL\s+CALLS\s+REFUSED\s+TOKENS IN\s+TOKENS OUT$/m);
-  assert.match(ops.stdout, /^alice\s+openai-compatible:scripted\s+1\s+0\s+\d+\s+10$/m);
+  assert.match(ops.stdout, /^alice\s+openai-compatible:scripted\s+2\s+0\s+\d+\s+20$/m);
   assert.match(ops.stdout, /^ops\s+openai-compatible:scripted\s+1\s+0\s+\d+\s+10$/m);
 
   // The dashboard's server panel shows the same spend: alice's own.
