@@ -344,6 +344,7 @@ export const OTHER_ENV_NAMES: Record<string, string> = {
   KLYM_URL: "the CLI's Klym URL",
   KLYM_CHROMIUM: "the dashboard tests' Chromium",
   KLYM_SCREENSHOTS: "the dashboard tests' README screenshots",
+  KLYM_TEST_JOBS: "how many end-to-end test files run at once",
 };
 
 /**
