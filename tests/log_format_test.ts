@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import type { LogRecord } from "@logtape/logtape";
 import { chooseLogFormat, inert, prettyFormatter } from "../src/log_format.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
-import { servingUrl } from "./helpers/klym_process.ts";
+import { OWN_SESSION, servingUrl } from "./helpers/klym_process.ts";
 
 function record(message: unknown[], properties: Record<string, unknown> = {}): LogRecord {
   return {
@@ -64,6 +64,7 @@ Deno.test("an invalid KLYM_LOG_FORMAT stops Klym with exit code 2 naming the var
     env: { KLYM_LOG_FORMAT: "fancy" },
     stdin: "null",
     stdout: "null",
+    ...OWN_SESSION,
   }).output();
   assert.equal(out.code, 2);
   assert.match(new TextDecoder().decode(out.stderr), /KLYM_LOG_FORMAT/);

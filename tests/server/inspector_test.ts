@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { PEERS_DIR } from "../peers/setup.ts";
-import { startKlym } from "../helpers/klym_process.ts";
+import { OWN_SESSION, startKlym } from "../helpers/klym_process.ts";
 
 const NODE = `${PEERS_DIR}npm/node_modules/node/bin/node`;
 const MCPDO =
@@ -23,6 +23,7 @@ async function mcpdo(home: string, env: Record<string, string>, ...args: string[
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(60_000),
+    ...OWN_SESSION,
   }).output();
   const out = new TextDecoder().decode(stdout);
   if (code !== 0) {

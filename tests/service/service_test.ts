@@ -5,7 +5,7 @@
  * on the service's HTTP address. Every test has a home (HOME, XDG_STATE_HOME) of its own.
  */
 import assert from "node:assert/strict";
-import { call, MAIN, waitFinal } from "../helpers/klym_process.ts";
+import { call, MAIN, OWN_SESSION, waitFinal } from "../helpers/klym_process.ts";
 import { INITIALIZE } from "../helpers/raw_mcp.ts";
 import {
   alive,
@@ -34,6 +34,7 @@ async function firstAnswer(env: Record<string, string>) {
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
+    ...OWN_SESSION,
   }).spawn();
   const writer = child.stdin.getWriter();
   await writer.write(new TextEncoder().encode(JSON.stringify(INITIALIZE) + "\n"));
@@ -71,6 +72,7 @@ Deno.test("two stdio clients at once, the CLI and the dashboard see the same tas
     clearEnv: true,
     stdout: "piped",
     stderr: "piped",
+    ...OWN_SESSION,
   }).output();
   assert.equal(cli.code, 0, new TextDecoder().decode(cli.stderr));
   assert.match(new TextDecoder().decode(cli.stdout), new RegExp(task_id));
@@ -95,7 +97,7 @@ Deno.test("a task outlives the client that started it; another client reads its 
   ) as { task_id: string };
   const after = await call<{ status: string }>(reader, "check_task_status", { task_id });
   assert.equal(after.status, "running", "the task runs on after its client left");
-  const final = await waitFinal(reader, task_id, 60_000);
+  const final = await waitFinal(reader, task_id);
   assert.equal(final.status, "succeeded");
   assert.deepEqual((final.result as { slept: number }).slept, 6000);
   // And a client started later, in another SDK, reads it too.
@@ -113,6 +115,7 @@ Deno.test("the service exits by itself after its idle time with no client and no
     stdin: "null",
     stdout: "null",
     stderr: "null",
+    ...OWN_SESSION,
   }).spawn();
   const exited = service.status;
   const client = await home.connect();
@@ -145,6 +148,7 @@ Deno.test("a foreground Klym started while the service runs says where that serv
     stdin: "null",
     stdout: "null",
     stderr: "piped",
+    ...OWN_SESSION,
   }).output();
   const stderr = new TextDecoder().decode(out.stderr);
   assert.equal(out.code, 2);
