@@ -373,7 +373,7 @@ Deno.test("9: model spending is enforced in the server: calls in flight, max_tok
   let peak = 0;
   await using model = startScriptedModel(async () => {
     peak = Math.max(peak, ++inFlight);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 300));
     inFlight--;
     return { text: "ok" };
   });
@@ -391,9 +391,11 @@ Deno.test("9: model spending is enforced in the server: calls in flight, max_tok
   await t.step("at most KLYM_TASK_LLM_CONCURRENCY in flight; max_tokens clamped", async () => {
     const final = await run(client, "llm_storm", { calls: 20 });
     const codes = final.result as Record<string, number>;
-    assert.equal(codes.ok, 3);
-    assert.equal(codes.too_many_model_calls, 17);
+    // Never more than 3 at once; a call made when 3 are out is refused, not queued (on a loaded
+    // machine the 20 calls may reach the server after the first ones were answered).
     assert.equal(peak, 3);
+    assert.equal(codes.ok! + codes.too_many_model_calls!, 20, JSON.stringify(codes));
+    assert.ok(codes.ok! >= 3 && codes.too_many_model_calls! >= 1, JSON.stringify(codes));
     for (const request of model.requests) {
       const asked = request.max_tokens ?? request.max_completion_tokens;
       assert.ok(asked !== undefined && asked <= 100, `max_tokens ${asked}`);

@@ -34,6 +34,8 @@ export interface ServiceHome extends AsyncDisposable {
   connect(...args: string[]): Promise<Client>;
   /** The service's hello: its pid and HTTP address (connects as a bridge, then leaves). */
   hello(): Promise<ServiceHello>;
+  /** Waits until a service answers on this home's socket (one the test started itself). */
+  serviceUp(): Promise<ServiceHello>;
   /** Sends SIGKILL or SIGTERM to the service and waits until its process is gone. */
   stopService(signal?: Deno.Signal): Promise<number>;
 }
@@ -79,6 +81,14 @@ export async function serviceHome(env: Record<string, string> = {}): Promise<Ser
       const hello = await probeService(paths);
       if (!hello) throw new Error(`No Klym service answers at ${paths.socket}`);
       return hello;
+    },
+    async serviceUp() {
+      for (const deadline = Date.now() + PATIENCE_MS;;) {
+        const hello = await probeService(paths);
+        if (hello) return hello;
+        if (Date.now() > deadline) throw new Error(`No Klym service answers at ${paths.socket}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     },
     async stopService(signal = "SIGTERM") {
       const { pid } = await self.hello();

@@ -118,6 +118,8 @@ Deno.test("the service exits by itself after its idle time with no client and no
     ...OWN_SESSION,
   }).spawn();
   const exited = service.status;
+  // The client's bridge must find this service, not start one of its own: wait until it answers.
+  await home.serviceUp();
   const client = await home.connect();
   const { pid } = await home.hello();
   assert.equal(pid, service.pid, "the client's bridge uses the running service");

@@ -301,7 +301,7 @@ Deno.test("a storm of cancels racing completions and timeouts leaves one termina
     {
       kind: "sleep",
       params: { ms: 150, tick_ms: 20 },
-      timeoutS: 30,
+      timeoutS: 600, // never the end of these, however loaded the machine
       from: "code",
       cancelAfterMs: 100 + 50 * i,
       may: ["succeeded", "cancelled"],
@@ -309,7 +309,7 @@ Deno.test("a storm of cancels racing completions and timeouts leaves one termina
     {
       kind: "sleep",
       params: { ms: 20, tick_ms: 20 },
-      timeoutS: 30,
+      timeoutS: 600, // never the end of these, however loaded the machine
       from: "end",
       cancelAfterMs: 0,
       may: ["succeeded"],
