@@ -106,7 +106,9 @@ Deno.test("a task outlives the client that started it; another client reads its 
 });
 
 Deno.test("the service exits by itself after its idle time with no client and no task", async () => {
-  await using home = await serviceHome({ KLYM_SERVICE_IDLE_S: "1" });
+  // 3 s: the client's bridge (a process start, slow on a loaded machine) must arrive before the
+  // service's idle time runs out, or the bridge starts a service of its own.
+  await using home = await serviceHome({ KLYM_SERVICE_IDLE_S: "3" });
   // The service as a bridge starts it, but as this test's child, so its exit is an event here.
   const service = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-worker-options", MAIN, "--service"],
@@ -126,13 +128,13 @@ Deno.test("the service exits by itself after its idle time with no client and no
   // A task longer than the idle time keeps the service, with its client gone.
   const { task_id } = await call<Started>(client, "start_async_agent_task", {
     kind: "sleep",
-    params: { ms: 2500, tick_ms: 500 },
+    params: { ms: 4000, tick_ms: 500 },
   });
   await client.close();
   const status = await exited;
   assert.equal(status.code, 0);
   const log = Deno.readTextFileSync(home.paths.log);
-  assert.match(log, /No client and no task for 1 s: stopping/);
+  assert.match(log, /No client and no task for 3 s: stopping/);
   assert.match(log, new RegExp(`"taskId":"${task_id}","kind":"sleep","status":"succeeded"`));
   assert.equal(alive(service.pid), false);
   assert.throws(() => Deno.lstatSync(home.paths.socket), Deno.errors.NotFound, "socket removed");
