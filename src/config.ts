@@ -406,6 +406,7 @@ export const OTHER_ENV_NAMES: Record<string, string> = {
   KLYM_CHROMIUM: "the dashboard tests' Chromium",
   KLYM_TEST_PG_BIN: "the tests' PostgreSQL binaries",
   KLYM_SCREENSHOTS: "the dashboard tests' README screenshots",
+  KLYM_TEST_JOBS: "how many end-to-end test files run at once",
 };
 
 /**

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readLines } from "../src/lines.ts";
 import { grynyaSettings, loadConfig } from "../src/config.ts";
 import { processOptions } from "../src/tasks/task_process.ts";
-import { FIXTURE_TASKS, REPO } from "./helpers/klym_process.ts";
+import { FIXTURE_TASKS, OWN_SESSION, REPO } from "./helpers/klym_process.ts";
 
 function sourceFiles(dir: string): string[] {
   const out: string[] = [];
@@ -58,6 +58,7 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
     stdin: "piped",
     stdout: "piped",
     stderr: "null",
+    ...OWN_SESSION,
   }).spawn();
   const channel = "@@test-channel@@";
   const writer = child.stdin.getWriter();

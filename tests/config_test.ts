@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { isKlymError } from "../src/errors.ts";
 import { ENV_NAMES, FLAGS, grynyaSettings, loadConfig, OTHER_ENV_NAMES } from "../src/config.ts";
-import { startKlym } from "./helpers/klym_process.ts";
+import { OWN_SESSION, startKlym } from "./helpers/klym_process.ts";
 import { ModelCatalog } from "../src/llm/model_catalog.ts";
 
 Deno.test("config has the documented defaults", () => {
@@ -256,6 +256,7 @@ Deno.test("main.ts exits 2 with a message naming a bad variable, before it logs 
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
+      ...OWN_SESSION,
     }).output();
     return {
       code: out.code,

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { PEERS_DIR } from "./peers/setup.ts";
-import { startKlym } from "./helpers/klym_process.ts";
+import { OWN_SESSION, startKlym } from "./helpers/klym_process.ts";
 
 const NODE = `${PEERS_DIR}npm/node_modules/node/bin/node`;
 const suite = (name: string) => `${PEERS_DIR}npm/node_modules/${name}/dist/index.js`;
@@ -94,6 +94,7 @@ async function runScenario(name: string, scenario: string, url: string): Promise
       args: [suite(name), "server", "--url", `${url}/mcp`, "--scenario", scenario, "-o", out],
       stdout: "piped",
       stderr: "piped",
+      ...OWN_SESSION,
     }).output();
     const checks: Check[] = [];
     for await (const entry of Deno.readDir(out)) {
@@ -110,12 +111,39 @@ async function runScenario(name: string, scenario: string, url: string): Promise
   }
 }
 
+/** How many scenarios run at once against the one server: each is a Node process of its own. */
+const SCENARIOS_AT_ONCE = 4;
+
+/** Runs `scenarios` against `url`, `SCENARIOS_AT_ONCE` at a time: each one's checks or error. */
+async function runAll(
+  name: string,
+  scenarios: string[],
+  url: string,
+): Promise<Map<string, Check[] | Error>> {
+  const results = new Map<string, Check[] | Error>();
+  const waiting = [...scenarios];
+  const lane = async () => {
+    for (let scenario = waiting.shift(); scenario; scenario = waiting.shift()) {
+      results.set(
+        scenario,
+        await runScenario(name, scenario, url).catch((e) => e instanceof Error ? e : Error(e)),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: SCENARIOS_AT_ONCE }, lane));
+  return results;
+}
+
 for (const [name, scenarios] of Object.entries(SUITES)) {
   Deno.test(`${name}: Klym passes the server scenarios of what it declares`, async (t) => {
     await using klym = await startKlym();
+    // Every scenario opens sessions of its own: they run side by side, then each step reads its
+    // scenario's checks.
+    const results = await runAll(name, scenarios, klym.url);
     for (const scenario of scenarios) {
-      await t.step(scenario, async () => {
-        const checks = await runScenario(name, scenario, klym.url);
+      await t.step(scenario, () => {
+        const checks = results.get(scenario)!;
+        if (checks instanceof Error) throw checks;
         const failed = checks.filter((c) =>
           c.status === "FAILURE" && !c.details?.untestable &&
           !NEEDS_FIXTURE.test(c.errorMessage ?? "") &&

@@ -11,16 +11,23 @@ import {
   childPids,
   cpuSeconds,
   REPO,
+  sharedKlym,
   startKlym,
   type Status,
   waitFinal,
+  waitLogged,
 } from "./helpers/klym_process.ts";
+import { answerTimes, assertAnswersKeptUp } from "./helpers/answer_times.ts";
 import { startScriptedModel } from "./helpers/scripted_openai.ts";
 import { freePort } from "./peers/peers.ts";
 
 const HOSTILE = `${REPO}tests/fixtures/hostile/`;
 const hostile = (env: Record<string, string> = {}) =>
   startKlym({ KLYM_TASKS_DIR: HOSTILE, ...env });
+/** The file's one server of the hostile fixtures with no other setting. */
+const shared = sharedKlym({ KLYM_TASKS_DIR: HOSTILE });
+/** The same, with task processes held to 256 MB. */
+const memoryCapped = sharedKlym({ KLYM_TASKS_DIR: HOSTILE, KLYM_TASK_MEMORY_MB: "256" });
 
 async function run(
   client: Client,
@@ -35,19 +42,8 @@ async function run(
   return await waitFinal(client, task_id, timeoutMs);
 }
 
-async function latencies(client: Client, count: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const t0 = performance.now();
-    await call(client, "list_tasks", {});
-    out.push(performance.now() - t0);
-  }
-  return out.sort((a, b) => a - b);
-}
-
 Deno.test("1: a task that lies about the time cannot kill the server or break list_tasks", async () => {
-  await using klym = await hostile();
-  const client = await klym.connect();
+  await using client = await shared.client();
   const before = Date.now();
   const final = await run(client, "forge_time");
   assert.equal(final.status, "succeeded");
@@ -57,49 +53,53 @@ Deno.test("1: a task that lies about the time cannot kill the server or break li
     assert.ok(time >= before - 1000 && time <= Date.now() + 1000, `server time: ${line.time}`);
   }
   assert.deepEqual(final.allLogs.map((l) => l.text), ["forged", "after the forgery"]);
-  const listed = await call<{ tasks: { code_started_at?: string }[] }>(client, "list_tasks", {});
-  assert.ok(Date.parse(listed.tasks[0]!.code_started_at!) <= Date.now());
+  const listed = await call<{ tasks: { task_id: string; code_started_at?: string }[] }>(
+    client,
+    "list_tasks",
+    {},
+  );
+  const listing = listed.tasks.find((t) => t.task_id === final.task_id)!;
+  assert.ok(Date.parse(listing.code_started_at!) <= Date.now());
 });
 
-Deno.test("2: output in any shape never starves the server, and cancel works meanwhile", async (t) => {
+Deno.test("2: output in any shape never starves the server, and cancel works meanwhile", async () => {
   await using klym = await hostile({ KLYM_MAX_CONCURRENT: "4", KLYM_WARM_SPARES: "0" });
   const client = await klym.connect();
-  for (const shape of ["newlines", "long_line", "short_lines", "invalid_utf8"]) {
-    await t.step(shape, async () => {
-      const ids: string[] = [];
-      for (let i = 0; i < 4; i++) {
-        const started = await call<{ task_id: string }>(client, "start_async_agent_task", {
-          kind: "flood",
-          params: { shape, ms: 60_000 },
-        });
-        ids.push(started.task_id);
-      }
-      // Wait until every flood is under way.
-      for (const id of ids) {
-        while (
-          (await call<Status>(client, "check_task_status", { task_id: id })).logs.length === 0
-        ) {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
-      const times = await latencies(client, 40);
-      assert.ok(times.at(-1)! < 2000, `slowest list_tasks ${times.at(-1)!.toFixed(0)} ms`);
-      const cancelAt = performance.now();
-      for (const id of ids) await call(client, "cancel_task", { task_id: id });
-      for (const id of ids) assert.equal((await waitFinal(client, id)).status, "cancelled");
-      assert.ok(performance.now() - cancelAt < 10_000, "cancel went through the flood");
-      const sample = await call<Status>(client, "check_task_status", {
-        task_id: ids[0]!,
-        max_log_lines: 5,
-      });
-      for (const line of sample.logs) assert.ok(line.text.length <= 16_384 + 64);
+  const idle = await answerTimes(client, 40);
+  // One flood of each shape, all four at once: the server reads every shape side by side.
+  const shapes = ["newlines", "long_line", "short_lines", "invalid_utf8"];
+  const ids: string[] = [];
+  for (const shape of shapes) {
+    const started = await call<{ task_id: string }>(client, "start_async_agent_task", {
+      kind: "flood",
+      params: { shape, ms: 60_000 },
     });
+    ids.push(started.task_id);
+  }
+  // Wait until every flood is under way.
+  for (const id of ids) await waitLogged(client, id);
+  const flooded = await answerTimes(client, 40);
+  assertAnswersKeptUp(idle, flooded, { medianMs: 2000, slowestMs: 2000 }, "during the floods");
+  const cancelAt = Date.now();
+  for (const id of ids) await call(client, "cancel_task", { task_id: id });
+  for (const id of ids) {
+    const final = await waitFinal(client, id);
+    assert.equal(final.status, "cancelled");
+    const took = Date.parse(final.finished_at!) - cancelAt;
+    assert.ok(took < 10_000, `cancel went through the flood after ${took} ms`);
+  }
+  for (const [i, id] of ids.entries()) {
+    const sample = await call<Status>(client, "check_task_status", {
+      task_id: id,
+      max_log_lines: 5,
+    });
+    assert.ok(sample.logs.length > 0, `${shapes[i]} logged`);
+    for (const line of sample.logs) assert.ok(line.text.length <= 16_384 + 64, shapes[i]);
   }
 });
 
 Deno.test("3: a partial line before the result is a log line, not a lost result", async () => {
-  await using klym = await hostile();
-  const client = await klym.connect();
+  await using client = await shared.client();
   const final = await run(client, "partial_line");
   assert.equal(final.status, "succeeded");
   assert.deepEqual(final.result, { done: true });
@@ -230,8 +230,7 @@ Deno.test("4: a link swapped in while the task waits in the queue fails it; noth
 });
 
 Deno.test("7: a failed task's error keeps its own frames, relative, and no path of the server's machine", async () => {
-  await using klym = await hostile();
-  const client = await klym.connect();
+  await using client = await shared.client();
   const final = await run(client, "boom");
   assert.equal(final.status, "failed");
   assert.equal(final.error?.code, "task_error");
@@ -254,8 +253,7 @@ Deno.test("7: a failed task's error keeps its own frames, relative, and no path 
 });
 
 Deno.test("5: no storage without a permission: no Cache API, no nested Workers, no stdin", async () => {
-  await using klym = await hostile();
-  const client = await klym.connect();
+  await using client = await shared.client();
   const final = await run(client, "storage");
   assert.deepEqual(final.result, {
     caches: "undefined",
@@ -288,8 +286,7 @@ Deno.test("6: a task can neither listen on grynya's port nor see its token", asy
 });
 
 Deno.test("7: memory outside the heap is held to KLYM_TASK_MEMORY_MB and ends as out_of_memory", async (t) => {
-  await using klym = await hostile({ KLYM_TASK_MEMORY_MB: "256" });
-  const client = await klym.connect();
+  await using client = await memoryCapped.client();
   for (const what of ["arraybuffer", "wasm"]) {
     await t.step(what, async () => {
       const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
@@ -376,7 +373,7 @@ Deno.test("9: model spending is enforced in the server: calls in flight, max_tok
   let peak = 0;
   await using model = startScriptedModel(async () => {
     peak = Math.max(peak, ++inFlight);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 300));
     inFlight--;
     return { text: "ok" };
   });
@@ -394,9 +391,11 @@ Deno.test("9: model spending is enforced in the server: calls in flight, max_tok
   await t.step("at most KLYM_TASK_LLM_CONCURRENCY in flight; max_tokens clamped", async () => {
     const final = await run(client, "llm_storm", { calls: 20 });
     const codes = final.result as Record<string, number>;
-    assert.equal(codes.ok, 3);
-    assert.equal(codes.too_many_model_calls, 17);
+    // Never more than 3 at once; a call made when 3 are out is refused, not queued (on a loaded
+    // machine the 20 calls may reach the server after the first ones were answered).
     assert.equal(peak, 3);
+    assert.equal(codes.ok! + codes.too_many_model_calls!, 20, JSON.stringify(codes));
+    assert.ok(codes.ok! >= 3 && codes.too_many_model_calls! >= 1, JSON.stringify(codes));
     for (const request of model.requests) {
       const asked = request.max_tokens ?? request.max_completion_tokens;
       assert.ok(asked !== undefined && asked <= 100, `max_tokens ${asked}`);
@@ -423,8 +422,7 @@ Deno.test("9: model spending is enforced in the server: calls in flight, max_tok
 });
 
 Deno.test("10: messages around ctx are bounded or fail the task as protocol_violation", async (t) => {
-  await using klym = await hostile();
-  const client = await klym.connect();
+  await using client = await shared.client();
   await t.step("a 900 KB log line is cut to KLYM_MAX_LOG_LINE_BYTES", async () => {
     const final = await run(client, "forge_protocol", { what: "long_line" });
     assert.equal(final.status, "succeeded");
@@ -455,8 +453,7 @@ Deno.test("/healthz tells only that Klym is up to a caller without the token", a
 });
 
 Deno.test("7: a task that keeps its host's main thread busy still cannot pass KLYM_TASK_MEMORY_MB", async () => {
-  await using klym = await hostile({ KLYM_TASK_MEMORY_MB: "256" });
-  const client = await klym.connect();
+  await using client = await memoryCapped.client();
   const final = await run(
     client,
     "stall_hoard",
@@ -464,13 +461,13 @@ Deno.test("7: a task that keeps its host's main thread busy still cannot pass KL
     60_000,
   );
   assert.equal(final.error?.code, "out_of_memory", JSON.stringify(final.error));
-  const used = Number(/used (\d+) MB/.exec(final.error!.message)?.[1]);
-  assert.ok(used > 256 && used < 256 + 256, `the process reached ${used} MB under a 256 MB cap`);
+  // The figure is rounded to whole MB: a process just over the cap reads "used 256 MB".
+  const used = Number(/used (\d+) MB, more than 256 MB/.exec(final.error!.message)?.[1]);
+  assert.ok(used >= 256 && used < 256 + 256, `the process reached ${used} MB under a 256 MB cap`);
 });
 
 Deno.test("5: Node's worker_threads, process and I/O modules are refused to task code", async (t) => {
-  await using klym = await hostile();
-  const client = await klym.connect();
+  await using client = await shared.client();
   await t.step("a kind that imports node:worker_threads is refused at start", async () => {
     assert.match(
       await callError(client, "start_async_agent_task", { kind: "nested_worker" }),
@@ -500,8 +497,7 @@ Deno.test("5: Node's worker_threads, process and I/O modules are refused to task
 });
 
 Deno.test("3: every console method is captured, in call order, and Node's process is gone", async () => {
-  await using klym = await hostile();
-  const client = await klym.connect();
+  await using client = await shared.client();
   const final = await run(client, "raw_output");
   assert.deepEqual(final.allLogs.map((l) => [l.stream, l.text]), [
     ["stdout", "1 captured"],

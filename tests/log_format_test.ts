@@ -4,7 +4,7 @@ import type { LogRecord } from "@logtape/logtape";
 import { chooseLogFormat, inert, prettyFormatter } from "../src/log_format.ts";
 import { loadConfig } from "../src/config.ts";
 import { isKlymError } from "../src/errors.ts";
-import { servingUrl } from "./helpers/klym_process.ts";
+import { OWN_SESSION, servingUrl } from "./helpers/klym_process.ts";
 
 function record(message: unknown[], properties: Record<string, unknown> = {}): LogRecord {
   return {
@@ -65,6 +65,7 @@ Deno.test("an invalid KLYM_LOG_FORMAT stops Klym with exit code 2 naming the var
     env: { KLYM_LOG_FORMAT: "fancy" },
     stdin: "null",
     stdout: "null",
+    ...OWN_SESSION,
   }).output();
   assert.equal(out.code, 2);
   assert.match(new TextDecoder().decode(out.stderr), /KLYM_LOG_FORMAT/);

@@ -1,6 +1,7 @@
 /** The suite's two groups: every test file is in one, and a file that starts processes is e2e. */
 import assert from "node:assert/strict";
 import { startsProcesses, testFiles } from "./helpers/test_files.ts";
+import { DEFAULT_E2E_JOBS, e2eJobs } from "./helpers/test_jobs.ts";
 
 const here = (path: string) => new URL(path, import.meta.url).pathname;
 
@@ -23,4 +24,17 @@ Deno.test("every test file is in exactly one group, and the unit group starts no
     assert.equal(startsProcesses(here(`../${f.path}`)), false, f.path);
   }
   assert.ok(files.filter((f) => f.group === "unit").length >= 20, "most files are unit files");
+});
+
+Deno.test("KLYM_TEST_JOBS sets how many e2e files run at once: 1 to 64, else a message naming it", () => {
+  assert.equal(e2eJobs(undefined), DEFAULT_E2E_JOBS);
+  assert.equal(e2eJobs(""), DEFAULT_E2E_JOBS);
+  assert.equal(e2eJobs("1"), 1);
+  assert.equal(e2eJobs("64"), 64);
+  for (const bad of ["0", "65", "2.5", "-1", "four", " 4"]) {
+    assert.match(
+      String(e2eJobs(bad)),
+      /^KLYM_TEST_JOBS must be a whole number from 1 to 64, received "/,
+    );
+  }
 });

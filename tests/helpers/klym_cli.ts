@@ -1,5 +1,5 @@
 /** Runs the `klym` CLI as a real subprocess (no colour) and gathers its exit code and output. */
-import { MAIN } from "./klym_process.ts";
+import { MAIN, OWN_SESSION } from "./klym_process.ts";
 
 export interface Run {
   code: number;
@@ -12,6 +12,7 @@ export async function klymCli(args: string[], env: Record<string, string> = {}):
     args: ["run", "-A", MAIN, ...args],
     env: { NO_COLOR: "1", ...env },
     stdin: "null",
+    ...OWN_SESSION,
   }).output();
   const decoder = new TextDecoder();
   return {
@@ -34,6 +35,7 @@ export function klymCliLive(args: string[], env: Record<string, string> = {}): L
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    ...OWN_SESSION,
   }).spawn();
   let stdout = "";
   let ended = false;

@@ -6,6 +6,7 @@ import {
 } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { readLines } from "../../src/lines.ts";
+import { PATIENCE_MS } from "./patience.ts";
 
 export const REPO = new URL("../../", import.meta.url).pathname;
 export const FIXTURE_TASKS = new URL("../fixtures/tasks/", import.meta.url).pathname;
@@ -34,6 +35,13 @@ export function servingUrl(line: string): string | undefined {
   }
   return /Serving MCP at "?(https?:\/\/[^\s"]+?)"?\/mcp/.exec(line)?.[1];
 }
+
+/**
+ * Servers run in a session of their own (setsid), as a service does: the kernel shares the CPU
+ * fairly between sessions, so a server's task processes, which run at nice 19, yield only to their
+ * own server, not to the busy processes of test files running beside it.
+ */
+export const OWN_SESSION = { detached: true } as const;
 
 /** Tests run in parallel: each server keeps its tasks in memory unless a test names a file. */
 const baseEnv = (env: Record<string, string>) => ({
@@ -71,6 +79,7 @@ export async function startKlym(
     stdin: "null",
     stdout: "null",
     stderr: "piped",
+    ...OWN_SESSION,
   }).spawn();
   const logs: string[] = [];
   const { promise: listening, resolve, reject } = Promise.withResolvers<string>();
@@ -86,7 +95,7 @@ export async function startKlym(
     await pump;
     return status;
   });
-  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const timer = setTimeout(() => child.kill("SIGKILL"), PATIENCE_MS);
   const url = await listening.finally(() => clearTimeout(timer));
   const clients: Client[] = [];
   return {
@@ -123,6 +132,33 @@ export async function startKlym(
   };
 }
 
+/** A server a file's tests share; `client` connects one that the test closes (`await using`). */
+export interface SharedKlym {
+  server(): Promise<KlymProcess>;
+  client(): Promise<Client & AsyncDisposable>;
+}
+
+/**
+ * One server for those tests of a file that need nothing of their own from it (each keeps to its
+ * own tasks and clients): started by the first test that asks, stopped (SIGTERM) when the file's
+ * tests are done and its module unloads. Saves a server start per test.
+ */
+export function sharedKlym(env: Record<string, string> = {}): SharedKlym {
+  let started: Promise<KlymProcess> | undefined;
+  const server = () =>
+    started ??= startKlym(env).then((klym) => {
+      globalThis.addEventListener("unload", () => klym.signal("SIGTERM"));
+      return klym;
+    });
+  return {
+    server,
+    async client() {
+      const client = await (await server()).connect();
+      return Object.assign(client, { [Symbol.asyncDispose]: () => client.close() });
+    },
+  };
+}
+
 /** Runs Klym expecting it to refuse to start: its exit code and stderr. */
 export async function refusedStart(
   env: Record<string, string>,
@@ -133,7 +169,8 @@ export async function refusedStart(
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-    signal: AbortSignal.timeout(20_000),
+    signal: AbortSignal.timeout(PATIENCE_MS),
+    ...OWN_SESSION,
   }).output();
   return { code: out.code, err: new TextDecoder().decode(out.stderr) };
 }
@@ -143,8 +180,9 @@ export async function connectStdio(env: Record<string, string> = {}): Promise<Cl
   const client = new Client({ name: "klym-test", version: "1.0.0" });
   await client.connect(
     new StdioClientTransport({
-      command: Deno.execPath(),
-      args: ["run", "-A", "--unstable-worker-options", MAIN, "--stdio"],
+      // setsid(1) gives the server a session of its own (it execs: its child leads no group).
+      command: "setsid",
+      args: [Deno.execPath(), "run", "-A", "--unstable-worker-options", MAIN, "--stdio"],
       env: { ...baseEnv(env), PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" },
       stderr: "ignore",
     }),
@@ -191,13 +229,24 @@ export interface Status {
   finished_at?: string;
 }
 
+/**
+ * How long a final task's code ran, by the server's clock (from its code's start to its end): a
+ * bound on a timeout that a loaded machine's slow process starts do not stretch.
+ */
+export function ranMs(final: Status): number {
+  if (!final.code_started_at || !final.finished_at) {
+    throw new Error(`Task ${final.task_id} has no code start and end: ${JSON.stringify(final)}`);
+  }
+  return Date.parse(final.finished_at) - Date.parse(final.code_started_at);
+}
+
 const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "interrupted"]);
 
 /** Polls check_task_status as an assistant would until the task is final; gathers every log line. */
 export async function waitFinal(
   client: Client,
   taskId: string,
-  timeoutMs = 30_000,
+  timeoutMs = PATIENCE_MS,
 ): Promise<Status & { allLogs: Status["logs"] }> {
   const deadline = Date.now() + timeoutMs;
   const allLogs: Status["logs"] = [];
@@ -225,7 +274,7 @@ export async function waitLogged(
   client: Client,
   taskId: string,
   seen: number | RegExp = 1,
-  timeoutMs = 30_000,
+  timeoutMs = PATIENCE_MS,
 ): Promise<Status> {
   const deadline = Date.now() + timeoutMs;
   while (true) {

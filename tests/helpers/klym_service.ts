@@ -8,7 +8,8 @@ import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import type { ServiceHello } from "../../src/service/handshake.ts";
 import { probeService } from "../../src/service/service_probe.ts";
 import { type ServicePaths, servicePaths } from "../../src/service/service_paths.ts";
-import { FIXTURE_TASKS, MAIN } from "./klym_process.ts";
+import { FIXTURE_TASKS, MAIN, OWN_SESSION } from "./klym_process.ts";
+import { PATIENCE_MS } from "./patience.ts";
 
 /** Deno's module cache, which the clients' Klyms must keep finding under another HOME. */
 const DENO_DIR = Deno.env.get("DENO_DIR") ??
@@ -33,6 +34,8 @@ export interface ServiceHome extends AsyncDisposable {
   connect(...args: string[]): Promise<Client>;
   /** The service's hello: its pid and HTTP address (connects as a bridge, then leaves). */
   hello(): Promise<ServiceHello>;
+  /** Waits until a service answers on this home's socket (one the test started itself). */
+  serviceUp(): Promise<ServiceHello>;
   /** Sends SIGKILL or SIGTERM to the service and waits until its process is gone. */
   stopService(signal?: Deno.Signal): Promise<number>;
 }
@@ -79,6 +82,14 @@ export async function serviceHome(env: Record<string, string> = {}): Promise<Ser
       if (!hello) throw new Error(`No Klym service answers at ${paths.socket}`);
       return hello;
     },
+    async serviceUp() {
+      for (const deadline = Date.now() + PATIENCE_MS;;) {
+        const hello = await probeService(paths);
+        if (hello) return hello;
+        if (Date.now() > deadline) throw new Error(`No Klym service answers at ${paths.socket}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
     async stopService(signal = "SIGTERM") {
       const { pid } = await self.hello();
       Deno.kill(pid, signal);
@@ -103,7 +114,7 @@ function isSocket(path: string): boolean {
 }
 
 /** Waits until process `pid` (not our child) has exited: Linux has no exit event for it. */
-export async function processGone(pid: number, timeoutMs = 20_000): Promise<void> {
+export async function processGone(pid: number, timeoutMs = PATIENCE_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (alive(pid)) {
     if (Date.now() > deadline) throw new Error(`Process ${pid} still runs after ${timeoutMs} ms`);
@@ -135,7 +146,8 @@ export async function pythonClient(
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    signal: AbortSignal.timeout(120_000),
+    signal: AbortSignal.timeout(PATIENCE_MS),
+    ...OWN_SESSION,
   }).output();
   const stdout = new TextDecoder().decode(out.stdout);
   if (!out.success) {

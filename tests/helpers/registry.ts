@@ -12,6 +12,7 @@ import { isTerminal } from "../../src/tasks/task_state.ts";
 import { openJournal } from "../../src/journal/open_journal.ts";
 import type { Journal } from "../../src/journal/journal.ts";
 import { FIXTURE_TASKS } from "./klym_process.ts";
+import { PATIENCE_MS } from "./patience.ts";
 
 /** What a test registry was made of, for tests that observe its parts or build on them. */
 export interface RegistryParts {
@@ -87,7 +88,7 @@ export function makeRegistry(
 export function until(
   registry: TaskRegistry,
   condition: () => boolean,
-  timeoutMs = 20_000,
+  timeoutMs = PATIENCE_MS,
 ): Promise<void> {
   if (condition()) return Promise.resolve();
   const { promise, resolve, reject } = Promise.withResolvers<void>();
@@ -122,7 +123,7 @@ export function manualEvery(): Every & { tick(): void; readonly ms: number[]; st
 }
 
 /** Resolves when the task is terminal (polling the registry like a client would). */
-export async function settled(task: TaskRecord, timeoutMs = 20_000): Promise<TaskRecord> {
+export async function settled(task: TaskRecord, timeoutMs = PATIENCE_MS): Promise<TaskRecord> {
   const deadline = Date.now() + timeoutMs;
   while (!isTerminal(task.state)) {
     if (Date.now() > deadline) throw new Error(`Task ${task.kind} still ${task.state.status}`);

@@ -1,5 +1,6 @@
 /** Speaking to a real Klym as one principal: an MCP client with its token, a dashboard login. */
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { PATIENCE_MS } from "./patience.ts";
 
 /** An MCP client (Streamable HTTP) sending `token`; closed when disposed. */
 export async function connectAs(url: string, token: string): Promise<Client & AsyncDisposable> {
@@ -34,7 +35,7 @@ export interface StreamEvent {
 export async function readEvents(
   body: ReadableStream<Uint8Array>,
   until: (events: StreamEvent[]) => boolean,
-  timeoutMs = 20_000,
+  timeoutMs = PATIENCE_MS,
 ): Promise<StreamEvent[]> {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   const events: StreamEvent[] = [];

@@ -1,6 +1,6 @@
 /** The HTTP face refuses what it must before any MCP work happens. */
 import assert from "node:assert/strict";
-import { REPO, startKlym } from "../helpers/klym_process.ts";
+import { OWN_SESSION, REPO, startKlym } from "../helpers/klym_process.ts";
 import { INITIALIZE } from "../helpers/raw_mcp.ts";
 
 function post(url: string, body: unknown, headers: Record<string, string> = {}) {
@@ -125,6 +125,7 @@ Deno.test("binding a non-loopback address without a token refuses to start", asy
     env: { KLYM_AUTH_TOKEN: "" },
     stdout: "null",
     stderr: "piped",
+    ...OWN_SESSION,
   }).output();
   assert.equal(out.code, 2);
   assert.match(

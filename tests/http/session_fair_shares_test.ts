@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { startKlym } from "../helpers/klym_process.ts";
 import { RawMcp } from "../helpers/raw_mcp.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 
 const ALICE = "alice-token-0123456789";
 const BOB = "bob-token-0123456789ab";
@@ -92,7 +93,7 @@ Deno.test("KLYM_MAX_SESSIONS_PER_PRINCIPAL holds at its edge and leaves room to 
   assert.ok(bob.sessionId);
   await streams[0]!.reader.cancel();
   // Alice's closed stream frees her place (the server sees the stream end).
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + PATIENCE_MS;
   let again: Response;
   while (
     (again = await fetch(`${klym.url}/sse`, {

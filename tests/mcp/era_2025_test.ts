@@ -1,16 +1,19 @@
 /** MCP's own tasks (2025-11-25) and the live notifications, on the wire, against the real server. */
 import assert from "node:assert/strict";
-import { call, callError, startKlym } from "../helpers/klym_process.ts";
+import { call, callError, OWN_SESSION, sharedKlym, startKlym } from "../helpers/klym_process.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 import { parseSse, RawMcp, type RpcMessage } from "../helpers/raw_mcp.ts";
 
 const RELATED = "io.modelcontextprotocol/related-task";
+/** The file's one server with no setting of its own: each test keeps to its own sessions. */
+const shared = sharedKlym();
 
 async function poll(
   mcp: RawMcp,
   taskId: string,
   until: (status: string) => boolean,
 ): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 400; i++) {
+  for (const deadline = Date.now() + PATIENCE_MS; Date.now() < deadline;) {
     const got = await mcp.request("tasks/get", { taskId });
     if (until(String(got.result?.status))) return got.result!;
     await new Promise((r) => setTimeout(r, 50));
@@ -19,7 +22,7 @@ async function poll(
 }
 
 Deno.test("a task-augmented run_task is a task of tasks/* and of the four tools alike", async (t) => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const mcp = new RawMcp(klym.url);
   const init = await mcp.initialize();
   assert.deepEqual((init.result?.capabilities as Record<string, unknown>).tasks, {
@@ -137,7 +140,7 @@ Deno.test("tasks/list pages through many tasks with nextCursor", async () => {
 });
 
 Deno.test("a task-augmented call sends notifications/tasks/status and progress for its token", async () => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const mcp = new RawMcp(klym.url);
   await mcp.initialize();
   // The standalone GET stream carries notifications not tied to a request.
@@ -173,7 +176,7 @@ Deno.test("a task-augmented call sends notifications/tasks/status and progress f
   });
   const taskId = String((answer.result!.task as { taskId: string }).taskId);
   await mcp.request("tasks/result", { taskId });
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + PATIENCE_MS;
   while (
     !seen.some((m) =>
       m.method === "notifications/tasks/status" && m.params?.status === "completed"
@@ -193,7 +196,7 @@ Deno.test("a task-augmented call sends notifications/tasks/status and progress f
 });
 
 Deno.test("a plain run_task waits, with progress and (after logging/setLevel) log lines on its own stream", async () => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const mcp = new RawMcp(klym.url);
   await mcp.initialize();
   assert.deepEqual((await mcp.request("logging/setLevel", { level: "info" })).result, {});
@@ -220,7 +223,7 @@ Deno.test("a plain run_task waits, with progress and (after logging/setLevel) lo
 });
 
 Deno.test("log lines are not sent to a client that never chose a level", async () => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const mcp = new RawMcp(klym.url);
   await mcp.initialize();
   const messages = await mcp.exchange("tools/call", {
@@ -293,7 +296,7 @@ Deno.test("each principal sees, reads and cancels only its own tasks", async () 
 });
 
 Deno.test("JSON-RPC error answers carry the request's id", async () => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const res = await fetch(`${klym.url}/mcp`, {
     method: "POST",
     headers: {
@@ -315,7 +318,7 @@ Deno.test("JSON-RPC error answers carry the request's id", async () => {
 });
 
 Deno.test("SSE answers carry event ids and a retry hint, and a dropped stream can be replayed", async () => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const mcp = new RawMcp(klym.url);
   await mcp.initialize();
   const res = await mcp.post({ id: 5, method: "tools/list", params: {} });
@@ -341,7 +344,7 @@ Deno.test("SSE answers carry event ids and a retry hint, and a dropped stream ca
 });
 
 Deno.test("an agent start is refused when the client's sampling does not take tools", async () => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const mcp = new RawMcp(klym.url);
   await mcp.initialize({ sampling: {} });
   const answer = await mcp.request("tools/call", {
@@ -363,7 +366,7 @@ Deno.test("an agent start is refused when the client's sampling does not take to
 });
 
 Deno.test("llm_generate asks the client's model on the tools/call stream itself", async () => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const mcp = new RawMcp(klym.url);
   await mcp.initialize({ sampling: {} });
   // No GET stream is ever opened: the sampling request must come on the POST's own stream.
@@ -403,7 +406,7 @@ Deno.test("llm_generate asks the client's model on the tools/call stream itself"
 });
 
 Deno.test("the tool flow still works through the client SDK for each principal", async () => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const client = await klym.connect();
   const started = await call(client, "run_task", { kind: "hello", prompt: "p" });
   assert.equal(started.status, "succeeded");
@@ -411,13 +414,14 @@ Deno.test("the tool flow still works through the client SDK for each principal",
 });
 
 Deno.test("the native task flow works from the Python MCP SDK's tasks client", async () => {
-  await using klym = await startKlym();
+  const klym = await shared.server();
   const python = new URL("../peers/.venv/bin/python", import.meta.url).pathname;
   const script = new URL("../peers/native_tasks_client.py", import.meta.url).pathname;
   const { code, stdout, stderr } = await new Deno.Command(python, {
     args: [script, klym.url],
     stdout: "piped",
     stderr: "piped",
+    ...OWN_SESSION,
   }).output();
   const err = new TextDecoder().decode(stderr);
   assert.equal(code, 0, err);

@@ -6,12 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { startKlym } from "../helpers/klym_process.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 import { ModernMcp, TASKS_EXTENSION } from "../helpers/raw_mcp.ts";
 
 type Json = Record<string, unknown>;
 const TASK_FIELDS = ["taskId", "status", "result", "error", "inputRequests"];
 
-async function untilFinal(mcp: ModernMcp, taskId: string, timeoutMs = 30_000): Promise<Json> {
+async function untilFinal(mcp: ModernMcp, taskId: string, timeoutMs = PATIENCE_MS): Promise<Json> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const task = await mcp.request("tasks/get", { taskId });
@@ -192,7 +193,7 @@ Deno.test("Tasks extension: a task asks the client's own model through inputRequ
   const mcp = new ModernMcp(klym.url, { sampling: {}, extensions: { [TASKS_EXTENSION]: {} } });
 
   const waitFor = async (taskId: unknown, status: string) => {
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + PATIENCE_MS;
     while (Date.now() < deadline) {
       const task = await mcp.request("tasks/get", { taskId });
       if (task.status === status) return task;

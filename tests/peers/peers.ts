@@ -48,7 +48,7 @@ export interface Peer extends AsyncDisposable {
 }
 
 export interface StartOptions {
-  /** How long to wait for the peer to accept MCP connections. Default 20 s. */
+  /** How long to wait for the peer to accept MCP connections. Default 120 s (a loaded machine). */
   timeoutMs?: number;
   /** Listen on this port (e.g. to restart a peer where its clients expect it). Default: a free one. */
   port?: number;
@@ -187,7 +187,7 @@ export async function startFalkorDb(dir: string): Promise<FalkorDb> {
   }).spawn();
   const query = async (graph: string, cypher: string) =>
     await resp(port, ["GRAPH.QUERY", graph, cypher]);
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 120_000;
   for (;;) {
     try {
       await resp(port, ["PING"]);
@@ -402,7 +402,7 @@ async function startPeer(spec: PeerSpec, opts: StartOptions): Promise<Peer> {
     [Symbol.asyncDispose]: stop,
   };
 
-  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const timeoutMs = opts.timeoutMs ?? 120_000;
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (!exitStatus && Date.now() < deadline) {

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { startKlym } from "../helpers/klym_process.ts";
 import { RawMcp } from "../helpers/raw_mcp.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 
 const ALICE = "alice-token-0123456789";
 const BOB = "bob-token-0123456789ab";
@@ -26,7 +27,7 @@ async function start(client: RawMcp, kind: string): Promise<Summary> {
 
 /** Polls check_task_status, as a client would, until the task's status is one of `wanted`. */
 async function reaches(client: RawMcp, id: string, wanted: string[]): Promise<Summary> {
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + PATIENCE_MS;
   while (true) {
     const status = (await tool(client, "check_task_status", { task_id: id })).structuredContent!;
     if (wanted.includes(status.status)) return status;

@@ -9,7 +9,13 @@
  */
 import assert from "node:assert/strict";
 import { PEERS_DIR } from "../peers/setup.ts";
-import { childPids, startKlym, type Status, waitLogged } from "../helpers/klym_process.ts";
+import {
+  childPids,
+  OWN_SESSION,
+  startKlym,
+  type Status,
+  waitLogged,
+} from "../helpers/klym_process.ts";
 import {
   answeredStatus,
   createdTaskId,
@@ -31,6 +37,7 @@ async function mcpdo(home: string, env: Record<string, string>, ...args: string[
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(60_000),
+    ...OWN_SESSION,
   }).output();
   const out = new TextDecoder().decode(stdout);
   if (code !== 0) {

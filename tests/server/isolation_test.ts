@@ -8,6 +8,7 @@ import {
   waitFinal,
   waitLogged,
 } from "../helpers/klym_process.ts";
+import { answerTimes, assertAnswersKeptUp } from "../helpers/answer_times.ts";
 
 Deno.test("a task is denied env, files, writes, subprocesses, other hosts, sys and ffi", async () => {
   await using klym = await startKlym({ KLYM_GRYNYA_URL: "http://127.0.0.1:8000/sse" });
@@ -49,7 +50,8 @@ Deno.test("memory exhaustion and Deno.exit() fail their tasks while a neighbour 
   assert.equal(ok.status, "succeeded");
   // The neighbour's own clock is its word; the server's times and its log lines are not.
   const ran = Date.parse(ok.finished_at!) - Date.parse(ok.code_started_at!);
-  assert.ok(ran >= 1400, `the neighbour ran ${ran} ms by the server's clock`);
+  // (From the server's word that its code started, which a loaded machine may bring late.)
+  assert.ok(ran >= 1000, `the neighbour ran ${ran} ms by the server's clock`);
   const ticks = ok.allLogs.filter((l) => /^tick \d+$/.test(l.text)).length;
   assert.ok(ticks >= 1 && ticks <= 15, `${ticks} ticks of 100 ms`);
 });
@@ -57,21 +59,15 @@ Deno.test("memory exhaustion and Deno.exit() fail their tasks while a neighbour 
 Deno.test("the server answers promptly while 4 tasks spin, and its CPU use drops after cancel", async () => {
   await using klym = await startKlym({ KLYM_WARM_SPARES: "0" });
   const client = await klym.connect();
+  const idle = await answerTimes(client, 50);
   const ids: string[] = [];
   for (let i = 0; i < 4; i++) {
     ids.push(String((await call(client, "start_async_agent_task", { kind: "spin" })).task_id));
   }
   for (const id of ids) await waitLogged(client, id);
-  const latencies: number[] = [];
-  for (let i = 0; i < 50; i++) {
-    const t0 = performance.now();
-    await call(client, "list_tasks", {});
-    latencies.push(performance.now() - t0);
-  }
-  latencies.sort((a, b) => a - b);
   // Spinning tasks run at nice 19 on 2 cores: the server's answers stay quick (figures in bench/).
-  assert.ok(latencies[25]! < 100, `median answer ${latencies[25]} ms while spinning`);
-  assert.ok(latencies.at(-1)! < 2000, `slowest answer ${latencies.at(-1)} ms while spinning`);
+  const spinning = await answerTimes(client, 50);
+  assertAnswersKeptUp(idle, spinning, { medianMs: 100, slowestMs: 2000 }, "while spinning");
 
   const spinners = childPids(klym.pid);
   assert.equal(spinners.length, 4);

@@ -10,6 +10,7 @@ import {
   type Status,
   waitFinal,
 } from "../helpers/klym_process.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 
 async function theContract(client: Client) {
   const { tools } = await client.listTools();
@@ -30,13 +31,13 @@ async function theContract(client: Client) {
     params: { ms: 5000, tick_ms: 100 },
   });
   const startMs = performance.now() - before;
-  assert.ok(startMs < 1000, `start returned in ${startMs} ms, before the 5 s task`);
+  assert.ok(startMs < 5000, `start returned in ${startMs} ms, before the 5 s task could end`);
   assert.match(String(started.task_id), /^t_/);
   assert.ok(["queued", "running"].includes(String(started.status)));
 
   // Logs arrive while the task runs.
   let running: Status | undefined;
-  for (let i = 0; i < 100; i++) {
+  for (const deadline = Date.now() + PATIENCE_MS; Date.now() < deadline;) {
     running = await call<Status>(client, "check_task_status", { task_id: started.task_id });
     if (running.logs.length >= 3) break;
     await new Promise((r) => setTimeout(r, 50));

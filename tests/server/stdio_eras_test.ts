@@ -4,8 +4,9 @@
  * that uses `connectStdio`). Klym ends when its client closes stdin.
  */
 import assert from "node:assert/strict";
-import { call, connectStdio, FIXTURE_TASKS, MAIN } from "../helpers/klym_process.ts";
+import { call, connectStdio, FIXTURE_TASKS, MAIN, OWN_SESSION } from "../helpers/klym_process.ts";
 import { MODERN_VERSION, TASKS_EXTENSION } from "../helpers/raw_mcp.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 
 const META = {
   "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
@@ -20,6 +21,7 @@ Deno.test("stdio serves protocol 2026-07-28: server/discover and the Tasks exten
     stdin: "piped",
     stdout: "piped",
     stderr: "null",
+    ...OWN_SESSION,
   }).spawn();
   const writer = child.stdin.getWriter();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -51,7 +53,7 @@ Deno.test("stdio serves protocol 2026-07-28: server/discover and the Tasks exten
     assert.deepEqual(listed.result.structuredContent.tasks, []);
     const created = await request("tools/call", { name: "run_task", arguments: { kind: "hello" } });
     assert.equal(created.result.resultType, "task");
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + PATIENCE_MS;
     let task;
     do {
       task = (await request("tasks/get", { taskId: created.result.taskId })).result;

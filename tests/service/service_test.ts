@@ -5,7 +5,7 @@
  * on the service's HTTP address. Every test has a home (HOME, XDG_STATE_HOME) of its own.
  */
 import assert from "node:assert/strict";
-import { call, MAIN, waitFinal } from "../helpers/klym_process.ts";
+import { call, MAIN, OWN_SESSION, waitFinal } from "../helpers/klym_process.ts";
 import { INITIALIZE } from "../helpers/raw_mcp.ts";
 import {
   alive,
@@ -34,6 +34,7 @@ async function firstAnswer(env: Record<string, string>) {
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
+    ...OWN_SESSION,
   }).spawn();
   const writer = child.stdin.getWriter();
   await writer.write(new TextEncoder().encode(JSON.stringify(INITIALIZE) + "\n"));
@@ -71,6 +72,7 @@ Deno.test("two stdio clients at once, the CLI and the dashboard see the same tas
     clearEnv: true,
     stdout: "piped",
     stderr: "piped",
+    ...OWN_SESSION,
   }).output();
   assert.equal(cli.code, 0, new TextDecoder().decode(cli.stderr));
   assert.match(new TextDecoder().decode(cli.stdout), new RegExp(task_id));
@@ -95,7 +97,7 @@ Deno.test("a task outlives the client that started it; another client reads its 
   ) as { task_id: string };
   const after = await call<{ status: string }>(reader, "check_task_status", { task_id });
   assert.equal(after.status, "running", "the task runs on after its client left");
-  const final = await waitFinal(reader, task_id, 60_000);
+  const final = await waitFinal(reader, task_id);
   assert.equal(final.status, "succeeded");
   assert.deepEqual((final.result as { slept: number }).slept, 6000);
   // And a client started later, in another SDK, reads it too.
@@ -104,7 +106,9 @@ Deno.test("a task outlives the client that started it; another client reads its 
 });
 
 Deno.test("the service exits by itself after its idle time with no client and no task", async () => {
-  await using home = await serviceHome({ KLYM_SERVICE_IDLE_S: "1" });
+  // 3 s: the client's bridge (a process start, slow on a loaded machine) must arrive before the
+  // service's idle time runs out, or the bridge starts a service of its own.
+  await using home = await serviceHome({ KLYM_SERVICE_IDLE_S: "3" });
   // The service as a bridge starts it, but as this test's child, so its exit is an event here.
   const service = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-worker-options", MAIN, "--service"],
@@ -113,21 +117,24 @@ Deno.test("the service exits by itself after its idle time with no client and no
     stdin: "null",
     stdout: "null",
     stderr: "null",
+    ...OWN_SESSION,
   }).spawn();
   const exited = service.status;
+  // The client's bridge must find this service, not start one of its own: wait until it answers.
+  await home.serviceUp();
   const client = await home.connect();
   const { pid } = await home.hello();
   assert.equal(pid, service.pid, "the client's bridge uses the running service");
   // A task longer than the idle time keeps the service, with its client gone.
   const { task_id } = await call<Started>(client, "start_async_agent_task", {
     kind: "sleep",
-    params: { ms: 2500, tick_ms: 500 },
+    params: { ms: 4000, tick_ms: 500 },
   });
   await client.close();
   const status = await exited;
   assert.equal(status.code, 0);
   const log = Deno.readTextFileSync(home.paths.log);
-  assert.match(log, /No client and no task for 1 s: stopping/);
+  assert.match(log, /No client and no task for 3 s: stopping/);
   assert.match(log, new RegExp(`"taskId":"${task_id}","kind":"sleep","status":"succeeded"`));
   assert.equal(alive(service.pid), false);
   assert.throws(() => Deno.lstatSync(home.paths.socket), Deno.errors.NotFound, "socket removed");
@@ -145,6 +152,7 @@ Deno.test("a foreground Klym started while the service runs says where that serv
     stdin: "null",
     stdout: "null",
     stderr: "piped",
+    ...OWN_SESSION,
   }).output();
   const stderr = new TextDecoder().decode(out.stderr);
   assert.equal(out.code, 2);

@@ -122,15 +122,15 @@ Deno.test("prompt, params and timeout limits hold at their edge and refuse one p
   await using registry = makeRegistry({
     KLYM_MAX_PROMPT_BYTES: "10",
     KLYM_MAX_PARAMS_BYTES: "20",
-    KLYM_MAX_TIMEOUT_S: "5",
-    KLYM_DEFAULT_TIMEOUT_S: "5",
+    KLYM_MAX_TIMEOUT_S: "60",
+    KLYM_DEFAULT_TIMEOUT_S: "60",
     KLYM_MAX_CONCURRENT: "1",
   });
   const first = registry.start({ kind: "cooperative" });
   const ok = [
     registry.start({ kind: "hello", prompt: "x".repeat(10) }),
     registry.start({ kind: "hello", params: { k: "x".repeat(12) } }), // {"k":"…"} is 20 bytes
-    registry.start({ kind: "hello", timeoutS: 5 }),
+    registry.start({ kind: "hello", timeoutS: 60 }),
   ];
   // The lowest deadline is admitted (whether a slow spawn lets it finish in 1 s is not the point).
   const shortest = registry.start({ kind: "hello", timeoutS: 1 });
@@ -147,9 +147,9 @@ Deno.test("prompt, params and timeout limits hold at their edge and refuse one p
     /"params" is 21 bytes as JSON, the limit is 20/,
   );
   rejects(
-    () => registry.start({ kind: "hello", timeoutS: 6 }),
+    () => registry.start({ kind: "hello", timeoutS: 61 }),
     "INVALID_INPUT",
-    /between 1 and 5 \(KLYM_MAX_TIMEOUT_S\), received 6/,
+    /between 1 and 60 \(KLYM_MAX_TIMEOUT_S\), received 61/,
   );
   rejects(() => registry.start({ kind: "hello", timeoutS: 0 }), "INVALID_INPUT", /received 0/);
   registry.cancel(first.id);
@@ -203,24 +203,28 @@ Deno.test("a line longer than KLYM_MAX_LOG_LINE_BYTES is cut, not lost", async (
 
 Deno.test("a task stuck in a CPU loop times out and its process is killed", async () => {
   await using registry = makeRegistry({ KLYM_CANCEL_GRACE_MS: "200" });
-  const started = Date.now();
   const task = await settled(registry.start({ kind: "spin", timeoutS: 1 }));
   assert.equal(task.state.status, "timed_out");
   assert.match(errorOf(task)!.message, /timeout of 1 s/);
+  // Once timed out, the process is killed after its 200 ms grace: gone in moments (a loaded
+  // machine's moments), not at the loop's own pace.
+  const timedOutAt = Date.now();
   await registry.whenIdle();
-  const elapsed = Date.now() - started;
-  assert.ok(elapsed < 1000 + 2000, `process gone after ${elapsed} ms`);
+  const elapsed = Date.now() - timedOutAt;
+  assert.ok(elapsed < 30_000, `process gone ${elapsed} ms after the timeout`);
   assert.equal(registryParts(registry).pool.liveCount, 0);
 });
 
-Deno.test("cancel ends a CPU loop within 2 s and is idempotent", async () => {
+Deno.test("cancel ends a CPU loop with a kill after its grace, and is idempotent", async () => {
   await using registry = makeRegistry();
   const task = registry.start({ kind: "spin" });
   await until(registry, () => task.logs.size > 0);
   const cancelledAt = Date.now();
   assert.equal(registry.cancel(task.id, "enough").state.status, "cancelled");
   await registry.whenIdle();
-  assert.ok(Date.now() - cancelledAt < 2000, `${Date.now() - cancelledAt} ms`);
+  // The loop never yields: only the kill after KLYM_CANCEL_GRACE_MS (500 ms) ends it, in moments
+  // (a loaded machine's moments), not at its 600 s timeout.
+  assert.ok(Date.now() - cancelledAt < 30_000, `${Date.now() - cancelledAt} ms`);
   assert.equal(errorOf(task)?.message, "enough");
   assert.equal(registry.cancel(task.id).state.status, "cancelled");
   const done = await settled(registry.start({ kind: "hello" }));
@@ -297,7 +301,7 @@ Deno.test("a storm of cancels racing completions and timeouts leaves one termina
     {
       kind: "sleep",
       params: { ms: 150, tick_ms: 20 },
-      timeoutS: 30,
+      timeoutS: 600, // never the end of these, however loaded the machine
       from: "code",
       cancelAfterMs: 100 + 50 * i,
       may: ["succeeded", "cancelled"],
@@ -305,7 +309,7 @@ Deno.test("a storm of cancels racing completions and timeouts leaves one termina
     {
       kind: "sleep",
       params: { ms: 20, tick_ms: 20 },
-      timeoutS: 30,
+      timeoutS: 600, // never the end of these, however loaded the machine
       from: "end",
       cancelAfterMs: 0,
       may: ["succeeded"],

@@ -4,6 +4,7 @@ import type { Page } from "puppeteer-core";
 import { call, startKlym, type Status, waitFinal } from "../helpers/klym_process.ts";
 import { DOCS, launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
 import { connectAs } from "../helpers/ui_client.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 
 // The page's globals as these tests use them (Deno code is checked without the DOM library).
 interface PageNode {
@@ -16,7 +17,7 @@ declare const document: {
 };
 
 const TOKEN = "dashboard-test-token-0123456789";
-const WAIT = { timeout: 30_000 };
+const WAIT = { timeout: PATIENCE_MS };
 
 async function logTexts(page: Page): Promise<{ stream: string; text: string }[]> {
   return await page.$$eval("#log .line", (lines) =>
