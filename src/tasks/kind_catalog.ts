@@ -2,17 +2,25 @@
  * Which task kinds exist: the built-in ones, and custom kinds in the tasks folder, each either one
  * module `<kind>.ts` or a folder `<kind>/` whose entry is `main.ts` (with helper modules beside
  * it). A kind is checked at `start`, and again when its task is launched, when every file of its
- * module graph is read from the tasks folder (each checked to be the file inside the folder that
- * it was found to be: see `kind_files.ts`) and copied into a snapshot that only Klym writes. The
- * task's process loads the kind from that snapshot and may read nothing else but Klym's own code:
- * a link swapped into the tasks folder while the task waits fails it, and nothing outside the
- * folder is read or run. Errors name files relative to the tasks folder.
+ * module graph is opened in the tasks folder (each checked to be the file inside the folder that
+ * it was found to be: see `kind_files.ts`), read and copied into a snapshot that only Klym writes.
+ * The task's process loads the kind from that snapshot and may read nothing else but Klym's own
+ * code: a link swapped into the tasks folder while the task waits fails it, and nothing outside
+ * the folder is read or run. A launch whose files all keep the identity they had when the kind's
+ * last snapshot was read (`identityOf`) reuses that snapshot without reading them again; a
+ * snapshot that is no kind's latest and that no task process holds any more is removed. Errors
+ * name files relative to the tasks folder.
  */
 import { createHash } from "node:crypto";
 import { dirname, join, relative } from "node:path";
 import { KlymError } from "../errors.ts";
 import { BUILTIN_KIND_NAMES, type Failure } from "../protocol.ts";
-import { DEFAULT_KIND_LIMITS, KindImports, type KindLimits } from "./kind_imports.ts";
+import {
+  DEFAULT_KIND_LIMITS,
+  type KindGraphFile,
+  KindImports,
+  type KindLimits,
+} from "./kind_imports.ts";
 import { inside, outsideError, shown, withKindFile } from "./kind_files.ts";
 
 const KIND_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
@@ -21,15 +29,40 @@ const FOLDER_ENTRY = "main.ts";
 /** Entries of the tasks folder checked for links at each start; a larger folder is refused. */
 const MAX_TASKS_DIR_ENTRIES = 10_000;
 
+export interface KindCatalogOptions extends KindLimits {
+  /** The clock files' change times are compared with (`identityOf`); `Date.now` by default. */
+  readonly now?: () => number;
+}
+
+/** A launch's snapshot of its kind. */
+export interface KindSnapshot {
+  /** The kind's entry module in the snapshot. */
+  readonly modulePath: string;
+  /** Whether the kind's files were found unchanged and not read again. */
+  readonly reused: boolean;
+  /** Call once the task's process is gone: the snapshot may then be removed. */
+  release(): void;
+}
+
+/** The snapshot of a kind's files last read, and each file's identity then (if all had one). */
+interface Latest {
+  readonly hash: string;
+  readonly identities: ReadonlyMap<string, string> | undefined;
+}
+
 export class KindCatalog {
   /** The tasks folder as given, and its real path (links resolved), if it exists. */
   readonly tasksDir: string | undefined;
   readonly #imports: KindImports;
   #snapshots: string | undefined;
+  /** Each kind's latest snapshot, reused while every file of its graph keeps its identity. */
+  readonly #latest = new Map<string, Latest>();
+  /** Launches holding each snapshot (by hash) whose task process may still read it. */
+  readonly #held = new Map<string, number>();
 
-  constructor(tasksDir: string | undefined, limits: KindLimits = DEFAULT_KIND_LIMITS) {
+  constructor(tasksDir: string | undefined, options: KindCatalogOptions = DEFAULT_KIND_LIMITS) {
     this.tasksDir = tasksDir;
-    this.#imports = new KindImports(limits);
+    this.#imports = new KindImports(options, options.now);
   }
 
   /** The folder's real path; `undefined` if there is none. */
@@ -83,43 +116,66 @@ export class KindCatalog {
 
   /**
    * When a custom kind's task is launched: checks the kind again and copies its files into a
-   * snapshot (content-addressed, reused while unchanged), whose entry module the task's process
-   * loads. A kind that no longer passes fails its task with the refusal's code.
+   * snapshot (content-addressed), whose entry module the task's process loads; the kind's latest
+   * snapshot is reused while every file of its graph keeps its identity. A kind that no longer
+   * passes fails its task with the refusal's code.
    */
-  snapshot(kind: string): { modulePath: string } | Failure {
+  snapshot(kind: string): KindSnapshot | Failure {
     let entry: string;
-    let files: Map<string, Uint8Array>;
+    let files: Map<string, KindGraphFile>;
     try {
       let root: string;
       ({ entry, root } = this.#located(kind));
+      // The check runs in full either way: every file of the graph is opened where it is now, so
+      // a link swapped in is caught; only reading the files again is saved.
+      const latest = this.#latest.get(kind);
+      if (
+        latest?.identities &&
+        unchanged(this.#imports.check(kind, entry, root), latest.identities) &&
+        exists(join(this.snapshotDir()!, latest.hash, entry))
+      ) return this.#hold(latest.hash, entry, true);
       files = this.#imports.check(kind, entry, root, true);
     } catch (error) {
       if (error instanceof KlymError) return { code: error.code, message: error.message };
       return notCopied(kind, "read", error);
     }
-    const hash = createHash("sha256");
-    for (const [rel, bytes] of [...files].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) {
-      hash.update(`${rel}\0${bytes.length}\0`).update(bytes);
+    const digest = createHash("sha256");
+    for (const [rel, { data }] of [...files].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) {
+      digest.update(`${rel}\0${data!.length}\0`).update(data!);
     }
+    const hash = digest.digest("hex");
     const snapshots = this.snapshotDir()!;
-    const dir = join(snapshots, hash.digest("hex"));
+    const dir = join(snapshots, hash);
     try {
       if (!exists(dir)) {
         const staging = Deno.makeTempDirSync({ dir: snapshots, prefix: ".staging-" });
-        for (const [rel, bytes] of files) {
+        for (const [rel, { data }] of files) {
           Deno.mkdirSync(dirname(join(staging, rel)), { recursive: true, mode: 0o700 });
-          Deno.writeFileSync(join(staging, rel), bytes, { createNew: true, mode: 0o600 });
+          Deno.writeFileSync(join(staging, rel), data!, { createNew: true, mode: 0o600 });
         }
         Deno.renameSync(staging, dir);
       }
     } catch (error) {
       return notCopied(kind, "copied", error);
     }
-    return { modulePath: join(dir, entry) };
+    const identities = new Map<string, string>();
+    for (const [rel, { identity }] of files) {
+      if (identity !== undefined) identities.set(rel, identity);
+    }
+    const previous = this.#latest.get(kind);
+    this.#latest.set(kind, {
+      hash,
+      identities: identities.size === files.size ? identities : undefined,
+    });
+    const held = this.#hold(hash, entry, false);
+    if (previous && previous.hash !== hash) this.#prune(previous.hash);
+    return held;
   }
 
   /** Removes the snapshots; call once no task process is left. */
   close(): void {
+    this.#latest.clear();
+    this.#held.clear();
     if (this.#snapshots === undefined) return;
     try {
       Deno.removeSync(this.#snapshots, { recursive: true });
@@ -127,6 +183,35 @@ export class KindCatalog {
       // Already gone.
     }
     this.#snapshots = undefined;
+  }
+
+  /** A launch's hold on the snapshot `hash`, released once. */
+  #hold(hash: string, entry: string, reused: boolean): KindSnapshot {
+    this.#held.set(hash, (this.#held.get(hash) ?? 0) + 1);
+    let released = false;
+    return {
+      modulePath: join(this.snapshotDir()!, hash, entry),
+      reused,
+      release: () => {
+        if (released) return;
+        released = true;
+        const held = (this.#held.get(hash) ?? 1) - 1;
+        if (held > 0) return void this.#held.set(hash, held);
+        this.#held.delete(hash);
+        this.#prune(hash);
+      },
+    };
+  }
+
+  /** Removes the snapshot `hash` if no launch holds it and it is no kind's latest. */
+  #prune(hash: string): void {
+    if (this.#snapshots === undefined || this.#held.has(hash)) return;
+    for (const latest of this.#latest.values()) if (latest.hash === hash) return;
+    try {
+      Deno.removeSync(join(this.#snapshots, hash), { recursive: true });
+    } catch {
+      // Already gone; a snapshot left behind goes with the rest at `close`.
+    }
   }
 
   /** A custom kind's entry (relative to the tasks folder) and the folder's real path. */
@@ -183,6 +268,18 @@ function notCopied(kind: string, what: "read" | "copied", error: unknown): Failu
         error instanceof Error ? error.name : "error"
       })`,
   };
+}
+
+/** Whether a check found the same files, each with the identity recorded. */
+function unchanged(
+  graph: ReadonlyMap<string, KindGraphFile>,
+  identities: ReadonlyMap<string, string>,
+): boolean {
+  if (graph.size !== identities.size) return false;
+  for (const [rel, { identity }] of graph) {
+    if (identity === undefined || identities.get(rel) !== identity) return false;
+  }
+  return true;
 }
 
 function exists(path: string): boolean {

@@ -42,6 +42,7 @@ export interface KindFileInfo {
   readonly dev: number;
   readonly ino: number | null;
   readonly mtime: Date | null;
+  readonly ctime: Date | null;
 }
 
 export interface KindFile {
@@ -88,6 +89,7 @@ export function withKindFile<T>(
       dev: stats.dev,
       ino: stats.ino,
       mtime: stats.mtime,
+      ctime: stats.ctime,
     };
     if (!reachedWithoutLinks(root, real, info)) throw outsideError(kind, rel);
     if (!info.isFile) return undefined;
@@ -95,6 +97,34 @@ export function withKindFile<T>(
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * How long after its last change a file's identity is trusted to stand for its bytes (2 s). Any
+ * write sets the file's ctime to the clock's time, and nobody but root sets a ctime back (`utimes`
+ * sets the mtime, and the ctime to now); a file renamed or linked into the path is another inode.
+ * But Deno reports the ctime in whole seconds (the mtime in milliseconds), so a rewrite of the same
+ * size within the second of the last change is told apart by nothing that an attacker who can
+ * write in the tasks folder does not control (the mtime, through `utimes`). Git's rule for "racily
+ * clean" files closes that window: an identity is trusted only once the file's ctime is this long
+ * before the check that read it began, so a write after that check stamps a ctime in a later
+ * second, and the identity changes. A file changed less than 2 s ago is read at every launch.
+ */
+export const SETTLE_MS = 2000;
+
+/**
+ * What tells an opened file's bytes apart without reading them: its real path, device, inode, size,
+ * mtime and ctime, as a key; `undefined` while the file changed too recently to be sure of it
+ * (`SETTLE_MS` before `since`, when the check that opened it began), or where the system reports
+ * no inode or ctime. Even a key that lied would cost only freshness, never what runs being what
+ * was checked: the bytes it stands for were read and checked by Klym and copied where only Klym
+ * writes, and each launch still opens every file of the kind, so a link swapped in is caught.
+ */
+export function identityOf(file: KindFile, since: number): string | undefined {
+  const { dev, ino, size, mtime, ctime } = file.info;
+  if (ino === null || mtime === null || ctime === null) return undefined;
+  if (ctime.getTime() > since - SETTLE_MS) return undefined;
+  return JSON.stringify([file.real, dev, ino, size, mtime.getTime(), ctime.getTime()]);
 }
 
 /** Whether each folder from `root` down to `real` is a folder, and `real` the opened file itself. */

@@ -10,7 +10,7 @@
  */
 import { dirname, extname, join, normalize, sep } from "node:path";
 import { KlymError } from "../errors.ts";
-import { MAX_KIND_BYTES, shown, withKindFile } from "./kind_files.ts";
+import { identityOf, MAX_KIND_BYTES, shown, withKindFile } from "./kind_files.ts";
 import { TASK_NODE_MODULES } from "./sandbox_policy.ts";
 
 /** How large a kind's module graph may be: its bytes and its modules, all together. */
@@ -39,78 +39,90 @@ const CLAUSE_END = new Set(["'", '"', "`", ";"]);
 
 type Imports = readonly { specifier: string; line: number }[];
 
+/** A file of the graph to check, and the import that first led to it (none for the entry). */
+interface Pending {
+  readonly file: string;
+  readonly from?: { readonly file: string; readonly specifier: string; readonly line: number };
+}
+
 interface Scanned {
-  readonly dev: number;
-  readonly ino: number | null;
-  readonly mtime: number | null;
-  readonly size: number;
+  /** `identityOf` the file whose source was scanned. */
+  readonly identity: string;
   readonly imports: Imports;
 }
 
+/** One file of a kind's module graph, as found by a check. */
+export interface KindGraphFile {
+  /** `identityOf` the opened file; `undefined` while it cannot stand for the file's bytes. */
+  readonly identity: string | undefined;
+  /** Its bytes, read from the checked file (when the check keeps them). */
+  readonly data?: Uint8Array;
+}
+
 export class KindImports {
-  /** Imports of each file already scanned, by real path, while it stays the same unchanged file. */
+  /** Imports of each file already scanned, by real path, while it keeps its identity. */
   readonly #cache = new Map<string, Scanned>();
 
   readonly #limits: KindLimits;
+  readonly #now: () => number;
 
-  constructor(limits: KindLimits = DEFAULT_KIND_LIMITS) {
+  constructor(limits: KindLimits = DEFAULT_KIND_LIMITS, now: () => number = Date.now) {
     this.#limits = limits;
+    this.#now = now;
   }
 
   /**
-   * Checks a kind's module graph, from `entry` (relative to `root`, the tasks folder's real path);
-   * with `keep`, returns every file of it (relative path → bytes, read from the checked file).
-   * Throws a `KlymError` naming the first import a kind may not make or the first file that leads
-   * outside the folder.
+   * Checks a kind's module graph, from `entry` (relative to `root`, the tasks folder's real path),
+   * and returns every file of it by relative path with its identity; with `keep`, each is read and
+   * its bytes kept, else only sources not scanned since their last change are read. Throws a
+   * `KlymError` naming the first import a kind may not make or the first file that leads outside.
    */
-  check(kind: string, entry: string, root: string, keep = false): Map<string, Uint8Array> {
-    const files = new Map<string, Uint8Array>();
+  check(kind: string, entry: string, root: string, keep = false): Map<string, KindGraphFile> {
+    const since = this.#now();
+    const files = new Map<string, KindGraphFile>();
     const seen = new Set<string>([normalize(entry)]);
-    const pending = [normalize(entry)];
+    const pending: Pending[] = [{ file: normalize(entry) }];
     let bytes = 0;
     while (pending.length > 0) {
-      const file = pending.pop()!;
+      const { file, from } = pending.pop()!;
       const source = SOURCE_EXTENSIONS.has(extname(file));
       const read = withKindFile(kind, root, file, (opened) => {
         bytes += opened.info.size;
         if (bytes > this.#limits.maxKindBytes) throw tooLarge(kind, this.#limits.maxKindBytes);
-        if (!source && !keep) return { imports: [] as Imports };
-        const { dev, ino, size } = opened.info;
-        const mtime = opened.info.mtime?.getTime() ?? null;
-        const cached = this.#cache.get(opened.real);
-        if (
-          !keep && cached && cached.dev === dev && cached.ino === ino && cached.mtime === mtime &&
-          cached.size === size
-        ) return { imports: cached.imports };
+        const identity = identityOf(opened, since);
+        if (!source && !keep) return { identity, imports: [] as Imports };
+        const cached = identity === undefined ? undefined : this.#cache.get(opened.real);
+        if (!keep && cached && cached.identity === identity) {
+          return { identity, imports: cached.imports };
+        }
         const data = opened.read(this.#limits.maxKindBytes);
         if (data.length > opened.info.size) bytes += data.length - opened.info.size;
         if (bytes > this.#limits.maxKindBytes) throw tooLarge(kind, this.#limits.maxKindBytes);
         const imports = source ? scan(new TextDecoder().decode(data)) : [];
-        if (source) this.#cache.set(opened.real, { dev, ino, mtime, size, imports });
-        return { imports, data };
+        if (source && identity !== undefined) this.#cache.set(opened.real, { identity, imports });
+        return { identity, imports, data };
       });
+      // Each file is opened once, here: an import of a file that is missing (or is not a plain
+      // file) is refused as that import.
+      if (read === undefined && from) {
+        throw refusal(kind, from.file, from.line, from.specifier, "which does not exist");
+      }
       if (read === undefined) {
         throw new KlymError(
           "UNKNOWN_KIND",
           `Cannot start task: kind "${kind}": ${shown(file)} does not exist any more`,
         );
       }
-      if (keep && read.data) files.set(file, read.data);
+      const { identity } = read;
+      files.set(file, keep && "data" in read ? { identity, data: read.data } : { identity });
       // Each specifier is judged once per file, however often the file repeats it.
       const judged = new Set<string>();
       for (const { specifier, line } of read.imports) {
         if (judged.has(specifier)) continue;
         judged.add(specifier);
-        const problem = this.#judge(kind, specifier, file, root);
+        const problem = this.#judge(specifier, file);
         if (problem && "refused" in problem) {
-          throw new KlymError(
-            "KIND_IMPORT_REFUSED",
-            `Cannot start task: kind "${kind}": ${shown(file)}:${line} imports ${
-              JSON.stringify(specifier.slice(0, 200))
-            }, ${problem.refused}; a kind may import only modules in the tasks folder, by relative path, and Node's computation-only built-ins (${
-              [...TASK_NODE_MODULES].map((m) => `node:${m}`).join(", ")
-            })`,
-          );
+          throw refusal(kind, file, line, specifier, problem.refused);
         }
         if (problem && !seen.has(problem.follow)) {
           if (seen.size >= this.#limits.maxKindModules) {
@@ -120,20 +132,18 @@ export class KindImports {
             );
           }
           seen.add(problem.follow);
-          pending.push(problem.follow);
+          pending.push({ file: problem.follow, from: { file, specifier, line } });
         }
       }
     }
     return files;
   }
 
-  /** A file to follow (relative to `root`), `undefined` for an allowed built-in, or why it is refused. */
-  #judge(
-    kind: string,
-    specifier: string,
-    file: string,
-    root: string,
-  ): { follow: string } | { refused: string } | undefined {
+  /**
+   * A file to follow (relative to the tasks folder), `undefined` for an allowed built-in, or why it
+   * is refused. Whether the file exists is seen when it is followed (`check` opens it).
+   */
+  #judge(specifier: string, file: string): { follow: string } | { refused: string } | undefined {
     const refused = (why: string) => ({ refused: why });
     if (/[\\\n\r%]/.test(specifier)) return refused("which is written with escapes");
     if (/[?#]/.test(specifier)) return refused("which has a query or a fragment");
@@ -149,10 +159,25 @@ export class KindImports {
     if (target === ".." || target.startsWith(`..${sep}`)) {
       return refused("which leads outside the tasks folder");
     }
-    const exists = withKindFile(kind, root, target, () => true);
-    if (!exists) return refused("which does not exist");
     return { follow: target };
   }
+}
+
+function refusal(
+  kind: string,
+  file: string,
+  line: number,
+  specifier: string,
+  why: string,
+): KlymError {
+  return new KlymError(
+    "KIND_IMPORT_REFUSED",
+    `Cannot start task: kind "${kind}": ${shown(file)}:${line} imports ${
+      JSON.stringify(specifier.slice(0, 200))
+    }, ${why}; a kind may import only modules in the tasks folder, by relative path, and Node's computation-only built-ins (${
+      [...TASK_NODE_MODULES].map((m) => `node:${m}`).join(", ")
+    })`,
+  );
 }
 
 function tooLarge(kind: string, max: number): KlymError {

@@ -496,6 +496,7 @@ export class TaskRegistry {
     try {
       process = this.#pool.acquire();
     } catch (error) {
+      kind?.release();
       this.#settle(task, "failed", {
         code: "spawn_failed",
         message: `Cannot start the task's process: ${
@@ -533,6 +534,7 @@ export class TaskRegistry {
     this.#slots.add(slot);
     this.#slotsOf.set(task.owner, (this.#slotsOf.get(task.owner) ?? 0) + 1);
     void slot.finally(() => {
+      kind?.release(); // the process can read its snapshot no more
       this.#slots.delete(slot);
       const held = this.#slotsOf.get(task.owner)! - 1;
       if (held > 0) this.#slotsOf.set(task.owner, held);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { KindCatalog } from "../../src/tasks/kind_catalog.ts";
-import { withKindFile } from "../../src/tasks/kind_files.ts";
+import { DEFAULT_KIND_LIMITS } from "../../src/tasks/kind_imports.ts";
+import { identityOf, type KindFile, SETTLE_MS, withKindFile } from "../../src/tasks/kind_files.ts";
 
 async function tasksFolder(files: Record<string, string>): Promise<string> {
   const root = await Deno.realPath(await Deno.makeTempDir());
@@ -11,7 +12,7 @@ async function tasksFolder(files: Record<string, string>): Promise<string> {
   return root;
 }
 
-Deno.test("a kind's snapshot holds its module graph, in a folder only Klym may enter, reused while unchanged", async () => {
+Deno.test("a kind's snapshot holds its module graph, in a folder only Klym may enter, one per content", async () => {
   const root = await tasksFolder({
     "k/main.ts": `import d from "./d.json" with { type: "json" };\nexport default () => d;\n`,
     "k/d.json": `{"v": 1}`,
@@ -28,7 +29,8 @@ Deno.test("a kind's snapshot holds its module graph, in a folder only Klym may e
     const dir = first.modulePath.replace(/\/k\/main\.ts$/, "");
     const copied = [...Deno.readDirSync(`${dir}/k`)].map((e) => e.name).sort();
     assert.deepEqual(copied, ["d.json", "main.ts"], "only the graph is copied");
-    assert.deepEqual(kinds.snapshot("k"), first, "unchanged files reuse the snapshot");
+    const again = kinds.snapshot("k");
+    assert.ok("modulePath" in again && again.modulePath === first.modulePath, "same content");
     await Deno.writeTextFile(`${root}/k/d.json`, `{"v": 2}`);
     const second = kinds.snapshot("k");
     assert.ok("modulePath" in second && second.modulePath !== first.modulePath);
@@ -99,4 +101,139 @@ Deno.test({
       await Deno.remove(root, { recursive: true });
     }
   },
+});
+
+/** The clock a minute ahead: every file written by the test counts as settled (see SETTLE_MS). */
+const later = () => Date.now() + 60_000;
+
+function launched(kinds: KindCatalog, kind: string) {
+  const snapshot = kinds.snapshot(kind);
+  if ("code" in snapshot) throw new Error(`${snapshot.code}: ${snapshot.message}`);
+  return snapshot;
+}
+
+Deno.test("an unchanged kind's next launch reuses its snapshot unread; a new content, link or rename is read", async (t) => {
+  const root = await tasksFolder({
+    "k/main.ts":
+      `import d from "./d.json" with { type: "json" };\nimport "./h.ts";\nexport default () => d;\n`,
+    "k/d.json": `{"v": 1}`,
+    "k/h.ts": `export const h = 1;\n`,
+    "spare/h.ts": `export const h = 1;\n`,
+  });
+  const outside = await tasksFolder({ "h.ts": `export const h = 1;\n` });
+  const kinds = new KindCatalog(root, { ...DEFAULT_KIND_LIMITS, now: later });
+  const read = (path: string) => Deno.readTextFileSync(path.replace(/main\.ts$/, "d.json"));
+  try {
+    const first = launched(kinds, "k");
+    assert.equal(first.reused, false);
+    const second = launched(kinds, "k");
+    assert.equal(second.reused, true, "nothing changed: no file is read again");
+    assert.equal(second.modulePath, first.modulePath);
+
+    await t.step("a new content", async () => {
+      await Deno.writeTextFile(`${root}/k/d.json`, `{"v": 22}`);
+      const changed = launched(kinds, "k");
+      assert.equal(changed.reused, false);
+      assert.notEqual(changed.modulePath, first.modulePath);
+      assert.equal(read(changed.modulePath), `{"v": 22}`);
+      assert.equal(launched(kinds, "k").reused, true);
+    });
+
+    await t.step("a file swapped for a link to the same bytes, inside", async () => {
+      const before = launched(kinds, "k");
+      await Deno.remove(`${root}/k/h.ts`);
+      await Deno.symlink(`${root}/spare/h.ts`, `${root}/k/h.ts`);
+      const linked = launched(kinds, "k");
+      assert.equal(linked.reused, false, "another file is another identity, whatever it holds");
+      assert.equal(linked.modulePath, before.modulePath, "the same bytes: the same snapshot");
+    });
+
+    await t.step("a file swapped for a link leading outside", async () => {
+      await Deno.remove(`${root}/k/h.ts`);
+      await Deno.symlink(`${outside}/h.ts`, `${root}/k/h.ts`);
+      const failed = kinds.snapshot("k");
+      assert.ok("code" in failed, "a reusable snapshot does not skip the check");
+      assert.equal(failed.code, "KIND_OUTSIDE_TASKS_DIR");
+      assert.match(failed.message, /k\/h\.ts leads outside the tasks folder/);
+      await Deno.remove(`${root}/k/h.ts`);
+      await Deno.writeTextFile(`${root}/k/h.ts`, `export const h = 1;\n`);
+    });
+
+    await t.step("a file renamed into another's place, of the same size", async () => {
+      assert.equal(launched(kinds, "k").reused, false, "h.ts was written again");
+      assert.equal(launched(kinds, "k").reused, true);
+      await Deno.writeTextFile(`${root}/spare/d.json`, `{"v": 33}`);
+      await Deno.rename(`${root}/spare/d.json`, `${root}/k/d.json`);
+      const renamed = launched(kinds, "k");
+      assert.equal(renamed.reused, false);
+      assert.equal(read(renamed.modulePath), `{"v": 33}`);
+    });
+  } finally {
+    kinds.close();
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("a snapshot is removed once it is not its kind's latest and every launch of it has ended", async () => {
+  const root = await tasksFolder({ "k.ts": `export default () => 1;\n` });
+  const kinds = new KindCatalog(root, { ...DEFAULT_KIND_LIMITS, now: later });
+  const dirOf = (path: string) => path.replace(/\/k\.ts$/, "");
+  try {
+    const a = launched(kinds, "k");
+    const b = launched(kinds, "k");
+    await Deno.writeTextFile(`${root}/k.ts`, `export default () => 22;\n`);
+    const c = launched(kinds, "k");
+    assert.ok(Deno.statSync(dirOf(a.modulePath)).isDirectory, "still held by two launches");
+    a.release();
+    a.release(); // a second release counts once
+    assert.ok(Deno.statSync(dirOf(a.modulePath)).isDirectory, "still held by one launch");
+    b.release();
+    assert.throws(() => Deno.statSync(dirOf(a.modulePath)), Deno.errors.NotFound);
+    c.release();
+    assert.ok(Deno.statSync(dirOf(c.modulePath)).isDirectory, "the latest stays for the next");
+    assert.equal(launched(kinds, "k").reused, true);
+  } finally {
+    kinds.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a file changed less than SETTLE_MS ago is read at each launch, even at its size and mtime", async () => {
+  const root = await tasksFolder({ "k/main.ts": `export { default } from "./d.ts";\n` });
+  const write = (v: number) => Deno.writeTextFileSync(`${root}/k/d.ts`, `export default ${v};\n`);
+  write(1);
+  const mtime = Deno.statSync(`${root}/k/d.ts`).mtime!;
+  const kinds = new KindCatalog(root);
+  try {
+    const first = launched(kinds, "k");
+    // The same size, the mtime put back: within one second, only the ctime's rule can tell.
+    write(2);
+    Deno.utimeSync(`${root}/k/d.ts`, mtime, mtime);
+    const second = launched(kinds, "k");
+    assert.equal(second.reused, false);
+    assert.notEqual(second.modulePath, first.modulePath);
+    assert.equal(
+      Deno.readTextFileSync(second.modulePath.replace(/main\.ts$/, "d.ts")),
+      "export default 2;\n",
+    );
+  } finally {
+    kinds.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a file's identity is trusted from SETTLE_MS after its last change, not a millisecond sooner", () => {
+  const changed = 1_800_000_000_000;
+  const file = (ctime: Date | null, ino: number | null = 7): KindFile => ({
+    real: "/tasks/k.ts",
+    info: { isFile: true, size: 10, dev: 1, ino, mtime: new Date(changed), ctime },
+    read: () => new Uint8Array(),
+  });
+  assert.equal(identityOf(file(new Date(changed)), changed + SETTLE_MS - 1), undefined);
+  const settled = identityOf(file(new Date(changed)), changed + SETTLE_MS);
+  assert.ok(settled !== undefined);
+  assert.notEqual(identityOf(file(new Date(changed - 1000)), changed + SETTLE_MS), settled);
+  assert.equal(identityOf(file(null), changed + 60_000), undefined, "no ctime: never trusted");
+  assert.equal(identityOf(file(new Date(changed), null), changed + 60_000), undefined);
 });

@@ -33,7 +33,7 @@ Deno.test("a kind may import its own modules, JSON beside them and computation-o
   }, (root) => {
     const files = new KindImports().check("k", "k/main.ts", root, true);
     assert.deepEqual([...files.keys()].sort(), ["k/a.ts", "k/b/b.ts", "k/d.json", "k/main.ts"]);
-    assert.equal(new TextDecoder().decode(files.get("k/d.json")), `{"x": 1}`);
+    assert.equal(new TextDecoder().decode(files.get("k/d.json")?.data), `{"x": 1}`);
   });
 });
 

@@ -461,3 +461,31 @@ Deno.test("an exit that V8 or the allocator reports as out of memory is out_of_m
   assert.equal(other.code, "process_exited");
   assert.match(other.message, /exit code 133.*boom/);
 });
+
+Deno.test("a kind's earlier snapshot is removed once no task process runs it any more", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir());
+  try {
+    Deno.writeTextFileSync(
+      `${dir}/k.ts`,
+      `export default (ctx) => new Promise((r) => ctx.signal.addEventListener("abort", r));\n`,
+    );
+    await using registry = makeRegistry({ KLYM_TASKS_DIR: dir });
+    const snapshots = registryParts(registry).kinds.snapshotDir()!;
+    const names = () => [...Deno.readDirSync(snapshots)].map((e) => e.name).sort();
+    const waiting = registry.start({ kind: "k" });
+    await until(registry, () => waiting.state.status === "running");
+    const [first] = names();
+    Deno.writeTextFileSync(`${dir}/k.ts`, `export default () => 2;\n`);
+    const changed = registry.start({ kind: "k" });
+    await settled(changed);
+    assert.equal(resultOf(changed), 2);
+    assert.equal(names().length, 2, "the first is held while its task's process runs");
+    assert.ok(names().includes(first!));
+    registry.cancel(waiting.id);
+    await registry.whenIdle();
+    assert.ok(!names().includes(first!), "the first is gone once its task's process is");
+    assert.equal(names().length, 1, "the latest stays for the next launch");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
