@@ -305,7 +305,9 @@ Deno.test("7: memory outside the heap is held to KLYM_TASK_MEMORY_MB and ends as
       assert.equal(final.error?.code, "out_of_memory", final.error?.message);
       assert.match(final.error!.message, /KLYM_TASK_MEMORY_MB/);
       // 1.6 GB was reachable before; the cap plus what 16 MB steps add between two checks now.
-      assert.ok(peak >= 64 && peak < 256 + 256, `allocated ${peak} MB under a 256 MB cap`);
+      // (On a loaded machine the task can pass the cap between two polls: progress seen may be 0;
+      // out_of_memory above already says it grew past the cap.)
+      assert.ok(peak < 256 + 256, `allocated ${peak} MB under a 256 MB cap`);
     });
   }
 });
