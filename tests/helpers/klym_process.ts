@@ -303,6 +303,21 @@ export function childPids(pid: number): number[] {
   }
 }
 
+/**
+ * Child processes `serverPid` still has (only those in `among`, when given), once there are none
+ * or after `withinMs`: a task process is gone a moment after its task is final.
+ */
+export async function childrenLeft(
+  serverPid: number,
+  withinMs: number,
+  among?: readonly number[],
+): Promise<number[]> {
+  const deadline = Date.now() + withinMs;
+  const left = () => childPids(serverPid).filter((pid) => !among || among.includes(pid));
+  while (left().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  return left();
+}
+
 /** CPU seconds used so far by a process and its reaped children (Linux). */
 export function cpuSeconds(pid: number): number {
   const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");

@@ -13,6 +13,7 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import {
   call,
   childPids,
+  childrenLeft,
   type KlymProcess,
   startKlym,
   waitLogged,
@@ -28,14 +29,6 @@ import {
 
 type Summary = { status: string; kind: string; result?: Record<string, unknown> };
 type Era = "legacy" | "modern";
-
-/** Task processes the server still has among `pids`, once they are gone or after 10 s. */
-async function survivors(serverPid: number, pids: number[]): Promise<number[]> {
-  const deadline = Date.now() + 10_000;
-  const left = () => childPids(serverPid).filter((pid) => pids.includes(pid));
-  while (left().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  return left();
-}
 
 type TaskSession = ReturnType<typeof createTaskSessionFromClient>;
 
@@ -154,7 +147,11 @@ async function flow(era: Era, klym: KlymProcess, wire: WireRecorder) {
     else assert.equal(cancel!.mcpName, longId);
     const cancelled = await call<Summary>(observer, "check_task_status", { task_id: longId });
     assert.equal(cancelled.status, "cancelled");
-    assert.deepEqual(await survivors(klym.pid, processes), [], "the task's process is gone");
+    assert.deepEqual(
+      await childrenLeft(klym.pid, 10_000, processes),
+      [],
+      "the task's process is gone",
+    );
   } finally {
     await tasks.close();
     await client.close();

@@ -8,7 +8,7 @@
  * process left. One Klym serves every HTTP flow.
  */
 import assert from "node:assert/strict";
-import { childPids, FIXTURE_TASKS, MAIN, startKlym } from "../helpers/klym_process.ts";
+import { childrenLeft, FIXTURE_TASKS, MAIN, startKlym } from "../helpers/klym_process.ts";
 import {
   answeredStatus,
   createdTaskId,
@@ -82,15 +82,6 @@ function assertFlows(seen: Awaited<ReturnType<typeof fastmcp>>, mode: Mode) {
   assert.equal(agentCalls[1]!.messages, 3); // question, tool use, tool result
 }
 
-/** Task processes the server still has, once there are none or after 10 s. */
-async function taskProcesses(serverPid: number): Promise<number[]> {
-  const deadline = Date.now() + 10_000;
-  while (childPids(serverPid).length > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return childPids(serverPid);
-}
-
 /** The recorded tool calls of `name` among `sent`. */
 const toolCalls = (sent: WireExchange[], name: string) =>
   sent.filter((e) => e.method === "tools/call" && e.params.name === name);
@@ -152,7 +143,7 @@ Deno.test("FastMCP 4.2 and fastmcp-tasks 4.1 run every flow, as the wire shows",
         "one protocol version",
       );
       assertWire(sent, mode);
-      assert.deepEqual(await taskProcesses(klym.pid), [], "no task process left");
+      assert.deepEqual(await childrenLeft(klym.pid, 10_000), [], "no task process left");
     });
 
     await t.step(`FastMCP 4.2 (${era}) over stdio`, async () => {
@@ -171,7 +162,7 @@ Deno.test("FastMCP 4.2 and fastmcp-tasks 4.1 run every flow, as the wire shows",
     assert.equal(tasks.spin_final, "cancelled");
     assert.equal(tasks.transparent, "succeeded");
     assertTasksWire(wire, mark, tasks.task_id!, tasks.spin_task_id!);
-    assert.deepEqual(await taskProcesses(klym.pid), [], "the CPU loop's process is gone");
+    assert.deepEqual(await childrenLeft(klym.pid, 10_000), [], "the CPU loop's process is gone");
   });
 });
 

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { PEERS_DIR } from "../peers/setup.ts";
 import {
   childPids,
+  childrenLeft,
   OWN_SESSION,
   startKlym,
   type Status,
@@ -64,14 +65,6 @@ async function privateDaemon(home: string): Promise<Record<string, string>> {
   }
   assert.ok(env.MCP_INSPECTOR_DAEMON_DIR, "mcpdo private named a daemon folder");
   return env;
-}
-
-/** Task processes the server still has among `pids`, once they are gone or after 10 s. */
-async function survivors(serverPid: number, pids: number[]): Promise<number[]> {
-  const deadline = Date.now() + 10_000;
-  const left = () => childPids(serverPid).filter((pid) => pids.includes(pid));
-  while (left().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  return left();
 }
 
 Deno.test("MCP Inspector runs run_task as a task, polls it and cancels another, in both eras, as the wire shows", async (t) => {
@@ -181,7 +174,11 @@ Deno.test("MCP Inspector runs run_task as a task, polls it and cancels another, 
           (await observer.callTool({ name: "check_task_status", arguments: { task_id: id } }))
             .structuredContent as unknown as Status;
         assert.equal(status.status, "cancelled");
-        assert.deepEqual(await survivors(klym.pid, processes), [], "the task's process is gone");
+        assert.deepEqual(
+          await childrenLeft(klym.pid, 10_000, processes),
+          [],
+          "the task's process is gone",
+        );
       } finally {
         spinner?.kill();
         await spinner?.output();

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   call,
   childPids,
+  childrenLeft,
   cpuSeconds,
   startKlym,
   waitFinal,
@@ -73,11 +74,7 @@ Deno.test("the server answers promptly while 4 tasks spin, and its CPU use drops
   assert.equal(spinners.length, 4);
   for (const id of ids) await call(client, "cancel_task", { task_id: id });
   for (const id of ids) assert.equal((await waitFinal(client, id)).status, "cancelled");
-  const deadline = Date.now() + 5000;
-  while (childPids(klym.pid).length > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.deepEqual(childPids(klym.pid), [], "no task process left");
+  assert.deepEqual(await childrenLeft(klym.pid, 5000), [], "no task process left");
   for (const pid of spinners) {
     assert.throws(() => Deno.statSync(`/proc/${pid}`), "killed, not orphaned");
   }
