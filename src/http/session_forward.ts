@@ -8,6 +8,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { jsonRpcError } from "./responses.ts";
+import { linkedAbort } from "../abort.ts";
 
 const logger = getLogger(["klym", "http"]);
 
@@ -77,14 +78,14 @@ export class SessionForwarder {
     const headers = new Headers(req.headers);
     for (const name of DROPPED) headers.delete(name);
     headers.set(FORWARDED_HEADER, this.cluster.node);
-    const answered = new AbortController();
-    const timer = setTimeout(() => answered.abort(), this.cluster.answerMs);
+    // Bounds the wait for headers only; once the answer streams, a client that goes cancels it.
+    const waiting = linkedAbort([req.signal], this.cluster.answerMs);
     try {
       const upstream = await fetch(target, {
         method: req.method,
         headers,
         body: body === undefined ? null : JSON.stringify(body),
-        signal: AbortSignal.any([req.signal, answered.signal]),
+        signal: waiting.signal,
         redirect: "manual",
       });
       const back = new Headers(upstream.headers);
@@ -98,7 +99,7 @@ export class SessionForwarder {
       });
       return gone();
     } finally {
-      clearTimeout(timer);
+      waiting[Symbol.dispose]();
     }
   }
 }
