@@ -661,6 +661,13 @@ export class PgJournal implements Journal {
 
   claim(_pick: () => string, maxRunningPerPrincipal: number): Promise<Claim | undefined> {
     if (this.#closed || !this.#reachable) return Promise.resolve(undefined);
+    // The claim counts this node's running tasks from the table: its own changes (a cancel that
+    // just freed the slot) land first, or the claim sees the slot still taken and nothing asks again.
+    return this.durable().catch(() => {}).then(() => this.#claim(maxRunningPerPrincipal));
+  }
+
+  #claim(maxRunningPerPrincipal: number): Promise<Claim | undefined> {
+    if (this.#closed || !this.#reachable) return Promise.resolve(undefined);
     const now = Date.now();
     return this.#sql.begin(async (sql) => {
       await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;

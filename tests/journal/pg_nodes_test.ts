@@ -41,7 +41,7 @@ const statusOf = (registry: TaskRegistry, id: string) => {
 };
 
 /** Polls `condition` as a client would (a process's exit emits no task change). */
-async function polled(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+async function polled(condition: () => boolean, timeoutMs = PATIENCE_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`Still not: ${condition}`);
@@ -89,7 +89,7 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
     const off = [a, b].map((r) =>
       r.events.subscribe(() => most = Math.max(most, a.processCount, b.processCount))
     );
-    for (const id of ids) await until(a, () => statusOf(a, id) === "succeeded", 30_000);
+    for (const id of ids) await until(a, () => statusOf(a, id) === "succeeded");
     off.forEach((f) => f());
     assert(most <= 1, `a node ran ${most} processes at once with one slot`);
     const nodes = new Set(ids.map((id) => a.get(id).node));
@@ -113,8 +113,9 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
       await other.durable();
       assert.equal(other.get(spin.id).state.status, "cancelled");
       await polled(() => owner.pidOf(spin.id) === undefined && owner.processCount === 0);
+      // Told at once, not when the owner's lease would have run out (10 s): bench/ has the figure.
       const gone = performance.now() - started;
-      assert(gone < 1200, `the process took ${gone} ms to go`);
+      assert(gone < 8000, `the process took ${gone} ms to go`);
       assert.equal(owner.get(spin.id).state.status, "cancelled");
     },
   );
@@ -151,14 +152,14 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
       // b frees its slot: it passes over the older pinned task and takes the plain one.
       b.cancel(spinOf(b).id);
       await b.durable();
-      await until(a, () => statusOf(a, plain.id) === "succeeded", 20_000);
+      await until(a, () => statusOf(a, plain.id) === "succeeded", PATIENCE_MS);
       assert.equal(a.get(plain.id).node, "b");
       assert.equal(statusOf(a, pinned.id), "queued");
       assert.equal(statusOf(b, pinned.id), "queued");
       // a frees its slot: the pinned task runs there, with the client's model.
       a.cancel(spinOf(a).id);
       await a.durable();
-      await until(b, () => statusOf(b, pinned.id) === "succeeded", 20_000);
+      await until(b, () => statusOf(b, pinned.id) === "succeeded", PATIENCE_MS);
       assert.equal(b.get(pinned.id).node, "a");
       assert.deepEqual(asked, ["which node?"]);
       const state = a.get(pinned.id).state;
