@@ -12,9 +12,11 @@ import {
   type KlymProcess,
   refusedStart,
   startKlym,
+  type Status,
   waitFinal,
   waitLogged,
 } from "./helpers/klym_process.ts";
+import { PATIENCE_MS } from "./helpers/patience.ts";
 import { startScriptedModel } from "./helpers/scripted_openai.ts";
 import type { SaveRecord } from "../src/protocol.ts";
 import { freePort, type Peer, startMemoryBankPeer, startSqlitePeer } from "./peers/peers.ts";
@@ -148,21 +150,21 @@ const RESTARTABLE: Restartable[] = [
     template: BANK_TEMPLATE,
     stored: (taskId: string) => storedFiles(`${BANK_ROOT}/klym`, taskId),
   })),
-  // A server with no standing stream (Klym learns it went only from a refused call) is not run
-  // here: that case hung once beside other test files and is being looked into.
+  {
+    name: "a notes bank over Streamable HTTP with no standing stream",
+    start: async (port: number) => noStreamFront(await bankBehindFront(), port),
+    template: BANK_TEMPLATE,
+    stored: (taskId: string) => storedFiles(`${BANK_ROOT}/klym`, taskId),
+    refusedCall: true,
+    dispose: async () => await (await bankBehindFront()).stop(),
+  },
 ];
 
 for (const shape of RESTARTABLE) {
   Deno.test(`grynya stopped just before a save (${shape.name}), back within the budget: every save lands`, async () => {
     const port = freePort();
     let peer = await shape.start(port);
-    const asked = Promise.withResolvers<void>();
-    const gate = Promise.withResolvers<void>();
-    await using model = startScriptedModel(async () => {
-      asked.resolve();
-      await gate.promise;
-      return { text: "yes" };
-    });
+    await using model = gatedModel();
     try {
       await using klym = await startKlym({
         KLYM_GRYNYA_URL: peer.url,
@@ -177,13 +179,10 @@ for (const shape of RESTARTABLE) {
         params: { texts },
       });
       // The task is connected and has its strategy; grynya goes, and its port refuses.
-      await asked.promise;
+      await model.asked(client, task_id);
       await peer.stop();
-      await assert.rejects(
-        Deno.connect({ hostname: "127.0.0.1", port }),
-        Deno.errors.ConnectionRefused,
-      );
-      gate.resolve();
+      await assertRefused(port);
+      model.answer();
       // grynya comes back once the task has found it gone and failed to reconnect.
       await waitLogged(client, task_id, /grynya: reconnect attempt \d+ .* failed after/);
       peer = await shape.start(port);
@@ -218,6 +217,53 @@ for (const shape of RESTARTABLE) {
     }
   });
 }
+
+Deno.test("grynya stopped just before a save and never back: the save fails as grynya_unreachable within the budget", async () => {
+  const root = Deno.makeTempDirSync();
+  await using backend = await startMemoryBankPeer({ transport: "http", root });
+  const port = freePort();
+  const front = noStreamFront(backend, port);
+  await using model = gatedModel();
+  try {
+    await using klym = await startKlym({
+      KLYM_GRYNYA_URL: front.url,
+      KLYM_GRYNYA_WRITE: JSON.stringify(BANK_TEMPLATE),
+      KLYM_GRYNYA_RECONNECT_S: "2",
+      KLYM_MODEL: "openai-compatible:scripted",
+      KLYM_OPENAI_COMPATIBLE_URL: model.baseUrl,
+    });
+    const client = await klym.connect();
+    const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
+      kind: "save_after_gate",
+      params: { texts: ["never lands"] },
+    });
+    await model.asked(client, task_id);
+    await front.stop();
+    await assertRefused(port);
+    model.answer();
+    const final = await waitFinal(client, task_id);
+    const lines = final.allLogs.map((l) => l.text);
+    assert.equal(final.status, "failed", lines.join("\n"));
+    assert.equal(final.error?.code, "grynya_unreachable");
+    assert.match(
+      final.error!.message,
+      /^tools\/call memory_bank_write was never sent, so it did not land: Cannot reach grynya at .* of 2000 ms \(KLYM_GRYNYA_RECONNECT_S\)/,
+    );
+    assert.ok(
+      lines.some((l) => /^grynya: reconnect attempt \d+ .* giving up$/.test(l)),
+      lines.join("\n"),
+    );
+    // By the server's clock: from the refused call to the task's end, within the reconnect budget
+    // and the call timeout (60 s by default), never a hang.
+    const refused = final.allLogs.find((l) => /was not sent .* it cannot have landed/.test(l.text));
+    assert.ok(refused, lines.join("\n"));
+    const took = Date.parse(final.finished_at!) - Date.parse(refused.time);
+    assert.ok(took < 2_000 + 60_000, `${took} ms`);
+    assert.deepEqual(storedFiles(`${root}/klym`, task_id), []);
+  } finally {
+    await front.stop();
+  }
+});
 
 for (const idempotent of [false, true]) {
   Deno.test(
@@ -275,6 +321,11 @@ for (const idempotent of [false, true]) {
   );
 }
 
+let bankBackend: Promise<Peer> | undefined;
+/** One notes bank (Streamable HTTP) that the front below forwards to; it stays up throughout. */
+const bankBehindFront = () =>
+  bankBackend ??= startMemoryBankPeer({ transport: "http", root: BANK_ROOT });
+
 /**
  * A Streamable HTTP front for a peer that keeps no standing stream (its GET answers 405, as many
  * servers' do): nothing tells Klym that grynya went until a call is refused. Stopping it closes
@@ -288,14 +339,27 @@ function noStreamFront(
 ): Peer {
   const upstream = new URL(backend.url);
   let cut = cutFirstCall;
-  const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, async (req) => {
+  // Stopping ends what is in flight, as a server's going does: a shutdown waits for every answer.
+  const going = new AbortController();
+  const server = serveOn(port, async (req) => {
     if (req.method === "GET") {
       return new Response(null, { status: 405, headers: { allow: "POST, DELETE" } });
     }
     const url = new URL(req.url);
     url.port = upstream.port;
     const body = req.method === "POST" ? await req.text() : null;
-    const answer = await fetch(url, { method: req.method, headers: req.headers, body });
+    let answer: Response;
+    try {
+      answer = await fetch(url, {
+        method: req.method,
+        headers: req.headers,
+        body,
+        signal: going.signal,
+      });
+    } catch (error) {
+      if (!going.signal.aborted) throw error;
+      return new Response(null, { status: 503 });
+    }
     if (!cut || !body?.includes('"tools/call"')) return answer;
     // The call landed; its answer ends halfway, as when grynya dies mid-reply.
     const text = await answer.text();
@@ -312,7 +376,10 @@ function noStreamFront(
       { headers: { "content-type": "application/json" } },
     );
   });
-  const stop = () => server.shutdown();
+  const stop = async () => {
+    going.abort();
+    await server.shutdown();
+  };
   return {
     url: `http://127.0.0.1:${port}/mcp`,
     port,
@@ -323,9 +390,76 @@ function noStreamFront(
   };
 }
 
-/** The files of one task's saves, in save order. */
+/**
+ * Serves on `port` again after a stop: another process may have taken the port once it was free
+ * (freePort's ports are anyone's once freed), and then this fails at once, saying so.
+ */
+function serveOn(port: number, handler: Deno.ServeHandler): Deno.HttpServer {
+  try {
+    return Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, handler);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    throw new Error(`Port ${port} was taken by another process while grynya was down`, {
+      cause: error,
+    });
+  }
+}
+
+/** grynya's port refuses connections: nothing else took it once grynya stopped. */
+async function assertRefused(port: number): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port }).catch((error) => {
+    if (error instanceof Deno.errors.ConnectionRefused) return undefined;
+    throw error;
+  });
+  conn?.close();
+  assert.ok(!conn, `Port ${port} answers although grynya stopped: another process took it`);
+}
+
+/**
+ * A scripted model that holds its answer to the task's question until the test gives it. Waiting
+ * for the question fails clearly when the task ends without asking (or after PATIENCE_MS); going
+ * away gives the answer, since the model's server waits for every answer it holds before it stops.
+ */
+function gatedModel() {
+  const asked = Promise.withResolvers<void>();
+  const gate = Promise.withResolvers<void>();
+  const model = startScriptedModel(async () => {
+    asked.resolve();
+    await gate.promise;
+    return { text: "yes" };
+  });
+  let seen = false;
+  void asked.promise.then(() => seen = true);
+  return {
+    baseUrl: model.baseUrl,
+    answer: () => gate.resolve(),
+    async asked(client: Client, taskId: string): Promise<void> {
+      for (const deadline = Date.now() + PATIENCE_MS; !seen;) {
+        const status = await call<Status>(client, "check_task_status", { task_id: taskId });
+        if (seen) return;
+        if (status.finished_at || Date.now() > deadline) {
+          throw new Error(`Task ${taskId} has not asked the model: ${JSON.stringify(status)}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async [Symbol.asyncDispose]() {
+      gate.resolve();
+      await model[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** The files of one task's saves, in save order (none when the task's folder was never made). */
 function storedFiles(dir: string, taskId: string): string[] {
-  const names = [...Deno.readDirSync(dir)].map((e) => e.name)
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  const names = entries.map((e) => e.name)
     .filter((n) => n.startsWith(`klym-${taskId}-`))
     .sort((a, b) => Number(a.split("-").at(-1)) - Number(b.split("-").at(-1)));
   return names.map((n) => Deno.readTextFileSync(`${dir}/${n}`));

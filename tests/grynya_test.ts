@@ -179,6 +179,82 @@ Deno.test("a grynya that accepts but never answers fails the connect within its 
   });
 });
 
+for (const transport of ["http", "sse"] as const) {
+  const stall = transport === "http"
+    ? "answers initialize, then never answers the initialized notification"
+    : "opens its event stream, then never names its endpoint";
+  Deno.test(`a grynya that ${stall} (${transport}) fails the connect within its timeout`, async () => {
+    await using grynya = stallingGrynya(transport);
+    await using klym = await startKlym({
+      KLYM_GRYNYA_URL: grynya.url,
+      KLYM_GRYNYA_TRANSPORT: transport,
+      // Long enough for a cold task process to get as far as the stall on a loaded machine.
+      KLYM_GRYNYA_CONNECT_TIMEOUT_MS: "3000",
+      KLYM_GRYNYA_RECONNECTS: "0",
+    });
+    const { final } = await runTask(klym, "report");
+    assert.equal(final.error?.code, "grynya_unreachable", JSON.stringify(final));
+    assert.match(
+      final.error!.message,
+      /no answer within 3000 ms \(KLYM_GRYNYA_CONNECT_TIMEOUT_MS\)/,
+    );
+    assert.ok(grynya.stalled() > 0, "the connect never reached the stall");
+    // The knob's 3 s ended the attempt, not the task's own timeout (600 s by default).
+    assert.ok(ranMs(final) < 10_000, `${ranMs(final)} ms`);
+  });
+}
+
+/**
+ * A grynya that starts a connect and stalls in its middle: over Streamable HTTP it answers
+ * `initialize` and holds the initialized notification; over SSE it opens the event stream and
+ * never sends the `endpoint` event. What it holds is let go when it is disposed.
+ */
+function stallingGrynya(transport: "http" | "sse") {
+  const held: (() => void)[] = [];
+  const hold = (then: () => void) => held.push(then);
+  let stalled = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    if (transport === "sse") {
+      stalled++;
+      const body = new ReadableStream<Uint8Array>({
+        start: (controller) =>
+          hold(() => {
+            try {
+              controller.close();
+            } catch {
+              // Klym's client went first and cancelled the stream.
+            }
+          }),
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    }
+    if (req.method !== "POST") return new Response(null, { status: 405 });
+    const message = await req.json();
+    if (message.method === "initialize") {
+      return Response.json({
+        jsonrpc: "2.0",
+        id: message.id,
+        result: {
+          protocolVersion: message.params.protocolVersion,
+          capabilities: {},
+          serverInfo: { name: "stalling", version: "1" },
+        },
+      }, { headers: { "mcp-session-id": "stalling" } });
+    }
+    stalled++;
+    await new Promise<void>((resolve) => hold(resolve));
+    return new Response(null, { status: 202 });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/${transport === "sse" ? "sse" : "mcp"}`,
+    stalled: () => stalled,
+    async [Symbol.asyncDispose]() {
+      for (const release of held) release();
+      await server.shutdown();
+    },
+  };
+}
+
 Deno.test("a tool call that never answers fails at the per-call timeout", async () => {
   await using peer = await startFastMcpPeer();
   await using klym = await startKlym({

@@ -21,7 +21,7 @@ import {
   type Transport,
 } from "@modelcontextprotocol/client";
 import type { GrynyaActivity, GrynyaInfo, GrynyaSettings } from "../protocol.ts";
-import { KlymError } from "../errors.ts";
+import { isKlymError, KlymError } from "../errors.ts";
 import { linkedAbort } from "../abort.ts";
 import { VERSION } from "../version.ts";
 
@@ -63,11 +63,19 @@ export class GrynyaClient {
 
   /** Connects if not connected; a failure is a `grynya_unreachable` KlymError. */
   connect(): Promise<Client> {
+    return this.#connect();
+  }
+
+  /**
+   * Connects if not connected. A reconnect's budget (KLYM_GRYNYA_RECONNECT_S) counts from `since`
+   * when given: the moment a request found the connection gone.
+   */
+  #connect(since?: number): Promise<Client> {
     if (this.#closed) return Promise.reject(new Error("The grynya client is closed"));
     // A client whose transport the SDK closed is gone, whatever its handlers saw.
     if (this.#client && this.#client.transport === undefined) this.#client = undefined;
     if (this.#client) return Promise.resolve(this.#client);
-    this.#connecting ??= this.#establish().finally(() => this.#connecting = undefined);
+    this.#connecting ??= this.#establish(since).finally(() => this.#connecting = undefined);
     return this.#connecting;
   }
 
@@ -130,8 +138,10 @@ export class GrynyaClient {
   /**
    * One request, through a connection lost under it. A request that never reached grynya (the
    * connection was refused, or gone before it was sent) cannot have landed: it is sent again once
-   * a reconnect has really reached grynya, within KLYM_GRYNYA_RECONNECT_S. One that may have
-   * reached grynya is sent again once, after such a reconnect, only when it is idempotent.
+   * a reconnect has really reached grynya, within KLYM_GRYNYA_RECONNECT_S counted from the moment
+   * it was found gone (so a call that cannot land fails within that budget and the call timeout).
+   * One that may have reached grynya is sent again once, after such a reconnect, only when it is
+   * idempotent.
    */
   async #request<T>(
     what: string,
@@ -141,8 +151,17 @@ export class GrynyaClient {
     const lands = what.startsWith("tools/call");
     let resent = false;
     let lostAt: number | undefined;
+    /** The last attempt was refused before it was sent: the request has not landed. */
+    let unsent = false;
     for (;;) {
-      const client = await this.connect();
+      const client = await this.#connect(lostAt).catch((error) => {
+        if (!unsent || !isKlymError(error, "grynya_unreachable")) throw error;
+        throw new KlymError(
+          "grynya_unreachable",
+          `${what} was never sent, so it did not land: ${error.message}`,
+          { cause: error },
+        );
+      });
       try {
         return await run(client, { signal: this.signal, timeout: this.settings.callTimeoutMs });
       } catch (error) {
@@ -176,6 +195,7 @@ export class GrynyaClient {
                 rootCause(error)
               }); it cannot have landed, so it is sent once grynya is back`,
             );
+            unsent = true;
             continue;
           }
           throw new KlymError(
@@ -195,6 +215,7 @@ export class GrynyaClient {
               rootCause(error)
             }); it may have reached grynya, and may run twice, so it is sent again once grynya is back`,
           );
+          unsent = false;
           continue;
         }
         throw new KlymError(
@@ -217,17 +238,19 @@ export class GrynyaClient {
 
   /**
    * The first connect is bounded by the connect timeout as a whole; a reconnect by the reconnect
-   * budget, each attempt by the connect timeout. Backoff doubles from 250 ms up to 2 s.
+   * budget (counted from `since`, when a request found the connection gone), each attempt by the
+   * connect timeout. Backoff doubles from 250 ms up to 2 s.
    */
-  async #establish(): Promise<Client> {
+  async #establish(since?: number): Promise<Client> {
     const reconnect = this.#everConnected;
     const budget = reconnect ? this.settings.reconnectMs : this.settings.connectTimeoutMs;
     const knob = reconnect ? "KLYM_GRYNYA_RECONNECT_S" : "KLYM_GRYNYA_CONNECT_TIMEOUT_MS";
     const started = performance.now();
+    const budgetFrom = reconnect && since !== undefined ? Math.min(since, started) : started;
     let lastError: unknown;
     for (let attempt = 1;; attempt++) {
       this.signal.throwIfAborted();
-      const left = budget - (performance.now() - started);
+      const left = budget - (performance.now() - budgetFrom);
       try {
         const client = await this.#connectOnce(
           Math.max(1, Math.min(this.settings.connectTimeoutMs, left)),
@@ -252,7 +275,7 @@ export class GrynyaClient {
         lastError = error;
         const { retry, hint } = classify(error, this.settings.transport);
         const wait = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
-        const elapsed = performance.now() - started;
+        const elapsed = performance.now() - budgetFrom;
         const last = !retry || attempt > this.settings.reconnects || elapsed + wait >= budget;
         this.log(
           `grynya: ${
@@ -318,8 +341,20 @@ export class GrynyaClient {
       : new SSEClientTransport(url, { requestInit });
     const client = new Client(CLIENT_INFO);
     using attempt = linkedAbort([this.signal], timeoutMs);
+    // The SDK bounds the initialize request by the signal, but not the rest of a connect (SSE's
+    // wait for the endpoint event, Streamable HTTP's initialized notification): a server that
+    // stalls there would hold the attempt, and every call waiting on it, for good. The deadline
+    // ends the whole attempt; closing the client then aborts what it still has in flight.
+    const ended = Promise.withResolvers<never>();
+    ended.promise.catch(() => {});
+    const end = () => ended.reject(attempt.signal.reason);
+    if (attempt.signal.aborted) end();
+    else attempt.signal.addEventListener("abort", end, { once: true });
     try {
-      await client.connect(transport, { signal: attempt.signal, timeout: timeoutMs });
+      await Promise.race([
+        client.connect(transport, { signal: attempt.signal, timeout: timeoutMs }),
+        ended.promise,
+      ]);
     } catch (error) {
       await client.close().catch(() => {});
       if (attempt.timedOut && !this.signal.aborted) throw attemptTimeout(timeoutMs);
@@ -327,6 +362,8 @@ export class GrynyaClient {
         throw attemptTimeout(timeoutMs);
       }
       throw error;
+    } finally {
+      attempt.signal.removeEventListener("abort", end);
     }
     // A stream cut by grynya closes the transport: forget the client so the next call reconnects.
     const onclose = transport.onclose;
