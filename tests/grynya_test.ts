@@ -332,7 +332,10 @@ Deno.test("a task cancelled while connected leaves no connection open on grynya"
     await using peer = await startMemoryPeer({ transport, memoryFile: memoryFile() });
     await using klym = await startKlym({ KLYM_GRYNYA_URL: peer.url, KLYM_WARM_SPARES: "0" });
     const client = await klym.connect();
-    const baseline = establishedTo(peer.port); // the harness's own probe may keep one
+    // Nothing holds a connection yet (the peer's readiness probe closes its own), so every one
+    // counted below is the task's.
+    const baseline = establishedTo(peer.port);
+    assert.equal(baseline, 0, `${transport}: connections before the task`);
     const { task_id } = await call<{ task_id: string }>(client, "start_async_agent_task", {
       kind: "grynya_hold",
     });

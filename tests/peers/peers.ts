@@ -430,11 +430,15 @@ async function startPeer(spec: PeerSpec, opts: StartOptions): Promise<Peer> {
 async function probe(url: string, transport: PeerTransport): Promise<void> {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(new Error("probe timed out")), 2000);
+  // A client of its own, closed at the end: no kept-alive probe connection lingers on the peer,
+  // where tests count the connections Klym's tasks hold.
+  const client = Deno.createHttpClient({});
   try {
     if (transport === "sse") {
       const res = await fetch(url, {
         headers: { accept: "text/event-stream" },
         signal: abort.signal,
+        client,
       });
       if (!res.ok || !res.body) {
         await res.body?.cancel();
@@ -467,6 +471,7 @@ async function probe(url: string, transport: PeerTransport): Promise<void> {
         },
       }),
       signal: abort.signal,
+      client,
     });
     const body = await res.text();
     const session = res.headers.get("mcp-session-id");
@@ -478,12 +483,14 @@ async function probe(url: string, transport: PeerTransport): Promise<void> {
         method: "DELETE",
         headers: { "mcp-session-id": session },
         signal: abort.signal,
+        client,
       });
       await del.body?.cancel();
     }
   } finally {
     clearTimeout(timer);
     abort.abort(); // releases a connection an error left open; a no-op after success
+    client.close();
   }
 }
 
