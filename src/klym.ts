@@ -83,6 +83,7 @@ export async function startKlym(
   const metrics = new KlymMetrics({
     maxLabelValues: config.metricsMaxLabelValues,
     version: VERSION,
+    node: journal.node,
     sources: {
       runningPids: () => registry.runningPids(),
       processCount: () => registry.processCount,
