@@ -11,7 +11,9 @@
  * part with the machine's load average during it. Times of the tasks are the servers' own (one
  * machine, one clock), read from the database; nothing here passes or fails.
  *
- * Run: deno task bench:nodes (`NODES_BENCH_SCALE=0.2` for a quick, smaller run).
+ * Run: deno task bench:nodes (`NODES_BENCH_SCALE=0.2` for a quick, smaller run;
+ * `NODES_BENCH_PARTS=throughput,cancel` for some parts only, of start, throughput, failover,
+ * cancel and logs).
  */
 import type { Client } from "@modelcontextprotocol/client";
 import postgres from "postgres";
@@ -397,8 +399,12 @@ async function cancelAcross(pg: TestPostgres): Promise<void> {
   report("that answer → the task's process gone", samples.other.gone, "ms", pad);
   report("cancel_task's answer, on the owning node (base)", samples.own.answer, "ms", pad);
   report("that answer → the task's process gone", samples.own.gone, "ms", pad);
-  const over = samples.other.gone.filter((ms) => ms > 1200).length;
-  console.log(`  across nodes, gone later than 1.2 s: ${over} of ${samples.other.gone.length}`);
+  const over = samples.other.gone.filter((ms) => ms > 1200).map((ms) => ms.toFixed(0));
+  console.log(
+    `  across nodes, gone later than 1.2 s: ${over.length} of ${samples.other.gone.length}${
+      over.length > 0 ? ` (${over.join(", ")} ms)` : ""
+    }`,
+  );
   console.log(`  ${load.stop()}`);
 }
 
@@ -449,13 +455,23 @@ async function logFreshness(pg: TestPostgres): Promise<void> {
 console.log(
   `Klym nodes benchmark — ${Deno.build.target}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}, scale ${SCALE}`,
 );
+const PARTS: Record<string, (pg: TestPostgres) => Promise<void>> = {
+  start: startAndClaim,
+  throughput,
+  failover,
+  cancel: cancelAcross,
+  logs: logFreshness,
+};
+const chosen = (Deno.env.get("NODES_BENCH_PARTS") ?? Object.keys(PARTS).join(",")).split(",");
+const unknown = chosen.filter((part) => !(part in PARTS));
+if (unknown.length > 0) {
+  throw new Error(
+    `Unknown NODES_BENCH_PARTS ${unknown.join(", ")}: use some of ${Object.keys(PARTS).join(", ")}`,
+  );
+}
 const pg = await startPostgres();
 try {
-  await startAndClaim(pg);
-  await throughput(pg);
-  await failover(pg);
-  await cancelAcross(pg);
-  await logFreshness(pg);
+  for (const part of chosen) await PARTS[part]!(pg);
 } finally {
   await pg.stop();
 }
