@@ -5,20 +5,9 @@
  */
 import type { Client } from "@modelcontextprotocol/client";
 import { call, childPids, startKlym, type Status } from "../tests/helpers/klym_process.ts";
-import { percentile } from "./stats.ts";
+import { report } from "./stats.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A p99 is printed only from 200 samples on: below that it is the maximum under another name. */
-function report(name: string, samples: number[], unit = "ms"): void {
-  const f = (n: number) => n.toFixed(2);
-  const p99 = samples.length >= 200 ? `  p99 ${f(percentile(samples, 0.99))} ${unit}` : "";
-  console.log(
-    `${name.padEnd(52)} p50 ${f(percentile(samples, 0.5))} ${unit}${p99}  max ${
-      f(Math.max(...samples))
-    } ${unit}  (n=${samples.length})`,
-  );
-}
 
 /** Resident and proportional set sizes in MB (Linux `smaps_rollup`). */
 function memoryOf(pid: number): { rss: number; pss: number } {

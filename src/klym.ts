@@ -22,6 +22,7 @@ import { AuthThrottle } from "./http/auth_throttle.ts";
 import { ModelCatalog } from "./llm/model_catalog.ts";
 import { LlmService } from "./llm/llm_service.ts";
 import { UiApp } from "./ui/ui_app.ts";
+import { NodePanel } from "./ui/node_panel.ts";
 import { ServerStatsSource } from "./ui/server_stats.ts";
 import { VERSION } from "./version.ts";
 import { closingWith } from "./service/closing_transport.ts";
@@ -83,6 +84,7 @@ export async function startKlym(
   const metrics = new KlymMetrics({
     maxLabelValues: config.metricsMaxLabelValues,
     version: VERSION,
+    node: journal.node,
     sources: {
       runningPids: () => registry.runningPids(),
       processCount: () => registry.processCount,
@@ -170,6 +172,9 @@ export async function startKlym(
   // One throttle for failed bearer checks and failed logins: both guess the same tokens.
   const throttle = new AuthThrottle(config);
   const stats = new ServerStatsSource(registry, config.grynyaUrl, model, VERSION);
+  const nodes = journal.node === undefined
+    ? undefined
+    : new NodePanel({ journal, registry }, { leaseMs: config.nodeLeaseMs });
   const ui = new UiApp({
     registry,
     principals,
@@ -177,6 +182,7 @@ export async function startKlym(
       read: async (viewer) => ({
         ...await stats.read(viewer),
         spend: spend.read(SPEND_PANEL_WINDOW_S, scopeOf(viewer)),
+        ...(nodes ? { cluster: await nodes.read(viewer) } : {}),
       }),
     },
     throttle,

@@ -133,6 +133,8 @@ export interface NodeInfo {
   readonly running: number;
   /** Its last lease renewal (ms since the epoch). */
   readonly renewedAt: number;
+  /** How long ago that was, by the store's clock (the one leases are judged by). */
+  readonly renewedAgoMs: number;
   readonly startedAt: number;
 }
 

@@ -457,10 +457,12 @@ export class PgJournal implements Journal {
         slots: number;
         running: number;
         renewed: number;
+        ago: number;
         started: number;
       }[]
     >`SELECT id, url, alive, slots, running,
         (extract(epoch FROM renewed_at) * 1000)::float8 AS renewed,
+        greatest(0, extract(epoch FROM now() - renewed_at) * 1000)::float8 AS ago,
         (extract(epoch FROM started_at) * 1000)::float8 AS started
       FROM klym_nodes ORDER BY id`;
     return rows.map((r) => ({
@@ -470,6 +472,7 @@ export class PgJournal implements Journal {
       slots: r.slots,
       running: r.running,
       renewedAt: r.renewed,
+      renewedAgoMs: r.ago,
       startedAt: r.started,
     }));
   }

@@ -55,6 +55,8 @@ export interface MetricSources {
 export interface KlymMetricsOptions {
   readonly maxLabelValues: number;
   readonly version: string;
+  /** This node's id when the store is shared by several nodes (`klym_node_info`). */
+  readonly node?: string | undefined;
   readonly sources: MetricSources;
 }
 
@@ -111,6 +113,14 @@ export class KlymMetrics implements TaskObserver {
       labelNames: ["version"],
       registers,
     }).set({ version: options.version }, 1);
+    // The node as an info metric (joined in queries by `instance`), not a label on every series.
+    const node = new Gauge({
+      name: "klym_node_info",
+      help: "This node's id in a shared store (always 1; no series on one machine)",
+      labelNames: ["node"],
+      registers,
+    });
+    if (options.node !== undefined) node.set({ node: options.node }, 1);
     this.#started = counter("klym_tasks_started_total", "Tasks admitted", ["principal", "kind"]);
     this.#finished = counter("klym_tasks_finished_total", "Tasks that reached a final status", [
       "principal",

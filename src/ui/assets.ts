@@ -57,6 +57,7 @@ export function dashboardHtml(): string {
 <h2>Server</h2>
 <dl id="server-figures"></dl>
 <table id="procs"><thead><tr><th>Task process</th><th>PID</th><th>CPU</th><th>Memory</th></tr></thead><tbody></tbody></table>
+<table id="nodes" hidden><caption>Nodes <span id="nodes-note" class="muted"></span></caption><thead><tr><th>Node</th><th>Status</th><th>Renewed</th><th>Running</th></tr></thead><tbody></tbody></table>
 <table id="spend" hidden><caption>Model spend, last 24 h</caption><thead><tr><th>Principal</th><th>Model</th><th>Calls</th><th>Refused</th><th>Tokens in</th><th>Tokens out</th></tr></thead><tbody></tbody></table>
 </section>
 <section id="list-view">
@@ -104,6 +105,8 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
 #procs th, #procs td { padding: .3rem .3rem; font-size: .82rem; }
 #procs td:first-child { max-width: 9rem; overflow: hidden; text-overflow: ellipsis; }
+#nodes th, #nodes td { padding: .3rem .3rem; font-size: .82rem; }
+#nodes td:first-child { white-space: normal; overflow-wrap: anywhere; }
 th { font-weight: 600; color: var(--muted); font-size: .85rem; }
 td code, dd code { font-size: .85rem; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem .8rem; margin: 0 0 .6rem; }
@@ -322,6 +325,29 @@ export const APP_JS = String.raw`"use strict";
     if (id) loadTask(); else loadList();
   }
 
+  function renderNodes(cluster) {
+    var nodes = cluster ? cluster.nodes : [];
+    var body = $("nodes").tBodies[0];
+    clear(body);
+    nodes.forEach(function (n) {
+      var row = el("tr");
+      row.dataset.node = n.id;
+      var name = el("td", "", n.id + (n.self ? " (this one)" : ""));
+      if (n.url) {
+        name.appendChild(el("br"));
+        name.appendChild(el("span", "muted", n.url));
+      }
+      row.appendChild(name);
+      var status = n.status === "alive" ? "st-succeeded" : n.status === "late" ? "st-queued" : "st-failed";
+      row.appendChild(el("td", "st " + status, n.status));
+      row.appendChild(el("td", "", (n.renewed_ago_ms / 1000).toFixed(1) + " s ago"));
+      row.appendChild(el("td", "", n.running + " / " + n.slots));
+      body.appendChild(row);
+    });
+    $("nodes-note").textContent = cluster && cluster.error ? cluster.error : "";
+    $("nodes").hidden = !cluster;
+  }
+
   function renderServer(stats) {
     var figures = $("server-figures");
     clear(figures);
@@ -346,6 +372,7 @@ export const APP_JS = String.raw`"use strict";
       body.appendChild(row);
     });
     $("procs").hidden = stats.processes.length === 0;
+    renderNodes(stats.cluster);
     var rows = stats.spend ? stats.spend.rows : [];
     var spend = $("spend").tBodies[0];
     clear(spend);

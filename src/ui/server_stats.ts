@@ -8,6 +8,7 @@ import { scopeOf, type Viewer } from "../principals.ts";
 import type { TaskStatus } from "../tasks/task_state.ts";
 import type { Spend } from "../metrics/spend_ledger.ts";
 import { GRYNYA_PROBE_CACHE_MS, GRYNYA_PROBE_TIMEOUT_MS } from "./ui_limits.ts";
+import type { NodesView } from "./node_panel.ts";
 
 const CLOCK_TICKS_PER_S = 100;
 
@@ -33,6 +34,8 @@ export interface ServerStats {
   readonly model: string;
   /** Model spend of the viewer (an admin's: everyone's) per principal and model, last day. */
   readonly spend?: Spend;
+  /** The nodes sharing the store (`KLYM_STATE=postgres://…` only). */
+  readonly cluster?: NodesView;
 }
 
 /**

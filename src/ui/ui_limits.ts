@@ -26,3 +26,6 @@ export const UI_LOG_LINES_PER_READ = 500;
 /** grynya's reachability probe: its timeout, and how long an answer is reused. */
 export const GRYNYA_PROBE_TIMEOUT_MS = 1000;
 export const GRYNYA_PROBE_CACHE_MS = 5000;
+/** The server panel's nodes (a shared store): how long a read of them is reused, and its timeout. */
+export const NODES_READ_CACHE_MS = 1000;
+export const NODES_READ_TIMEOUT_MS = 1000;

@@ -123,3 +123,17 @@ Deno.test("a task whose launch fails before it runs leaves no count behind", asy
   assert.deepEqual(series(text, "klym_tasks_queued"), ['klym_tasks_queued{principal="alice"} 0']);
   assert.deepEqual(series(text, "klym_tasks_running"), []);
 });
+
+Deno.test("klym_node_info names a shared store's node once, and has no series on one machine", async () => {
+  const shared = new KlymMetrics({ maxLabelValues: 10, version: "test", sources, node: "node-2" });
+  const text = (await shared.text()).body;
+  assert.deepEqual(series(text, "klym_node_info"), ['klym_node_info{node="node-2"} 1']);
+  // An info metric, not a label on every series: the other families carry no node.
+  assert.deepEqual(text.split("\n").filter((l) => l.includes("node-2")), [
+    'klym_node_info{node="node-2"} 1',
+  ]);
+  const single = new KlymMetrics({ maxLabelValues: 10, version: "test", sources });
+  const alone = (await single.text()).body;
+  assert.deepEqual(series(alone, "klym_node_info"), []);
+  assert.match(alone, /^# TYPE klym_node_info gauge$/m, "the family is still declared");
+});
