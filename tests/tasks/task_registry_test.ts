@@ -216,13 +216,19 @@ Deno.test("a task stuck in a CPU loop times out and its process is killed", asyn
   assert.equal(registryParts(registry).pool.liveCount, 0);
 });
 
-Deno.test("cancel ends a CPU loop at once, without waiting for its grace, and is idempotent", async () => {
+/** Spawns real task processes and keeps them, for tests that look at how each one ended. */
+function recordingSpawn(): { spawn: Spawn; processes: TaskProcess[] } {
   const processes: TaskProcess[] = [];
   const spawn: Spawn = (options) => {
     const process = new TaskProcess(options);
     processes.push(process);
     return process;
   };
+  return { spawn, processes };
+}
+
+Deno.test("cancel ends a CPU loop at once, without waiting for its grace, and is idempotent", async () => {
+  const { spawn, processes } = recordingSpawn();
   // A grace of 30 s: a process ended by the server's kill after it would take 30 s and end by
   // SIGKILL; the host ends it itself once the loop leaves its cancel unanswered (KLYM_CANCEL_ACK_MS).
   await using registry = makeRegistry({ KLYM_CANCEL_GRACE_MS: "30000" }, { spawn });
@@ -250,12 +256,7 @@ Deno.test("cancel ends a CPU loop at once, without waiting for its grace, and is
 });
 
 Deno.test("a task that answers its cancel keeps the whole grace for its cleanup", async () => {
-  const processes: TaskProcess[] = [];
-  const spawn: Spawn = (options) => {
-    const process = new TaskProcess(options);
-    processes.push(process);
-    return process;
-  };
+  const { spawn, processes } = recordingSpawn();
   // Its cleanup outlasts the bound on an answer (2 s) by a second, well within the 30 s grace.
   await using registry = makeRegistry(
     { KLYM_CANCEL_GRACE_MS: "30000", KLYM_CANCEL_ACK_MS: "2000" },
