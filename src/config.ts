@@ -125,6 +125,11 @@ export const ConfigSchema = z.object({
   maxTimeoutS: int(1, 86_400).default(3600),
   /** Grace between a cooperative abort and SIGKILL of the task's process. */
   cancelGraceMs: int(0, 60_000).default(500),
+  /**
+   * How long a task's Worker has to answer a cancel from its event loop; one that does not (stuck
+   * in synchronous code) has its process ended at once, without the grace.
+   */
+  cancelAckMs: int(1, 60_000).default(50),
   /** Per-task log buffer; the oldest lines are dropped beyond it. */
   logLimitBytes: int(1024, 1024 ** 3).default(1024 * 1024),
   /** A single log line longer than this is cut and marked. */
@@ -361,6 +366,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   defaultTimeoutS: "KLYM_DEFAULT_TIMEOUT_S",
   maxTimeoutS: "KLYM_MAX_TIMEOUT_S",
   cancelGraceMs: "KLYM_CANCEL_GRACE_MS",
+  cancelAckMs: "KLYM_CANCEL_ACK_MS",
   logLimitBytes: "KLYM_LOG_LIMIT_BYTES",
   maxLogLineBytes: "KLYM_MAX_LOG_LINE_BYTES",
   maxPromptBytes: "KLYM_MAX_PROMPT_BYTES",

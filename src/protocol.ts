@@ -111,8 +111,16 @@ export const HostLimits = z.object({
   maxResultBytes: z.number().int().positive(),
   maxLlmRequestBytes: z.number().int().positive(),
   maxGrynyaCallBytes: z.number().int().positive(),
+  /** How long the task's Worker has to answer a cancel before the host ends (KLYM_CANCEL_ACK_MS). */
+  cancelAckMs: z.number().int().positive(),
 });
 export type HostLimits = z.infer<typeof HostLimits>;
+
+/**
+ * A host's exit code when it ended its process because the task's Worker did not answer a cancel
+ * within KLYM_CANCEL_ACK_MS (its code was stuck in a synchronous loop).
+ */
+export const HOST_EXIT_CANCEL_UNANSWERED = 4;
 
 /** The first line a host reads: how to frame its output, and its limits. */
 export const HostHello = z.object({ channel: z.string().min(16), limits: HostLimits });
@@ -272,13 +280,16 @@ export const WorkerEvent = z.discriminatedUnion("type", [
   LlmRequestEvent,
   LlmCancel,
   z.object({ type: z.literal("grynya"), id: CallId, call: GrynyaCall }),
+  /** The Worker's event loop turned after a cancel: the echo of the cancel's `nonce`. */
+  z.object({ type: z.literal("cancel_ack"), nonce: z.string().max(64) }),
 ]);
 export type WorkerEvent = z.infer<typeof WorkerEvent>;
 
 /** Host → Worker. */
 export type WorkerCommand =
   | { type: "start"; spec: WorkerSpec; moduleUrl?: string }
-  | { type: "cancel"; reason: string }
+  /** `nonce` is fresh for each task's cancel: only a Worker that received it can echo it. */
+  | { type: "cancel"; reason: string; nonce: string }
   | ModelAnswer
   | { type: "grynya_result"; id: number; value: unknown }
   | { type: "grynya_error"; id: number; error: Failure };

@@ -118,6 +118,8 @@ Deno.test("every invalid value is a CONFIG_INVALID error naming its variable or 
     [{ KLYM_PORT: "0x50" }, [], /KLYM_PORT: must be a whole number/],
     [{ KLYM_MAX_CONCURRENT: "1.5" }, [], /KLYM_MAX_CONCURRENT: must be a whole number/],
     [{ KLYM_RETENTION_S: "0" }, [], /KLYM_RETENTION_S: must be between 1 and/],
+    [{ KLYM_CANCEL_ACK_MS: "0" }, [], /KLYM_CANCEL_ACK_MS: must be between 1 and 60000/],
+    [{ KLYM_CANCEL_ACK_MS: "60001" }, [], /KLYM_CANCEL_ACK_MS: must be between 1 and 60000/],
     [{ KLYM_TASK_POLL_LEASE_S: "-1" }, [], /KLYM_TASK_POLL_LEASE_S: must be/],
     [{ KLYM_STDIO: "yes" }, [], /KLYM_STDIO: must be 1, true, 0 or false, received "yes"/],
     [{ KLYM_STDIO: "TRUE" }, [], /KLYM_STDIO: must be 1, true, 0 or false/],

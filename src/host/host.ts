@@ -33,7 +33,7 @@ export async function runHost(): Promise<void> {
     await Deno.permissions.revoke({ name });
   }
   const out = new HostOutput(hello.channel, hello.limits.logLimitBytes);
-  const exit = (): never => Deno.exit(0);
+  const exit = (code = 0): never => Deno.exit(code);
   let session: TaskSession | undefined;
   // Its own thread: the task can keep this one busy (see memory_watchdog.ts).
   startMemoryWatchdog(hello.limits.memoryMb * 1024 * 1024, hello.channel);

@@ -9,6 +9,7 @@ import {
   type Failure,
   type GrynyaActivity,
   type GrynyaCall,
+  HOST_EXIT_CANCEL_UNANSWERED,
   type HostLimits,
   MAX_SAVE_REPLY_CHARS,
   type TaskSpec,
@@ -20,6 +21,7 @@ import { KlymError } from "../errors.ts";
 import { GrynyaClient } from "./grynya_client.ts";
 import { GraphWriter } from "./graph_writer.ts";
 import type { HostOutput } from "./host_output.ts";
+import { CancelAck } from "./cancel_ack.ts";
 
 /** grynya's closing may not delay the task's end by more than this. */
 const GRYNYA_CLOSE_MS = 1000;
@@ -28,6 +30,7 @@ export class TaskSession {
   readonly #abort = new AbortController();
   readonly #grynya: GrynyaClient;
   readonly #writer: GraphWriter;
+  readonly #cancelAck: CancelAck;
   #running = false;
   #ending = false;
 
@@ -36,8 +39,9 @@ export class TaskSession {
     readonly worker: Worker,
     readonly out: HostOutput,
     readonly limits: HostLimits,
-    readonly exit: () => never,
+    readonly exit: (code?: number) => never,
   ) {
+    this.#cancelAck = new CancelAck(limits.cancelAckMs, () => void this.#endUnanswered());
     this.#grynya = new GrynyaClient(
       spec.grynya,
       this.#abort.signal,
@@ -78,9 +82,14 @@ export class TaskSession {
     this.#post({ type: "start", spec, ...(moduleUrl ? { moduleUrl } : {}) });
   }
 
+  /**
+   * Aborts the task's `ctx.signal` and its host-side calls. A Worker that does not answer within
+   * KLYM_CANCEL_ACK_MS is stuck in synchronous code: its process ends at once (`cancel_ack.ts`).
+   */
   cancel(reason: string): void {
     this.#abort.abort(new DOMException(reason, "AbortError"));
-    this.#post({ type: "cancel", reason });
+    if (this.#ending) return;
+    this.#post({ type: "cancel", reason, nonce: this.#cancelAck.ask() });
   }
 
   /** Relays the server's answer to a model call. */
@@ -92,6 +101,7 @@ export class TaskSession {
   async end(outcome: Failure | { json: string }): Promise<void> {
     if (this.#ending) return;
     this.#ending = true;
+    this.#cancelAck[Symbol.dispose]();
     this.worker.terminate();
     await Promise.race([
       this.#grynya.close(),
@@ -103,6 +113,28 @@ export class TaskSession {
         : { type: "failure", error: outcome },
     );
     this.exit();
+  }
+
+  /**
+   * The Worker did not answer its cancel: its loop is stopped and the process ends now, without
+   * closing grynya (as the kill after the grace would). Its last lines go out first, within the
+   * same bound, then a line saying why the task had no time to clean up.
+   */
+  async #endUnanswered(): Promise<void> {
+    if (this.#ending) return;
+    const ms = this.limits.cancelAckMs;
+    this.#hostLog(
+      "stderr",
+      `The task did not answer its cancel within ${ms} ms (KLYM_CANCEL_ACK_MS): its code was stuck in synchronous work, so its process was ended without the grace period`,
+    );
+    this.#ending = true;
+    this.worker.terminate();
+    const finished = this.out.finish({
+      type: "failure",
+      error: { code: "aborted", message: "The task was cancelled while stuck in synchronous code" },
+    });
+    await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, ms))]);
+    this.exit(HOST_EXIT_CANCEL_UNANSWERED);
   }
 
   /** A line of the host's own (grynya's connection, saves) in the task's log. */
@@ -158,6 +190,8 @@ export class TaskSession {
         return this.out.send(event);
       case "grynya":
         return void this.#brokerGrynya(event.id, event.call);
+      case "cancel_ack":
+        return this.#cancelAck.answer(event.nonce);
       default: {
         const _exhaustive: never = event;
         return _exhaustive;

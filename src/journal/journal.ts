@@ -191,6 +191,12 @@ export interface Journal {
   readLogs(taskId: string, cursor: number, max: number): JournalLine[];
   /** The saves of a task, in order. */
   readSaves(taskId: string): JournalSave[];
+  /**
+   * The result a succeeded task's `changed` wrote, read back; `undefined` when it holds none. Only
+   * a journal that keeps results outside the server's memory has it (SQLite): the store then
+   * drops large results from memory and reads them here when asked.
+   */
+  readResult?(taskId: string): string | undefined;
   /** Forgets tasks (retention): their records, logs and saves. */
   forget(ids: readonly string[]): void;
   /** Gives unused space back to the file system when enough of it is free. Never throws. */

@@ -13,7 +13,11 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
 import type { Failure } from "../protocol.ts";
-import type { TaskState } from "../tasks/task_state.ts";
+import {
+  RESULT_IN_JOURNAL_BYTES,
+  resultKeptElsewhere,
+  type TaskState,
+} from "../tasks/task_state.ts";
 import { LINE_OVERHEAD_BYTES } from "../tasks/log_buffer.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
 import { isKlymError, KlymError } from "../errors.ts";
@@ -80,7 +84,9 @@ interface TaskRow {
   code_started_at: number | null;
   finished_at: number | null;
   progress: string | null;
+  /** Only when shorter than RESULT_IN_JOURNAL_BYTES; longer ones are read when asked. */
   result: string | null;
+  result_bytes: number | null;
   error: string | null;
   logs_dropped: number;
 }
@@ -283,12 +289,13 @@ export class SqliteJournal extends OneMachineJournal implements Journal {
         state = { status: "interrupted", startedAt, finishedAt: now, error };
         interrupted.push([row.no, row.status, error]);
       } else if (row.status === "succeeded") {
-        state = {
-          status: "succeeded",
-          startedAt,
-          finishedAt: row.finished_at ?? now,
-          resultJson: row.result ?? "null",
-        };
+        const finishedAt = row.finished_at ?? now;
+        state = (row.result_bytes ?? 0) >= RESULT_IN_JOURNAL_BYTES
+          ? resultKeptElsewhere(
+            { status: "succeeded", startedAt, finishedAt },
+            () => this.readResult(row.id),
+          )
+          : { status: "succeeded", startedAt, finishedAt, resultJson: row.result ?? "null" };
       } else {
         state = {
           status: row.status as "failed",
@@ -474,6 +481,21 @@ export class SqliteJournal extends OneMachineJournal implements Journal {
       time: r.time,
       text: text(r.text),
     }));
+  }
+
+  readResult(taskId: string): string | undefined {
+    const no = this.#numbers.get(taskId);
+    if (no === undefined || this.#closed) return undefined;
+    try {
+      const row = this.#statements.readResult.get(no) as { result: string | null } | undefined;
+      return row?.result ?? undefined;
+    } catch (error) {
+      logger.warn("Cannot read task {taskId}'s result from the journal: {error}", {
+        taskId,
+        error: message(error),
+      });
+      return undefined;
+    }
   }
 
   readSaves(taskId: string): JournalSave[] {
@@ -663,9 +685,12 @@ function prepare(db: DatabaseSync) {
     allTasks: st(
       `SELECT no, id, owner, kind, model, ${whole("prompt")}, params, timeout_s, created_at, ` +
         "status, queued_at, " +
-        "started_at, code_started_at, finished_at, progress, result, error, logs_dropped " +
+        "started_at, code_started_at, finished_at, progress, " +
+        `CASE WHEN length(CAST(result AS BLOB)) < ${RESULT_IN_JOURNAL_BYTES} THEN result END ` +
+        "AS result, length(CAST(result AS BLOB)) AS result_bytes, error, logs_dropped " +
         "FROM tasks ORDER BY no",
     ),
+    readResult: st("SELECT result FROM tasks WHERE no = ?"),
     logInfo: st(
       "SELECT task, max(seq) AS last, count(*) AS n, sum(length(CAST(text AS BLOB))) AS b " +
         "FROM logs GROUP BY task",

@@ -28,7 +28,9 @@
  *   resident size is watched on a thread of its own (`src/host/memory_watchdog.ts`) and the server
  *   kills the process on its alarm (`task_process.ts`).
  * - **Time.** The deadline and cancel are the server's (`task_registry.ts`); a task that ignores
- *   its `ctx.signal` is killed after KLYM_CANCEL_GRACE_MS (`TaskProcess.stop`).
+ *   its `ctx.signal` is killed after KLYM_CANCEL_GRACE_MS (`TaskProcess.stop`), one that cannot
+ *   hear it (stuck in synchronous code) is ended by its host after KLYM_CANCEL_ACK_MS
+ *   (`src/host/cancel_ack.ts`).
  * - **Output.** Read in bounded turns, validated and bounded per message, the server's paths made
  *   relative before a client sees them (`task_process.ts`, `client_paths.ts`).
  */

@@ -46,6 +46,7 @@ export function processOptions(
     | "maxResultBytes"
     | "maxLlmRequestBytes"
     | "maxGrynyaCallBytes"
+    | "cancelAckMs"
   >,
   kindsDir: string | undefined,
 ): ProcessOptions {
@@ -58,6 +59,7 @@ export function processOptions(
     maxResultBytes: config.maxResultBytes,
     maxLlmRequestBytes: config.maxLlmRequestBytes,
     maxGrynyaCallBytes: config.maxGrynyaCallBytes,
+    cancelAckMs: config.cancelAckMs,
   };
 }
 
@@ -129,7 +131,11 @@ export class TaskProcess {
     void this.#write(command);
   }
 
-  /** Cooperative stop through the task's `ctx.signal`, then SIGKILL after `graceMs`. */
+  /**
+   * Cooperative stop through the task's `ctx.signal`, then SIGKILL after `graceMs`. The host ends
+   * the process itself, at once, when the task's Worker does not answer the cancel within
+   * KLYM_CANCEL_ACK_MS (`src/host/cancel_ack.ts`): a CPU loop keeps no core for the grace.
+   */
   async stop(reason: string, graceMs: number): Promise<ProcessExit> {
     void this.#write({ type: "cancel", reason } satisfies HostCommand);
     const timer = setTimeout(() => this.kill(), graceMs);

@@ -63,6 +63,41 @@ export function transition(current: TaskState, next: TaskState): TaskState {
   return next;
 }
 
+/** A finished task's state when it succeeded. */
+export type Succeeded = Extract<TaskState, { status: "succeeded" }>;
+
+/**
+ * Results from this many bytes of JSON on are not held in memory when a journal keeps them (a
+ * SQLite file): the record's `resultJson` reads the journal when asked. Smaller ones stay, as do
+ * all results with KLYM_STATE=memory.
+ */
+export const RESULT_IN_JOURNAL_BYTES = 1024;
+
+/**
+ * `state` with its result left where `read` finds it (the journal): `resultJson` reads it each time
+ * it is asked, so a retained result costs the server no memory between reads. A read that finds
+ * nothing (the journal closed or failing) throws STORE_UNAVAILABLE.
+ */
+export function resultKeptElsewhere(
+  state: Omit<Succeeded, "resultJson">,
+  read: () => string | undefined,
+): Succeeded {
+  const { status, startedAt, finishedAt } = state;
+  return Object.defineProperty({ status, startedAt, finishedAt }, "resultJson", {
+    enumerable: true,
+    get(): string {
+      const json = read();
+      if (json === undefined) {
+        throw new KlymError(
+          "STORE_UNAVAILABLE",
+          "Cannot read the task's result: the journal that keeps it cannot be read now; see /healthz and Klym's log",
+        );
+      }
+      return json;
+    },
+  }) as Succeeded;
+}
+
 export function startedAtOf(state: TaskState): number | undefined {
   switch (state.status) {
     case "queued":

@@ -21,7 +21,14 @@ import type {
 import type { ModelBudget, SavedSummary } from "../protocol.ts";
 import { utf8Length } from "../text.ts";
 import { LINE_OVERHEAD_BYTES, type LogBuffer, type LogPage, type TaskLogs } from "./log_buffer.ts";
-import { isTerminal, TASK_STATUSES, type TaskState, type TaskStatus } from "./task_state.ts";
+import {
+  isTerminal,
+  RESULT_IN_JOURNAL_BYTES,
+  resultKeptElsewhere,
+  TASK_STATUSES,
+  type TaskState,
+  type TaskStatus,
+} from "./task_state.ts";
 
 export interface Progress {
   readonly done: number;
@@ -208,12 +215,26 @@ export class TaskStore {
     return counts;
   }
 
-  /** The task's status changed; a finished one now counts against retention. */
+  /**
+   * The task's status changed; a finished one now counts against retention, and a large result
+   * the journal now holds is dropped from memory (read from the journal when asked).
+   */
   changed(task: TaskRecord): void {
     this.#journal.changed(task);
     if (!isTerminal(task.state)) return;
     this.#finish(task.id);
+    this.#keepResultInJournal(task);
     this.#trimFinished();
+  }
+
+  /** Only once the journal reads back the very result written: a failed write keeps it here. */
+  #keepResultInJournal(task: TaskRecord): void {
+    const state = task.state;
+    const journal = this.#journal;
+    if (state.status !== "succeeded" || !journal.readResult) return;
+    if (state.resultJson.length < RESULT_IN_JOURNAL_BYTES) return;
+    if (journal.readResult(task.id) !== state.resultJson) return;
+    task.state = resultKeptElsewhere(state, () => journal.readResult!(task.id));
   }
 
   /** Its progress or code start changed. */

@@ -131,6 +131,8 @@ self.addEventListener("message", (e: MessageEvent<WorkerCommand>) => {
       if (!spec) void run(command);
       return;
     case "cancel":
+      // Answered before the abort runs task code's listeners: the event loop turns (cancel_ack.ts).
+      post({ type: "cancel_ack", nonce: command.nonce });
       return abort.abort(new DOMException(command.reason, "AbortError"));
     case "llm_response":
     case "llm_error":

@@ -56,6 +56,8 @@ export interface StartOptions {
   readonly umask?: string;
   /** Listen on this port (a node restarted where its URL says); default a free one. */
   readonly port?: number;
+  /** Flags for Deno before the script (e.g. `--inspect=…` for a bench that reads the heap). */
+  readonly denoArgs?: readonly string[];
 }
 
 export async function startKlym(
@@ -66,6 +68,7 @@ export async function startKlym(
     "run",
     "-A",
     "--unstable-worker-options",
+    ...options.denoArgs ?? [],
     MAIN,
     "--port",
     String(options.port ?? 0),

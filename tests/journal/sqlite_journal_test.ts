@@ -229,6 +229,51 @@ Deno.test("a registry on a file: results, logs and saves survive a restart; rete
   }
 });
 
+/** Whether a record's result is read from the journal when asked, rather than held in memory. */
+const keptInJournal = (state: object) =>
+  typeof Object.getOwnPropertyDescriptor(state, "resultJson")?.get === "function";
+
+Deno.test("a large result stays in the journal, not in memory, and reads back whole, also after a restart", async () => {
+  await using tmp = await tempFile();
+  let large: string;
+  let small: string;
+  {
+    await using registry = makeRegistry({ KLYM_STATE: tmp.file });
+    const big = await settled(registry.start({ kind: "big_result", params: { bytes: 200_000 } }));
+    const tiny = await settled(registry.start({ kind: "big_result", params: { bytes: 10 } }));
+    [large, small] = [big.id, tiny.id];
+    assert.ok(keptInJournal(big.state), "200 kB: read from the journal when asked");
+    assert.equal(resultOf(big), "r".repeat(200_000));
+    assert.equal(keptInJournal(tiny.state), false, "10 bytes: kept in memory");
+    assert.equal(resultOf(tiny), "r".repeat(10));
+  }
+  {
+    await using registry = makeRegistry({ KLYM_STATE: tmp.file });
+    const big = registry.get(large);
+    assert.ok(keptInJournal(big.state), "restored without reading it");
+    assert.equal(resultOf(big), "r".repeat(200_000));
+    assert.equal(keptInJournal(registry.get(small).state), false);
+    assert.equal(resultOf(registry.get(small)), "r".repeat(10));
+  }
+});
+
+Deno.test("a result the journal failed to write (a full file) stays in memory, whole", async () => {
+  await using tmp = await tempFile();
+  const journal = new SqliteJournal(tmp.file, { maxPageCount: 40 });
+  await using registry = makeRegistry({ KLYM_STATE: tmp.file }, { journal });
+  const task = await settled(registry.start({ kind: "big_result", params: { bytes: 500_000 } }));
+  assert.equal(journal.health().ok, false, "the write failed");
+  assert.equal(keptInJournal(task.state), false);
+  assert.equal(resultOf(task), "r".repeat(500_000));
+});
+
+Deno.test("with KLYM_STATE=memory every result stays in memory", async () => {
+  await using registry = makeRegistry();
+  const task = await settled(registry.start({ kind: "big_result", params: { bytes: 200_000 } }));
+  assert.equal(keptInJournal(task.state), false);
+  assert.equal(resultOf(task), "r".repeat(200_000));
+});
+
 Deno.test("the default state file follows each platform's convention", () => {
   assert.equal(
     defaultStatePath({ HOME: "/home/u", XDG_STATE_HOME: "/x/state" }, "linux"),

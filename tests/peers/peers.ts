@@ -312,6 +312,22 @@ export function startFastMcpPeer(opts: StartOptions = {}): Promise<Peer> {
   }, opts);
 }
 
+/**
+ * A Streamable HTTP server that `command` starts on the port it is given (the bench's peers,
+ * bench/peers/), with `env` as its whole environment.
+ */
+export function startHttpPeer(
+  name: string,
+  command: (port: number) => string[],
+  opts: StartOptions & { env?: Record<string, string> } = {},
+): Promise<Peer> {
+  const port = opts.port ?? freePort();
+  return startPeer(
+    { name, cmd: command(port), env: opts.env ?? {}, port, transport: "http" },
+    opts,
+  );
+}
+
 /** `@modelcontextprotocol/server-everything` in its own `sse` or `streamableHttp` mode. */
 export function startEverythingPeer(
   opts: { transport: PeerTransport } & StartOptions,

@@ -118,21 +118,29 @@ async function setupNpm(): Promise<void> {
  * 4.2, mcp 2.x) and `.venv-fastmcp-tasks` (fastmcp-tasks 4.1, which pins FastMCP 4.1).
  */
 export const VENVS = {
-  main: { link: VENV, requirements: "requirements.txt", prefix: "venv" },
+  main: { link: VENV, requirements: `${PEERS_DIR}requirements.txt`, prefix: "venv" },
   fastmcp: {
     link: `${PEERS_DIR}.venv-fastmcp`,
-    requirements: "requirements-fastmcp.txt",
+    requirements: `${PEERS_DIR}requirements-fastmcp.txt`,
     prefix: "venv-fastmcp",
   },
   fastmcpTasks: {
     link: `${PEERS_DIR}.venv-fastmcp-tasks`,
-    requirements: "requirements-fastmcp-tasks.txt",
+    requirements: `${PEERS_DIR}requirements-fastmcp-tasks.txt`,
     prefix: "venv-fastmcp-tasks",
   },
 } as const;
 
-async function setupVenv(venv: typeof VENVS[keyof typeof VENVS]): Promise<void> {
-  const requirements = `${PEERS_DIR}${venv.requirements}`;
+/** A venv: the link to it, the requirements file it is made from, and its cache folder's prefix. */
+export interface VenvSpec {
+  readonly link: string;
+  readonly requirements: string;
+  readonly prefix: string;
+}
+
+/** Installs `venv` when it is missing or stale (also for a bench's own venv, outside VENVS). */
+export async function setupVenv(venv: VenvSpec): Promise<void> {
+  const requirements = venv.requirements;
   const hash = await sha256(requirements);
   const dir = `${cacheRoot()}/${venv.prefix}-${hash.slice(0, 16)}`;
   // Deno.stat follows the venv's python symlink, so a vanished base interpreter counts as stale.

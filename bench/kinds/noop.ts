@@ -1,0 +1,4 @@
+// The trivial task: returns at once.
+export default function () {
+  return null;
+}
