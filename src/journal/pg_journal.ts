@@ -13,8 +13,11 @@
  *   running tasks `interrupted` (`node_lost`), or queued again when their kind is retryable and
  *   attempts remain. A restarted node does the same at start for its own tasks only.
  * - **Changes elsewhere** come by `LISTEN/NOTIFY` (one channel, `klym`: a task's id or its new log
- *   lines), are read back and handed to the registry (`attach`); the lease renewal re-reads the
- *   tasks this node runs, so a lost notification (a cancel) still arrives within one renewal.
+ *   lines), are read back and handed to the registry (`attach`), a row never older than one handed
+ *   over before; a change to a task this node runs (a cancel) is read at once, beside any read
+ *   under way. The lease renewal re-reads the tasks this node runs, so a lost notification still
+ *   arrives within one renewal; the client reconnects within `MAX_BACKOFF_MS`, and its listener
+ *   then reads back everything that changed meanwhile.
  * - **Outages.** Writes go through one ordered queue, retried until PostgreSQL answers again; the
  *   queue is bounded (log lines beyond it are dropped and counted), `unavailable()` tells the
  *   registry to refuse admissions meanwhile, and `health()` says so.
@@ -72,6 +75,7 @@ export interface PgJournalOptions {
 
 interface Op {
   readonly bytes: number;
+  /** Tasks whose status this write changes (log lines, progress and saves change none). */
   readonly ids: readonly string[];
   run(sql: Sql): Promise<void>;
   /** Called once the write is behind (written, or failed for good). */
@@ -145,6 +149,19 @@ function transient(error: unknown): boolean {
 }
 
 /**
+ * Errors of a new connection that PostgreSQL refused or never answered: it is away (or full), not
+ * just one connection cut. A connection cut under a query (a restart, a terminated backend) says
+ * nothing about now: the query is tried again on a new one, and that attempt tells.
+ */
+function cannotConnect(error: unknown): boolean {
+  const code = String((error as { code?: unknown })?.code ?? "");
+  return /^(57P03|08001|08004|53300)$/.test(code) ||
+    /ECONNREFUSED|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|CONNECT_TIMEOUT/.test(
+      code,
+    );
+}
+
+/**
  * The client can throw from a timer when a connection is cut while it writes (its socket is gone:
  * "Cannot read properties of null (reading 'write')"). That must not end the node: the query it
  * belonged to fails and is retried. Only errors thrown from inside the client are held back.
@@ -155,15 +172,16 @@ function guardClientErrors(): void {
   clientGuard = true;
   globalThis.addEventListener("error", (event) => {
     const stack = String((event.error as Error | undefined)?.stack ?? "");
-    if (!/[\\/]postgres[\\/][\d.]+[\\/]src[\\/]connection\.js/.test(stack)) return;
+    if (!CLIENT_FRAME.test(stack)) return;
     event.preventDefault();
     logger.warn("A PostgreSQL connection broke while writing: {error}", {
       error: (event.error as Error).message,
     });
   });
   // A connection reset while PostgreSQL shuts down can also reject a promise of the client's
-  // socket that nothing awaits (`read ECONNRESET`, no frame of the caller's): the query it
-  // belonged to fails and is retried, the node goes on. Other rejections are left alone.
+  // socket that nothing awaits (`read ECONNRESET`, no frame of the caller's), and so can a
+  // connection attempt refused while it is down: the query it belonged to fails and is retried,
+  // the node goes on. Other rejections are left alone.
   globalThis.addEventListener("unhandledrejection", (event) => {
     const error = event.reason as { code?: unknown; syscall?: unknown; stack?: unknown } | null;
     if (!socketBroke(error)) return;
@@ -172,14 +190,26 @@ function guardClientErrors(): void {
   });
 }
 
-/** A socket error of a connection cut under it (reset, broken pipe), read or written. */
+/** A frame of the PostgreSQL client's connection code. */
+const CLIENT_FRAME = /[\\/]postgres[\\/][\d.]+[\\/]src[\\/]connection\.js/;
+
+/**
+ * A socket error of a connection cut under it (reset, broken pipe): the socket's own, read or
+ * written, or the client's write on a socket PostgreSQL has ended ("This socket has been ended by
+ * the other party", thrown from its write timer while PostgreSQL shuts down); or a connection
+ * attempt refused (`connect ECONNREFUSED`, from the socket's connect callback: Klym opens no
+ * other sockets of Node's kind than the PostgreSQL client's).
+ */
 function socketBroke(
   error: { code?: unknown; syscall?: unknown; stack?: unknown } | null,
 ): boolean {
   if (!error || typeof error !== "object") return false;
-  return /^(ECONNRESET|EPIPE)$/.test(String(error.code)) &&
-    /^(read|write)$/.test(String(error.syscall)) &&
-    /onStreamRead|onWriteComplete|[\\/]postgres[\\/]/.test(String(error.stack));
+  const [code, syscall, stack] = [String(error.code), String(error.syscall), String(error.stack)];
+  if (code === "ECONNREFUSED") return syscall === "connect" && /_afterConnect/.test(stack);
+  return /^(ECONNRESET|EPIPE)$/.test(code) &&
+    (CLIENT_FRAME.test(stack) ||
+      /^(read|write)$/.test(syscall) &&
+        /onStreamRead|onWriteComplete|[\\/]postgres[\\/]/.test(stack));
 }
 
 const HOUR_MS = 3_600_000;
@@ -210,6 +240,11 @@ function spendOf(row: SpendRow): JournalSpend {
 
 const message = (error: unknown) => error instanceof Error ? error.message : String(error);
 
+/** Seconds before the client's `retries`th attempt to reconnect: 50 ms, doubling to MAX_BACKOFF_MS. */
+export function reconnectDelayS(retries: number): number {
+  return Math.min(MAX_BACKOFF_MS, 50 * 2 ** Math.max(0, retries - 1)) / 1000;
+}
+
 export class PgJournal implements Journal {
   readonly where: string;
   readonly node: string;
@@ -224,14 +259,23 @@ export class PgJournal implements Journal {
   #done = 0;
   #waiters: { upTo: number; resolve: () => void }[] = [];
   #bufferBytes = 0;
-  /** Writes not yet committed, per task: changes read back meanwhile would be stale. */
+  /** Status writes not yet committed, per task: a live row read back meanwhile would be stale. */
   readonly #pendingOf = new Map<string, number>();
+  /** Tasks whose row was read while a status write of ours was pending: read again after it. */
+  readonly #readAfterWrite = new Set<string>();
+  /** The change number of the row last handed to the registry, per task. */
+  readonly #revOf = new Map<string, number>();
   #pendingLogs = new Map<string, PendingLogs>();
   #pendingProgress = new Map<string, JournalTask>();
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   #renewTimer: ReturnType<typeof setInterval> | undefined;
   #retryTimer: { timer: ReturnType<typeof setTimeout>; wake: () => void } | undefined;
   #reachable = true;
+  /**
+   * Answers PostgreSQL has given so far. A query that fails after a later query was answered failed
+   * on its own connection (cut by a restart, its error read late), not because PostgreSQL is away.
+   */
+  #answers = 0;
   #reachableSince = Date.now();
   #lastProblem: string | undefined;
   #error: string | undefined;
@@ -274,6 +318,9 @@ export class PgJournal implements Journal {
       max: 4,
       connect_timeout: Math.max(1, Math.ceil(options.waitMs / 1000)),
       idle_timeout: 0,
+      // The client's own backoff grows to 20 s between attempts; the listener shares it, and
+      // other nodes' changes (a cancel) would go unheard that long after PostgreSQL is back.
+      backoff: reconnectDelayS,
       onnotice: () => {},
     });
     const journal = new PgJournal(url, sql, options);
@@ -515,8 +562,26 @@ export class PgJournal implements Journal {
       return;
     }
     if (note.n === this.node || typeof note.id !== "string") return;
+    // A change to a task this node ran (a cancel, its claim settled) is read at once: behind a
+    // read of other tasks' lines under way, its process would run on meanwhile.
+    if (note.t === "t" && this.#fences.has(note.id)) return void this.#readOwn(note.id);
     (note.t === "l" ? this.#wantLogs : this.#wantTasks).add(note.id);
     this.#scheduleSync();
+  }
+
+  /** Reads one task's row and hands it over now, beside any sync under way. */
+  async #readOwn(id: string): Promise<void> {
+    try {
+      const rows = await this.#sql.unsafe<TaskRow[]>(
+        `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE id = $1`,
+        [id],
+      );
+      for (const row of rows) this.#deliver(row);
+    } catch {
+      // The next sync reads it (after a reconnection, everything is read again).
+      this.#wantTasks.add(id);
+      this.#scheduleSync();
+    }
   }
 
   #scheduleSync(): void {
@@ -561,7 +626,7 @@ export class PgJournal implements Journal {
         this.#deliver(row);
         if (all) logIds.add(row.id);
       }
-      for (const id of logIds) await this.#syncLogs(id);
+      await this.#syncLogs(logIds);
     } catch (error) {
       // Read again once PostgreSQL answers (the listener's reconnection asks for everything).
       for (const id of ids) this.#wantTasks.add(id);
@@ -573,8 +638,17 @@ export class PgJournal implements Journal {
 
   #deliver(row: TaskRow): void {
     this.#maxRev = Math.max(this.#maxRev, row.rev);
-    // A write of ours is still on its way: the row read now is older than what we know.
-    if ((this.#pendingOf.get(row.id) ?? 0) > 0) return;
+    // Reads run side by side: a row older than one handed over already is stale.
+    if (row.rev <= (this.#revOf.get(row.id) ?? -Infinity)) return;
+    // A status write of ours is still on its way: a live row read now is older than what we
+    // know, so it is read again once the write is behind. An ended row is final whatever we
+    // write (every write asks for a live one): it goes now.
+    const ended = !["queued", "running"].includes(row.status);
+    if (!ended && (this.#pendingOf.get(row.id) ?? 0) > 0) {
+      this.#readAfterWrite.add(row.id);
+      return;
+    }
+    this.#revOf.set(row.id, row.rev);
     if (!this.#seenLogs.has(row.id)) this.#seenLogs.set(row.id, 0);
     this.#side?.onChange({
       type: "task",
@@ -582,22 +656,44 @@ export class PgJournal implements Journal {
     });
   }
 
-  async #syncLogs(id: string): Promise<void> {
-    const seen = this.#seenLogs.get(id);
-    if (seen === undefined) return;
-    const rows = await this.#sql<{ seq: number; stream: number; time: number; text: string }[]>`
-      SELECT seq, stream, time, text FROM klym_logs WHERE task = ${id} AND seq > ${seen}
-      ORDER BY seq LIMIT 10000`;
-    if (rows.length === 0) return;
-    const lines = rows.map((r) => ({
-      seq: r.seq,
-      stream: STREAMS[r.stream] ?? "stdout",
-      time: r.time,
-      text: JSON.parse(r.text) as string,
-    }));
-    this.#seenLogs.set(id, lines.at(-1)!.seq);
-    this.#side?.onChange({ type: "logs", taskId: id, lines });
-    if (rows.length === 10000) this.#wantLogs.add(id);
+  /** Reads the new lines of tasks `ids` (one query for all, at most 10000 lines a task). */
+  async #syncLogs(ids: ReadonlySet<string>): Promise<void> {
+    const from = [...ids].flatMap((id) => {
+      const seen = this.#seenLogs.get(id);
+      return seen === undefined ? [] : [{ task: id, seen }];
+    });
+    if (from.length === 0) return;
+    const rows = await this.#sql<
+      { task: string; seq: number; stream: number; time: number; text: string }[]
+    >`
+      SELECT l.task, l.seq, l.stream, l.time, l.text
+      FROM json_to_recordset(${JSON.stringify(from)}::text::json) AS f(task text, seen integer)
+      CROSS JOIN LATERAL (
+        SELECT task, seq, stream, time, text FROM klym_logs
+        WHERE task = f.task AND seq > f.seen ORDER BY seq LIMIT 10000
+      ) l
+      ORDER BY l.task, l.seq`;
+    const byTask = new Map<string, JournalLine[]>();
+    for (const r of rows) {
+      let lines = byTask.get(r.task);
+      if (!lines) byTask.set(r.task, lines = []);
+      lines.push({
+        seq: r.seq,
+        stream: STREAMS[r.stream] ?? "stdout",
+        time: r.time,
+        text: JSON.parse(r.text) as string,
+      });
+    }
+    for (const [id, lines] of byTask) {
+      // Forgotten meanwhile, or read already by another sync.
+      const seen = this.#seenLogs.get(id);
+      if (seen === undefined) continue;
+      const fresh = lines.filter((line) => line.seq > seen);
+      if (fresh.length === 0) continue;
+      this.#seenLogs.set(id, fresh.at(-1)!.seq);
+      this.#side?.onChange({ type: "logs", taskId: id, lines: fresh });
+      if (lines.length === 10000) this.#wantLogs.add(id);
+    }
   }
 
   /** Renews this node's lease, re-reads the tasks it runs, and settles lost nodes' tasks. */
@@ -606,6 +702,7 @@ export class PgJournal implements Journal {
     this.#renewing = true;
     const { slots, running } = this.#side.stats();
     const asked = Date.now();
+    const answers = this.#answers;
     try {
       await this.#sql`
         UPDATE klym_nodes SET renewed_at = now(), alive = true, slots = ${slots},
@@ -617,6 +714,10 @@ export class PgJournal implements Journal {
         this.#reachableSince = asked;
       }
       this.#lastRenewal = Date.now();
+      // A read that failed (PostgreSQL away) left its ids wanted: this renewal asks again.
+      if (this.#wantTasks.size > 0 || this.#wantLogs.size > 0 || this.#wantAll) {
+        this.#scheduleSync();
+      }
       // Other nodes add to the current hour (and, just after it turns, the one before).
       await this.#readSpend(currentHour(Date.now()) - HOUR_MS);
       if (running.length > 0) {
@@ -631,7 +732,7 @@ export class PgJournal implements Journal {
       // whole lease, judges others: after an outage every node's renewal is old, none is lost.
       if (Date.now() - this.#reachableSince >= this.#options.leaseMs) await this.#reap();
     } catch (error) {
-      if (transient(error)) this.#unreachable(error);
+      if (transient(error)) this.#unreachable(error, answers);
       else logger.warn("Cannot renew this node's lease: {error}", { error });
     } finally {
       this.#renewing = false;
@@ -672,6 +773,7 @@ export class PgJournal implements Journal {
   #claim(maxRunningPerPrincipal: number): Promise<Claim | undefined> {
     if (this.#closed || !this.#reachable) return Promise.resolve(undefined);
     const now = Date.now();
+    const answers = this.#answers;
     return this.#sql.begin(async (sql) => {
       await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
       const rows = await sql.unsafe<TaskRow[]>(
@@ -705,7 +807,7 @@ export class PgJournal implements Journal {
       this.#deliver(row);
       return { id: row.id, attempt: row.attempt };
     }, (error) => {
-      if (transient(error)) this.#unreachable(error);
+      if (transient(error)) this.#unreachable(error, answers);
       else this.#failed(error);
       return undefined;
     });
@@ -836,7 +938,7 @@ export class PgJournal implements Journal {
   saved(save: JournalSave): void {
     this.#push({
       bytes: save.reply.length + 256,
-      ids: [save.taskId],
+      ids: [],
       run: (sql) =>
         sql`
           INSERT INTO klym_saves (task, seq, tool, ok, time, reply)
@@ -902,6 +1004,8 @@ export class PgJournal implements Journal {
       this.#restoredLines.delete(id);
       this.#seenLogs.delete(id);
       this.#fences.delete(id);
+      this.#revOf.delete(id);
+      this.#readAfterWrite.delete(id);
     }
     const list = [...ids];
     this.#push({
@@ -1015,7 +1119,7 @@ export class PgJournal implements Journal {
     if (pending) this.#bufferBytes -= pending.bytes;
     this.#push({
       bytes: pending?.bytes ?? 256,
-      ids: [id],
+      ids: [],
       run: (sql) =>
         sql.begin(async (sql) => {
           // Lines and progress of the task's current claim only: a zombie's are dropped.
@@ -1071,13 +1175,14 @@ export class PgJournal implements Journal {
     let backoff = 50;
     while (this.#ops.length > 0 && !this.#closed) {
       const op = this.#ops[0]!;
+      const answers = this.#answers;
       try {
         await op.run(this.#sql);
         this.#answered();
         backoff = 50;
       } catch (error) {
         if (transient(error) && !this.#closed) {
-          this.#unreachable(error);
+          this.#unreachable(error, answers);
           await this.#pause(backoff);
           backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
           continue;
@@ -1090,7 +1195,13 @@ export class PgJournal implements Journal {
       for (const id of op.ids) {
         const left = (this.#pendingOf.get(id) ?? 1) - 1;
         if (left > 0) this.#pendingOf.set(id, left);
-        else this.#pendingOf.delete(id);
+        else {
+          this.#pendingOf.delete(id);
+          if (this.#readAfterWrite.delete(id)) {
+            this.#wantTasks.add(id);
+            this.#scheduleSync();
+          }
+        }
       }
       this.#done++;
       this.#waiters = this.#waiters.filter((w) => {
@@ -1115,6 +1226,7 @@ export class PgJournal implements Journal {
   }
 
   #answered(): void {
+    this.#answers++;
     if (this.#reachable) return;
     this.#reachable = true;
     this.#reachableSince = Date.now();
@@ -1127,7 +1239,12 @@ export class PgJournal implements Journal {
     void this.#drain();
   }
 
-  #unreachable(error: unknown): void {
+  /**
+   * A query sent when `answers` answers had come failed with a transient error: PostgreSQL is
+   * unreachable when a new connection to it failed, and nothing answered since the query was sent.
+   */
+  #unreachable(error: unknown, answers: number): void {
+    if (answers < this.#answers || !cannotConnect(error)) return;
     this.#lastProblem = message(error);
     if (!this.#reachable) return;
     this.#reachable = false;

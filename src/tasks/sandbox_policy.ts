@@ -23,7 +23,9 @@
  *   find its cache (`childEnv`): never the server's secrets.
  * - **No storage.** A private DENO_DIR whose `location_data` is a plain file (`taskDenoDir`): no
  *   Cache API or localStorage files, so no task fills the disk or leaves a message for the next.
- * - **CPU.** Nice level 19 (`lowerPriority`): tasks never slow the server's own answers.
+ * - **CPU.** Nice level 19 (`lowerPriority`): tasks never slow the server's own answers. A killed
+ *   process is put back to normal priority (`restorePriority`) so that it ends at once, even while
+ *   the server keeps the CPU busy.
  * - **Memory.** The V8 heap is capped at KLYM_TASK_MEMORY_MB (`v8Flags`); the whole process's
  *   resident size is watched on a thread of its own (`src/host/memory_watchdog.ts`) and the server
  *   kills the process on its alarm (`task_process.ts`).
@@ -100,6 +102,28 @@ export function lowerPriority(pid: number): void {
     setPriority(pid, TASK_NICENESS);
   } catch {
     // Not permitted on every platform; the task then runs at normal priority.
+  }
+}
+
+/**
+ * Puts a process that was just sent SIGKILL back to normal priority, every thread of it (Linux
+ * keeps a nice level per thread): it runs none of its code any more, but it must still be given
+ * the CPU to end, and at nice 19 beside a busy server that took seconds. Raising a priority needs
+ * root or CAP_SYS_NICE; without them the process ends at nice 19.
+ */
+export function restorePriority(pid: number): void {
+  let threads: number[] = [pid];
+  try {
+    threads = [...Deno.readDirSync(`/proc/${pid}/task`)].map((entry) => Number(entry.name));
+  } catch {
+    // No /proc (not Linux), or the process is gone already.
+  }
+  for (const thread of threads) {
+    try {
+      setPriority(thread, 0);
+    } catch {
+      // Not permitted, or that thread has ended.
+    }
   }
 }
 

@@ -18,7 +18,12 @@ import { readLines } from "../lines.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { MEMORY_ALARM } from "../memory_alarm.ts";
 import { ClientPaths } from "./client_paths.ts";
-import { lowerPriority, sandboxedCommand, type SandboxOptions } from "./sandbox_policy.ts";
+import {
+  lowerPriority,
+  restorePriority,
+  sandboxedCommand,
+  type SandboxOptions,
+} from "./sandbox_policy.ts";
 import type { Config } from "../config.ts";
 
 const logger = getLogger(["klym", "process"]);
@@ -153,7 +158,9 @@ export class TaskProcess {
       this.#child.kill("SIGKILL");
     } catch {
       // Already gone.
+      return;
     }
+    restorePriority(this.#child.pid);
   }
 
   async #write(message: unknown): Promise<void> {

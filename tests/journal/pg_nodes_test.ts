@@ -49,6 +49,29 @@ async function polled(condition: () => boolean, timeoutMs = PATIENCE_MS): Promis
   }
 }
 
+/**
+ * Nodes "a" and "b" renewing their leases a minute apart (only a notification brings a change
+ * in time), one of them running a long `sleep` task logging every `tickMs`.
+ */
+async function twoNodesRunning(tickMs: number) {
+  const url = await pg.database();
+  const slow = { leaseMs: 120_000, renewMs: 60_000 };
+  const a = await node(url, "a", {}, slow);
+  const b = await node(url, "b", {}, slow);
+  const stop = async () => void await Promise.all([a.shutdown(), b.shutdown()]);
+  try {
+    const task = a.start({ kind: "sleep", params: { ms: 120_000, tick_ms: tickMs } });
+    await a.durable();
+    const owns = (r: TaskRegistry) => r.pidOf(task.id) !== undefined;
+    await polled(() => owns(a) || owns(b));
+    const [owner, other] = owns(a) ? [a, b] : [b, a];
+    return { url, task, owner, other, [Symbol.asyncDispose]: stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
 const linesOf = (registry: TaskRegistry, id: string) =>
   registry.get(id).logs.read(0, 1000).lines.map((l) => `${l.seq} ${l.stream} ${l.text}`);
 
@@ -299,6 +322,149 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
     await a.shutdown();
     await relay.close();
   });
+
+  await t.step(
+    "a cancel made elsewhere stops the process at once while the owner's log lines wait to be written",
+    async () => {
+      await using pair = await twoNodesRunning(20);
+      const { url, task, owner, other } = pair;
+      const lock = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        await lock.begin(async (sql) => {
+          // The owner's writes of its task's lines wait behind this lock, as behind a busy
+          // database; its reads of the task's row do not.
+          await sql`LOCK TABLE klym_logs IN EXCLUSIVE MODE`;
+          await polled(() => (registryParts(owner).journal.health().waiting ?? 0) > 0);
+          other.cancel(task.id, "from the other node");
+          await other.durable();
+          const answered = performance.now();
+          await polled(() => owner.pidOf(task.id) === undefined);
+          const gone = performance.now() - answered;
+          assert(
+            gone < 5000,
+            `the owner stopped the cancelled process ${gone} ms after the answer`,
+          );
+          assert.equal(owner.get(task.id).state.status, "cancelled");
+        });
+      } finally {
+        await lock.end();
+      }
+    },
+  );
+
+  await t.step(
+    "the client's socket errors that nothing awaits do not end the node; others are left alone",
+    async () => {
+      const url = await pg.database();
+      await using a = await node(url, "a");
+      const error = (message: string, fields: Record<string, string>, frames: string[]) =>
+        Object.assign(new Error(message), {
+          ...fields,
+          stack: [`Error: ${message}`, ...frames.map((f) => `    at ${f}`)].join("\n"),
+        });
+      const cases = [
+        // The client's write timer, on a socket PostgreSQL has ended while it shuts down.
+        {
+          held: true,
+          error: error("This socket has been ended by the other party", { code: "EPIPE" }, [
+            "Socket._writeAfterFIN [as write] (ext:deno_node/net.ts:1:10175)",
+            "Immediate.nextWrite (file:///cache/npm/postgres/3.4.9/src/connection.js:255:22)",
+          ]),
+        },
+        // A connection attempt refused while PostgreSQL is down.
+        {
+          held: true,
+          error: error(
+            "connect ECONNREFUSED 127.0.0.1:5432",
+            { code: "ECONNREFUSED", syscall: "connect" },
+            [
+              "_afterConnectImpl (ext:deno_node/net.ts:1:6347)",
+              "TCPConnectWrap._afterConnect [as oncomplete] (ext:deno_node/net.ts:1:5448)",
+            ],
+          ),
+        },
+        // Anything else is not the client's to hold back.
+        {
+          held: false,
+          error: error("connect ECONNREFUSED 127.0.0.1:5432", { code: "ECONNREFUSED" }, [
+            "someone (file:///elsewhere.ts:1:1)",
+          ]),
+        },
+      ];
+      for (const { held, error } of cases) {
+        const seen = Promise.withResolvers<boolean>();
+        const after = (event: PromiseRejectionEvent) => {
+          seen.resolve(event.defaultPrevented);
+          event.preventDefault(); // The test's own: the last case must not end the test run.
+        };
+        globalThis.addEventListener("unhandledrejection", after);
+        try {
+          void Promise.reject(error);
+          assert.equal(await seen.promise, held, `${error.message} held back: ${held}`);
+        } finally {
+          globalThis.removeEventListener("unhandledrejection", after);
+        }
+      }
+      assert.equal(a.start({ kind: "hello" }).state.status, "queued");
+      await a.durable();
+    },
+  );
+
+  await t.step(
+    "a node whose connections are cut while PostgreSQL runs stays reachable and admits tasks",
+    async () => {
+      const url = await pg.database();
+      await using a = await node(url, "a");
+      a.start({ kind: "hello" });
+      await a.durable();
+      const admin = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        // As a restart leaves them, or an operator's pg_terminate_backend: the next query on
+        // each fails, and is tried again on a new connection.
+        await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()`;
+      } finally {
+        await admin.end();
+      }
+      let unreachable = 0;
+      const watch = setInterval(() => {
+        if (!registryParts(a).journal.health().reachable) unreachable++;
+      }, 1);
+      try {
+        for (let i = 0; i < 4; i++) {
+          assert.equal(a.start({ kind: "hello" }).state.status, "queued");
+          await a.durable();
+        }
+      } finally {
+        clearInterval(watch);
+      }
+      assert.equal(unreachable, 0, "PostgreSQL was said unreachable while it ran");
+    },
+  );
+
+  await t.step(
+    "after a PostgreSQL outage a node hears a cancel made elsewhere at once, not at its renewal",
+    async () => {
+      await using pair = await twoNodesRunning(1000);
+      const { task, owner, other } = pair;
+      await pg.halt();
+      try {
+        // The outage itself (not a wait for an event): 8 s is long enough for the client's own
+        // reconnection backoff to have grown past 10 s, when no bound of Klym's holds it.
+        await new Promise((resolve) => setTimeout(resolve, 8000));
+      } finally {
+        await pg.start();
+      }
+      other.cancel(task.id, "from the other node, after the outage");
+      await other.durable();
+      const answered = performance.now();
+      await polled(() => owner.pidOf(task.id) === undefined);
+      const gone = performance.now() - answered;
+      // Reconnections within MAX_BACKOFF_MS (1 s), the process killed after the grace (0.5 s).
+      assert(gone < 5000, `the owner stopped the cancelled process ${gone} ms after the answer`);
+      assert.equal(owner.get(task.id).state.status, "cancelled");
+    },
+  );
 
   await t.step(
     "while PostgreSQL is down tasks go on, start is refused and /healthz says so",
