@@ -401,7 +401,11 @@ function print(all: Map<ServerName, Done>, loads: Map<ServerName, number[]>): vo
   }
   const first = all.get(names[0]!)!;
   console.log(
-    `\nSamples per server: ${SETTINGS.trivial} trivial tasks; ${first.first_line?.samples.length ?? 0} first lines (${SETTINGS.pace_ms} ms apart); ${SETTINGS.waiting} waiting and ${SETTINGS.holding} holding tasks at once (${SETTINGS.steady_s} s to settle); ${SETTINGS.retained} results; ${first.status?.raw.length ?? 0} status calls each way; ${SETTINGS.cancels} cancels of Klym's loop, 2 of a peer's. Client: the Python MCP SDK, protocol ${first.protocol}.`,
+    `\nSamples per server: ${SETTINGS.trivial} trivial tasks; ${
+      first.first_line?.samples.length ?? 0
+    } first lines (${SETTINGS.pace_ms} ms apart); ${SETTINGS.waiting} waiting and ${SETTINGS.holding} holding tasks at once (${SETTINGS.steady_s} s to settle); ${SETTINGS.retained} results; ${
+      first.status?.raw.length ?? 0
+    } status calls each way; ${SETTINGS.cancels} cancels of Klym's loop, 2 of a peer's. Client: the Python MCP SDK, protocol ${first.protocol}.`,
   );
   const load = names.map((n) => {
     const s = loads.get(n)!;
