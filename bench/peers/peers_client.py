@@ -223,7 +223,10 @@ async def cancel_loop(d: Driver) -> dict[str, Any]:
     """A task in a CPU loop, cancelled: until its status is final, and until its CPU is released."""
     runs = []
     for _ in range(SETTINGS["cancels"]):
+        ask({"before": "spin"})
+        t_start = time.perf_counter()
         task_id = await d.start("spin", {"s": SETTINGS["peer_spin_s"]})
+        start_ms = (time.perf_counter() - t_start) * 1000
         if SERVER == "klym":
             await d.started(task_id)
         else:
@@ -235,7 +238,9 @@ async def cancel_loop(d: Driver) -> dict[str, Any]:
             status = (await d.final(task_id, 0.002))["status"]
         terminal = time.time() * 1000 - t0
         released = ask({"released": t0})
-        runs.append({"status": status, "terminal_ms": terminal, "released_ms": released})
+        runs.append(
+            {"status": status, "start_ms": start_ms, "terminal_ms": terminal, "released_ms": released}
+        )
     return {"runs": runs}
 
 
