@@ -450,8 +450,11 @@ export class TaskRegistry {
       void claim.then((claimed) => {
         this.#claiming = false;
         const task = claimed && this.#store.get(claimed.id) as LiveTask | undefined;
-        // Unless a cancel came in between, the store holds it running here.
-        if (task && claimed && task.state.status === "running" && task.node === this.#store.node) {
+        // Unless a cancel came in between, the store holds it running here, or still queued when
+        // the claimed row waits behind a write of ours (it is read again after): ours either way.
+        const ours = task?.state.status === "queued" ||
+          (task?.state.status === "running" && task.node === this.#store.node);
+        if (task && claimed && ours) {
           this.#queue.remove(task.owner, task);
           // The store already holds it running: the launch below starts it from queued.
           task.state = { status: "queued", queuedAt: task.createdAt };
