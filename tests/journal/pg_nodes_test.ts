@@ -455,13 +455,18 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
       } finally {
         await pg.start();
       }
+      // Both nodes reach PostgreSQL again before the cancel (a loaded machine may take seconds).
+      for (const r of [owner, other]) {
+        await polled(() => registryParts(r).journal.health().reachable === true, PATIENCE_MS);
+      }
       other.cancel(task.id, "from the other node, after the outage");
       await other.durable();
       const answered = performance.now();
       await polled(() => owner.pidOf(task.id) === undefined);
       const gone = performance.now() - answered;
-      // Reconnections within MAX_BACKOFF_MS (1 s), the process killed after the grace (0.5 s).
-      assert(gone < 5000, `the owner stopped the cancelled process ${gone} ms after the answer`);
+      // Reconnections within MAX_BACKOFF_MS (1 s), the process killed after the grace (0.5 s);
+      // the renewal that would otherwise find the cancel is 60 s away.
+      assert(gone < 30_000, `the owner stopped the cancelled process ${gone} ms after the answer`);
       assert.equal(owner.get(task.id).state.status, "cancelled");
     },
   );
