@@ -198,7 +198,8 @@ const CLIENT_FRAME = /[\\/]postgres[\\/][\d.]+[\\/]src[\\/]connection\.js/;
  * written, or the client's write on a socket PostgreSQL has ended ("This socket has been ended by
  * the other party", thrown from its write timer while PostgreSQL shuts down); or a connection
  * attempt refused (`connect ECONNREFUSED`, from the socket's connect callback: Klym opens no
- * other sockets of Node's kind than the PostgreSQL client's).
+ * other sockets of Node's kind than the PostgreSQL client's); or PostgreSQL ending a connection
+ * (57P01–57P03).
  */
 function socketBroke(
   error: { code?: unknown; syscall?: unknown; stack?: unknown } | null,
@@ -206,6 +207,9 @@ function socketBroke(
   if (!error || typeof error !== "object") return false;
   const [code, syscall, stack] = [String(error.code), String(error.syscall), String(error.stack)];
   if (code === "ECONNREFUSED") return syscall === "connect" && /_afterConnect/.test(stack);
+  // PostgreSQL ending the connection itself (shutdown, pg_terminate_backend, crash recovery): the
+  // client rejects what it had in flight on it, awaited or not.
+  if (/^57P0[1-3]$/.test(code)) return CLIENT_FRAME.test(stack);
   return /^(ECONNRESET|EPIPE)$/.test(code) &&
     (CLIENT_FRAME.test(stack) ||
       /^(read|write)$/.test(syscall) &&
