@@ -554,6 +554,8 @@ export class PgJournal implements Journal {
       this.#listen = meta;
     }, (error) => logger.warn("Cannot listen for other nodes' changes: {error}", { error }));
     this.#renewTimer = setInterval(() => void this.#renew(), this.#options.renewMs);
+    // The row registered before the registry was attached says 0 slots until the first renewal.
+    void this.#renew();
   }
 
   #wantAll = false;

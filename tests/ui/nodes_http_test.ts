@@ -62,15 +62,17 @@ Deno.test("any node's panel lists the nodes sharing PostgreSQL, each viewer coun
     const aliceCookie = await uiLogin(one.url, ALICE);
     const bobCookie = await uiLogin(one.url, BOB);
     const carolCookie = await uiLogin(one.url, CAROL);
-    // Every node's row is there from its start; the running counts follow the task's notification.
+    // Every node's row is there from its start and says its slots from its first renewal, made as
+    // the node attaches its registry; the running counts follow the task's notification.
     const deadline = Date.now() + PATIENCE_MS;
     let admin: NodesView | undefined;
     while (true) {
       admin = (await panel(one.url, carolCookie)).cluster;
-      if (admin?.nodes.reduce((sum, n) => sum + n.running, 0) === 1) break;
+      const running = admin?.nodes.reduce((sum, n) => sum + n.running, 0);
+      if (running === 1 && admin!.nodes.every((n) => n.slots > 0)) break;
       assert.ok(
         Date.now() < deadline,
-        `Alice's running task never counted: ${JSON.stringify(admin)}`,
+        `Alice's running task or a node's slots never counted: ${JSON.stringify(admin)}`,
       );
       await new Promise((r) => setTimeout(r, 100));
     }
