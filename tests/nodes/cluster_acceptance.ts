@@ -344,6 +344,15 @@ Deno.test("three nodes on one PostgreSQL: a node killed, cancels across nodes, a
       assert.equal(exited, undefined, "a node exited");
     }
     await own.close().catch(() => {});
+  } catch (error) {
+    // What the nodes logged is what tells why: kept beside the failure.
+    const dir = await Deno.makeTempDir({ prefix: "klym-acceptance-" });
+    for (const [i, node] of [...killed, ...nodes].entries()) {
+      await Deno.writeTextFile(`${dir}/node-${i}-${node.pid}.log`, node.logs.join("\n"));
+    }
+    // deno-lint-ignore no-console -- where to look
+    console.error(`The nodes' logs: ${dir} (phases: ${phases.join(", ")})`);
+    throw error;
   } finally {
     const children = [...orphans, ...nodes.flatMap((n) => descendants(n.pid))];
     await Promise.allSettled([...nodes, ...killed].map((n) => n[Symbol.asyncDispose]()));
