@@ -64,23 +64,11 @@ async function pingStatus(client: RawMcp): Promise<number> {
 
 Deno.test("sessions closed to make room or as idle answer 404; the others still answer", async () => {
   const clock = new TestClock();
-  const config = loadConfig(
-    { KLYM_STATE: "memory", KLYM_MAX_SESSIONS: "2", KLYM_SESSION_IDLE_S: "60" },
-    [],
-  );
-  const app = new HttpApp({
-    config,
-    createServer: () => new McpServer({ name: "bare", version: "1" }),
-    health: () => ({}),
+  const { app, url, close } = await serve(
+    { KLYM_MAX_SESSIONS: "2", KLYM_SESSION_IDLE_S: "60" },
     clock,
-  });
-  const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const http = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: (addr) => resolve(addr) },
-    app.fetch,
   );
   try {
-    const url = `http://127.0.0.1:${(await listening).port}`;
     const [first, second, third] = [new RawMcp(url), new RawMcp(url), new RawMcp(url)];
     await first.initialize();
     await second.initialize();
@@ -101,9 +89,14 @@ Deno.test("sessions closed to make room or as idle answer 404; the others still 
     assert.equal(await pingStatus(third), 200);
     await third.close();
     assert.equal(app.sessionCount, 0, "DELETE closes the session");
+    const closed = await third.post({ id: 8, method: "ping", params: {} });
+    assert.equal(closed.status, 404);
+    assert.match(
+      (await closed.json()).error.message,
+      /^Session .+ was closed by its client \(DELETE\); initialize a new one$/,
+    );
   } finally {
-    await app.close();
-    await http.shutdown();
+    await close();
   }
 });
 
