@@ -1,6 +1,6 @@
 /** The suite's two groups: every test file is in one, and a file that starts processes is e2e. */
 import assert from "node:assert/strict";
-import { startsProcesses, testFiles } from "./helpers/test_files.ts";
+import { LONG_FILES, startsProcesses, testFiles } from "./helpers/test_files.ts";
 import { DEFAULT_E2E_JOBS, e2eJobs } from "./helpers/test_jobs.ts";
 
 const here = (path: string) => new URL(path, import.meta.url).pathname;
@@ -24,6 +24,16 @@ Deno.test("every test file is in exactly one group, and the unit group starts no
     assert.equal(startsProcesses(here(`../${f.path}`)), false, f.path);
   }
   assert.ok(files.filter((f) => f.group === "unit").length >= 20, "most files are unit files");
+});
+
+Deno.test("the long end-to-end files come first, each in the e2e group; the others by path", () => {
+  const files = testFiles();
+  assert.deepEqual(
+    files.slice(0, LONG_FILES.length).map((f) => [f.path, f.group]),
+    LONG_FILES.map((path) => [path, "e2e"]),
+  );
+  const rest = files.slice(LONG_FILES.length).map((f) => f.path);
+  assert.deepEqual(rest, [...rest].sort((a, b) => a.localeCompare(b)));
 });
 
 Deno.test("KLYM_TEST_JOBS sets how many e2e files run at once: 1 to 64, else a message naming it", () => {

@@ -236,7 +236,7 @@ export class HttpApp {
     }
     if (sessionId) {
       const session = this.#sessions.find(sessionId, owner, "streamable");
-      const gone = () => jsonRpcError(404, "Session not found; initialize a new one", -32001, id);
+      const gone = () => this.#gone(sessionId, owner, "initialize a new one", -32001, id);
       if (!session) {
         return await this.#forwarder?.forward(req, new URL(req.url), sessionId, body, gone) ??
           gone();
@@ -261,7 +261,7 @@ export class HttpApp {
         retryInterval: SSE_RETRY_MS,
         onsessioninitialized: (id) =>
           void this.#sessions.open(id, owner, { kind: "streamable", transport, server }),
-        onsessionclosed: (id) => void this.#sessions.drop(id),
+        onsessionclosed: (id) => void this.#sessions.drop(id, "closed by its client (DELETE)"),
       });
     transport.onclose = () => {
       if (transport.sessionId) void this.#sessions.drop(transport.sessionId);
@@ -278,6 +278,18 @@ export class HttpApp {
     id: Id,
   ): Promise<Response> {
     const transport = session.link.transport;
+    if (req.method === "GET") {
+      // A standing stream to hear the server: a live client until the stream ends.
+      const listening = this.#sessions.listening(session);
+      let response: Response;
+      try {
+        response = await transport.handleRequest(req, { parsedBody: body });
+      } catch (error) {
+        listening.done();
+        throw error;
+      }
+      return untilSent(response, listening.done);
+    }
     if (req.method !== "POST") {
       this.#sessions.seen(session);
       return await withId(await transport.handleRequest(req, { parsedBody: body }), id);
@@ -309,7 +321,8 @@ export class HttpApp {
   async #sseMessage(req: Request, url: URL, owner: string): Promise<Response> {
     const sessionId = url.searchParams.get("sessionId") ?? "";
     const session = this.#sessions.find(sessionId, owner, "sse");
-    const gone = () => jsonRpcError(404, "SSE session not found; open a new one with GET /sse");
+    const gone = () =>
+      this.#gone(sessionId, owner, "open a new one with GET /sse", -32000, null, "SSE ");
     if (!session) {
       if (!this.#forwarder?.otherNode(sessionId)) {
         await req.body?.cancel();
@@ -326,6 +339,22 @@ export class HttpApp {
       return jsonRpcError(400, "Invalid JSON-RPC message", -32600, requestId(read.body));
     }
     return new Response("Accepted", { status: 202 });
+  }
+
+  /**
+   * The 404 for a session that is not open here, which makes a client open a new one (`fix`); it
+   * says why when the table closed that session of `owner` lately.
+   */
+  #gone(sessionId: string, owner: string, fix: string, code: number, id: Id, era = ""): Response {
+    const why = sessionId ? this.#sessions.whyClosed(sessionId, owner) : undefined;
+    return jsonRpcError(
+      404,
+      why === undefined
+        ? `${era}Session not found; ${fix}`
+        : `${era}Session ${sessionId} was ${why}; ${fix}`,
+      code,
+      id,
+    );
   }
 
   /** The 503 refusing a new session of `owner`, `undefined` when the table made room. */

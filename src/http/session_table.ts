@@ -2,8 +2,10 @@
  * The open sessions of the 2025 eras (Streamable HTTP and legacy SSE): who owns each, when it was
  * last used, and who gives way when the limits are reached. A Streamable HTTP session idle past
  * `KLYM_SESSION_IDLE_S` (or unused after its handshake for `UNUSED_SESSION_IDLE_MS`) is closed by a
- * periodic sweep; an open SSE stream is a live client and is never closed as idle. A session with a
- * request in flight is never closed as idle. Time comes from a `SessionClock`, which tests inject.
+ * periodic sweep; an open SSE stream is a live client and is never closed as idle, a Streamable
+ * HTTP session's standing GET stream included. A session with a request in flight is never closed
+ * as idle. The table remembers why it closed each of its latest `REMEMBERED_CLOSES` sessions, so
+ * that a client still using one is told. Time comes from a `SessionClock`, which tests inject.
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
@@ -16,6 +18,8 @@ export const SWEEP_MS = 10_000;
 export const UNUSED_SESSION_IDLE_MS = 60_000;
 /** When the session limit is reached, the least recently used session idle this long gives way. */
 export const EVICTABLE_IDLE_MS = 5_000;
+/** How many closed sessions the table remembers the reason of (for the 404 their clients get). */
+export const REMEMBERED_CLOSES = 1024;
 
 export type SessionLimits = Pick<
   Config,
@@ -53,7 +57,7 @@ export interface Session<T extends SessionLink> {
   readonly lastSeen: number;
   /** Messages received after `initialize` (its `initialized` notification included). */
   readonly messages: number;
-  /** Requests being answered now. */
+  /** Requests being answered now, and open GET streams (a client listening). */
   readonly inFlight: number;
 }
 
@@ -77,6 +81,8 @@ export class SessionTable<T extends SessionLink> {
   readonly #close: (link: T) => Promise<void>;
   readonly #clock: SessionClock;
   readonly #sweeper: { stop(): void };
+  /** Why each of the latest closed sessions was closed, with its owner; oldest first. */
+  readonly #closed = new Map<string, { owner: string; why: string }>();
 
   constructor(limits: SessionLimits, options: SessionTableOptions<T>) {
     this.#limits = limits;
@@ -149,9 +155,17 @@ export class SessionTable<T extends SessionLink> {
    * JSON or an SSE stream): it is in flight, never closed as idle, until `done` is called.
    */
   request(session: Session<T>): { done(): void } {
+    this.#entry(session).messages++;
+    return this.listening(session);
+  }
+
+  /**
+   * The session's client opened a stream to hear the server (a Streamable HTTP GET): it is a live
+   * client, in flight like a request and never closed as idle, until `done` is called.
+   */
+  listening(session: Session<T>): { done(): void } {
     const entry = this.#entry(session);
     entry.lastSeen = this.#clock.now();
-    entry.messages++;
     entry.inFlight++;
     let ended = false;
     return {
@@ -181,7 +195,15 @@ export class SessionTable<T extends SessionLink> {
     const idle = (s: Entry<T>) =>
       s.link.kind === "streamable" && s.inFlight === 0 && s.lastSeen <= idleSince;
     if (mine >= maxSessionsPerPrincipal) {
-      if (this.#evictLru((s) => s.owner === owner && idle(s), "its principal's limit")) {
+      if (
+        this.#evictLru(
+          (s) => s.owner === owner && idle(s),
+          "its principal's limit",
+          maxSessionsPerPrincipal < maxSessions
+            ? "its principal's limit (KLYM_MAX_SESSIONS_PER_PRINCIPAL)"
+            : "the session limit (KLYM_MAX_SESSIONS)",
+        )
+      ) {
         return { ok: true };
       }
       // A limit per principal no lower than the total is the total's (one principal alone).
@@ -201,13 +223,17 @@ export class SessionTable<T extends SessionLink> {
         if (count > this.countOf(busiest)) busiest = principal;
       }
       const reason = `a fair share for "${owner}"`;
+      const told = "a fair share for another principal (KLYM_MAX_SESSIONS)";
       if (
-        this.#evictLru((s) => s.owner === busiest && s.inFlight === 0, reason) ||
-        this.#evictLru((s) => s.owner === busiest, reason)
+        this.#evictLru((s) => s.owner === busiest && s.inFlight === 0, reason, told) ||
+        this.#evictLru((s) => s.owner === busiest, reason, told)
       ) return { ok: true };
     }
     const atLeastMine = (s: Entry<T>) => this.countOf(s.owner) >= mine;
-    if (this.#evictLru((s) => idle(s) && atLeastMine(s), "the session limit")) return { ok: true };
+    const limit = "the session limit (KLYM_MAX_SESSIONS)";
+    if (this.#evictLru((s) => idle(s) && atLeastMine(s), "the session limit", limit)) {
+      return { ok: true };
+    }
     return {
       ok: false,
       why:
@@ -215,11 +241,21 @@ export class SessionTable<T extends SessionLink> {
     };
   }
 
-  /** Takes the session out of the table at once and closes its link. */
-  async drop(id: string): Promise<void> {
+  /** Why the session `id` of `owner` was closed, when it is one of the latest closed. */
+  whyClosed(id: string, owner: string): string | undefined {
+    const closed = this.#closed.get(id);
+    return closed?.owner === owner ? closed.why : undefined;
+  }
+
+  /** Takes the session out of the table at once and closes its link; `why` is told its client. */
+  async drop(id: string, why = "closed"): Promise<void> {
     const session = this.#sessions.get(id);
     if (!session) return;
     this.#sessions.delete(id);
+    this.#closed.set(id, { owner: session.owner, why });
+    if (this.#closed.size > REMEMBERED_CLOSES) {
+      this.#closed.delete(this.#closed.keys().next().value!);
+    }
     const left = this.countOf(session.owner) - 1;
     if (left > 0) this.#sessionsOf.set(session.owner, left);
     else this.#sessionsOf.delete(session.owner);
@@ -242,9 +278,17 @@ export class SessionTable<T extends SessionLink> {
       if (session.inFlight > 0) continue;
       // A session that sent nothing beyond its handshake (`initialized`) is let go sooner.
       const unused = session.messages <= 1 && session.lastSeen < unusedCutoff;
-      if (session.lastSeen < cutoff || unused) {
+      if (session.lastSeen < cutoff) {
         logger.info("Evicting idle session {id}", { id });
-        void this.drop(id);
+        void this.drop(id, `closed after ${idleMs / 1000} s idle (KLYM_SESSION_IDLE_S)`);
+      } else if (unused) {
+        logger.info("Evicting idle session {id}", { id });
+        void this.drop(
+          id,
+          `closed after ${
+            Math.min(UNUSED_SESSION_IDLE_MS, idleMs) / 1000
+          } s with nothing sent after its handshake and no stream open`,
+        );
       }
     }
   }
@@ -255,8 +299,11 @@ export class SessionTable<T extends SessionLink> {
     await Promise.all([...this.#sessions.keys()].map((id) => this.drop(id)));
   }
 
-  /** Closes the least recently used session that `may` accepts; `false` when there is none. */
-  #evictLru(may: (session: Entry<T>) => boolean, reason: string): boolean {
+  /**
+   * Closes the least recently used session that `may` accepts, logging `reason` and telling its
+   * client `told`; `false` when there is none.
+   */
+  #evictLru(may: (session: Entry<T>) => boolean, reason: string, told: string): boolean {
     let lru: Entry<T> | undefined;
     for (const session of this.#sessions.values()) {
       if ((!lru || session.lastSeen < lru.lastSeen) && may(session)) lru = session;
@@ -267,7 +314,7 @@ export class SessionTable<T extends SessionLink> {
       owner: lru.owner,
       reason,
     });
-    void this.drop(lru.id);
+    void this.drop(lru.id, `closed to make room for a new session: ${told}`);
     return true;
   }
 

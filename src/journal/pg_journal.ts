@@ -292,6 +292,8 @@ export class PgJournal implements Journal {
   readonly #seenLogs = new Map<string, number>();
   /** The claim (this node, attempt) each task's lines and progress are written under. */
   readonly #fences = new Map<string, { node: string; attempt: number }>();
+  /** Claims asked and not yet answered (the registry asks one at a time). */
+  #claimsAsked = 0;
   /** Saves of the restored tasks. */
   readonly #restoredSaves = new Map<string, JournalSave[]>();
   readonly #wantTasks = new Set<string>();
@@ -734,6 +736,7 @@ export class PgJournal implements Journal {
         );
         for (const row of rows) this.#deliver(row);
       }
+      await this.#putBackUnheardIdle();
       // Only a node that has itself renewed on time for a whole lease, on a database up for a
       // whole lease, judges others: after an outage every node's renewal is old, none is lost.
       if (Date.now() - this.#reachableSince >= this.#options.leaseMs) await this.#reap();
@@ -773,15 +776,20 @@ export class PgJournal implements Journal {
     if (this.#closed || !this.#reachable) return Promise.resolve(undefined);
     // The claim counts this node's running tasks from the table: its own changes (a cancel that
     // just freed the slot) land first, or the claim sees the slot still taken and nothing asks again.
-    return this.durable().catch(() => {}).then(() => this.#claim(maxRunningPerPrincipal));
+    this.#claimsAsked++;
+    return this.durable().catch(() => {}).then(() => this.#claim(maxRunningPerPrincipal))
+      .finally(() => this.#claimsAsked--);
   }
 
   #claim(maxRunningPerPrincipal: number): Promise<Claim | undefined> {
     if (this.#closed || !this.#reachable) return Promise.resolve(undefined);
     const now = Date.now();
     const answers = this.#answers;
+    let putBack: TaskRow[] = [];
     return this.#sql.begin(async (sql) => {
       await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+      // The registry asks one claim at a time: with no other under way, this is the moment.
+      if (this.#claimsAsked === 1) putBack = await this.#putBackUnheard(sql, now);
       const rows = await sql.unsafe<TaskRow[]>(
         `WITH running AS (
            SELECT owner, count(*) AS n, count(*) FILTER (WHERE node = $1) AS here
@@ -808,6 +816,7 @@ export class PgJournal implements Journal {
       return row;
     }).then((row) => {
       this.#answered();
+      for (const back of putBack) this.#deliver(back);
       if (!row) return undefined;
       this.#fences.set(row.id, { node: this.node, attempt: row.attempt });
       this.#deliver(row);
@@ -817,6 +826,54 @@ export class PgJournal implements Journal {
       else this.#failed(error);
       return undefined;
     });
+  }
+
+  /**
+   * Puts back in the queue the tasks the database holds running on this node under a claim this
+   * node never heard of: a claim committed whose answer was lost with its connection (PostgreSQL
+   * restarting or a connection cut as it answered). No process of this node ever ran them, so the
+   * claim is undone, its attempt with it. Runs under the cluster's lock while no other claim of
+   * this node is under way: every claim it made before was answered, and each it heard of is
+   * fenced. Returns the rows put back, to be handed over once committed.
+   */
+  async #putBackUnheard(sql: Tx, now: number): Promise<TaskRow[]> {
+    const held = await sql<{ id: string; attempt: number }[]>`
+      SELECT id, attempt FROM klym_tasks WHERE status = 'running' AND node = ${this.node}`;
+    const ids = held.filter((row) => this.#fences.get(row.id)?.attempt !== row.attempt)
+      .map((row) => row.id);
+    if (ids.length === 0) return [];
+    const rows = await sql.unsafe<TaskRow[]>(
+      `UPDATE klym_tasks SET status = 'queued', node = NULL, attempt = attempt - 1,
+         rev = nextval('klym_rev')
+       WHERE id = ANY($1) AND status = 'running' AND node = $2
+       RETURNING ${TASK_COLUMNS}`,
+      [ids, this.node],
+    );
+    for (const row of rows) {
+      await sql`
+        INSERT INTO klym_task_events (task, time, status, node, attempt)
+        VALUES (${row.id}, ${now}, 'queued', ${this.node}, ${row.attempt})`;
+      await this.#notify(sql, "t", row.id);
+    }
+    if (rows.length > 0) {
+      logger.warn("Tasks {ids} were claimed by this node without its hearing it: queued again", {
+        ids: rows.map((row) => row.id).join(", "),
+      });
+    }
+    return rows;
+  }
+
+  /**
+   * `#putBackUnheard` between claims, for a node that claims nothing now (its own queue empty):
+   * a claim asked meanwhile waits for the lock, and one answered meanwhile is fenced.
+   */
+  async #putBackUnheardIdle(): Promise<void> {
+    if (this.#claimsAsked > 0) return;
+    const rows = await this.#sql.begin(async (sql): Promise<TaskRow[]> => {
+      await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+      return this.#claimsAsked > 0 ? [] : await this.#putBackUnheard(sql, Date.now());
+    });
+    for (const row of rows as TaskRow[]) this.#deliver(row);
   }
 
   admitted(task: JournalTask): void {

@@ -24,6 +24,12 @@ const LOCAL_IMPORT = /^(?:import|export)\s[^;"]*?from\s+"(\.{1,2}\/[^"]+\.ts)"/g
 
 export type Group = "unit" | "e2e";
 
+/**
+ * End-to-end files that take minutes: their group starts them first, so that they run beside the
+ * others rather than alone after them.
+ */
+export const LONG_FILES: readonly string[] = ["tests/nodes/cluster_acceptance_test.ts"];
+
 /** Whether `path` or a file of tests/ it imports (at any depth) starts processes. */
 export function startsProcesses(path: string, seen = new Set<string>()): boolean {
   if (seen.has(path)) return false;
@@ -36,7 +42,10 @@ export function startsProcesses(path: string, seen = new Set<string>()): boolean
     imports.some((dep) => startsProcesses(dep, seen));
 }
 
-/** The suite's test files (paths relative to the repository), each with its group, sorted. */
+/**
+ * The suite's test files (paths relative to the repository), each with its group, sorted: the
+ * `LONG_FILES` first, then by path.
+ */
 export function testFiles(): { path: string; group: Group }[] {
   const files: { path: string; group: Group }[] = [];
   const walk = (dir: string) => {
@@ -50,5 +59,6 @@ export function testFiles(): { path: string; group: Group }[] {
     }
   };
   walk(TESTS);
-  return files.sort((a, b) => a.path.localeCompare(b.path));
+  const long = (path: string) => LONG_FILES.includes(path) ? 0 : 1;
+  return files.sort((a, b) => long(a.path) - long(b.path) || a.path.localeCompare(b.path));
 }

@@ -6,7 +6,11 @@ import assert from "node:assert/strict";
 import { McpServer } from "@modelcontextprotocol/server";
 import { loadConfig } from "../../src/config.ts";
 import { HttpApp } from "../../src/http/http_app.ts";
-import { EVICTABLE_IDLE_MS, type SessionClock } from "../../src/http/session_table.ts";
+import {
+  EVICTABLE_IDLE_MS,
+  type SessionClock,
+  UNUSED_SESSION_IDLE_MS,
+} from "../../src/http/session_table.ts";
 import { RawMcp } from "../helpers/raw_mcp.ts";
 
 /** A clock that moves only when told; `sweep` runs the sweeps the table scheduled on it. */
@@ -28,21 +32,10 @@ class TestClock implements SessionClock {
   }
 }
 
-/** The HTTP status of a `ping` in `client`'s session (its body read or let go). */
-async function pingStatus(client: RawMcp): Promise<number> {
-  const res = await client.post({ id: 99, method: "ping", params: {} });
-  await res.body?.cancel();
-  return res.status;
-}
-
-Deno.test("sessions closed to make room or as idle answer 404; the others still answer", async () => {
-  const clock = new TestClock();
-  const config = loadConfig(
-    { KLYM_STATE: "memory", KLYM_MAX_SESSIONS: "2", KLYM_SESSION_IDLE_S: "60" },
-    [],
-  );
+/** The app on a local port with bare MCP servers and `clock`; `close` ends both. */
+async function serve(env: Record<string, string>, clock: TestClock) {
   const app = new HttpApp({
-    config,
+    config: loadConfig({ KLYM_STATE: "memory", ...env }, []),
     createServer: () => new McpServer({ name: "bare", version: "1" }),
     health: () => ({}),
     clock,
@@ -52,8 +45,30 @@ Deno.test("sessions closed to make room or as idle answer 404; the others still 
     { hostname: "127.0.0.1", port: 0, onListen: (addr) => resolve(addr) },
     app.fetch,
   );
+  return {
+    app,
+    url: `http://127.0.0.1:${(await listening).port}`,
+    close: async () => {
+      await app.close();
+      await http.shutdown();
+    },
+  };
+}
+
+/** The HTTP status of a `ping` in `client`'s session (its body read or let go). */
+async function pingStatus(client: RawMcp): Promise<number> {
+  const res = await client.post({ id: 99, method: "ping", params: {} });
+  await res.body?.cancel();
+  return res.status;
+}
+
+Deno.test("sessions closed to make room or as idle answer 404; the others still answer", async () => {
+  const clock = new TestClock();
+  const { app, url, close } = await serve(
+    { KLYM_MAX_SESSIONS: "2", KLYM_SESSION_IDLE_S: "60" },
+    clock,
+  );
   try {
-    const url = `http://127.0.0.1:${(await listening).port}`;
     const [first, second, third] = [new RawMcp(url), new RawMcp(url), new RawMcp(url)];
     await first.initialize();
     await second.initialize();
@@ -74,8 +89,47 @@ Deno.test("sessions closed to make room or as idle answer 404; the others still 
     assert.equal(await pingStatus(third), 200);
     await third.close();
     assert.equal(app.sessionCount, 0, "DELETE closes the session");
+    const closed = await third.post({ id: 8, method: "ping", params: {} });
+    assert.equal(closed.status, 404);
+    assert.match(
+      (await closed.json()).error.message,
+      /^Session .+ was closed by its client \(DELETE\); initialize a new one$/,
+    );
   } finally {
-    await app.close();
-    await http.shutdown();
+    await close();
+  }
+});
+
+Deno.test("a client listening on its GET stream keeps its session past the unused bound; a closed session's 404 says why", async () => {
+  const clock = new TestClock();
+  const { app, url, close } = await serve({}, clock);
+  try {
+    const [listener, silent] = [new RawMcp(url), new RawMcp(url)];
+    await listener.initialize();
+    await silent.initialize();
+    // What the SDK's client does after its handshake: a standing GET stream for the server's
+    // messages, and nothing else until its user asks.
+    const stream = await fetch(`${url}/mcp`, {
+      headers: { ...listener.headers(), accept: "text/event-stream" },
+    });
+    assert.equal(stream.status, 200);
+    clock.ms += UNUSED_SESSION_IDLE_MS + 1;
+    clock.sweep();
+    assert.equal(app.sessionCount, 1, "the silent session went, the listening one stayed");
+    assert.equal(await pingStatus(listener), 200);
+    const res = await silent.post({ id: 7, method: "ping", params: {} });
+    assert.equal(res.status, 404);
+    assert.deepEqual(await res.json(), {
+      jsonrpc: "2.0",
+      error: {
+        code: -32001,
+        message:
+          `Session ${silent.sessionId} was closed after 60 s with nothing sent after its handshake and no stream open; initialize a new one`,
+      },
+      id: 7,
+    });
+    await stream.body?.cancel();
+  } finally {
+    await close();
   }
 });

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   EVICTABLE_IDLE_MS,
+  REMEMBERED_CLOSES,
   type SessionClock,
   type SessionKind,
   type SessionLimits,
@@ -126,6 +127,60 @@ Deno.test("a session unused after its handshake goes after UNUSED_SESSION_IDLE_M
   table.sweep();
   assert.deepEqual(closed, ["unused", "used"]);
   assert.equal(table.size, 0);
+  await table.close();
+});
+
+Deno.test("a Streamable HTTP session listening on a GET stream is a live client: never closed as idle or unused until its stream ends", async () => {
+  const { clock, table, closed, open } = tableOf({ sessionIdleS: 120, maxSessions: 1 });
+  const listener = open("listener", "local");
+  table.received(listener); // `notifications/initialized`, then only its GET stream
+  const stream = table.listening(listener);
+  assert.equal(listener.messages, 1, "a stream is not a message: the session is still unused");
+  clock.advance(3600_000);
+  table.sweep();
+  assert.deepEqual(closed, [], "an hour past both idle bounds, its stream open: kept");
+  assert.equal(table.makeRoom("local").ok, false, "a listening session is not idle at the limit");
+  stream.done();
+  stream.done(); // a second call changes nothing
+  assert.equal(listener.inFlight, 0);
+  clock.advance(UNUSED_SESSION_IDLE_MS);
+  table.sweep();
+  assert.deepEqual(closed, [], "unused for exactly UNUSED_SESSION_IDLE_MS after its stream: kept");
+  clock.advance(1);
+  table.sweep();
+  assert.deepEqual(closed, ["listener"]);
+  await table.close();
+});
+
+Deno.test("the table tells the owner of a session it closed why, for its latest REMEMBERED_CLOSES sessions", async () => {
+  const { clock, table, open } = tableOf({ sessionIdleS: 120, maxSessions: 2 });
+  open("unused", "alice");
+  table.received(open("idle", "alice"));
+  table.request(table.find("idle", "alice", "streamable")!).done();
+  clock.advance(UNUSED_SESSION_IDLE_MS + 1);
+  table.sweep();
+  assert.equal(
+    table.whyClosed("unused", "alice"),
+    "closed after 60 s with nothing sent after its handshake and no stream open",
+  );
+  assert.equal(table.whyClosed("unused", "bob"), undefined, "another principal is told nothing");
+  assert.equal(table.whyClosed("idle", "alice"), undefined, "still open");
+  clock.advance(120_000);
+  table.sweep();
+  assert.equal(table.whyClosed("idle", "alice"), "closed after 120 s idle (KLYM_SESSION_IDLE_S)");
+  open("a", "alice");
+  open("b", "alice");
+  clock.advance(EVICTABLE_IDLE_MS);
+  assert.deepEqual(table.makeRoom("alice"), { ok: true });
+  assert.equal(
+    table.whyClosed("a", "alice"),
+    "closed to make room for a new session: the session limit (KLYM_MAX_SESSIONS)",
+  );
+  await table.drop("b", "closed by its client (DELETE)");
+  assert.equal(table.whyClosed("b", "alice"), "closed by its client (DELETE)");
+  for (let i = 0; i < REMEMBERED_CLOSES; i++) await table.drop((open(`s${i}`, "alice"), `s${i}`));
+  assert.equal(table.whyClosed("b", "alice"), undefined, "forgotten after REMEMBERED_CLOSES more");
+  assert.equal(table.whyClosed(`s${REMEMBERED_CLOSES - 1}`, "alice"), "closed");
   await table.close();
 });
 

@@ -506,5 +506,61 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
     },
   );
 
+  await t.step(
+    "a claim committed whose answer the node never heard is undone by its next claim or renewal, and the task runs once",
+    async () => {
+      // Read back (a notification) or not, the node holds the task queued or running elsewhere:
+      // without it, its next claim finds the task; with it, nothing is left to claim but the
+      // renewal looks.
+      for (const told of [false, true]) {
+        const url = await pg.database();
+        await using a = await node(url, "a", { KLYM_MAX_CONCURRENT: "1" });
+        const busy = a.start({ kind: "spin" });
+        await a.durable();
+        await polled(() => a.pidOf(busy.id) !== undefined);
+        const task = a.start({ kind: "hello", prompt: "hi", params: { n: 1 } });
+        await a.durable();
+        // What a claim of a's leaves when its connection is cut as it answers: committed, unheard.
+        const sql = postgres(url, { max: 1, onnotice: () => {} });
+        try {
+          const claimed = await sql`
+            UPDATE klym_tasks SET status = 'running', node = 'a', attempt = attempt + 1
+            WHERE id = ${task.id} AND status = 'queued' RETURNING id`;
+          assert.equal(claimed.length, 1);
+          if (told) {
+            await sql`SELECT pg_notify('klym', ${JSON.stringify({ n: "x", t: "t", id: task.id })})`;
+            await until(a, () => statusOf(a, task.id) === "running");
+          }
+          a.cancel(busy.id); // its slot is free
+          await until(a, () => statusOf(a, task.id) === "succeeded");
+          // Its end is written behind the node's answer: read once it has landed.
+          let row: { attempt: number; node: string; status: string } | undefined;
+          const deadline = Date.now() + PATIENCE_MS;
+          while (row?.status !== "succeeded") {
+            assert(Date.now() < deadline, `the task's end never written: ${JSON.stringify(row)}`);
+            if (row) await new Promise((resolve) => setTimeout(resolve, 50));
+            [row] = await sql<{ attempt: number; node: string; status: string }[]>`
+              SELECT attempt, node, status FROM klym_tasks WHERE id = ${task.id}`;
+          }
+          assert.deepEqual(
+            row,
+            { attempt: 1, node: "a", status: "succeeded" },
+            `told ${told}: the unheard claim is not counted`,
+          );
+          const events = await sql<{ status: string }[]>`
+            SELECT status FROM klym_task_events WHERE task = ${task.id}`;
+          // Admitted, put back (the unheard claim wrote no event), run, ended.
+          assert.deepEqual(
+            events.map((e) => e.status).sort(),
+            ["queued", "queued", "running", "succeeded"],
+            `told ${told}`,
+          );
+        } finally {
+          await sql.end();
+        }
+      }
+    },
+  );
+
   await pg.stop();
 });

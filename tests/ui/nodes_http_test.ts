@@ -65,17 +65,18 @@ Deno.test("any node's panel lists the nodes sharing PostgreSQL, each viewer coun
     // Every node's row is there from its start and says its slots from its first renewal, made as
     // the node attaches its registry; the running counts follow the task's notification.
     const deadline = Date.now() + PATIENCE_MS;
-    let admin: NodesView | undefined;
+    let view: NodesView | undefined;
     while (true) {
-      admin = (await panel(one.url, carolCookie)).cluster;
-      const running = admin?.nodes.reduce((sum, n) => sum + n.running, 0);
-      if (admin && running === 1 && admin.nodes.every((n) => n.slots > 0)) break;
+      view = (await panel(one.url, carolCookie)).cluster;
+      const running = view?.nodes.reduce((sum, n) => sum + n.running, 0);
+      if (running === 1 && view!.nodes.every((n) => n.slots > 0)) break;
       assert.ok(
         Date.now() < deadline,
-        `Alice's running task or a node's slots never counted: ${JSON.stringify(admin)}`,
+        `Alice's running task or a node's slots never counted: ${JSON.stringify(view)}`,
       );
       await new Promise((r) => setTimeout(r, 100));
     }
+    const admin: NodesView = view!;
     const runsOn = admin.nodes.find((n) => n.running === 1)!.id;
 
     await t.step("the admin sees both nodes, alive, with URL, slots and every task", () => {

@@ -29,17 +29,29 @@ const CANCEL_GONE_MS = 1200;
 const MAX_ATTEMPTS = 3;
 const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "interrupted"]);
 
-/** Asks `check` every `everyMs` until it returns a value; fails after PATIENCE_MS saying `what`. */
+/**
+ * Asks `check` every `everyMs` until it returns a value; fails saying `what` once PATIENCE_MS have
+ * passed without one, or, when `progress` is given, without a change of what it counts (a wait
+ * for many events in a row on a loaded machine is bounded by the wait for each).
+ */
 async function until<T>(
   what: () => string,
   check: () => Promise<T | undefined> | T | undefined,
   everyMs = 100,
+  progress?: () => number,
 ): Promise<T> {
-  const deadline = Date.now() + PATIENCE_MS;
+  let deadline = Date.now() + PATIENCE_MS;
+  let last = progress?.();
   while (true) {
     const value = await check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`Still not, after ${PATIENCE_MS} ms: ${what()}`);
+    const now = progress?.();
+    if (now !== last) (last = now, deadline = Date.now() + PATIENCE_MS);
+    if (Date.now() > deadline) {
+      throw new Error(
+        `Still not, after ${PATIENCE_MS} ms${progress ? " without progress" : ""}: ${what()}`,
+      );
+    }
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
@@ -182,33 +194,43 @@ Deno.test("three nodes on one PostgreSQL: a node killed, cancels across nodes, a
         cursor = s.next_log_cursor;
       }
     };
+    // Held tasks run as the queue reaches them: patience runs from the last cancel made.
     const cancelHeld = (count: number) =>
-      until(() => `${count} held tasks cancelled: ${[...seen.values()].join("; ")}`, async () => {
-        const { tasks } = await call<{ tasks: { task_id: string }[] }>(clients[0]!, "list_tasks", {
-          status: "running",
-          limit: 100,
-        });
-        for (const { task_id: id } of tasks) {
-          if (!held.has(id) || count === 0) continue;
-          const pid = await lastPid(id);
-          seen.set(id, `${id} pid ${pid}`);
-          const owner = pid
-            ? nodes.findIndex((n, i) => up[i] && descendants(n.pid).includes(pid))
-            : -1;
-          if (owner < 0) continue; // Its process has not said its pid yet.
-          const other = [1, 2].map((k) => (owner + k) % 3).find((i) => up[i])!;
-          const reply = await call<{ status: string }>(clients[other]!, "cancel_task", {
-            task_id: id,
-          });
-          const answered = Date.now();
-          assert.equal(reply.status, "cancelled");
-          const goneAt = await within(gone.gone(pid), PATIENCE_MS);
-          cancels.push({ id, owner, via: other, goneMs: (goneAt ?? Infinity) - answered });
-          held.delete(id);
-          count--;
-        }
-        return count === 0 ? true : undefined;
-      });
+      until(
+        () => `${count} more held tasks cancelled: ${[...seen.values()].join("; ")}`,
+        async () => {
+          const { tasks } = await call<{ tasks: { task_id: string }[] }>(
+            clients[0]!,
+            "list_tasks",
+            {
+              status: "running",
+              limit: 100,
+            },
+          );
+          for (const { task_id: id } of tasks) {
+            if (!held.has(id) || count === 0) continue;
+            const pid = await lastPid(id);
+            seen.set(id, `${id} pid ${pid}`);
+            const owner = pid
+              ? nodes.findIndex((n, i) => up[i] && descendants(n.pid).includes(pid))
+              : -1;
+            if (owner < 0) continue; // Its process has not said its pid yet.
+            const other = [1, 2].map((k) => (owner + k) % 3).find((i) => up[i])!;
+            const reply = await call<{ status: string }>(clients[other]!, "cancel_task", {
+              task_id: id,
+            });
+            const answered = Date.now();
+            assert.equal(reply.status, "cancelled");
+            const goneAt = await within(gone.gone(pid), PATIENCE_MS);
+            cancels.push({ id, owner, via: other, goneMs: (goneAt ?? Infinity) - answered });
+            held.delete(id);
+            count--;
+          }
+          return count === 0 ? true : undefined;
+        },
+        100,
+        () => cancels.length,
+      );
     await cancelHeld(HELD / 2);
     phase("10 cancelled");
 
@@ -344,6 +366,15 @@ Deno.test("three nodes on one PostgreSQL: a node killed, cancels across nodes, a
       assert.equal(exited, undefined, "a node exited");
     }
     await own.close().catch(() => {});
+  } catch (error) {
+    // What the nodes logged is what tells why: kept beside the failure.
+    const dir = await Deno.makeTempDir({ prefix: "klym-acceptance-" });
+    for (const [i, node] of [...killed, ...nodes].entries()) {
+      await Deno.writeTextFile(`${dir}/node-${i}-${node.pid}.log`, node.logs.join("\n"));
+    }
+    // deno-lint-ignore no-console -- where to look
+    console.error(`The nodes' logs: ${dir} (phases: ${phases.join(", ")})`);
+    throw error;
   } finally {
     const children = [...orphans, ...nodes.flatMap((n) => descendants(n.pid))];
     await Promise.allSettled([...nodes, ...killed].map((n) => n[Symbol.asyncDispose]()));
