@@ -157,7 +157,7 @@ function cost(text: string): number {
 }
 
 /** A pipe may take fewer bytes than offered: write until all are out. */
-async function writeAll(bytes: Uint8Array): Promise<void> {
+export async function writeAll(bytes: Uint8Array): Promise<void> {
   for (let offset = 0; offset < bytes.length;) {
     offset += await Deno.stdout.write(bytes.subarray(offset));
   }
