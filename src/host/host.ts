@@ -10,7 +10,7 @@
  */
 import { HostCommand, HostHello } from "../protocol.ts";
 import { readLines } from "../lines.ts";
-import { HostOutput, writeAll } from "./host_output.ts";
+import { HostOutput } from "./host_output.ts";
 import { startMemoryWatchdog } from "./memory_watchdog.ts";
 import { TaskSession } from "./task_session.ts";
 import { moduleUrlOf, PreparedWorker } from "./worker_entry.ts";
@@ -68,12 +68,14 @@ export async function runHost(): Promise<void> {
           hello.limits,
           {
             exit,
-            idle: async () => {
+            idle: () => {
+              if (session === current) session = undefined;
+            },
+            ready: () => {
               // The task's Worker is terminated: only now is the next one made.
-              if (session !== current) return;
-              session = undefined;
-              prepared = new PreparedWorker(entry);
-              await writeAll(idleLine).catch(() => exit());
+              if (session === undefined && prepared === undefined) {
+                prepared = new PreparedWorker(entry);
+              }
             },
           },
         );

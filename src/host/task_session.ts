@@ -37,8 +37,13 @@ const GRYNYA_CLOSE_MS = 1000;
 export interface SessionEnd {
   /** Ends the process (`code` 0 by default). */
   readonly exit: (code?: number) => never;
-  /** The task ended cleanly: the host may take another task of its principal. */
-  readonly idle: () => Promise<void>;
+  /**
+   * The task ended cleanly and its Worker is terminated: the host may take another task of its
+   * principal. Called before the task's last word (followed by `idle`) is written.
+   */
+  readonly idle: () => void;
+  /** The last word and `idle` are written: the host may prepare its next Worker. */
+  readonly ready: () => void;
 }
 
 /** grynya's client and the writer of saves, made on the task's first grynya call. */
@@ -152,13 +157,16 @@ export class TaskSession {
       const grynya = this.#grynya.then(({ client }) => client.close());
       await Promise.race([grynya, new Promise((resolve) => setTimeout(resolve, GRYNYA_CLOSE_MS))]);
     }
+    const idle = clean && !this.#abort.signal.aborted && !this.#freshProcess;
+    if (idle) this.host.idle();
     await this.out.finish(
       "json" in outcome
         ? { type: "result", json: outcome.json }
         : { type: "failure", error: outcome },
+      idle,
     );
-    if (clean && !this.#abort.signal.aborted && !this.#freshProcess) return this.host.idle();
-    this.host.exit();
+    if (idle) this.host.ready();
+    else this.host.exit();
   }
 
   /**
