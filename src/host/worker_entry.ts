@@ -92,7 +92,10 @@ export class PreparedWorker {
     return this.#early.splice(0);
   }
 
+  /** Ends it; what it would still report (a module that vanished meanwhile) is dropped. */
   terminate(): void {
+    this.worker.onmessage = this.worker.onmessageerror = null;
+    this.worker.onerror = (e: ErrorEvent) => e.preventDefault();
     this.worker.terminate();
     this.#early.length = 0;
   }

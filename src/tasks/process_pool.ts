@@ -38,11 +38,27 @@ export interface ProcessPoolOptions {
   readonly after?: After;
 }
 
+/** What a kept host's prepared Worker may still be loading: its kind's snapshot (`KindSnapshot`). */
+export interface KindHold {
+  readonly modulePath: string;
+  release(): void;
+}
+
+/** A process for a task. */
+export interface Acquired {
+  readonly process: TaskProcess;
+  /**
+   * A kept host's hold on the snapshot its prepared Worker may still be loading: release it once
+   * the task's turn is over (the host has then replaced or used that Worker).
+   */
+  readonly prepared?: KindHold;
+}
+
 /** A process kept for its principal, and the kind its host prepared a Worker for. */
 interface Idle {
   readonly process: TaskProcess;
   readonly owner: string;
-  readonly kind: string | undefined;
+  readonly kind: KindHold | undefined;
   readonly stopTimer: () => void;
 }
 
@@ -86,20 +102,21 @@ export class ProcessPool {
    * first, a custom kind's entry path or `undefined` for the built-in ones), else a spare, else a
    * fresh spawn (which may throw the OS error).
    */
-  acquire(owner: string, kind?: string): TaskProcess {
+  acquire(owner: string, kind?: string): Acquired {
     if (this.#closed) throw new Error("The process pool is closed");
     const kept = this.#takeIdle(owner, kind);
     if (kept) return kept;
     const spare = this.#spares.shift();
     setTimeout(() => this.warm(), 0);
-    return spare ?? this.#spawn();
+    return { process: spare ?? this.#spawn() };
   }
 
   /**
    * Keeps a process whose task ended cleanly for its principal's next task, its host having
-   * prepared a Worker for `kind`; one that may not be kept is ended. Returns whether it was kept.
+   * prepared a Worker for `kind` (whose snapshot the pool then holds until the process is handed
+   * out or ended); one that may not be kept is ended. Returns whether it was kept.
    */
-  release(process: TaskProcess, owner: string, kind: string | undefined): boolean {
+  release(process: TaskProcess, owner: string, kind: KindHold | undefined): boolean {
     if (this.#closed || this.#idleHosts === 0 || !process.reusable) {
       process.kill();
       return false;
@@ -144,12 +161,12 @@ export class ProcessPool {
     return this.#live.size;
   }
 
-  #takeIdle(owner: string, kind: string | undefined): TaskProcess | undefined {
+  #takeIdle(owner: string, kind: string | undefined): Acquired | undefined {
     let chosen: Idle | undefined;
     for (let i = this.#idle.length - 1; i >= 0; i--) {
       const entry = this.#idle[i]!;
       if (entry.owner !== owner || !entry.process.reusable) continue;
-      if (entry.kind === kind) {
+      if (entry.kind?.modulePath === kind) {
         chosen = entry;
         break;
       }
@@ -158,7 +175,7 @@ export class ProcessPool {
     if (!chosen) return undefined;
     chosen.stopTimer();
     this.#idle.splice(this.#idle.indexOf(chosen), 1);
-    return chosen.process;
+    return { process: chosen.process, ...(chosen.kind ? { prepared: chosen.kind } : {}) };
   }
 
   /** Ends an idle process (its time is up, room is needed, or it is gone). */
@@ -167,6 +184,7 @@ export class ProcessPool {
     if (i === -1) return;
     this.#idle.splice(i, 1);
     entry.stopTimer();
+    entry.kind?.release();
     entry.process.kill();
   }
 

@@ -15,7 +15,7 @@ import type { Journal, JournalLine, RestoredTask, StoreChange } from "../journal
 import { MemoryJournal } from "../journal/memory_journal.ts";
 import { LogBuffer } from "./log_buffer.ts";
 import { isTerminal, type TaskStatus, transition } from "./task_state.ts";
-import type { ProcessPool } from "./process_pool.ts";
+import type { KindHold, ProcessPool } from "./process_pool.ts";
 import type { ProcessEvent, ProcessExit, TaskProcess } from "./task_process.ts";
 import type { KindCatalog } from "./kind_catalog.ts";
 import { type AdmissionLimits, admit, modelBudget, type StartRequest } from "./admission.ts";
@@ -499,10 +499,13 @@ export class TaskRegistry {
     // What runs is what is checked now: the kind's files, copied where only Klym writes.
     const kind = task.modulePath === undefined ? undefined : this.#kinds.snapshot(task.kind);
     if (kind && "code" in kind) return this.#settle(task, "failed", kind);
+    /** The launch's hold on its kind's snapshot, while a process of the task may read it. */
+    let hold = kind;
     let process: TaskProcess;
+    let prepared: KindHold | undefined;
     const spare = this.#pool.hasProcessFor(task.owner);
     try {
-      process = this.#pool.acquire(task.owner, kind?.modulePath);
+      ({ process, prepared } = this.#pool.acquire(task.owner, kind?.modulePath));
     } catch (error) {
       kind?.release();
       this.#settle(task, "failed", {
@@ -563,13 +566,15 @@ export class TaskRegistry {
         });
         return;
       }
-      // Kept for this principal only; `release` ends it unless it is fit for another task.
-      this.#pool.release(process, task.owner, kind?.modulePath);
+      // Kept for this principal only; `release` ends it unless it is fit for another task. Its
+      // host prepares the kind's Worker from the snapshot, which the pool holds meanwhile.
+      if (this.#pool.release(process, task.owner, kind)) hold = undefined;
     });
     this.#slots.add(slot);
     this.#slotsOf.set(task.owner, (this.#slotsOf.get(task.owner) ?? 0) + 1);
     void slot.finally(() => {
-      kind?.release(); // the task's turn is over: its snapshot is no longer needed for it
+      hold?.release(); // the process is gone (or kept, and the pool holds it): it reads it no more
+      prepared?.release();
       this.#slots.delete(slot);
       const held = this.#slotsOf.get(task.owner)! - 1;
       if (held > 0) this.#slotsOf.set(task.owner, held);
