@@ -37,9 +37,6 @@ export async function runHost(): Promise<void> {
     await Deno.permissions.revoke({ name });
   }
   const exit = (code = 0): never => Deno.exit(code);
-  const idleLine = new TextEncoder().encode(
-    `${hello.channel}${JSON.stringify({ type: "idle" })}\n`,
-  );
   // A compiled binary's Worker imports a custom kind itself: only the runtime is made ahead.
   const inBinary = Deno.build.standalone;
   let session: TaskSession | undefined;
