@@ -165,7 +165,12 @@ export class ProcessPool {
     let chosen: Idle | undefined;
     for (let i = this.#idle.length - 1; i >= 0; i--) {
       const entry = this.#idle[i]!;
-      if (entry.owner !== owner || !entry.process.reusable) continue;
+      if (entry.owner !== owner) continue;
+      if (!entry.process.reusable) {
+        // It wrote outside the protocol or raised its alarm while idle.
+        this.#drop(entry);
+        continue;
+      }
       if (entry.kind?.modulePath === kind) {
         chosen = entry;
         break;

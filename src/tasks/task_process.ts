@@ -109,8 +109,6 @@ export class TaskProcess {
   #tainted = false;
   /** The running task's turn, from `start` to its host's `idle` or the process's exit. */
   #turn: PromiseWithResolvers<TurnEnd> | undefined;
-  /** Tasks started in this process. */
-  #tasks = 0;
   readonly exited: Promise<ProcessExit>;
 
   /** Spawns the host; throws the OS error when the process cannot be started. */
@@ -135,10 +133,7 @@ export class TaskProcess {
       await Promise.allSettled([stdout, stderr]);
       return { code: status.code, signal: status.signal, stderrTail: this.#stderrTail.join("\n") };
     });
-    void this.exited.then((exit) => {
-      this.#tainted = true;
-      this.#turn?.resolve({ type: "exited", exit });
-    });
+    void this.exited.then(() => this.#tainted = true);
   }
 
   /** Whether it may take another task: alive, idle, and never tainted (see the file's note). */
@@ -146,10 +141,6 @@ export class TaskProcess {
     return !this.#tainted && !this.#killed && this.#sink === undefined;
   }
 
-  /** How many tasks were started in it. */
-  get taskCount(): number {
-    return this.#tasks;
-  }
 
   get pid(): number {
     return this.#child.pid;
@@ -160,12 +151,10 @@ export class TaskProcess {
    * ends: its host idle (the task reported its end first) or the process gone.
    */
   start(spec: TaskSpec, sink: EventSink): Promise<TurnEnd> {
-    if (this.#sink || !(this.#tasks === 0 || this.reusable)) {
-      throw new Error("A task process was handed a task while it could not take one");
-    }
     this.#sink = sink;
-    this.#tasks++;
     const turn = this.#turn = Promise.withResolvers<TurnEnd>();
+    // A process that exited already (or exits before its task ends) ends the turn with its exit.
+    void this.exited.then((exit) => turn.resolve({ type: "exited", exit }));
     void this.#write({ type: "start", spec } satisfies HostCommand);
     return turn.promise;
   }
