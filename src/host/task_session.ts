@@ -27,7 +27,7 @@ import { KlymError } from "../errors.ts";
 import type { GrynyaClient } from "./grynya_client.ts";
 import type { GraphWriter } from "./graph_writer.ts";
 import type { HostOutput } from "./host_output.ts";
-import type { PreparedWorker } from "./worker_entry.ts";
+import type { EarlyEvent, PreparedWorker } from "./worker_entry.ts";
 import { CancelAck } from "./cancel_ack.ts";
 
 /** grynya's closing may not delay the task's end by more than this. */
@@ -57,6 +57,8 @@ export class TaskSession {
   #grynya: Promise<Grynya> | undefined;
   readonly #cancelAck: CancelAck;
   readonly worker: Worker;
+  /** What a prepared Worker said before its task (its kind's top-level code), for `start`. */
+  readonly #early: EarlyEvent[];
   #running = false;
   #ending = false;
   /** The kind exports `freshProcess = true`: its host takes no other task after it. */
@@ -71,7 +73,7 @@ export class TaskSession {
   ) {
     this.#cancelAck = new CancelAck(limits.cancelAckMs, () => void this.#endUnanswered());
     const worker = this.worker = prepared.worker;
-    const early = prepared.take();
+    this.#early = [...prepared.take()];
     worker.onmessage = (e: MessageEvent) => this.#onMessage(e.data);
     worker.onmessageerror = () => this.#violation("a message that could not be read");
     worker.onerror = (e: ErrorEvent) => {
@@ -81,11 +83,6 @@ export class TaskSession {
         void this.end({ code: "out_of_memory", message });
       } else void this.end({ code: this.#running ? "uncaught_error" : "load_error", message });
     };
-    // What a prepared Worker said before its task (its kind's top-level code), in order.
-    for (const event of early) {
-      if (event.type === "message") this.#onMessage(event.data);
-      else if (event.type === "messageerror") this.#violation("a message that could not be read");
-    }
   }
 
   /** grynya's client, loaded and made on first use. */
@@ -126,6 +123,11 @@ export class TaskSession {
   start(moduleUrl: string | undefined): void {
     const { grynya: _grynya, modulePath: _modulePath, ...spec } = this.spec;
     this.#post({ type: "start", spec, ...(moduleUrl ? { moduleUrl } : {}) });
+    // Before anything the Worker says from now on, in the order it was said.
+    for (const event of this.#early.splice(0)) {
+      if (event.type === "message") this.#onMessage(event.data);
+      else this.#violation("a message that could not be read");
+    }
   }
 
   /**

@@ -141,7 +141,6 @@ export class TaskProcess {
     return !this.#tainted && !this.#killed && this.#sink === undefined;
   }
 
-
   get pid(): number {
     return this.#child.pid;
   }

@@ -184,3 +184,17 @@ Deno.test("KLYM_IDLE_HOSTS bounds the kept hosts of all principals together; 0 k
     assert.equal(registryParts(registry).pool.idleCount, 0);
   });
 });
+
+Deno.test("a kind that logs and fails at load does so the same way in a host that prepared its Worker ahead", async () => {
+  const spawned = counting();
+  await using registry = makeRegistry({}, { spawn: spawned.spawn });
+  for (const round of [1, 2, 3]) {
+    const { task } = await run(registry, "reject_at_load");
+    assert.equal(errorOf(task)?.code, "load_error", `round ${round}`);
+    assert.match(errorOf(task)!.message, /rejected at load/);
+    assert.deepEqual(task.logs.read(0, 10).lines.map((l) => l.text), ["module loaded"]);
+  }
+  assert.equal(spawned.pids.length, 1, "its runtime reported the failure: the host was kept");
+  const next = await run(registry, "echo_text", { text: "after" });
+  assert.equal(next.task.state.status, "succeeded");
+});
