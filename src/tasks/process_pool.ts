@@ -137,11 +137,6 @@ export class ProcessPool {
     return this.#spares.length > 0 || this.#idle.some((i) => i.owner === owner);
   }
 
-  /** Whether `acquire` would hand out a spare rather than spawn (for a principal with none idle). */
-  get hasSpare(): boolean {
-    return this.#spares.length > 0;
-  }
-
   /** Processes spawned ahead of need, waiting for a task. */
   get spareCount(): number {
     return this.#spares.length;
