@@ -424,9 +424,10 @@ export class TaskRegistry {
 
   /**
    * Starts queued tasks while slots are free. A host kept idle for the task's principal, or a warm
-   * spare, is handed its task at once; a task that needs a fresh process waits for a turn of its own, one spawn per turn, so that spawning (which
-   * blocks the event loop for milliseconds) never sits on the path of a client's request. The
-   * queue picks whose task goes next; a principal holding its running limit is passed over.
+   * spare, is handed its task at once; a task that needs a fresh process waits for a turn of its
+   * own, one spawn per turn, so that spawning (which blocks the event loop for milliseconds) never
+   * sits on the path of a client's request. The queue picks whose task goes next; a principal
+   * holding its running limit is passed over.
    */
   #pump(spawnTurn = false): void {
     const mayRun = (owner: string) => this.#freeSlotsOf(owner) > 0;
@@ -548,27 +549,29 @@ export class TaskRegistry {
       },
       (event) => this.#onEvent(task, event),
     );
-    const slot = turn.then((end) => {
+    const slot = turn.then(async (end) => {
       clearTimeout(timer);
       clearTimeout(running.idleWait);
-      this.#running.delete(task.id);
-      if (end.type === "exited") {
-        this.#settle(task, "failed", describeExit(end.exit));
-        this.#observer.exited(task, end.exit);
-        return;
-      }
-      if (!isTerminal(task.state)) {
+      if (end.type === "idle" && !isTerminal(task.state)) {
         // A host never says idle before its task's last word: this one broke the protocol.
         process.kill();
         this.#settle(task, "failed", {
           code: "protocol_violation",
           message: "The task's process said it was idle before its task ended",
         });
-        return;
       }
       // Kept for this principal only; `release` ends it unless it is fit for another task. Its
-      // host prepares the kind's Worker from the snapshot, which the pool holds meanwhile.
-      if (this.#pool.release(process, task.owner, kind)) hold = undefined;
+      // host prepares the kind's Worker from the snapshot, which the pool then holds.
+      if (end.type === "idle" && this.#pool.release(process, task.owner, kind)) {
+        hold = undefined;
+        this.#running.delete(task.id);
+        return;
+      }
+      // The slot is free only once the process is really gone.
+      const exit = end.type === "exited" ? end.exit : await process.exited;
+      this.#settle(task, "failed", describeExit(exit));
+      this.#running.delete(task.id);
+      this.#observer.exited(task, exit);
     });
     this.#slots.add(slot);
     this.#slotsOf.set(task.owner, (this.#slotsOf.get(task.owner) ?? 0) + 1);
