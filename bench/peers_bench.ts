@@ -58,6 +58,9 @@ const SETTINGS = {
   figures: Deno.env.get("PEERS_FIGURES")?.split(",") ?? null,
 };
 
+/** How long Klym keeps a host idle for its principal's next task, in this bench. */
+const KLYM_IDLE_HOST_S = 2;
+
 type ServerName = "klym-memory" | "klym-journal" | "fastmcp" | "seed";
 const SERVERS: readonly ServerName[] = ["klym-memory", "klym-journal", "fastmcp", "seed"];
 const TITLES: Record<ServerName, string> = {
@@ -125,6 +128,9 @@ async function startServer(name: ServerName, stateDir: string): Promise<Served> 
       KLYM_TASKS_DIR: `${HERE}kinds`,
       KLYM_STATE: name === "klym-memory" ? "memory" : `${stateDir}/klym.db`,
       KLYM_LOG_LEVEL: "info",
+      // Hosts kept idle (30 s by default) exit before a memory figure (`idle_wait_s`), so that it
+      // counts each task's whole process; no figure has a gap of 2 s between one principal's tasks.
+      KLYM_IDLE_HOST_S: String(KLYM_IDLE_HOST_S),
     }, { denoArgs: [`--inspect=127.0.0.1:${freePort()}`] });
     const ws = klym.logs.map((l) => /ws:\/\/\S+/.exec(l)?.[0]).find(Boolean);
     if (!ws) throw new Error("Klym's inspector did not say where it listens");
@@ -270,7 +276,11 @@ type Done = Record<string, any>;
 /** Runs the client against one server, answering its questions about memory and CPU. */
 async function drive(name: ServerName, server: Served): Promise<Done> {
   const kind = name.startsWith("klym") ? "klym" : name;
-  const settings = { ...SETTINGS, cancels: kind === "klym" ? SETTINGS.cancels : 2 };
+  const settings = {
+    ...SETTINGS,
+    cancels: kind === "klym" ? SETTINGS.cancels : 2,
+    idle_wait_s: kind === "klym" ? KLYM_IDLE_HOST_S + 1 : 0,
+  };
   const child = new Deno.Command(PYTHON, {
     args: [`${PEERS}peers_client.py`, kind, server.url, JSON.stringify(settings)],
     stdin: "piped",

@@ -153,6 +153,13 @@ export const ConfigSchema = z.object({
   taskMemoryMb: int(128, 65_536).default(512),
   /** Task processes started ahead of need, so a task's code starts without a spawn. */
   warmSpares: int(0, 64).default(1),
+  /**
+   * Task processes kept idle after a clean end for their principal's next task, all principals
+   * together (0: every process exits with its task).
+   */
+  idleHosts: int(0, 1024).default(4),
+  /** How long a process is kept idle for its principal before it exits. */
+  idleHostS: int(1, 86_400).default(30),
   maxRequestBodyBytes: int(1024, 64 * 1024 ** 2).default(4 * 1024 * 1024),
   sessionIdleS: int(1, 86_400).default(1800),
   maxSessions: int(1, 100_000).default(256),
@@ -379,6 +386,8 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   maxAnswerBytes: "KLYM_MAX_ANSWER_BYTES",
   taskMemoryMb: "KLYM_TASK_MEMORY_MB",
   warmSpares: "KLYM_WARM_SPARES",
+  idleHosts: "KLYM_IDLE_HOSTS",
+  idleHostS: "KLYM_IDLE_HOST_S",
   maxRequestBodyBytes: "KLYM_MAX_REQUEST_BODY_BYTES",
   sessionIdleS: "KLYM_SESSION_IDLE_S",
   maxSessions: "KLYM_MAX_SESSIONS",

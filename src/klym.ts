@@ -77,6 +77,8 @@ export async function startKlym(
   }
   const pool = new ProcessPool(processOptions(config, kinds.snapshotDir()), {
     warmSpares: config.warmSpares,
+    idleHosts: config.idleHosts,
+    idleMs: config.idleHostS * 1000,
   });
   const llm = new LlmService(new ModelCatalog(config, (name) => Deno.env.get(name)), config);
   // What the gauges read when scraped; the HTTP app and the socket exist once serving.
@@ -86,8 +88,9 @@ export async function startKlym(
     version: VERSION,
     node: journal.node,
     sources: {
-      runningPids: () => registry.runningPids(),
-      processCount: () => registry.processCount,
+      // Processes kept idle for their principal count like running ones.
+      runningPids: () => [...registry.runningPids(), ...pool.idlePids()],
+      processCount: () => registry.processCount + pool.idleCount,
       residentBytes: (pid) => readProcFigures(pid)?.rssBytes,
       spares: () => pool.spareCount,
       journal: () => journal.health(),

@@ -230,6 +230,12 @@ export type GrynyaActivity = z.infer<typeof GrynyaActivity>;
 export const HostEvent = z.discriminatedUnion("type", [
   /** The task's own code is about to run (the server stamps the time). */
   z.object({ type: z.literal("running") }),
+  /**
+   * After a task's last word: its Worker is gone, its grynya session closed, and this host may
+   * take another task of the same principal (`src/tasks/process_pool.ts` decides). A host that is
+   * not fit for it (a crash, a cancel, a violation, a kind asking for a fresh process) exits instead.
+   */
+  z.object({ type: z.literal("idle") }),
   /** Log lines in order, and how many the host had to drop because the server read too slowly. */
   z.object({
     type: z.literal("logs"),
@@ -272,7 +278,8 @@ export type GrynyaCall = z.infer<typeof GrynyaCall>;
 
 /** Worker → host: what task code reports or asks for. Untrusted: the host validates and bounds it. */
 export const WorkerEvent = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("running") }),
+  /** `freshProcess`: the kind exports `freshProcess = true`, so its host is never used again. */
+  z.object({ type: z.literal("running"), freshProcess: z.literal(true).optional() }),
   z.object({ type: z.literal("log"), stream: LogStream, text: z.string() }),
   Progress,
   z.object({ type: z.literal("result"), json: z.string() }),

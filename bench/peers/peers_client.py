@@ -139,6 +139,8 @@ async def first_line(d: Driver) -> dict[str, Any]:
 
 async def memory_per_task(d: Driver, kind: str, params: dict[str, Any], n: int) -> dict[str, Any]:
     """Memory of the server's whole process tree, idle and with n tasks of `kind` running."""
+    # Klym's hosts kept idle after the figures before must have exited: each task's whole process counts.
+    await asyncio.sleep(SETTINGS.get("idle_wait_s", 0))
     before = ask({"measure": f"before {kind}"})
     ids = [await d.start(kind, params) for _ in range(n)]
     for task_id in ids:

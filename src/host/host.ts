@@ -1,15 +1,19 @@
 /**
  * The entry of a task's own process. It reads its hello and then its task on stdin, runs the task
  * in a Worker with no permissions, brokers grynya and the model for it, and reports to stdout
- * behind the channel marker. It holds the process to its memory cap, exits once the task ends, and
- * exits at once when stdin closes: a host never outlives its server.
+ * behind the channel marker. It holds the process to its memory cap and exits at once when stdin
+ * closes: a host never outlives its server. After a task's clean end (see `TaskSession.end`) it
+ * says `idle`, prepares a fresh Worker for the kind it just ran, and waits for its principal's
+ * next task (the server keeps it for that principal only, `src/tasks/process_pool.ts`); after any
+ * other end it exits. Nothing of a task outlives it here: its Worker is terminated before the next
+ * one is made, and its session, output and grynya client are its own.
  */
 import { HostCommand, HostHello } from "../protocol.ts";
 import { readLines } from "../lines.ts";
 import { HostOutput } from "./host_output.ts";
 import { startMemoryWatchdog } from "./memory_watchdog.ts";
 import { TaskSession } from "./task_session.ts";
-import { createKindWorker, createRuntimeWorker, moduleUrlOf } from "./worker_entry.ts";
+import { moduleUrlOf, PreparedWorker } from "./worker_entry.ts";
 
 /** A command line from the server: a task's spec is the largest (params and prompt are bounded). */
 const MAX_COMMAND_BYTES = 64 * 1024 * 1024;
@@ -32,30 +36,48 @@ export async function runHost(): Promise<void> {
   for (const name of ["env", "run", "write", "ffi", "sys"] as const) {
     await Deno.permissions.revoke({ name });
   }
-  const out = new HostOutput(hello.channel, hello.limits.logLimitBytes);
   const exit = (code = 0): never => Deno.exit(code);
+  // A compiled binary's Worker imports a custom kind itself: only the runtime is made ahead.
+  const inBinary = Deno.build.standalone;
   let session: TaskSession | undefined;
   // Its own thread: the task can keep this one busy (see memory_watchdog.ts).
   startMemoryWatchdog(hello.limits.memoryMb * 1024 * 1024, hello.channel);
 
-  // Built-in kinds run in a Worker made before the task arrives; it holds no task code.
-  let spare: Worker | undefined = createRuntimeWorker();
+  // The Worker for the next task, made before it arrives: the runtime alone (it holds no task
+  // code) in a new host, the last kind's in a host kept for its principal.
+  let prepared: PreparedWorker | undefined = new PreparedWorker(undefined);
   for await (const { line } of stdin) {
     const command = parseLine(HostCommand, line);
     switch (command.type) {
       case "start": {
         if (session) break;
         const { modulePath } = command.spec;
-        const inBinary = Deno.build.standalone;
-        let worker: Worker;
-        if (!modulePath || inBinary) worker = spare ?? createRuntimeWorker();
-        else {
-          spare?.terminate();
-          worker = createKindWorker(modulePath);
+        const entry = inBinary ? undefined : modulePath;
+        if (!prepared?.fits(entry)) {
+          prepared?.terminate();
+          prepared = new PreparedWorker(entry);
         }
-        spare = undefined;
-        session = new TaskSession(command.spec, worker, out, hello.limits, exit);
-        session.start(modulePath && inBinary ? moduleUrlOf(modulePath) : undefined);
+        const out = new HostOutput(hello.channel, hello.limits.logLimitBytes);
+        const current: TaskSession = session = new TaskSession(
+          command.spec,
+          prepared,
+          out,
+          hello.limits,
+          {
+            exit,
+            idle: () => {
+              if (session === current) session = undefined;
+            },
+            ready: () => {
+              // The task's Worker is terminated: only now is the next one made.
+              if (session === undefined && prepared === undefined) {
+                prepared = new PreparedWorker(entry);
+              }
+            },
+          },
+        );
+        prepared = undefined;
+        current.start(modulePath && inBinary ? moduleUrlOf(modulePath) : undefined);
         break;
       }
       case "cancel":

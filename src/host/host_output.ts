@@ -65,10 +65,21 @@ export class HostOutput {
     this.#kick();
   }
 
-  /** Sends the task's last word after every pending line, and resolves once it is written. */
-  async finish(event: Extract<HostEvent, { type: "result" | "failure" }>): Promise<void> {
+  /**
+   * Sends the task's last word after every pending line (then `idle`, in the same write, when the
+   * host takes another task), and resolves once it is written.
+   */
+  async finish(
+    event: Extract<HostEvent, { type: "result" | "failure" }>,
+    idle = false,
+  ): Promise<void> {
     if (!this.#finished) {
-      this.send(event);
+      const last = this.#frame(event);
+      const trailer = idle ? this.#frame({ type: "idle" }) : new Uint8Array();
+      const bytes = new Uint8Array(last.length + trailer.length);
+      bytes.set(last);
+      bytes.set(trailer, last.length);
+      this.#events.push({ afterLine: this.#logged, bytes });
       this.#finished = true;
       this.#kick();
     }

@@ -3,7 +3,13 @@
  * host brokers for it. Every message from the Worker is untrusted: validated, bounded by its type,
  * and a message that breaks the protocol ends the task as `protocol_violation`. grynya and graph
  * writes are made here, with the grynya allowance and token that only this process holds; model
- * calls go on to the server, which holds the keys and the budget.
+ * calls go on to the server, which holds the keys and the budget. grynya's client (and the MCP SDK
+ * under it) is loaded on the task's first grynya call: most tasks never make one.
+ *
+ * A session ends its task once. Its host is then offered for its principal's next task (`idle`)
+ * only after a clean end: the task's own result or failure, reported by the Worker's runtime,
+ * with no cancel, no violation, no Worker crash, and a kind that did not ask for a fresh process.
+ * Anything else ends the process, as every task's end did before hosts were kept.
  */
 import {
   type Failure,
@@ -18,53 +24,56 @@ import {
 } from "../protocol.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { KlymError } from "../errors.ts";
-import { GrynyaClient } from "./grynya_client.ts";
-import { GraphWriter } from "./graph_writer.ts";
+import type { GrynyaClient } from "./grynya_client.ts";
+import type { GraphWriter } from "./graph_writer.ts";
 import type { HostOutput } from "./host_output.ts";
+import type { EarlyEvent, PreparedWorker } from "./worker_entry.ts";
 import { CancelAck } from "./cancel_ack.ts";
 
 /** grynya's closing may not delay the task's end by more than this. */
 const GRYNYA_CLOSE_MS = 1000;
 
+/** What a session tells its host when its task has ended. */
+export interface SessionEnd {
+  /** Ends the process (`code` 0 by default). */
+  readonly exit: (code?: number) => never;
+  /**
+   * The task ended cleanly and its Worker is terminated: the host may take another task of its
+   * principal. Called before the task's last word (followed by `idle`) is written.
+   */
+  readonly idle: () => void;
+  /** The last word and `idle` are written: the host may prepare its next Worker. */
+  readonly ready: () => void;
+}
+
+/** grynya's client and the writer of saves, made on the task's first grynya call. */
+interface Grynya {
+  readonly client: GrynyaClient;
+  readonly writer: GraphWriter;
+}
+
 export class TaskSession {
   readonly #abort = new AbortController();
-  readonly #grynya: GrynyaClient;
-  readonly #writer: GraphWriter;
+  #grynya: Promise<Grynya> | undefined;
   readonly #cancelAck: CancelAck;
+  readonly worker: Worker;
+  /** What a prepared Worker said before its task (its kind's top-level code), for `start`. */
+  readonly #early: EarlyEvent[];
   #running = false;
   #ending = false;
+  /** The kind exports `freshProcess = true`: its host takes no other task after it. */
+  #freshProcess = false;
 
   constructor(
     readonly spec: TaskSpec,
-    readonly worker: Worker,
+    prepared: PreparedWorker,
     readonly out: HostOutput,
     readonly limits: HostLimits,
-    readonly exit: (code?: number) => never,
+    readonly host: SessionEnd,
   ) {
     this.#cancelAck = new CancelAck(limits.cancelAckMs, () => void this.#endUnanswered());
-    this.#grynya = new GrynyaClient(
-      spec.grynya,
-      this.#abort.signal,
-      (line) => this.#hostLog("stderr", line),
-      (activity) => this.#report(activity),
-    );
-    this.#writer = new GraphWriter(this.#grynya, spec.grynya.write, spec, {
-      log: (stream, line) => this.#hostLog(stream, line),
-      saved: (record) => {
-        if (this.#ending) return;
-        this.out.send({
-          type: "saved",
-          save: {
-            seq: record.seq,
-            tools: record.tools.slice(0, 8).map((t) => t.slice(0, 128)),
-            ok: record.ok,
-            time: record.time,
-            reply: (record.ok ? record.reply : record.error?.message ?? record.reply)
-              .slice(0, MAX_SAVE_REPLY_CHARS),
-          },
-        });
-      },
-    });
+    const worker = this.worker = prepared.worker;
+    this.#early = [...prepared.take()];
     worker.onmessage = (e: MessageEvent) => this.#onMessage(e.data);
     worker.onmessageerror = () => this.#violation("a message that could not be read");
     worker.onerror = (e: ErrorEvent) => {
@@ -76,10 +85,49 @@ export class TaskSession {
     };
   }
 
+  /** grynya's client, loaded and made on first use. */
+  #grynyaOf(): Promise<Grynya> {
+    return this.#grynya ??= Promise.all([
+      import("./grynya_client.ts"),
+      import("./graph_writer.ts"),
+    ]).then(([{ GrynyaClient }, { GraphWriter }]) => {
+      const spec = this.spec;
+      const client = new GrynyaClient(
+        spec.grynya,
+        this.#abort.signal,
+        (line) => this.#hostLog("stderr", line),
+        (activity) => this.#report(activity),
+      );
+      const writer = new GraphWriter(client, spec.grynya.write, spec, {
+        log: (stream, line) => this.#hostLog(stream, line),
+        saved: (record) => {
+          if (this.#ending) return;
+          this.out.send({
+            type: "saved",
+            save: {
+              seq: record.seq,
+              tools: record.tools.slice(0, 8).map((t) => t.slice(0, 128)),
+              ok: record.ok,
+              time: record.time,
+              reply: (record.ok ? record.reply : record.error?.message ?? record.reply)
+                .slice(0, MAX_SAVE_REPLY_CHARS),
+            },
+          });
+        },
+      });
+      return { client, writer };
+    });
+  }
+
   /** Hands the Worker its task (without grynya's settings: task code never sees them). */
   start(moduleUrl: string | undefined): void {
     const { grynya: _grynya, modulePath: _modulePath, ...spec } = this.spec;
     this.#post({ type: "start", spec, ...(moduleUrl ? { moduleUrl } : {}) });
+    // Before anything the Worker says from now on, in the order it was said.
+    for (const event of this.#early.splice(0)) {
+      if (event.type === "message") this.#onMessage(event.data);
+      else this.#violation("a message that could not be read");
+    }
   }
 
   /**
@@ -97,22 +145,30 @@ export class TaskSession {
     this.#post(command);
   }
 
-  /** Reports the task's end once, closes grynya, and ends the process. */
-  async end(outcome: Failure | { json: string }): Promise<void> {
+  /**
+   * Reports the task's end once, closes grynya, then offers the host for another task when the end
+   * is `clean` (the Worker's runtime reported it) and nothing since taints the process; else ends
+   * the process.
+   */
+  async end(outcome: Failure | { json: string }, clean = false): Promise<void> {
     if (this.#ending) return;
     this.#ending = true;
     this.#cancelAck[Symbol.dispose]();
     this.worker.terminate();
-    await Promise.race([
-      this.#grynya.close(),
-      new Promise((resolve) => setTimeout(resolve, GRYNYA_CLOSE_MS)),
-    ]);
+    if (this.#grynya) {
+      const grynya = this.#grynya.then(({ client }) => client.close());
+      await Promise.race([grynya, new Promise((resolve) => setTimeout(resolve, GRYNYA_CLOSE_MS))]);
+    }
+    const idle = clean && !this.#abort.signal.aborted && !this.#freshProcess;
+    if (idle) this.host.idle();
     await this.out.finish(
       "json" in outcome
         ? { type: "result", json: outcome.json }
         : { type: "failure", error: outcome },
+      idle,
     );
-    this.exit();
+    if (idle) this.host.ready();
+    else this.host.exit();
   }
 
   /**
@@ -134,7 +190,7 @@ export class TaskSession {
       error: { code: "aborted", message: "The task was cancelled while stuck in synchronous code" },
     });
     await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, ms))]);
-    this.exit(HOST_EXIT_CANCEL_UNANSWERED);
+    this.host.exit(HOST_EXIT_CANCEL_UNANSWERED);
   }
 
   /** A line of the host's own (grynya's connection, saves) in the task's log. */
@@ -164,15 +220,21 @@ export class TaskSession {
       case "running":
         if (this.#running) return this.#violation("a second running event");
         this.#running = true;
-        return this.out.send(event);
+        this.#freshProcess = event.freshProcess === true;
+        return this.out.send({ type: "running" });
       case "log":
         return this.out.log(event.stream, truncateUtf8(event.text, this.limits.maxLogLineBytes));
       case "progress":
         return this.out.send(event);
-      case "result":
-        return void this.end(this.#checkResult(event.json));
+      case "result": {
+        const checked = this.#checkResult(event.json);
+        return void this.end(
+          checked,
+          !("code" in checked && checked.code === "protocol_violation"),
+        );
+      }
       case "failure":
-        return void this.end(event.error);
+        return void this.end(event.error, true);
       case "llm_request": {
         const bytes = utf8Length(JSON.stringify(event.request));
         if (bytes <= this.limits.maxLlmRequestBytes) return this.out.send(event);
@@ -247,7 +309,7 @@ export class TaskSession {
   }
 
   async #grynyaCall(call: GrynyaCall): Promise<unknown> {
-    const grynya = this.#grynya;
+    const { client: grynya, writer } = await this.#grynyaOf();
     switch (call.op) {
       case "connect":
         await grynya.connect();
@@ -265,9 +327,9 @@ export class TaskSession {
       case "call_tool":
         return await grynya.callTool(call.name, call.args);
       case "save":
-        return await this.#writer.save(call.value);
+        return await writer.save(call.value);
       case "write_strategy":
-        return await this.#writer.strategy();
+        return await writer.strategy();
       default: {
         const _exhaustive: never = call;
         return _exhaustive;

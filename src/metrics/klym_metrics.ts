@@ -156,7 +156,8 @@ export class KlymMetrics implements TaskObserver {
     );
     new Gauge({
       name: "klym_task_processes",
-      help: "Task processes alive (running tasks and those winding down)",
+      help:
+        "Task processes alive (running tasks, those winding down and those kept idle for their principal)",
       registers,
       collect() {
         this.set(sources.processCount());
@@ -164,7 +165,7 @@ export class KlymMetrics implements TaskObserver {
     });
     new Gauge({
       name: "klym_task_processes_resident_memory_bytes",
-      help: "Resident memory of the running tasks' processes, all together (Linux)",
+      help: "Resident memory of the task processes running or kept idle, all together (Linux)",
       registers,
       collect() {
         let bytes = 0;

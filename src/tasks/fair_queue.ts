@@ -92,6 +92,11 @@ export class FairQueue<T> {
     return item;
   }
 
+  /** The principal whose item `next(eligible)` would take; `undefined` when none. */
+  nextPrincipal(eligible: (principal: string) => boolean = () => true): string | undefined {
+    return this.#choose(eligible)?.[0];
+  }
+
   /** Whether `next(eligible)` would take an item. */
   hasNext(eligible: (principal: string) => boolean = () => true): boolean {
     for (const principal of this.#waiting.keys()) if (eligible(principal)) return true;

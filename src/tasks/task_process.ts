@@ -5,6 +5,11 @@
  * message is validated and bounded by its type; one that breaks the protocol becomes a
  * `protocol_violation` failure. Times are the server's, stamped by the registry on receipt.
  * What the process may reach (permissions, modules, environment, memory) is `sandbox_policy.ts`.
+ *
+ * A process runs one task at a time. When its host says `idle` after a task's last word, the task's
+ * turn ends with the process alive and `reusable` tells whether it may take its principal's next
+ * task (`process_pool.ts`): never once it wrote anything outside the protocol (a runtime's crash
+ * report, a warning), broke the protocol, raised its memory alarm, or was told to stop.
  */
 import { getLogger } from "@logtape/logtape";
 import {
@@ -75,10 +80,15 @@ export interface ProcessExit {
   stderrTail: string;
 }
 
-/** A validated event, or raw output the process wrote outside the protocol. */
+/** A validated event of a task, or raw output the process wrote outside the protocol. */
 export type ProcessEvent =
-  | HostEvent
+  | Exclude<HostEvent, { type: "idle" }>
   | { type: "raw"; stream: "stdout" | "stderr"; text: string };
+
+/** How a task's turn in its process ended: its host went idle, or the process exited. */
+export type TurnEnd =
+  | { readonly type: "idle" }
+  | { readonly type: "exited"; readonly exit: ProcessExit };
 
 export type EventSink = (event: ProcessEvent) => void;
 
@@ -95,6 +105,10 @@ export class TaskProcess {
   readonly #paths: ClientPaths;
   #sink: EventSink | undefined;
   #killed = false;
+  /** Told to stop, or seen doing something that rules out another task (see the file's note). */
+  #tainted = false;
+  /** The running task's turn, from `start` to its host's `idle` or the process's exit. */
+  #turn: PromiseWithResolvers<TurnEnd> | undefined;
   readonly exited: Promise<ProcessExit>;
 
   /** Spawns the host; throws the OS error when the process cannot be started. */
@@ -119,16 +133,29 @@ export class TaskProcess {
       await Promise.allSettled([stdout, stderr]);
       return { code: status.code, signal: status.signal, stderrTail: this.#stderrTail.join("\n") };
     });
+    void this.exited.then(() => this.#tainted = true);
+  }
+
+  /** Whether it may take another task: alive, idle, and never tainted (see the file's note). */
+  get reusable(): boolean {
+    return !this.#tainted && !this.#killed && this.#sink === undefined;
   }
 
   get pid(): number {
     return this.#child.pid;
   }
 
-  /** Hands the process its task; events start flowing to `sink`. */
-  start(spec: TaskSpec, sink: EventSink): void {
+  /**
+   * Hands the process its task; events start flowing to `sink`. Resolves when the task's turn
+   * ends: its host idle (the task reported its end first) or the process gone.
+   */
+  start(spec: TaskSpec, sink: EventSink): Promise<TurnEnd> {
     this.#sink = sink;
+    const turn = this.#turn = Promise.withResolvers<TurnEnd>();
+    // A process that exited already (or exits before its task ends) ends the turn with its exit.
+    void this.exited.then((exit) => turn.resolve({ type: "exited", exit }));
     void this.#write({ type: "start", spec } satisfies HostCommand);
+    return turn.promise;
   }
 
   /** Sends a command (e.g. a model's answer) to the task's host. */
@@ -142,6 +169,7 @@ export class TaskProcess {
    * KLYM_CANCEL_ACK_MS (`src/host/cancel_ack.ts`): a CPU loop keeps no core for the grace.
    */
   async stop(reason: string, graceMs: number): Promise<ProcessExit> {
+    this.#tainted = true;
     void this.#write({ type: "cancel", reason } satisfies HostCommand);
     const timer = setTimeout(() => this.kill(), graceMs);
     try {
@@ -154,6 +182,7 @@ export class TaskProcess {
   kill(): void {
     if (this.#killed) return;
     this.#killed = true;
+    this.#tainted = true;
     try {
       this.#child.kill("SIGKILL");
     } catch {
@@ -188,6 +217,7 @@ export class TaskProcess {
   #onStderr(line: string): void {
     const alarm = line.indexOf(`${this.#channel}${MEMORY_ALARM}`);
     if (alarm !== -1) return this.#outOfMemory(line.slice(alarm + this.#channel.length));
+    this.#tainted = true;
     this.#stderrTail.push(truncateUtf8(this.#paths.text(line), 1024));
     if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
     this.#raw("stderr", line);
@@ -195,7 +225,11 @@ export class TaskProcess {
 
   #onStdout(line: string, truncated: boolean): void {
     const at = line.indexOf(this.#channel);
-    if (at === -1) return this.#raw("stdout", line);
+    if (at === -1) {
+      this.#tainted = true;
+      return this.#raw("stdout", line);
+    }
+    if (at > 0) this.#tainted = true;
     // Output without a final newline, written outside the protocol, ends where a message begins.
     if (at > 0) this.#raw("stdout", line.slice(0, at));
     if (truncated) {
@@ -213,7 +247,20 @@ export class TaskProcess {
     }
     const problem = this.#oversize(parsed.data);
     if (problem) return this.#violation(problem);
+    if (parsed.data.type === "idle") return this.#idle();
     this.#emit(parsed.data);
+  }
+
+  /** The host took its task's last word and waits for another: the task's turn ends. */
+  #idle(): void {
+    const turn = this.#turn;
+    if (!this.#sink || !turn) {
+      logger.warn("Task process {pid} said idle without a task: it is ended", { pid: this.pid });
+      return this.kill();
+    }
+    this.#sink = undefined;
+    this.#turn = undefined;
+    turn.resolve({ type: "idle" });
   }
 
   /** Each message type has its own limit, whatever the host let through. */
@@ -239,6 +286,7 @@ export class TaskProcess {
 
   /** The process's watchdog saw it over its cap: it ends now, whatever its main thread is doing. */
   #outOfMemory(alarm: string): void {
+    this.#tainted = true;
     const rss = Number(alarm.slice(MEMORY_ALARM.length));
     this.#emit({
       type: "failure",
@@ -253,6 +301,7 @@ export class TaskProcess {
   }
 
   #violation(what: string): void {
+    this.#tainted = true;
     logger.warn("Task process {pid} broke the protocol: {what}", { pid: this.pid, what });
     this.#emit({
       type: "failure",

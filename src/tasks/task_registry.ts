@@ -15,7 +15,7 @@ import type { Journal, JournalLine, RestoredTask, StoreChange } from "../journal
 import { MemoryJournal } from "../journal/memory_journal.ts";
 import { LogBuffer } from "./log_buffer.ts";
 import { isTerminal, type TaskStatus, transition } from "./task_state.ts";
-import type { ProcessPool } from "./process_pool.ts";
+import type { KindHold, ProcessPool } from "./process_pool.ts";
 import type { ProcessEvent, ProcessExit, TaskProcess } from "./task_process.ts";
 import type { KindCatalog } from "./kind_catalog.ts";
 import { type AdmissionLimits, admit, modelBudget, type StartRequest } from "./admission.ts";
@@ -60,6 +60,8 @@ export type RegistryLimits =
 interface Running {
   readonly process: TaskProcess;
   readonly models: ModelBroker;
+  /** After a clean end: stops waiting for the host to go idle (it is then killed). */
+  idleWait?: ReturnType<typeof setTimeout>;
 }
 
 /** What a registry is made of; all of it stays private to the registry. */
@@ -82,8 +84,11 @@ export interface RegistryOptions {
 export class TaskRegistry {
   readonly #queue = new FairQueue<LiveTask>();
   readonly #running = new Map<string, Running>();
-  /** Processes not yet exited, whether or not their task is still running. */
-  readonly #slots = new Set<Promise<ProcessExit>>();
+  /**
+   * Tasks whose turn in their process is not over (the process has not exited nor its host gone
+   * idle), whether or not the task is still running.
+   */
+  readonly #slots = new Set<Promise<void>>();
   /** Of those, how many each principal holds (no entry for none). */
   readonly #slotsOf = new Map<string, number>();
   /** The starting client's sampler of each unfinished task. */
@@ -418,10 +423,11 @@ export class TaskRegistry {
   }
 
   /**
-   * Starts queued tasks while slots are free. A warm spare is handed its task at once; a task that
-   * needs a fresh process waits for a turn of its own, one spawn per turn, so that spawning (which
-   * blocks the event loop for milliseconds) never sits on the path of a client's request. The
-   * queue picks whose task goes next; a principal holding its running limit is passed over.
+   * Starts queued tasks while slots are free. A host kept idle for the task's principal, or a warm
+   * spare, is handed its task at once; a task that needs a fresh process waits for a turn of its
+   * own, one spawn per turn, so that spawning (which blocks the event loop for milliseconds) never
+   * sits on the path of a client's request. The queue picks whose task goes next; a principal
+   * holding its running limit is passed over.
    */
   #pump(spawnTurn = false): void {
     const mayRun = (owner: string) => this.#freeSlotsOf(owner) > 0;
@@ -429,7 +435,7 @@ export class TaskRegistry {
     while (
       !this.#closing && !this.#claiming && this.#freeSlots() > 0 && this.#queue.hasNext(mayRun)
     ) {
-      if (!this.#pool.hasSpare) {
+      if (!this.#pool.hasProcessFor(this.#queue.nextPrincipal(mayRun)!)) {
         if (!spawnTurn) {
           this.#spawnSoon();
           break;
@@ -494,10 +500,13 @@ export class TaskRegistry {
     // What runs is what is checked now: the kind's files, copied where only Klym writes.
     const kind = task.modulePath === undefined ? undefined : this.#kinds.snapshot(task.kind);
     if (kind && "code" in kind) return this.#settle(task, "failed", kind);
+    /** The launch's hold on its kind's snapshot, while a process of the task may read it. */
+    let hold = kind;
     let process: TaskProcess;
-    const spare = this.#pool.hasSpare;
+    let prepared: KindHold | undefined;
+    const spare = this.#pool.hasProcessFor(task.owner);
     try {
-      process = this.#pool.acquire();
+      ({ process, prepared } = this.#pool.acquire(task.owner, kind?.modulePath));
     } catch (error) {
       kind?.release();
       this.#settle(task, "failed", {
@@ -517,7 +526,8 @@ export class TaskRegistry {
       answer: (answer) => process.send(answer),
       observe: (call) => this.#observer.modelCall(task, call),
     });
-    this.#running.set(task.id, { process, models });
+    const running: Running = { process, models };
+    this.#running.set(task.id, running);
     this.#observer.launched(task, spare);
     this.#store.changed(task);
     this.events.emit({ type: "task", id: task.id });
@@ -527,24 +537,7 @@ export class TaskRegistry {
         message: `The task ran past its timeout of ${task.timeoutS} s`,
       });
     }, task.timeoutS * 1000);
-    const slot = process.exited.then((exit) => {
-      clearTimeout(timer);
-      this.#settle(task, "failed", describeExit(exit));
-      this.#running.delete(task.id);
-      this.#observer.exited(task, exit);
-      return exit;
-    });
-    this.#slots.add(slot);
-    this.#slotsOf.set(task.owner, (this.#slotsOf.get(task.owner) ?? 0) + 1);
-    void slot.finally(() => {
-      kind?.release(); // the process can read its snapshot no more
-      this.#slots.delete(slot);
-      const held = this.#slotsOf.get(task.owner)! - 1;
-      if (held > 0) this.#slotsOf.set(task.owner, held);
-      else this.#slotsOf.delete(task.owner);
-      this.#pump();
-    });
-    process.start(
+    const turn = process.start(
       {
         taskId: task.id,
         kind: task.kind,
@@ -556,6 +549,41 @@ export class TaskRegistry {
       },
       (event) => this.#onEvent(task, event),
     );
+    const slot = turn.then(async (end) => {
+      clearTimeout(timer);
+      clearTimeout(running.idleWait);
+      if (end.type === "idle" && !isTerminal(task.state)) {
+        // A host never says idle before its task's last word: this one broke the protocol.
+        process.kill();
+        this.#settle(task, "failed", {
+          code: "protocol_violation",
+          message: "The task's process said it was idle before its task ended",
+        });
+      }
+      // Kept for this principal only; `release` ends it unless it is fit for another task. Its
+      // host prepares the kind's Worker from the snapshot, which the pool then holds.
+      if (end.type === "idle" && this.#pool.release(process, task.owner, kind)) {
+        hold = undefined;
+        this.#running.delete(task.id);
+        return;
+      }
+      // The slot is free only once the process is really gone.
+      const exit = end.type === "exited" ? end.exit : await process.exited;
+      this.#settle(task, "failed", describeExit(exit));
+      this.#running.delete(task.id);
+      this.#observer.exited(task, exit);
+    });
+    this.#slots.add(slot);
+    this.#slotsOf.set(task.owner, (this.#slotsOf.get(task.owner) ?? 0) + 1);
+    void slot.finally(() => {
+      hold?.release(); // the process is gone (or kept, and the pool holds it): it reads it no more
+      prepared?.release();
+      this.#slots.delete(slot);
+      const held = this.#slotsOf.get(task.owner)! - 1;
+      if (held > 0) this.#slotsOf.set(task.owner, held);
+      else this.#slotsOf.delete(task.owner);
+      this.#pump();
+    });
   }
 
   #onEvent(task: LiveTask, event: ProcessEvent): void {
@@ -611,9 +639,9 @@ export class TaskRegistry {
         this.events.emit({ type: "task", id: task.id });
         return;
       case "result":
-        return this.#settle(task, "succeeded", event.json);
+        return this.#settle(task, "succeeded", event.json, true);
       case "failure":
-        return this.#settle(task, "failed", event.error);
+        return this.#settle(task, "failed", event.error, true);
       case "llm_request":
         return void running?.models.request(event.id, event.request);
       case "llm_cancel":
@@ -640,10 +668,19 @@ export class TaskRegistry {
     }
   }
 
-  /** The one place a task ends. A second ending of the same task is ignored. */
-  #settle(task: TaskRecord, status: "succeeded", resultJson: string): void;
-  #settle(task: TaskRecord, status: "failed" | "cancelled" | "timed_out", error: Failure): void;
-  #settle(task: TaskRecord, status: TaskStatus, outcome: string | Failure): void {
+  /**
+   * The one place a task ends. A second ending of the same task is ignored. `reported`: its host
+   * reported the end, so the host ends the task's turn itself (idle, or its process exits) and is
+   * not told to stop; it is killed if it does neither within KLYM_CANCEL_GRACE_MS.
+   */
+  #settle(task: TaskRecord, status: "succeeded", resultJson: string, reported?: boolean): void;
+  #settle(
+    task: TaskRecord,
+    status: "failed" | "cancelled" | "timed_out",
+    error: Failure,
+    reported?: boolean,
+  ): void;
+  #settle(task: TaskRecord, status: TaskStatus, outcome: string | Failure, reported = false): void {
     if (isTerminal(task.state)) return;
     const from = task.state.status;
     const finishedAt = this.#now();
@@ -658,9 +695,14 @@ export class TaskRegistry {
     this.#queue.remove(task.owner, task as LiveTask);
     const running = this.#running.get(task.id);
     if (running) {
-      const reason = status === "succeeded" || status === "failed" ? "finished" : status;
       running.models.close();
-      void running.process.stop(reason, this.#limits.cancelGraceMs);
+      if (reported) {
+        const process = running.process;
+        running.idleWait = setTimeout(() => process.kill(), this.#limits.cancelGraceMs);
+      } else {
+        const reason = status === "succeeded" || status === "failed" ? "finished" : status;
+        void running.process.stop(reason, this.#limits.cancelGraceMs);
+      }
     }
     this.#observer.settled(task, from);
     logger.info("Task {taskId} ({kind}) {status}", { taskId: task.id, kind: task.kind, status });

@@ -61,8 +61,18 @@ const link = new HostLink(emit, abort.signal);
 const provided = Promise.withResolvers<TaskKind>();
 let spec: WorkerSpec | undefined;
 
-/** Called by the Worker's entry with the custom kind's default export, once its module is loaded. */
-export function provideKind(kind: unknown): void {
+/** Whether the kind's module exports `freshProcess = true`: its host then takes no later task. */
+let freshProcess = false;
+
+/**
+ * Called by the Worker's entry with the custom kind's module, once it is loaded: its default export
+ * is the task's function.
+ */
+export function provideKind(
+  module: { readonly default?: unknown; readonly freshProcess?: unknown },
+): void {
+  const kind = module.default;
+  freshProcess = module.freshProcess === true;
   if (typeof kind === "function") provided.resolve(kind as TaskKind);
   else {
     provided.reject(
@@ -78,7 +88,7 @@ async function loadKind(spec: WorkerSpec, moduleUrl: string | undefined): Promis
   if (builtin) return builtin;
   // A compiled binary has no module graph to hand to a Worker at creation: it imports the kind
   // here (its loader does not check read permissions; see docs/binaries.md).
-  if (moduleUrl) provideKind((await import(moduleUrl)).default);
+  if (moduleUrl) provideKind(await import(moduleUrl));
   return await provided.promise;
 }
 
@@ -91,7 +101,7 @@ async function run(command: Extract<WorkerCommand, { type: "start" }>): Promise<
     return fail("load_error", error);
   }
   started = true;
-  emit({ type: "running" });
+  emit(freshProcess ? { type: "running", freshProcess } : { type: "running" });
   const ctx = createTaskContext(
     spec,
     abort.signal,

@@ -62,6 +62,8 @@ export function makeRegistry(
   const kinds = new KindCatalog(config.tasksDir, config);
   const pool = new ProcessPool(processOptions(config, kinds.snapshotDir()), {
     warmSpares: config.warmSpares,
+    idleHosts: config.idleHosts,
+    idleMs: config.idleHostS * 1000,
     ...(options.spawn ? { spawn: options.spawn } : {}),
   });
   pool.warm();

@@ -412,7 +412,10 @@ Deno.test("a storm of cancels racing completions and timeouts leaves one termina
     ["cancelled", "succeeded", "timed_out"],
     "the storm ends tasks each way",
   );
-  assert.equal(registryParts(registry).pool.liveCount, 0);
+  // Every process is gone, but those kept idle after a clean end (KLYM_IDLE_HOSTS).
+  const { pool } = registryParts(registry);
+  assert.equal(pool.liveCount, pool.idleCount);
+  assert.ok(pool.idleCount <= 4);
 });
 
 Deno.test("finished tasks are forgotten beyond KLYM_MAX_FINISHED and after KLYM_RETENTION_S", async () => {
