@@ -35,8 +35,9 @@ export async function runHost(): Promise<void> {
   const out = new HostOutput(hello.channel, hello.limits.logLimitBytes);
   const exit = (code = 0): never => Deno.exit(code);
   let session: TaskSession | undefined;
-  // Its own thread: the task can keep this one busy (see memory_watchdog.ts).
-  startMemoryWatchdog(hello.limits.memoryMb * 1024 * 1024, hello.channel);
+  // Its own thread: the task can keep this one busy (see memory_watchdog.ts). On Linux the server
+  // samples the process from /proc instead (memory_sampler.ts): no isolate for it here.
+  if (hello.watchdog) startMemoryWatchdog(hello.limits.memoryMb * 1024 * 1024, hello.channel);
 
   // Built-in kinds run in a Worker made before the task arrives; it holds no task code.
   let spare: Worker | undefined = createRuntimeWorker();
