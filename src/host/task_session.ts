@@ -18,8 +18,8 @@ import {
 } from "../protocol.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { KlymError } from "../errors.ts";
-import { GrynyaClient } from "./grynya_client.ts";
-import { GraphWriter } from "./graph_writer.ts";
+import type { GrynyaClient } from "./grynya_client.ts";
+import type { GraphWriter } from "./graph_writer.ts";
 import type { HostOutput } from "./host_output.ts";
 import { CancelAck } from "./cancel_ack.ts";
 
@@ -28,8 +28,11 @@ const GRYNYA_CLOSE_MS = 1000;
 
 export class TaskSession {
   readonly #abort = new AbortController();
-  readonly #grynya: GrynyaClient;
-  readonly #writer: GraphWriter;
+  /**
+   * grynya's client and the graph writer, loaded on the task's first grynya call: a task that
+   * never calls grynya never loads the MCP client (about 9 MB of its process).
+   */
+  #grynya: Promise<{ client: GrynyaClient; writer: GraphWriter }> | undefined;
   readonly #cancelAck: CancelAck;
   #running = false;
   #ending = false;
@@ -42,29 +45,6 @@ export class TaskSession {
     readonly exit: (code?: number) => never,
   ) {
     this.#cancelAck = new CancelAck(limits.cancelAckMs, () => void this.#endUnanswered());
-    this.#grynya = new GrynyaClient(
-      spec.grynya,
-      this.#abort.signal,
-      (line) => this.#hostLog("stderr", line),
-      (activity) => this.#report(activity),
-    );
-    this.#writer = new GraphWriter(this.#grynya, spec.grynya.write, spec, {
-      log: (stream, line) => this.#hostLog(stream, line),
-      saved: (record) => {
-        if (this.#ending) return;
-        this.out.send({
-          type: "saved",
-          save: {
-            seq: record.seq,
-            tools: record.tools.slice(0, 8).map((t) => t.slice(0, 128)),
-            ok: record.ok,
-            time: record.time,
-            reply: (record.ok ? record.reply : record.error?.message ?? record.reply)
-              .slice(0, MAX_SAVE_REPLY_CHARS),
-          },
-        });
-      },
-    });
     worker.onmessage = (e: MessageEvent) => this.#onMessage(e.data);
     worker.onmessageerror = () => this.#violation("a message that could not be read");
     worker.onerror = (e: ErrorEvent) => {
@@ -104,7 +84,7 @@ export class TaskSession {
     this.#cancelAck[Symbol.dispose]();
     this.worker.terminate();
     await Promise.race([
-      this.#grynya.close(),
+      this.#grynya?.then(({ client }) => client.close()),
       new Promise((resolve) => setTimeout(resolve, GRYNYA_CLOSE_MS)),
     ]);
     await this.out.finish(
@@ -246,8 +226,42 @@ export class TaskSession {
     }
   }
 
+  #grynyaParts(): Promise<{ client: GrynyaClient; writer: GraphWriter }> {
+    return this.#grynya ??= (async () => {
+      const [{ GrynyaClient }, { GraphWriter }] = await Promise.all([
+        import("./grynya_client.ts"),
+        import("./graph_writer.ts"),
+      ]);
+      const spec = this.spec;
+      const client = new GrynyaClient(
+        spec.grynya,
+        this.#abort.signal,
+        (line) => this.#hostLog("stderr", line),
+        (activity) => this.#report(activity),
+      );
+      const writer = new GraphWriter(client, spec.grynya.write, spec, {
+        log: (stream, line) => this.#hostLog(stream, line),
+        saved: (record) => {
+          if (this.#ending) return;
+          this.out.send({
+            type: "saved",
+            save: {
+              seq: record.seq,
+              tools: record.tools.slice(0, 8).map((t) => t.slice(0, 128)),
+              ok: record.ok,
+              time: record.time,
+              reply: (record.ok ? record.reply : record.error?.message ?? record.reply)
+                .slice(0, MAX_SAVE_REPLY_CHARS),
+            },
+          });
+        },
+      });
+      return { client, writer };
+    })();
+  }
+
   async #grynyaCall(call: GrynyaCall): Promise<unknown> {
-    const grynya = this.#grynya;
+    const { client: grynya, writer } = await this.#grynyaParts();
     switch (call.op) {
       case "connect":
         await grynya.connect();
@@ -265,9 +279,9 @@ export class TaskSession {
       case "call_tool":
         return await grynya.callTool(call.name, call.args);
       case "save":
-        return await this.#writer.save(call.value);
+        return await writer.save(call.value);
       case "write_strategy":
-        return await this.#writer.strategy();
+        return await writer.strategy();
       default: {
         const _exhaustive: never = call;
         return _exhaustive;
