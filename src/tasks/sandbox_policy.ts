@@ -182,11 +182,12 @@ function hostCommand(options: SandboxOptions): { command: string; args: string[]
 }
 
 /**
- * The heap cap, and young generations of 2 MB (V8 lets them grow to 16 MB each, in two isolates):
- * a task waiting on I/O then holds about 5 MB less.
+ * The heap cap, and young generations of 1 MB (V8 lets them grow to 16 MB each, in two isolates):
+ * a task waiting on I/O then holds about 7 MB less (2 MB of it from 2 MB to 1 MB, measured by
+ * `bench/peers/isolate_split.ts`); code that allocates much pays with more frequent minor GCs.
  */
 function v8Flags(options: SandboxOptions): string {
-  return `--max-old-space-size=${options.memoryMb},--max-semi-space-size=2`;
+  return `--max-old-space-size=${options.memoryMb},--max-semi-space-size=1`;
 }
 
 /**
