@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- a benchmark prints its figures
 /**
  * Where the memory of a task waiting on a timer goes, isolate by isolate: task processes are
  * spawned as the server spawns them (`sandboxedCommand`, `TaskProcess`) and measured at each step
@@ -85,46 +86,34 @@ export async function isolateSplit(copies = 4, settleMs = 1500): Promise<SplitRo
   const children: Deno.ChildProcess[] = [];
   const processes: TaskProcess[] = [];
   try {
-    // A bare Deno process, then one with an empty Worker: the cost of one more isolate.
+    // A bare Deno process, then one with an empty Worker: the runtime, and one isolate more.
     const bares = Array.from({ length: copies }, () => spawnBare(bare));
     children.push(...bares);
     const runtime = await step(
-      "runtime and a bare isolate (a bare Deno process)",
+      "the runtime and its first isolate (a bare Deno process)",
       bares.map((c) => c.pid),
       undefined,
     );
     const workers = Array.from({ length: copies }, () => spawnBare(withWorker));
     children.push(...workers);
-    await step("one more, empty Worker isolate", workers.map((c) => c.pid), runtime);
-    for (const c of [...bares, ...workers]) c.kill("SIGKILL");
-    // A host before its hello: the runtime and the host's main isolate with its modules loaded.
-    const { command, ...sandbox } = host;
-    const waiting = Array.from(
-      { length: copies },
-      () =>
-        new Deno.Command(command, { ...sandbox, stdin: "piped", stdout: "null", stderr: "null" })
-          .spawn(),
-    );
-    children.push(...waiting);
-    const main = await step(
-      "host's main isolate, modules loaded (over a bare process)",
-      waiting.map((c) => c.pid),
+    const twoIsolates = await step(
+      "one isolate more (an empty Worker)",
+      workers.map((c) => c.pid),
       runtime,
     );
-    for (const c of waiting) c.kill("SIGKILL");
-    // Hosts as the server starts them: with their hello (a watchdog Worker where the host runs
-    // one, the spare runtime Worker), then with a task waiting on a timer.
+    for (const c of [...bares, ...workers]) c.kill("SIGKILL");
+    // Hosts as the server starts them, before their task: the main isolate with its modules, the
+    // spare Worker (and the watchdog's Worker where the host runs one); then with a task waiting.
     for (let i = 0; i < copies; i++) processes.push(new TaskProcess(options));
     const pids = processes.map((p) => p.pid);
     const hosted = await step(
-      "host's Workers before a task (watchdog where it runs, spare)",
+      "the host's main isolate: its modules and state (a host before its task, less a bare process with one Worker)",
       pids,
-      { pss: runtime.pss + main.pss, uss: runtime.uss + main.uss },
+      { pss: runtime.pss + twoIsolates.pss, uss: runtime.uss + twoIsolates.uss },
     );
     processes.forEach((p, i) => p.start(waitSpec(i), () => {}));
-    await step("the task: its Worker, its module, its session", pids, hosted);
-    const total = mean(pids);
-    rows.push({ part: "a task process waiting on a timer, in all", ...total });
+    await step("the task: its module, its session, its Worker's runtime", pids, hosted);
+    rows.push({ part: "a task process waiting on a timer, in all", ...mean(pids) });
   } finally {
     for (const c of children) {
       try {
