@@ -83,6 +83,11 @@ export async function isolateSplit(copies = 4, settleMs = 1500): Promise<SplitRo
     rows.push({ part, pss: now.pss - (base?.pss ?? 0), uss: now.uss - (base?.uss ?? 0) });
     return now;
   };
+  /** Deno names each Worker's thread `worker-N`. */
+  const workerThreads = (pid: number) =>
+    [...Deno.readDirSync(`/proc/${pid}/task`)].filter((t) =>
+      Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/comm`).startsWith("worker-")
+    ).length;
   const children: Deno.ChildProcess[] = [];
   const processes: TaskProcess[] = [];
   try {
@@ -97,23 +102,42 @@ export async function isolateSplit(copies = 4, settleMs = 1500): Promise<SplitRo
     const workers = Array.from({ length: copies }, () => spawnBare(withWorker));
     children.push(...workers);
     const twoIsolates = await step(
-      "one isolate more (an empty Worker)",
+      "one isolate more (a bare process with an empty Worker, less a bare process)",
       workers.map((c) => c.pid),
       runtime,
     );
     for (const c of [...bares, ...workers]) c.kill("SIGKILL");
-    // Hosts as the server starts them, before their task: the main isolate with its modules, the
-    // spare Worker (and the watchdog's Worker where the host runs one); then with a task waiting.
-    for (let i = 0; i < copies; i++) processes.push(new TaskProcess(options));
+    // Task processes as the server starts them, each with a task waiting on a timer, measured
+    // once every task has written its first line and their memory holds still.
+    const logged: Promise<void>[] = [];
+    for (let i = 0; i < copies; i++) {
+      const process = new TaskProcess(options);
+      processes.push(process);
+      const { promise, resolve } = Promise.withResolvers<void>();
+      logged.push(promise);
+      process.start(waitSpec(i), (event) => {
+        if (event.type === "logs") resolve();
+      });
+    }
+    await Promise.all(logged);
     const pids = processes.map((p) => p.pid);
-    const hosted = await step(
-      "the host's main isolate: its modules and state (a host before its task, less a bare process with one Worker)",
-      pids,
-      { pss: runtime.pss + twoIsolates.pss, uss: runtime.uss + twoIsolates.uss },
-    );
-    processes.forEach((p, i) => p.start(waitSpec(i), () => {}));
-    await step("the task: its module, its session, its Worker's runtime", pids, hosted);
-    rows.push({ part: "a task process waiting on a timer, in all", ...mean(pids) });
+    const total = await settled(pids, settleMs);
+    const isolates = workerThreads(pids[0]!);
+    rows.push({
+      part: `its ${isolates} Worker isolate${isolates === 1 ? "" : "s"} (the task's${
+        isolates > 1 ? ", the memory watchdog's" : ""
+      }), at the cost of an empty one`,
+      pss: isolates * (twoIsolates.pss - runtime.pss),
+      uss: isolates * (twoIsolates.uss - runtime.uss),
+    });
+    const rest = (key: keyof Sample) =>
+      total[key] - twoIsolates[key] - (isolates - 1) * (twoIsolates[key] - runtime[key]);
+    rows.push({
+      part: "the code and state of the host's main isolate and of the task (the rest)",
+      pss: rest("pss"),
+      uss: rest("uss"),
+    });
+    rows.push({ part: "a task process waiting on a timer, in all", ...total });
   } finally {
     for (const c of children) {
       try {
