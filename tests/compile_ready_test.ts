@@ -65,7 +65,7 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
   const send = (m: unknown) => writer.write(new TextEncoder().encode(JSON.stringify(m) + "\n"));
   const config = loadConfig({}, []);
   const { grynyaUrl: _url, kindsDir: _dir, ...limits } = processOptions(config, undefined);
-  await send({ channel, limits });
+  await send({ channel, limits, watchdog: true });
   await send({
     type: "start",
     spec: {
