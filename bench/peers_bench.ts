@@ -402,6 +402,11 @@ function rows(): Row[] {
     ],
     ["status", "`check_task_status` server time (raw HTTP), p50 / p99", (d) => ms(d.status.raw)],
     ["status", "the same through the Python SDK, p50 / p99", (d) => ms(d.status.sdk)],
+    [
+      "status",
+      "of which the SDK's check against the tool's outputSchema, p50 / p99",
+      (d) => d.status.validate?.length ? ms(d.status.validate) : "none (`tasks/get`)",
+    ],
   ] as Row[];
 }
 
