@@ -3,25 +3,14 @@
  * passes its cap, never at the cap itself, and a real process is read from /proc.
  */
 import assert from "node:assert/strict";
-import { type Reader, watchProcessMemory } from "../../src/tasks/memory_sampler.ts";
+import { watchProcessMemory } from "../../src/tasks/memory_sampler.ts";
+import { countedReads } from "../helpers/counted_reads.ts";
 
 Deno.test("the sampler reports a process once when it passes its cap, not at the cap", async () => {
-  // The test's reader is the sampler's only view of the process: each call is one sample, so the
-  // test waits for samples to happen, not for time to pass.
+  // The test's reader is the sampler's only view of the process.
   let rss = 100;
-  let samples = 0;
-  let wake: (() => void) | undefined;
   let closed = 0;
-  const read: Reader = () => {
-    samples++;
-    wake?.();
-    return rss;
-  };
-  const sampled = async (n: number) => {
-    const target = samples + n;
-    while (samples < target) await new Promise<void>((resolve) => wake = resolve);
-    wake = undefined;
-  };
+  const { read, after: sampled } = countedReads<number | undefined>(() => rss);
   const fired: number[] = [];
   using _watch = watchProcessMemory(1, 500, (used) => fired.push(used), () => ({
     read,
