@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { readLines } from "../../src/lines.ts";
-import { grynyaSettings, loadConfig } from "../../src/config.ts";
+import { loadConfig } from "../../src/config.ts";
+import { hostSpec } from "../helpers/host_spec.ts";
 import { processOptions } from "../../src/tasks/task_process.ts";
 import { sandboxedCommand } from "../../src/tasks/sandbox_policy.ts";
 import { MEMORY_ALARM } from "../../src/memory_alarm.ts";
@@ -29,14 +30,7 @@ Deno.test("a host told to watch itself raises its memory alarm once its process 
     await send({ channel, limits, watchdog: true });
     await send({
       type: "start",
-      spec: {
-        taskId: "t_hoard",
-        kind: "hoard",
-        params: { what: "arraybuffer" },
-        modulePath: `${HOSTILE}hoard.ts`,
-        grynya: grynyaSettings(config),
-        budget: { calls: 1, tokens: 1000 },
-      },
+      spec: hostSpec(config, "hoard", `${HOSTILE}hoard.ts`, { what: "arraybuffer" }),
     });
     let alarm: number | undefined;
     for await (const { line } of readLines(child.stderr, 1 << 16)) {
