@@ -14,13 +14,15 @@
  * and the load average during each server's run; nothing here passes or fails. PEERS_TRIVIAL
  * (500) and PEERS_SAMPLES (100 first lines, 4 × that many status calls) scale it; PEERS_ONLY
  * (e.g. `klym-memory,fastmcp`) runs some servers only, PEERS_FIGURES (e.g. `retained,cancel`)
- * some figures only.
+ * some figures only. The figure `split` (Klym only, Linux) splits the memory of a task process
+ * waiting on a timer by isolate (`bench/peers/isolate_split.ts`).
  */
 import { setupVenv } from "../tests/peers/setup.ts";
 import { freePort, startHttpPeer } from "../tests/peers/peers.ts";
 import { startKlym } from "../tests/helpers/klym_process.ts";
 import { readLines } from "../src/lines.ts";
 import { percentile } from "./stats.ts";
+import { isolateSplit } from "./peers/isolate_split.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const PEERS = `${HERE}peers/`;
@@ -172,6 +174,8 @@ interface Memory {
   rss: number;
   pss: number;
   heap?: number;
+  /** Klym only: the tree's RSS again after the full collection. */
+  rss_gc?: number;
 }
 
 /**
@@ -179,6 +183,13 @@ interface Memory {
  * collected included), then Klym's heap after a full collection: what it really keeps.
  */
 async function measure(server: Served): Promise<Memory> {
+  const { rss, pss } = resident(server);
+  const heap = await server.heap?.usedMb();
+  if (heap === undefined) return { rss, pss };
+  return { rss, pss, heap, rss_gc: resident(server).rss };
+}
+
+function resident(server: Served): { rss: number; pss: number } {
   let rss = 0;
   let pss = 0;
   for (const pid of tree(server.pid)) {
@@ -191,8 +202,7 @@ async function measure(server: Served): Promise<Memory> {
       // Gone meanwhile.
     }
   }
-  const heap = await server.heap?.usedMb();
-  return { rss, pss, ...(heap === undefined ? {} : { heap }) };
+  return { rss, pss };
 }
 
 /** CPU ticks (1/100 s) a process has used; `undefined` once it is gone (or a zombie). */
@@ -321,7 +331,7 @@ const f1 = (n: number) => n.toFixed(1);
 const f2 = (n: number) => n.toFixed(2);
 const ms = (samples: number[]) =>
   `${f1(percentile(samples, 0.5))} / ${f1(percentile(samples, 0.99))} ms`;
-const perTask = (m: Done, key: "pss" | "rss" | "heap") =>
+const perTask = (m: Done, key: "pss" | "rss" | "heap" | "rss_gc") =>
   (m.during?.[key] ?? m.after[key]) - m.before[key];
 
 type Row = [figure: string, label: string, cell: (d: Done, name: ServerName) => string];
@@ -390,7 +400,11 @@ function rows(): Row[] {
       "server RSS per retained 1 MB result",
       (d) => {
         const r = d.retained;
-        const heap = r.after.heap === undefined ? "" : `, heap ${f2(perTask(r, "heap") / r.n)} MB`;
+        const heap = r.after.heap === undefined
+          ? ""
+          : `, heap ${f2(perTask(r, "heap") / r.n)} MB, RSS after a full GC ${
+            f2(perTask(r, "rss_gc") / r.n)
+          } MB`;
         return `${f2(perTask(r, "rss") / r.n)} MB (${f1(r.before.rss)} → ${
           f1(r.after.rss)
         } MB over ${r.n}${heap})`;
@@ -398,6 +412,11 @@ function rows(): Row[] {
     ],
     ["status", "`check_task_status` server time (raw HTTP), p50 / p99", (d) => ms(d.status.raw)],
     ["status", "the same through the Python SDK, p50 / p99", (d) => ms(d.status.sdk)],
+    [
+      "status",
+      "of which the SDK's check against the tool's outputSchema, p50 / p99",
+      (d) => d.status.validate?.length ? ms(d.status.validate) : "none (`tasks/get`)",
+    ],
   ] as Row[];
 }
 
@@ -434,7 +453,8 @@ console.log(
 );
 const results = new Map<ServerName, Done>();
 const loads = new Map<ServerName, number[]>();
-for (const name of only ?? SERVERS) {
+const splitOnly = SETTINGS.figures?.length === 1 && SETTINGS.figures[0] === "split";
+for (const name of splitOnly ? [] : only ?? SERVERS) {
   console.error(`${TITLES[name]}: starting`);
   const stateDir = await Deno.makeTempDir({ prefix: "klym-peers-bench-" });
   const load = new LoadSampler();
@@ -447,4 +467,21 @@ for (const name of only ?? SERVERS) {
     await Deno.remove(stateDir, { recursive: true });
   }
 }
-print(results, loads);
+if (results.size) print(results, loads);
+const klymRuns = (only ?? SERVERS).some((n) => n.startsWith("klym"));
+if (klymRuns && (!SETTINGS.figures || SETTINGS.figures.includes("split"))) {
+  const load = new LoadSampler();
+  const copies = 4;
+  const split = await isolateSplit(copies);
+  load.stop();
+  console.log(
+    `\nMemory of a Klym task process waiting on a timer, by part (${copies} processes at once, mean per process):\n`,
+  );
+  console.log("| part | PSS | private |\n| --- | --- | --- |");
+  for (const row of split) console.log(`| ${row.part} | ${f1(row.pss)} MB | ${f1(row.uss)} MB |`);
+  console.log(
+    `\nLoad average (1 min) during the split: ${f1(Math.min(...load.samples))}–${
+      f1(Math.max(...load.samples))
+    }.`,
+  );
+}

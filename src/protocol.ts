@@ -122,8 +122,15 @@ export type HostLimits = z.infer<typeof HostLimits>;
  */
 export const HOST_EXIT_CANCEL_UNANSWERED = 4;
 
-/** The first line a host reads: how to frame its output, and its limits. */
-export const HostHello = z.object({ channel: z.string().min(16), limits: HostLimits });
+/**
+ * The first line a host reads: how to frame its output, its limits, and whether it runs its own
+ * memory watchdog (`watchdog`: where the server cannot sample its memory, see `memory_sampler.ts`).
+ */
+export const HostHello = z.object({
+  channel: z.string().min(16),
+  limits: HostLimits,
+  watchdog: z.boolean(),
+});
 export type HostHello = z.infer<typeof HostHello>;
 
 /** One turn of a model conversation, in Klym's own provider-neutral shape. */

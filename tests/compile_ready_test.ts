@@ -5,9 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { readLines } from "../src/lines.ts";
-import { grynyaSettings, loadConfig } from "../src/config.ts";
+import { loadConfig } from "../src/config.ts";
 import { processOptions } from "../src/tasks/task_process.ts";
 import { FIXTURE_TASKS, OWN_SESSION, REPO } from "./helpers/klym_process.ts";
+import { hostSpec } from "./helpers/host_spec.ts";
 
 function sourceFiles(dir: string): string[] {
   const out: string[] = [];
@@ -65,17 +66,12 @@ Deno.test("main.ts --task-host scopes the task's permissions even in a process t
   const send = (m: unknown) => writer.write(new TextEncoder().encode(JSON.stringify(m) + "\n"));
   const config = loadConfig({}, []);
   const { grynyaUrl: _url, kindsDir: _dir, ...limits } = processOptions(config, undefined);
-  await send({ channel, limits });
+  await send({ channel, limits, watchdog: true });
   await send({
     type: "start",
-    spec: {
-      taskId: "t_host",
-      kind: "snoop",
-      params: { other_url: "http://127.0.0.1:8001/" },
-      modulePath: `${FIXTURE_TASKS}snoop.ts`,
-      grynya: grynyaSettings(config),
-      budget: { calls: 1, tokens: 1000 },
-    },
+    spec: hostSpec(config, "snoop", `${FIXTURE_TASKS}snoop.ts`, {
+      other_url: "http://127.0.0.1:8001/",
+    }),
   });
   const events = [];
   for await (const { line } of readLines(child.stdout, 1 << 20)) {

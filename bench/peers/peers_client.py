@@ -218,7 +218,26 @@ async def status_latency(d: Driver, session_id: str, version: str) -> dict[str, 
         if i >= 20:
             sdk.append((time.perf_counter() - t0) * 1000)
     raw = await asyncio.to_thread(raw_status, task_id, session_id, version, n)
-    return {"sdk": sdk, "raw": raw}
+    return {"sdk": sdk, "raw": raw, "validate": await validation(d, task_id, n)}
+
+
+async def validation(d: Driver, task_id: str, n: int) -> list[float]:
+    """What the SDK's check of one check_task_status answer against its outputSchema costs
+    (`jsonschema.validate`, as `ClientSession.call_tool` does it), apart from the network."""
+    if SERVER == "fastmcp":
+        return []  # tasks/get has no output schema to check
+    from jsonschema import validate
+    from referencing import Registry
+
+    schema = next(t.outputSchema for t in (await d.s.list_tools()).tools if t.name == "check_task_status")
+    answer = (await d.s.call_tool("check_task_status", {"task_id": task_id})).structuredContent
+    samples = []
+    for i in range(n + 20):
+        t0 = time.perf_counter()
+        validate(answer, schema, registry=Registry())
+        if i >= 20:
+            samples.append((time.perf_counter() - t0) * 1000)
+    return samples
 
 
 async def cancel_loop(d: Driver) -> dict[str, Any]:

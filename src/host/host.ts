@@ -40,8 +40,9 @@ export async function runHost(): Promise<void> {
   // A compiled binary's Worker imports a custom kind itself: only the runtime is made ahead.
   const inBinary = Deno.build.standalone;
   let session: TaskSession | undefined;
-  // Its own thread: the task can keep this one busy (see memory_watchdog.ts).
-  startMemoryWatchdog(hello.limits.memoryMb * 1024 * 1024, hello.channel);
+  // Its own thread: the task can keep this one busy (see memory_watchdog.ts). On Linux the server
+  // samples the process from /proc instead (memory_sampler.ts): no isolate for it here.
+  if (hello.watchdog) startMemoryWatchdog(hello.limits.memoryMb * 1024 * 1024, hello.channel);
 
   // The Worker for the next task, made before it arrives: the runtime alone (it holds no task
   // code) in a new host, the last kind's in a host kept for its principal.

@@ -1,14 +1,11 @@
 /**
- * Holds a task's whole process to its memory cap. V8's heap flag bounds only the JavaScript heap;
+ * Holds a task's whole process to its memory cap where the server cannot sample it
+ * (`src/tasks/memory_sampler.ts` does on Linux). V8's heap flag bounds only the JavaScript heap;
  * ArrayBuffers, wasm memory, nested isolates and the runtime's own allocations live outside it.
  * The watchdog samples the process's resident size on a thread of its own
  * (`memory_watchdog_worker.ts`), so no task code can stall it.
  */
-
-/** How often the resident size is sampled. */
-export const MEMORY_CHECK_MS = 10;
-
-import { MEMORY_ALARM } from "../memory_alarm.ts";
+import { MEMORY_ALARM, MEMORY_CHECK_MS } from "../memory_alarm.ts";
 
 export function watchMemory(
   capBytes: number,

@@ -16,6 +16,7 @@ import { requestCapabilities } from "./envelope.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { byteLimitProblem } from "../text.ts";
 import { isKlymError, KlymError } from "../errors.ts";
+import { leanOutput } from "./lean_schema.ts";
 
 const MAX_GENERATE_TOKENS = 32_768;
 
@@ -101,12 +102,12 @@ export function registerLlmTools(
       "One-shot completion with one of Klym's configured models (see list_models), or, when none is configured, " +
       "with the calling client's own model through MCP sampling. Waits for the answer (or, called as an MCP task, returns the task at once); for long work use start_async_agent_task.",
     inputSchema: generateInput(maxPromptBytes),
-    outputSchema: z.object({
+    outputSchema: leanOutput(z.object({
       text: z.string(),
       model: z.string(),
       usage: z.object({ input_tokens: z.number(), output_tokens: z.number() }),
       finish_reason: z.string(),
-    }),
+    })),
   }, (input, ctx) =>
     guarded(async () => {
       const { prompt, system, model, max_tokens, temperature } = input;
@@ -173,13 +174,13 @@ export function registerLlmTools(
     description:
       "The models Klym can use (KLYM_MODEL, KLYM_MODELS), the default one, and whether the calling client's sampling is available as a fallback.",
     inputSchema: z.object({}),
-    outputSchema: z.object({
+    outputSchema: leanOutput(z.object({
       models: z.array(
         z.object({ id: z.string(), provider: z.string(), name: z.string(), default: z.boolean() }),
       ),
       default_model: z.string().optional(),
       client_sampling: z.boolean(),
-    }),
+    })),
   }, () =>
     guarded(() =>
       ok({

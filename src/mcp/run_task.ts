@@ -32,6 +32,7 @@ import type { McpTaskCore } from "./task_core.ts";
 import type { LiveSession } from "./live_session.ts";
 import { requestCapabilities, requestLogLevel } from "./envelope.ts";
 import { guarded } from "./tool_results.ts";
+import { leanOutput } from "./lean_schema.ts";
 
 /** `requestState` of a plain 2026-07-28 call waiting on a task: `klym-run:<task id>:<log cursor>`. */
 const STATE = /^klym-run:(t_[0-9a-z]{1,100}):(\d{1,15})$/;
@@ -61,7 +62,7 @@ export function registerRunTask(
       "as a task and poll tasks/get. For work longer than your client's request timeout, prefer start_async_agent_task " +
       `and check_task_status. Known kinds: ${kinds.list().join(", ") || "none"}.`,
     inputSchema: startInput(config),
-    outputSchema: TaskSummary.extend({ result: z.unknown().optional() }),
+    outputSchema: leanOutput(TaskSummary.extend({ result: z.unknown().optional() })),
   }, (input, ctx) =>
     guarded(async () => {
       if (options.era === "modern") return await runInBand(input, ctx);

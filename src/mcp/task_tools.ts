@@ -22,6 +22,7 @@ import { guarded, ok } from "./tool_results.ts";
 import { utf8Length } from "../text.ts";
 import { SavedSummary } from "../protocol.ts";
 import { scopeOf, viewerOf } from "../principals.ts";
+import { leanOutput } from "./lean_schema.ts";
 
 const MAX_LOG_LINES_PER_READ = 1000;
 const DEFAULT_LOG_LINES_PER_READ = 200;
@@ -148,11 +149,11 @@ export function registerTaskTools(
       `Known kinds: ${kinds.list().join(", ") || "none"}. ` +
       "Stop a task with cancel_task.",
     inputSchema: startInput(config),
-    outputSchema: z.object({
+    outputSchema: leanOutput(z.object({
       task_id: z.string(),
       status: TaskStatusSchema,
       created_at: z.string(),
-    }),
+    })),
   }, (input, ctx) =>
     guarded(async () => {
       const task = startTask(registry, session, input, ctx.mcpReq._meta);
@@ -187,7 +188,7 @@ export function registerTaskTools(
       ).max(MAX_LOG_LINES_PER_READ, `"max_log_lines" must be at most ${MAX_LOG_LINES_PER_READ}`)
         .default(DEFAULT_LOG_LINES_PER_READ).describe("At most this many lines in one answer."),
     }),
-    outputSchema: TaskSummary.extend({
+    outputSchema: leanOutput(TaskSummary.extend({
       logs: z.array(z.object({
         seq: z.number(),
         stream: z.enum(["stdout", "stderr"]),
@@ -201,7 +202,7 @@ export function registerTaskTools(
       /** The task's last saves to grynya, each with grynya's reply (or why it did not land). */
       saves: z.array(SavedSummary).optional(),
       result: z.unknown().optional(),
-    }),
+    })),
   }, ({ task_id, log_cursor, max_log_lines }) =>
     guarded(() => {
       const task = registry.get(task_id, scope);
@@ -237,7 +238,7 @@ export function registerTaskTools(
       task_id: TaskId,
       reason: z.string().max(1000, '"reason" must be at most 1000 characters').optional(),
     }),
-    outputSchema: z.object({ task_id: z.string(), status: TaskStatusSchema }),
+    outputSchema: leanOutput(z.object({ task_id: z.string(), status: TaskStatusSchema })),
   }, ({ task_id, reason }) =>
     guarded(async () => {
       registry.cancel(task_id, reason ?? "cancelled by the client", scope);
@@ -262,12 +263,12 @@ export function registerTaskTools(
           `"limit" must be at most ${MAX_LIST_LIMIT}`,
         ).default(DEFAULT_LIST_LIMIT),
       }),
-      outputSchema: z.object({
+      outputSchema: leanOutput(z.object({
         tasks: z.array(TaskSummary),
         counts: z.record(z.string(), z.number()),
         /** True when fewer tasks than asked were returned to keep the answer within its cap. */
         truncated: z.boolean(),
-      }),
+      })),
     },
     ({ status, limit }) =>
       guarded(() => {

@@ -23,12 +23,13 @@
  *   find its cache (`childEnv`): never the server's secrets.
  * - **No storage.** A private DENO_DIR whose `location_data` is a plain file (`taskDenoDir`): no
  *   Cache API or localStorage files, so no task fills the disk or leaves a message for the next.
- * - **CPU.** Nice level 19 (`lowerPriority`): tasks never slow the server's own answers. A killed
- *   process is put back to normal priority (`restorePriority`) so that it ends at once, even while
- *   the server keeps the CPU busy.
+ * - **CPU.** Nice level 19 (`lowerPriority`): tasks never slow the server's own answers. A process
+ *   being cancelled or killed is put back to normal priority (`restorePriority`) so that it ends at
+ *   once, even while the server keeps the CPU busy.
  * - **Memory.** The V8 heap is capped at KLYM_TASK_MEMORY_MB (`v8Flags`); the whole process's
- *   resident size is watched on a thread of its own (`src/host/memory_watchdog.ts`) and the server
- *   kills the process on its alarm (`task_process.ts`).
+ *   resident size is sampled by the server from `/proc` on Linux (`memory_sampler.ts`), elsewhere
+ *   by the host's watchdog thread (`src/host/memory_watchdog.ts`), and the server kills the process
+ *   over its cap (`task_process.ts`).
  * - **Time.** The deadline and cancel are the server's (`task_registry.ts`); a task that ignores
  *   its `ctx.signal` is killed after KLYM_CANCEL_GRACE_MS (`TaskProcess.stop`), one that cannot
  *   hear it (stuck in synchronous code) is ended by its host after KLYM_CANCEL_ACK_MS
@@ -182,11 +183,12 @@ function hostCommand(options: SandboxOptions): { command: string; args: string[]
 }
 
 /**
- * The heap cap, and young generations of 2 MB (V8 lets them grow to 16 MB each, in two isolates):
- * a task waiting on I/O then holds about 5 MB less.
+ * The heap cap, and young generations of 1 MB (V8 lets them grow to 16 MB each, in two isolates):
+ * a task waiting on I/O then holds about 7 MB less (2 MB of it from 2 MB to 1 MB, measured by
+ * `bench/peers/isolate_split.ts`); code that allocates much pays with more frequent minor GCs.
  */
 function v8Flags(options: SandboxOptions): string {
-  return `--max-old-space-size=${options.memoryMb},--max-semi-space-size=2`;
+  return `--max-old-space-size=${options.memoryMb},--max-semi-space-size=1`;
 }
 
 /**

@@ -22,6 +22,7 @@ import {
 import { readLines } from "../lines.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { MEMORY_ALARM } from "../memory_alarm.ts";
+import { watchProcessMemory } from "./memory_sampler.ts";
 import { ClientPaths } from "./client_paths.ts";
 import {
   lowerPriority,
@@ -126,10 +127,16 @@ export class TaskProcess {
     lowerPriority(this.#child.pid);
     this.#stdin = this.#child.stdin.getWriter();
     const { grynyaUrl: _url, kindsDir: _dir, ...limits } = options;
-    void this.#write({ channel: this.#channel, limits } satisfies HostHello);
+    const memory = watchProcessMemory(
+      this.pid,
+      limits.memoryMb * 1048576,
+      (rss) => this.#outOfMemory(rss),
+    );
+    void this.#write({ channel: this.#channel, limits, watchdog: !memory } satisfies HostHello);
     const stdout = this.#pump("stdout", this.#child.stdout);
     const stderr = this.#pump("stderr", this.#child.stderr);
     this.exited = this.#child.status.then(async (status) => {
+      memory?.[Symbol.dispose]();
       await Promise.allSettled([stdout, stderr]);
       return { code: status.code, signal: status.signal, stderrTail: this.#stderrTail.join("\n") };
     });
@@ -170,6 +177,9 @@ export class TaskProcess {
    */
   async stop(reason: string, graceMs: number): Promise<ProcessExit> {
     this.#tainted = true;
+    // A process that ends itself (its Worker did not answer in time) must not wait for the CPU at
+    // nice 19 to do it; a cooperative one runs at normal priority for its grace at most.
+    restorePriority(this.#child.pid);
     void this.#write({ type: "cancel", reason } satisfies HostCommand);
     const timer = setTimeout(() => this.kill(), graceMs);
     try {
@@ -216,7 +226,11 @@ export class TaskProcess {
 
   #onStderr(line: string): void {
     const alarm = line.indexOf(`${this.#channel}${MEMORY_ALARM}`);
-    if (alarm !== -1) return this.#outOfMemory(line.slice(alarm + this.#channel.length));
+    if (alarm !== -1) {
+      return this.#outOfMemory(
+        Number(line.slice(alarm + this.#channel.length + MEMORY_ALARM.length)),
+      );
+    }
     this.#tainted = true;
     this.#stderrTail.push(truncateUtf8(this.#paths.text(line), 1024));
     if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
@@ -284,10 +298,9 @@ export class TaskProcess {
     }
   }
 
-  /** The process's watchdog saw it over its cap: it ends now, whatever its main thread is doing. */
-  #outOfMemory(alarm: string): void {
+  /** The process is over its cap (server's sampler or host's watchdog): it ends now. */
+  #outOfMemory(rss: number): void {
     this.#tainted = true;
-    const rss = Number(alarm.slice(MEMORY_ALARM.length));
     this.#emit({
       type: "failure",
       error: {

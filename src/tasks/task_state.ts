@@ -68,8 +68,9 @@ export type Succeeded = Extract<TaskState, { status: "succeeded" }>;
 
 /**
  * Results from this many bytes of JSON on are not held in memory when a journal keeps them (a
- * SQLite file): the record's `resultJson` reads the journal when asked. Smaller ones stay, as do
- * all results with KLYM_STATE=memory.
+ * SQLite file): the record's `resultJson` reads the journal when asked. Without such a journal
+ * (KLYM_STATE=memory, PostgreSQL) they are held as UTF-8 bytes (`resultAsBytes`). Smaller ones stay
+ * as they are.
  */
 export const RESULT_IN_JOURNAL_BYTES = 1024;
 
@@ -78,6 +79,16 @@ export const RESULT_IN_JOURNAL_BYTES = 1024;
  * it is asked, so a retained result costs the server no memory between reads. A read that finds
  * nothing (the journal closed or failing) throws STORE_UNAVAILABLE.
  */
+/**
+ * `state` with its result held as UTF-8 bytes, outside the JavaScript heap, decoded each time it is
+ * read. A string on V8's heap costs a retained result about twice its size in resident memory (the
+ * heap grows by a factor of what it keeps before it collects); bytes cost their size.
+ */
+export function resultAsBytes(state: Succeeded): Succeeded {
+  const bytes = new TextEncoder().encode(state.resultJson);
+  return resultKeptElsewhere(state, () => new TextDecoder().decode(bytes));
+}
+
 export function resultKeptElsewhere(
   state: Omit<Succeeded, "resultJson">,
   read: () => string | undefined,

@@ -24,6 +24,7 @@ import { LINE_OVERHEAD_BYTES, type LogBuffer, type LogPage, type TaskLogs } from
 import {
   isTerminal,
   RESULT_IN_JOURNAL_BYTES,
+  resultAsBytes,
   resultKeptElsewhere,
   TASK_STATUSES,
   type TaskState,
@@ -223,16 +224,23 @@ export class TaskStore {
     this.#journal.changed(task);
     if (!isTerminal(task.state)) return;
     this.#finish(task.id);
-    this.#keepResultInJournal(task);
+    this.#keepResultOffHeap(task);
     this.#trimFinished();
   }
 
-  /** Only once the journal reads back the very result written: a failed write keeps it here. */
-  #keepResultInJournal(task: TaskRecord): void {
+  /**
+   * A large result goes to the journal when it keeps results, else to bytes. The journal only once
+   * it reads back the very result written: a failed write keeps it here.
+   */
+  #keepResultOffHeap(task: TaskRecord): void {
     const state = task.state;
     const journal = this.#journal;
-    if (state.status !== "succeeded" || !journal.readResult) return;
+    if (state.status !== "succeeded") return;
     if (state.resultJson.length < RESULT_IN_JOURNAL_BYTES) return;
+    if (!journal.readResult) {
+      task.state = resultAsBytes(state);
+      return;
+    }
     if (journal.readResult(task.id) !== state.resultJson) return;
     task.state = resultKeptElsewhere(state, () => journal.readResult!(task.id));
   }

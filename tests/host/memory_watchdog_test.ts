@@ -1,22 +1,11 @@
 import assert from "node:assert/strict";
 import { watchMemory } from "../../src/host/memory_watchdog.ts";
+import { countedReads } from "../helpers/counted_reads.ts";
 
 Deno.test("the watchdog fires once when the resident size passes the cap, not before", async () => {
-  // The test's reader is the watchdog's only view of memory: each call is one check, so the test
-  // waits for checks to happen, not for time to pass.
+  // The test's reader is the watchdog's only view of memory.
   let rss = 100;
-  let checks = 0;
-  let wake: (() => void) | undefined;
-  const read = () => {
-    checks++;
-    wake?.();
-    return rss;
-  };
-  const checked = async (n: number) => {
-    const target = checks + n;
-    while (checks < target) await new Promise<void>((resolve) => wake = resolve);
-    wake = undefined;
-  };
+  const { read, after: checked } = countedReads(() => rss);
   const fired: number[] = [];
   using _watch = watchMemory(500, (used) => fired.push(used), read);
   await checked(3);

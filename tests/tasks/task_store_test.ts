@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { MemoryJournal } from "../../src/journal/memory_journal.ts";
 import { LogBuffer } from "../../src/tasks/log_buffer.ts";
 import { type LiveTask, TaskStore } from "../../src/tasks/task_store.ts";
+import { RESULT_IN_JOURNAL_BYTES } from "../../src/tasks/task_state.ts";
 
 let clock = 1_000;
 let next = 0;
@@ -79,5 +80,18 @@ Deno.test("one principal alone loses its oldest finished tasks first, as before"
   withStore({ maxFinished: 2, retainedBytes: 1 << 30 }, (store) => {
     const tasks = Array.from({ length: 5 }, () => finished(store, "local"));
     assert.deepEqual(ids(store, "local"), tasks.slice(-2).map((t) => t.id));
+  });
+});
+
+Deno.test("without a journal that keeps results, a large one is held as UTF-8 bytes and reads back whole", () => {
+  withStore({ maxFinished: 100, retainedBytes: 1 << 30 }, (store) => {
+    const text = JSON.stringify({ text: "é€😀 ".repeat(RESULT_IN_JOURNAL_BYTES) });
+    const large = finished(store, "local", text);
+    const held = Object.getOwnPropertyDescriptor(large.state, "resultJson");
+    assert.equal(held?.value, undefined, "not kept as a string");
+    assert.ok(held?.get, "read from its bytes when asked");
+    assert.equal(large.state.status === "succeeded" && large.state.resultJson, text);
+    const small = finished(store, "local", '"small"');
+    assert.equal(Object.getOwnPropertyDescriptor(small.state, "resultJson")?.value, '"small"');
   });
 });
