@@ -255,6 +255,11 @@ export class GrynyaClient {
         const client = await this.#connectOnce(
           Math.max(1, Math.min(this.settings.connectTimeoutMs, left)),
         );
+        // Closed while connecting (its task ended): this connection must not outlive it.
+        if (this.#closed) {
+          await client.close().catch(() => {});
+          throw new Error("grynya's client was closed while it connected");
+        }
         if (reconnect || attempt > 1) {
           this.log(
             `grynya: ${

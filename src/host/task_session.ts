@@ -155,11 +155,20 @@ export class TaskSession {
     this.#ending = true;
     this.#cancelAck[Symbol.dispose]();
     this.worker.terminate();
+    const cancelled = this.#abort.signal.aborted;
+    // No grynya call or reconnect of this task may go on past its end (into a kept host's next
+    // task): they all run under this signal.
+    this.#abort.abort();
+    let closed = true;
     if (this.#grynya) {
-      const grynya = this.#grynya.then(({ client }) => client.close());
-      await Promise.race([grynya, new Promise((resolve) => setTimeout(resolve, GRYNYA_CLOSE_MS))]);
+      const grynya = this.#grynya.then(({ client }) => client.close()).then(() => true, () => true);
+      closed = await Promise.race([
+        grynya,
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), GRYNYA_CLOSE_MS)),
+      ]);
     }
-    const idle = clean && !this.#abort.signal.aborted && !this.#freshProcess;
+    // A connection that did not close in time may still carry this task's request: no next task.
+    const idle = clean && closed && !cancelled && !this.#freshProcess;
     if (idle) this.host.idle();
     await this.out.finish(
       "json" in outcome

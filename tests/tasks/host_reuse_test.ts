@@ -198,3 +198,45 @@ Deno.test("a kind that logs and fails at load does so the same way in a host tha
   const next = await run(registry, "echo_text", { text: "after" });
   assert.equal(next.task.state.status, "succeeded");
 });
+
+Deno.test("a grynya connect a task asked for and left unawaited ends with the task, not in its kept host", async () => {
+  // A grynya that holds every request open until its client goes away.
+  let open = 0;
+  let seen = 0;
+  let closedAll = () => {};
+  await using grynya = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (request) => {
+      open++;
+      seen++;
+      await new Promise((resolve) => request.signal.addEventListener("abort", resolve));
+      if (--open === 0) closedAll();
+      return new Response(null, { status: 503 });
+    },
+  );
+  await using registry = makeRegistry({
+    KLYM_GRYNYA_URL: `http://127.0.0.1:${grynya.addr.port}/mcp`,
+    // Far beyond the waits below: only the task's end may close the connect.
+    KLYM_GRYNYA_CONNECT_TIMEOUT_MS: "600000",
+  });
+  const { task } = await run(registry, "grynya_unawaited");
+  assert.equal(task.state.status, "succeeded");
+  const atEnd = seen;
+  // A connect that reached grynya before the end is closed by it (else it stays for 600 s).
+  if (open > 0) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => closedAll = resolve),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error("the ended task's connect is still open")),
+          30_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+  // The same principal's next tasks run in the kept host; nothing of the first reaches grynya.
+  for (let i = 0; i < 3; i++) await run(registry, "hello");
+  assert.equal(seen, atEnd, "a request of the ended task reached grynya after its end");
+  assert.equal(open, 0);
+});
