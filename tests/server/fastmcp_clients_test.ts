@@ -125,7 +125,12 @@ function assertWire(sent: WireExchange[], mode: Mode) {
 Deno.test("FastMCP 4.2 and fastmcp-tasks 4.1 run every flow, as the wire shows", async (t) => {
   await using graph = await startFastMcpPeer();
   // No spare processes: the server's children are the running tasks' processes.
-  await using klym = await startKlym({ KLYM_GRYNYA_URL: graph.url, KLYM_WARM_SPARES: "0" });
+  // No spare and no kept host: every task process left after a flow is one that did not end.
+  await using klym = await startKlym({
+    KLYM_GRYNYA_URL: graph.url,
+    KLYM_WARM_SPARES: "0",
+    KLYM_IDLE_HOSTS: "0",
+  });
   await using wire = await startWireRecorder(klym.url);
   const flows = ["tools", "run", "generate", "agent"];
 
