@@ -134,7 +134,8 @@ export class ProcessPool {
 
   /** Whether `acquire(owner)` would hand out a process without spawning one. */
   hasProcessFor(owner: string): boolean {
-    return this.#spares.length > 0 || this.#idle.some((i) => i.owner === owner);
+    return this.#spares.length > 0 ||
+      this.#idle.some((i) => i.owner === owner && i.process.reusable);
   }
 
   /** Processes spawned ahead of need, waiting for a task. */

@@ -108,3 +108,16 @@ Deno.test("a process that is not fit for another task is ended, not kept", async
   await p.close();
   await none.close();
 });
+
+Deno.test("a kept host that broke its silence while idle does not count as a process ready", async () => {
+  const { pool: p, spawned } = pool(4, manualAfter());
+  const a = p.acquire("alice").process as TaskProcess & { reusable: boolean };
+  assert.equal(p.release(a, "alice", undefined), true);
+  assert.equal(p.hasProcessFor("alice"), true);
+  a.reusable = false; // it wrote outside the protocol while idle
+  assert.equal(p.hasProcessFor("alice"), false, "the task would wait for a spawn of its own");
+  const next = p.acquire("alice").process;
+  assert.notEqual(next, a);
+  assert.equal(spawned.length, 2);
+  await p.close();
+});
