@@ -225,6 +225,8 @@ export class TaskRegistry {
       const reason = row.state.status === "cancelled" ? "cancelled" : "timed_out";
       running.models.close();
       void running.process.stop(reason, this.#limits.cancelGraceMs);
+      // Queued again or running elsewhere: the task is no longer this launch's (see `#launch`).
+      if (!isTerminal(row.state)) this.#running.delete(row.id);
     }
     const wasQueued = known.state.status === "queued";
     known.state = row.state;
@@ -528,10 +530,14 @@ export class TaskRegistry {
     });
     const running: Running = { process, models };
     this.#running.set(task.id, running);
+    // A launch whose task was taken from this node (queued again or run elsewhere, `#onChange`)
+    // no longer speaks for it: its process's words, exit and timer change nothing.
+    const ours = () => this.#running.get(task.id) === running;
     this.#observer.launched(task, spare);
     this.#store.changed(task);
     this.events.emit({ type: "task", id: task.id });
     const timer = setTimeout(() => {
+      if (!ours()) return;
       this.#settle(task, "timed_out", {
         code: "timed_out",
         message: `The task ran past its timeout of ${task.timeoutS} s`,
@@ -547,12 +553,14 @@ export class TaskRegistry {
         ...(kind ? { modulePath: kind.modulePath } : {}),
         grynya: this.#grynya,
       },
-      (event) => this.#onEvent(task, event),
+      (event) => {
+        if (ours()) this.#onEvent(task, event);
+      },
     );
     const slot = turn.then(async (end) => {
       clearTimeout(timer);
       clearTimeout(running.idleWait);
-      if (end.type === "idle" && !isTerminal(task.state)) {
+      if (end.type === "idle" && ours() && !isTerminal(task.state)) {
         // A host never says idle before its task's last word: this one broke the protocol.
         process.kill();
         this.#settle(task, "failed", {
@@ -564,13 +572,15 @@ export class TaskRegistry {
       // host prepares the kind's Worker from the snapshot, which the pool then holds.
       if (end.type === "idle" && this.#pool.release(process, task.owner, kind)) {
         hold = undefined;
-        this.#running.delete(task.id);
+        if (ours()) this.#running.delete(task.id);
         return;
       }
       // The slot is free only once the process is really gone.
       const exit = end.type === "exited" ? end.exit : await process.exited;
-      this.#settle(task, "failed", describeExit(exit));
-      this.#running.delete(task.id);
+      if (ours()) {
+        this.#settle(task, "failed", describeExit(exit));
+        this.#running.delete(task.id);
+      }
       this.#observer.exited(task, exit);
     });
     this.#slots.add(slot);

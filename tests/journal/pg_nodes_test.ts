@@ -324,6 +324,41 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
   });
 
   await t.step(
+    "a lost node back in touch stops its run of a task queued again; that run's end changes nothing there",
+    async () => {
+      const url = await pg.database();
+      const relay = new TcpRelay(pg.port);
+      const lease = { leaseMs: 1000, renewMs: 200, waitMs: 1000 };
+      const one = { KLYM_MAX_CONCURRENT: "1" };
+      const a = await node(url.replace(`:${pg.port}/`, `:${relay.port}/`), "a", one, lease);
+      try {
+        const task = a.start({ kind: "sleep_retryable", params: { ms: 120_000, tick_ms: 50 } });
+        await a.durable();
+        await polled(() => a.pidOf(task.id) !== undefined);
+        const first = a.pidOf(task.id)!;
+        // b's one slot is busy: the lost node's task waits there, queued again.
+        await using b = await node(url, "b", one, lease);
+        const spin = b.start({ kind: "spin" });
+        await b.durable();
+        await polled(() => b.pidOf(spin.id) !== undefined);
+        relay.cut();
+        await until(b, () => statusOf(b, task.id) === "queued", 15_000);
+        relay.heal();
+        // a hears it queued and stops its run: the run's failure and its exit are not the task's.
+        await polled(() => a.pidOf(task.id) !== first, PATIENCE_MS);
+        await until(a, () => a.get(task.id).attempt === 2 && a.pidOf(task.id) !== undefined);
+        assert.equal(statusOf(a, task.id), "running");
+        assert.equal(a.get(task.id).node, "a");
+        for (const id of [task.id, spin.id]) b.cancel(id);
+        await b.durable();
+        await until(a, () => statusOf(a, task.id) === "cancelled");
+      } finally {
+        await a.shutdown();
+        await relay.close();
+      }
+    },
+  );
+  await t.step(
     "a cancel made elsewhere stops the process at once while the owner's log lines wait to be written",
     async () => {
       await using pair = await twoNodesRunning(20);
