@@ -160,6 +160,17 @@ export const ConfigSchema = z.object({
   idleHosts: int(0, 1024).default(4),
   /** How long a process is kept idle for its principal before it exits. */
   idleHostS: int(1, 86_400).default(30),
+  /**
+   * CPU time a kept process may use while idle (Linux; elsewhere only idleHostS bounds it): its
+   * prepared Worker runs the kind's top-level code outside any slot. Preparing one, from the idle
+   * message until its CPU time stops growing, measured 20–40 ms for the test fixtures' kinds
+   * (`folder_kind`, the largest graph, and `grynya_calls`, the largest file, alike) and 70–100 ms
+   * for a kind of 101 modules and 1.6 MB, 5 runs each at a load average of about 30 on 2 cores:
+   * 1000 ms leaves ten times that, and ends a spinning host within a second of its CPU. At least
+   * 1: preparing always costs some CPU, so 0 would end every kept process (KLYM_IDLE_HOSTS=0
+   * keeps none).
+   */
+  idleHostCpuMs: int(1, 86_400_000).default(1000),
   maxRequestBodyBytes: int(1024, 64 * 1024 ** 2).default(4 * 1024 * 1024),
   sessionIdleS: int(1, 86_400).default(1800),
   maxSessions: int(1, 100_000).default(256),
@@ -388,6 +399,7 @@ export const ENV_NAMES: Record<keyof Config, string> = {
   warmSpares: "KLYM_WARM_SPARES",
   idleHosts: "KLYM_IDLE_HOSTS",
   idleHostS: "KLYM_IDLE_HOST_S",
+  idleHostCpuMs: "KLYM_IDLE_HOST_CPU_MS",
   maxRequestBodyBytes: "KLYM_MAX_REQUEST_BODY_BYTES",
   sessionIdleS: "KLYM_SESSION_IDLE_S",
   maxSessions: "KLYM_MAX_SESSIONS",

@@ -79,6 +79,7 @@ export async function startKlym(
     warmSpares: config.warmSpares,
     idleHosts: config.idleHosts,
     idleMs: config.idleHostS * 1000,
+    idleCpuMs: config.idleHostCpuMs,
   });
   const llm = new LlmService(new ModelCatalog(config, (name) => Deno.env.get(name)), config);
   // What the gauges read when scraped; the HTTP app and the socket exist once serving.

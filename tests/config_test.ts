@@ -124,6 +124,8 @@ Deno.test("every invalid value is a CONFIG_INVALID error naming its variable or 
     [{ KLYM_IDLE_HOSTS: "-1" }, [], /KLYM_IDLE_HOSTS: must be between 0 and 1024, received -1/],
     [{ KLYM_IDLE_HOSTS: "1025" }, [], /KLYM_IDLE_HOSTS: must be between 0 and 1024/],
     [{ KLYM_IDLE_HOST_S: "0" }, [], /KLYM_IDLE_HOST_S: must be between 1 and 86400, received 0/],
+    [{ KLYM_IDLE_HOST_CPU_MS: "0" }, [], /KLYM_IDLE_HOST_CPU_MS: must be between 1 and 86400000/],
+    [{ KLYM_IDLE_HOST_CPU_MS: "86400001" }, [], /KLYM_IDLE_HOST_CPU_MS: must be between 1 and/],
     [{ KLYM_STDIO: "yes" }, [], /KLYM_STDIO: must be 1, true, 0 or false, received "yes"/],
     [{ KLYM_STDIO: "TRUE" }, [], /KLYM_STDIO: must be 1, true, 0 or false/],
     [{ KLYM_LOG_LEVEL: "warn" }, [], /KLYM_LOG_LEVEL: .*"warning"/],

@@ -8,10 +8,16 @@
  * next task (`release`): idle hosts are kept per principal and handed to that principal only,
  * never to another; at most KLYM_IDLE_HOSTS of them in all (the one idle longest goes first), each
  * for KLYM_IDLE_HOST_S at most. A spare belongs to no principal until its first task.
+ *
+ * A kept host's prepared Worker runs its kind's top-level code outside any slot and deadline, so
+ * its CPU is bounded too: where the server can read a process's CPU time (Linux `/proc`), a kept
+ * host whose CPU time grew by more than KLYM_IDLE_HOST_CPU_MS since it went idle is ended, checked
+ * every IDLE_CPU_CHECK_MS. Elsewhere only KLYM_IDLE_HOST_S bounds it.
  */
 import { getLogger } from "@logtape/logtape";
 import { type ProcessOptions, TaskProcess } from "./task_process.ts";
 import { removeTaskDenoDir } from "./sandbox_policy.ts";
+import { type Every, everyInterval } from "./task_store.ts";
 
 const logger = getLogger(["klym", "pool"]);
 
@@ -25,6 +31,12 @@ const afterTimeout: After = (ms, fn) => {
   return () => clearTimeout(timer);
 };
 
+/** A process's CPU time so far in ms, `undefined` when it cannot be read (tests pass their own). */
+export type CpuReader = (process: TaskProcess) => number | undefined;
+
+/** How often kept hosts' CPU time is read while there are any. */
+export const IDLE_CPU_CHECK_MS = 250;
+
 export interface ProcessPoolOptions {
   /** Processes kept spawned ahead of need (KLYM_WARM_SPARES). */
   readonly warmSpares: number;
@@ -36,6 +48,12 @@ export interface ProcessPoolOptions {
   readonly spawn?: Spawn;
   /** The idle timer (`setTimeout` by default; tests pass one they drive). */
   readonly after?: After;
+  /** CPU time one may use while idle before it is ended (KLYM_IDLE_HOST_CPU_MS). */
+  readonly idleCpuMs?: number;
+  /** How a process's CPU time is read (`TaskProcess.cpuMs` by default). */
+  readonly cpuTime?: CpuReader;
+  /** The timer of the CPU check (`setInterval` by default; tests pass one they drive). */
+  readonly every?: Every;
 }
 
 /** What a kept host's prepared Worker may still be loading: its kind's snapshot (`KindSnapshot`). */
@@ -60,6 +78,8 @@ interface Idle {
   readonly owner: string;
   readonly kind: KindHold | undefined;
   readonly stopTimer: () => void;
+  /** Its CPU time when it went idle; `undefined` where it cannot be read (no CPU bound then). */
+  readonly cpuAtIdle: number | undefined;
 }
 
 export class ProcessPool {
@@ -74,7 +94,12 @@ export class ProcessPool {
   readonly #idleHosts: number;
   readonly #idleMs: number;
   readonly #after: After;
+  readonly #idleCpuMs: number;
+  readonly #cpuTime: CpuReader;
+  readonly #every: Every;
   readonly #spawnProcess: Spawn;
+  /** Stops the CPU check; set while some idle process has a CPU time to check. */
+  #stopCpuCheck: (() => void) | undefined;
 
   constructor(options: ProcessOptions, pool: ProcessPoolOptions) {
     this.#options = options;
@@ -82,6 +107,9 @@ export class ProcessPool {
     this.#idleHosts = pool.idleHosts ?? 0;
     this.#idleMs = pool.idleMs ?? 30_000;
     this.#after = pool.after ?? afterTimeout;
+    this.#idleCpuMs = pool.idleCpuMs ?? 1000;
+    this.#cpuTime = pool.cpuTime ?? ((process) => process.cpuMs());
+    this.#every = pool.every ?? everyInterval;
     this.#spawnProcess = pool.spawn ?? ((o) => new TaskProcess(o));
   }
 
@@ -127,8 +155,10 @@ export class ProcessPool {
       owner,
       kind,
       stopTimer: this.#after(this.#idleMs, () => this.#drop(entry)),
+      cpuAtIdle: this.#cpuTime(process),
     };
     this.#idle.push(entry);
+    this.#syncCpuCheck();
     return true;
   }
 
@@ -176,6 +206,7 @@ export class ProcessPool {
     if (!chosen) return undefined;
     chosen.stopTimer();
     this.#idle.splice(this.#idle.indexOf(chosen), 1);
+    this.#syncCpuCheck();
     return { process: chosen.process, ...(chosen.kind ? { prepared: chosen.kind } : {}) };
   }
 
@@ -187,6 +218,44 @@ export class ProcessPool {
     entry.stopTimer();
     entry.kind?.release();
     entry.process.kill();
+    this.#syncCpuCheck();
+  }
+
+  /** Runs the CPU check while some idle process has a CPU time to check, and only then. */
+  #syncCpuCheck(): void {
+    const needed = this.#idle.some((entry) => entry.cpuAtIdle !== undefined);
+    if (needed && !this.#stopCpuCheck) {
+      this.#stopCpuCheck = this.#every(IDLE_CPU_CHECK_MS, () => this.#checkCpu());
+    } else if (!needed && this.#stopCpuCheck) {
+      this.#stopCpuCheck();
+      this.#stopCpuCheck = undefined;
+    }
+  }
+
+  /** Ends each idle process whose CPU time grew by more than KLYM_IDLE_HOST_CPU_MS while idle. */
+  #checkCpu(): void {
+    for (const entry of [...this.#idle]) {
+      if (entry.cpuAtIdle === undefined) continue;
+      const now = this.#cpuTime(entry.process);
+      if (now === undefined) {
+        // Its file no longer reads: the process is gone, and no longer one to hand out.
+        this.#drop(entry);
+        continue;
+      }
+      const usedMs = now - entry.cpuAtIdle;
+      if (usedMs <= this.#idleCpuMs) continue;
+      logger.warn(
+        "Kept task process {pid} of {principal} used {usedMs} ms of CPU while idle, more than " +
+          "KLYM_IDLE_HOST_CPU_MS ({limitMs}): it is ended",
+        {
+          pid: entry.process.pid,
+          principal: entry.owner,
+          usedMs: Math.round(usedMs),
+          limitMs: this.#idleCpuMs,
+        },
+      );
+      this.#drop(entry);
+    }
   }
 
   #spawn(): TaskProcess {

@@ -23,6 +23,7 @@ import { readLines } from "../lines.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { MEMORY_ALARM } from "../memory_alarm.ts";
 import { watchProcessMemory } from "./memory_sampler.ts";
+import { type CpuTime, openCpuTime } from "./cpu_time.ts";
 import { ClientPaths } from "./client_paths.ts";
 import {
   lowerPriority,
@@ -110,6 +111,8 @@ export class TaskProcess {
   #tainted = false;
   /** The running task's turn, from `start` to its host's `idle` or the process's exit. */
   #turn: PromiseWithResolvers<TurnEnd> | undefined;
+  /** Opened at its spawn, so that a process that took its pid later is never read. */
+  readonly #cpu: CpuTime | undefined;
   readonly exited: Promise<ProcessExit>;
 
   /** Spawns the host; throws the OS error when the process cannot be started. */
@@ -132,11 +135,13 @@ export class TaskProcess {
       limits.memoryMb * 1048576,
       (rss) => this.#outOfMemory(rss),
     );
+    this.#cpu = openCpuTime(this.pid);
     void this.#write({ channel: this.#channel, limits, watchdog: !memory } satisfies HostHello);
     const stdout = this.#pump("stdout", this.#child.stdout);
     const stderr = this.#pump("stderr", this.#child.stderr);
     this.exited = this.#child.status.then(async (status) => {
       memory?.[Symbol.dispose]();
+      this.#cpu?.close();
       await Promise.allSettled([stdout, stderr]);
       return { code: status.code, signal: status.signal, stderrTail: this.#stderrTail.join("\n") };
     });
@@ -150,6 +155,14 @@ export class TaskProcess {
 
   get pid(): number {
     return this.#child.pid;
+  }
+
+  /**
+   * Milliseconds of CPU (user + system) it has used so far; `undefined` where the server cannot
+   * read it (no /proc) or once it has ended.
+   */
+  cpuMs(): number | undefined {
+    return this.#cpu?.readMs();
   }
 
   /**

@@ -41,12 +41,14 @@ export interface MakeRegistryOptions {
   readonly spawn?: Spawn;
   /** What runs the retention sweep. */
   readonly every?: Every;
+  /** What runs the pool's check of kept hosts' CPU time. */
+  readonly cpuCheck?: Every;
 }
 
 /**
  * A registry in memory mode (tests run in parallel and must not share a state file), unless `env`
  * names a `KLYM_STATE` file; `now` replaces the clock, `spawn` the way processes start, `every`
- * the timer of the retention sweep.
+ * the timer of the retention sweep, `cpuCheck` the timer of the kept hosts' CPU check.
  */
 export function makeRegistry(
   env: Record<string, string> = {},
@@ -64,7 +66,9 @@ export function makeRegistry(
     warmSpares: config.warmSpares,
     idleHosts: config.idleHosts,
     idleMs: config.idleHostS * 1000,
+    idleCpuMs: config.idleHostCpuMs,
     ...(options.spawn ? { spawn: options.spawn } : {}),
+    ...(options.cpuCheck ? { every: options.cpuCheck } : {}),
   });
   pool.warm();
   const llm = new LlmService(new ModelCatalog(config, () => undefined), config);

@@ -8,17 +8,22 @@ import {
   until,
 } from "../helpers/registry.ts";
 import type { Spawn } from "../../src/tasks/process_pool.ts";
+import { type Every, everyInterval } from "../../src/tasks/task_store.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 import { TaskProcess } from "../../src/tasks/task_process.ts";
 import type { TaskRecord, TaskRegistry } from "../../src/tasks/task_registry.ts";
 
-/** Task processes spawned, and the pid each task ran in (read while it runs). */
-function counting(): { spawn: Spawn; pids: number[] } {
+/** Task processes spawned, their pids, and the pid each task ran in (read while it runs). */
+function counting(): { spawn: Spawn; pids: number[]; processes: TaskProcess[] } {
   const pids: number[] = [];
+  const processes: TaskProcess[] = [];
   return {
     pids,
+    processes,
     spawn: (options) => {
       const process = new TaskProcess(options);
       pids.push(process.pid);
+      processes.push(process);
       return process;
     },
   };
@@ -240,3 +245,72 @@ Deno.test("a grynya connect a task asked for and left unawaited ends with the ta
   assert.equal(seen, atEnd, "a request of the ended task reached grynya after its end");
   assert.equal(open, 0);
 });
+
+Deno.test(
+  "a kept host whose prepared Worker spins is ended by KLYM_IDLE_HOST_CPU_MS, not kept for KLYM_IDLE_HOST_S; its principal's next task runs in a new process",
+  {
+    ignore: Deno.build.os !== "linux",
+  },
+  async () => {
+    const spawned = counting();
+    // Only the CPU bound can end the kept host within this test (a spinning one, 1 s of CPU).
+    await using registry = makeRegistry({ KLYM_IDLE_HOST_S: "86400" }, { spawn: spawned.spawn });
+    const { pool } = registryParts(registry);
+    const first = await run(registry, "spin_when_idle");
+    assert.equal(resultOf(first.task), "done");
+    assert.equal(pool.idleCount, 1, "kept after its clean end");
+    const exit = await within(spawned.processes[0]!.exited, "the spinning kept host to be ended");
+    assert.equal(exit.signal, "SIGKILL");
+    assert.equal(pool.idleCount, 0);
+    const next = await run(registry, "hello");
+    assert.equal(next.task.state.status, "succeeded");
+    assert.equal(spawned.pids.length, 2, "in a process of its own");
+    assert.notEqual(next.pid, first.pid);
+  },
+);
+
+Deno.test("an honest kept host, its CPU checked many times while idle, is kept and reused", {
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  const spawned = counting();
+  let checks = 0;
+  let checked = () => {};
+  const cpuCheck: Every = (ms, tick) =>
+    everyInterval(ms, () => {
+      tick();
+      checks++;
+      checked();
+    });
+  await using registry = makeRegistry({}, { spawn: spawned.spawn, cpuCheck });
+  const { pool } = registryParts(registry);
+  for (const round of [1, 2, 3]) {
+    // The fixtures' largest module graph: preparing it is the most an honest host spends.
+    const { task } = await run(registry, "folder_kind");
+    assert.equal(task.state.status, "succeeded", `round ${round}`);
+    const seen = checks;
+    await within(
+      new Promise<void>((resolve) => checked = () => checks >= seen + 8 && resolve()),
+      "8 CPU checks of the kept host",
+    );
+    assert.equal(pool.idleCount, 1, `round ${round}: still kept`);
+  }
+  assert.equal(spawned.pids.length, 1, "every task ran in the one kept host");
+});
+
+/** `promise`, or a failure naming what did not come within the tests' patience. */
+async function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Waited ${PATIENCE_MS} ms for ${what}`)),
+          PATIENCE_MS,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
