@@ -5,7 +5,7 @@
  * `--stdio` bridges an assistant to the user's Klym service (starting it, detached, with
  * `--service`), unless `--standalone` asks for a private in-process Klym.
  */
-import { type Config, loadConfig } from "./src/config.ts";
+import type { Config } from "./src/config.ts";
 import { isKlymError } from "./src/errors.ts";
 import { VERSION } from "./src/version.ts";
 import { CLI_COMMANDS } from "./src/cli/commands.ts";
@@ -37,6 +37,8 @@ async function main(): Promise<number> {
   const service = Deno.args.includes(SERVICE_FLAG);
   const args = Deno.args.filter((arg) => arg !== SERVICE_FLAG);
   // The config is validated before logging is set up, so even KLYM_LOG_LEVEL is never guessed.
+  // The config's schemas load zod, which a task process (above) has no use for.
+  const { loadConfig } = await import("./src/config.ts");
   let config: Config;
   try {
     config = loadConfig(Deno.env.toObject(), args);

@@ -80,8 +80,10 @@ export const ConfigSchema = z.object({
   /**
    * How `ctx.save` writes into grynya's graph: `auto` (a preset chosen from grynya's tools), a
    * preset's name, a JSON template file's path, or inline JSON (see docs/graph_servers.md).
+   * `parseWriteSetting` reads it and names each issue; the protocol's shape checks it again here.
    */
-  grynyaWrite: WriteSetting.default({ kind: "auto" }),
+  grynyaWrite: z.custom<WriteSetting>((value) => WriteSetting.check(value).success)
+    .default({ kind: "auto" }),
   tasksDir: z.string().min(1).optional(),
   /** A custom kind and every file it imports, all together, in bytes and in modules. */
   maxKindBytes: int(1024, 1024 ** 3).default(64 * 1024 ** 2),
@@ -507,12 +509,12 @@ function parseWriteSetting(value: string, name: string): WriteSetting {
     );
   }
   const json = parseJson(inline ? value : readFile(value, name), name);
-  const parsed = WriteTemplate.safeParse(json);
+  const parsed = WriteTemplate.check(json);
   if (!parsed.success) {
     throw new KlymError(
       "CONFIG_INVALID",
       `${name} is not a write template: ${
-        parsed.error.issues.map((i) => `${i.path.join(".") || "the template"}: ${i.message}`)
+        parsed.issues.map((i) => `${i.path.join(".") || "the template"}: ${i.message}`)
           .join("; ")
       } (a template is {"create": {"tool", "arguments"} or a list of them, "append"?, "success"?, "failure"?})`,
     );

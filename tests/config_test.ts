@@ -350,9 +350,13 @@ Deno.test("loading the config loads no model provider package", () => {
     if (seen.has(url.href)) return;
     seen.add(url.href);
     const text = Deno.readTextFileSync(url);
-    for (const [, spec] of text.matchAll(/^\s*(?:import|export)\b[^"']*?["']([^"']+)["']/gm)) {
-      if (spec!.startsWith(".")) visit(new URL(spec!, url));
-      else external.push(spec!);
+    // `from "…"` within the statement, or a bare `import "…"`: not a string in an export's body.
+    const imports =
+      /^\s*(?:import|export)\b[^"';]*?\bfrom\s*["']([^"']+)["']|^\s*import\s*["']([^"']+)["']/gm;
+    for (const [, from, bare] of text.matchAll(imports)) {
+      const spec = (from ?? bare)!;
+      if (spec.startsWith(".")) visit(new URL(spec, url));
+      else external.push(spec);
     }
   };
   visit(new URL("../src/config.ts", import.meta.url));

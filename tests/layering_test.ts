@@ -2,9 +2,9 @@
  * The directions of Klym's layout, read from the import lines of every file in src/ and main.ts:
  * the task side knows nothing of the faces, mcp/ is protocol (no transport, dashboard or CLI), http/
  * is transport (no tasks, protocol, dashboard or CLI), the two protocol eras never import each
- * other, one file touches the MCP SDK's internals, and the Worker's code loads only what a Worker
- * with no permissions may load. The rules are data (the tables below); a failure names the file,
- * the line, the import and the rule.
+ * other, one file touches the MCP SDK's internals, the Worker's code loads only what a Worker with
+ * no permissions may load, and a task's process loads no zod. The rules are data (the tables
+ * below); a failure names the file, the line, the import and the rule.
  */
 import assert from "node:assert/strict";
 import { dirname, join, normalize } from "node:path";
@@ -97,12 +97,34 @@ const WORKER = {
   ],
 };
 
+/**
+ * What a task's process loads. Its host and its Worker check their messages with shapes
+ * (src/shape.ts), not zod, which costs each waiting task several MB. The MCP SDK's client loads
+ * zod too: a host loads it on its task's first grynya call only (an `import()`), so the static
+ * imports of the process's entries (the host's, its Workers', and main.ts, which a compiled binary
+ * runs as the host) reach neither.
+ */
+const TASK_PROCESS = {
+  rule: "a task's process (host/, worker/) loads no zod: src/shape.ts checks its messages",
+  entries: /^src\/(host|worker)\//,
+  refuse: /^zod(\/|$)/,
+  eager: {
+    rule:
+      "the static imports of a task process's entries (main.ts, the host's, its Workers') reach neither zod nor the MCP SDK's client (which loads zod): import() them where needed",
+    entries:
+      /^(main\.ts|src\/host\/host\.ts|src\/host\/memory_watchdog_worker\.ts|src\/worker\/task_worker\.ts)$/,
+    refuse: /^(zod|@modelcontextprotocol\/)/,
+  },
+};
+
 interface Import {
   readonly line: number;
   readonly specifier: string;
   /** The path from the root for a relative import, else the specifier. */
   readonly target: string;
   readonly typeOnly: boolean;
+  /** An `import()`: loaded when the code reaches it, not with its importer. */
+  readonly dynamic: boolean;
 }
 
 const STATIC_IMPORT =
@@ -112,17 +134,43 @@ const DYNAMIC_IMPORT = /^(?![ \t]*(?:\*|\/\/)).*?\bimport\(\s*["']([^"']+)["']\s
 /** The imports of `source` (the file `path` from the root), with their line numbers. */
 function importsOf(path: string, source: string): Import[] {
   const found: Import[] = [];
-  const add = (index: number, specifier: string, typeOnly: boolean) => {
+  const add = (index: number, specifier: string, typeOnly: boolean, dynamic: boolean) => {
     const line = source.slice(0, index).split("\n").length;
     const target = specifier.startsWith(".")
       ? normalize(join(dirname(path), specifier)).replaceAll("\\", "/")
       : specifier;
-    found.push({ line, specifier, target, typeOnly });
+    found.push({ line, specifier, target, typeOnly, dynamic });
   };
   for (const m of source.matchAll(STATIC_IMPORT)) {
-    add(m.index, (m[3] ?? m[4])!, m[2] !== undefined);
+    add(m.index, (m[3] ?? m[4])!, m[2] !== undefined, false);
   }
-  for (const m of source.matchAll(DYNAMIC_IMPORT)) add(m.index, m[1]!, false);
+  for (const m of source.matchAll(DYNAMIC_IMPORT)) add(m.index, m[1]!, false, true);
+  return found;
+}
+
+/**
+ * The value imports of the files reached from those `entries` names, each with its importer: the
+ * walk goes on through the imports `follow` lets on, `import()`s too unless `eager`.
+ */
+function reached(
+  files: ReadonlyMap<string, string>,
+  entries: RegExp,
+  follow: (i: Import) => boolean,
+  eager = false,
+): [string, Import][] {
+  const found: [string, Import][] = [];
+  const seen = new Set<string>();
+  const queue = [...files.keys()].filter((path) => entries.test(path));
+  while (queue.length > 0) {
+    const path = queue.pop()!;
+    if (seen.has(path)) continue;
+    seen.add(path);
+    for (const i of importsOf(path, files.get(path) ?? "")) {
+      if (i.typeOnly || (eager && i.dynamic)) continue;
+      found.push([path, i]);
+      if (follow(i)) queue.push(i.target);
+    }
+  }
   return found;
 }
 
@@ -148,21 +196,22 @@ function violations(files: ReadonlyMap<string, string>): string[] {
       });
     }
   }
-  // The Worker's load closure: from each worker/ file, through every value import.
-  const seen = new Set<string>();
-  const queue = [...files.keys()].filter((path) => WORKER.entries.test(path));
-  while (queue.length > 0) {
-    const path = queue.pop()!;
-    if (seen.has(path)) continue;
-    seen.add(path);
-    for (const i of importsOf(path, files.get(path) ?? "")) {
-      if (i.typeOnly) continue;
-      if (!WORKER.mayLoad.some((allowed) => allowed.test(i.target))) {
-        problems.push(
-          said(path, i, `${WORKER.rule} (${WORKER.mayLoad.map((r) => r.source).join(", ")})`),
-        );
-      } else queue.push(i.target);
+  // The Worker's load closure: from each worker/ file, through every value import it may load.
+  const mayLoad = (i: Import) => WORKER.mayLoad.some((allowed) => allowed.test(i.target));
+  for (const [path, i] of reached(files, WORKER.entries, mayLoad)) {
+    if (!mayLoad(i)) {
+      problems.push(
+        said(path, i, `${WORKER.rule} (${WORKER.mayLoad.map((r) => r.source).join(", ")})`),
+      );
     }
+  }
+  // A task process's load closure, and what it loads before its first grynya call.
+  const { eager } = TASK_PROCESS;
+  for (const [path, i] of reached(files, TASK_PROCESS.entries, () => true)) {
+    if (TASK_PROCESS.refuse.test(i.target)) problems.push(said(path, i, TASK_PROCESS.rule));
+  }
+  for (const [path, i] of reached(files, eager.entries, () => true, true)) {
+    if (eager.refuse.test(i.target)) problems.push(said(path, i, eager.rule));
   }
   return problems;
 }
@@ -191,16 +240,17 @@ Deno.test("the import reader sees static, re-exported, side-effect, type-only an
     'const d = await import("./d.ts");',
   ].join("\n");
   assert.deepEqual(
-    importsOf("src/worker/x.ts", sample).map(({ line, target, typeOnly }) => ({
+    importsOf("src/worker/x.ts", sample).map(({ line, target, typeOnly, dynamic }) => ({
       line,
       target,
       typeOnly,
+      dynamic,
     })),
     [
-      { line: 1, target: "src/protocol.ts", typeOnly: true },
-      { line: 2, target: "src/worker/b.ts", typeOnly: false },
-      { line: 3, target: "node:fs", typeOnly: false },
-      { line: 7, target: "src/worker/d.ts", typeOnly: false },
+      { line: 1, target: "src/protocol.ts", typeOnly: true, dynamic: false },
+      { line: 2, target: "src/worker/b.ts", typeOnly: false, dynamic: false },
+      { line: 3, target: "node:fs", typeOnly: false, dynamic: false },
+      { line: 7, target: "src/worker/d.ts", typeOnly: false, dynamic: true },
     ],
   );
 });
@@ -219,6 +269,22 @@ Deno.test("each rule refuses its import and names the file, the line, the import
     ["src/worker/task_context.ts", 'import { z } from "zod";\nimport "../protocol.ts";'],
     ["src/worker/e.ts", 'import type { T } from "zod";\nimport { f } from "../text.ts";'],
     ["src/text.ts", 'import { readFileSync } from "node:fs";'],
+    // A host that loads zod: by itself, through a module it loads on demand, or at once.
+    [
+      "src/host/host.ts",
+      'import { c } from "./grynya_client.ts";\nawait import("./graph_writer.ts");',
+    ],
+    ["src/host/grynya_client.ts", 'import { Client } from "@modelcontextprotocol/client";'],
+    [
+      "src/host/graph_writer.ts",
+      'import type { R } from "@modelcontextprotocol/client";\nimport "../p.ts";',
+    ],
+    ["src/p.ts", 'export * from "zod";'],
+    [
+      "main.ts",
+      'import { loadConfig } from "./src/c.ts";\nimport type { Config } from "./src/c.ts";',
+    ],
+    ["src/c.ts", 'import { z } from "zod";'],
   ]);
   const worker = `${WORKER.rule} (${WORKER.mayLoad.map((r) => r.source).join(", ")})`;
   assert.deepEqual(
@@ -237,6 +303,10 @@ Deno.test("each rule refuses its import and names the file, the line, the import
       `src/text.ts:1 imports "node:fs": ${worker}`,
       `src/worker/task_context.ts:1 imports "zod": ${worker}`,
       `src/worker/task_context.ts:2 imports "../protocol.ts" (src/protocol.ts): ${worker}`,
+      `src/worker/task_context.ts:1 imports "zod": ${TASK_PROCESS.rule}`,
+      `src/p.ts:1 imports "zod": ${TASK_PROCESS.rule}`,
+      `src/host/grynya_client.ts:1 imports "@modelcontextprotocol/client": ${TASK_PROCESS.eager.rule}`,
+      `src/c.ts:1 imports "zod": ${TASK_PROCESS.eager.rule}`,
     ].sort(),
   );
 });

@@ -9,6 +9,7 @@
  * one is made, and its session, output and grynya client are its own.
  */
 import { HostCommand, HostHello } from "../protocol.ts";
+import type { Checked, Shape } from "../shape.ts";
 import { readLines } from "../lines.ts";
 import { HostOutput } from "./host_output.ts";
 import { startMemoryWatchdog } from "./memory_watchdog.ts";
@@ -18,13 +19,16 @@ import { moduleUrlOf, PreparedWorker } from "./worker_entry.ts";
 /** A command line from the server: a task's spec is the largest (params and prompt are bounded). */
 const MAX_COMMAND_BYTES = 64 * 1024 * 1024;
 
-function parseLine<T>(schema: { parse(value: unknown): T }, line: string): T {
+function parseLine<T>(shape: Shape<T>, line: string): T {
+  let checked: Checked<T> | undefined;
   try {
-    return schema.parse(JSON.parse(line));
+    checked = shape.check(JSON.parse(line));
   } catch {
-    // Only the server writes here; anything else means the server is not who we think.
-    Deno.exit(3);
+    // Not JSON: handled below.
   }
+  // Only the server writes here; anything else means the server is not who we think.
+  if (!checked?.success) Deno.exit(3);
+  return checked.data;
 }
 
 export async function runHost(): Promise<void> {

@@ -22,6 +22,7 @@ import {
   type WorkerCommand,
   WorkerEvent,
 } from "../protocol.ts";
+import { describeIssues } from "../shape.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { KlymError } from "../errors.ts";
 import type { GrynyaClient } from "./grynya_client.ts";
@@ -220,9 +221,9 @@ export class TaskSession {
 
   #onMessage(data: unknown): void {
     if (this.#ending) return;
-    const parsed = WorkerEvent.safeParse(data);
+    const parsed = WorkerEvent.check(data);
     if (!parsed.success) {
-      return this.#violation(truncateUtf8(parsed.error.message.replace(/\s+/g, " "), 500));
+      return this.#violation(truncateUtf8(describeIssues(parsed.issues), 500));
     }
     const event = parsed.data;
     switch (event.type) {

@@ -20,7 +20,7 @@ import {
 import type { Sampler } from "../llm/sampling.ts";
 import { guarded, ok } from "./tool_results.ts";
 import { utf8Length } from "../text.ts";
-import { SavedSummary } from "../protocol.ts";
+import { MAX_SAVE_REPLY_CHARS, type SavedSummary } from "../protocol.ts";
 import { scopeOf, viewerOf } from "../principals.ts";
 import { leanOutput } from "./lean_schema.ts";
 
@@ -36,6 +36,23 @@ const TaskId = z.string({
 })
   .min(1, '"task_id" must not be empty')
   .max(128, '"task_id" is too long; pass the id returned by start_async_agent_task');
+
+/**
+ * One save as `check_task_status` shows it, declared in zod for the SDK: the protocol's
+ * `SavedSummary` is a shape (src/shape.ts), which a task's process checks without loading zod.
+ */
+const SavedSummaryOutput = z.object({
+  seq: z.number().int().min(0),
+  tools: z.array(z.string().max(128)).max(8),
+  ok: z.boolean(),
+  time: z.string().max(64),
+  reply: z.string().max(MAX_SAVE_REPLY_CHARS),
+});
+/** True when `A` and `B` are the same type. */
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true
+  : false;
+// The compiler holds the two declarations to one type: a field changed in one fails here.
+const _savedSummaryMatches: Same<z.infer<typeof SavedSummaryOutput>, SavedSummary> = true;
 
 /** What the tools need to know of the session they serve. */
 export interface TaskToolsSession {
@@ -200,7 +217,7 @@ export function registerTaskTools(
       logs_dropped: z.number(),
       logs_missed: z.number(),
       /** The task's last saves to grynya, each with grynya's reply (or why it did not land). */
-      saves: z.array(SavedSummary).optional(),
+      saves: z.array(SavedSummaryOutput).optional(),
       result: z.unknown().optional(),
     })),
   }, ({ task_id, log_cursor, max_log_lines }) =>

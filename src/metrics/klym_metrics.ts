@@ -33,7 +33,7 @@ const SECONDS_BUCKETS = [
 ];
 
 /** grynya's operations and Klym's error codes: a host that sends anything else counts as `other`. */
-const GRYNYA_OPS: ReadonlySet<string> = new Set(GrynyaCall.options.map((o) => o.shape.op.value));
+const GRYNYA_OPS: ReadonlySet<string> = new Set(GrynyaCall.values);
 const known = (set: ReadonlySet<string>, value: string | undefined) =>
   value !== undefined && set.has(value) ? value : "other";
 const CODES: ReadonlySet<string> = new Set(Object.keys(ERROR_CODES));

@@ -20,6 +20,7 @@ import {
   type TaskSpec,
 } from "../protocol.ts";
 import { readLines } from "../lines.ts";
+import { describeIssues } from "../shape.ts";
 import { truncateUtf8, utf8Length } from "../text.ts";
 import { MEMORY_ALARM } from "../memory_alarm.ts";
 import { watchProcessMemory } from "./memory_sampler.ts";
@@ -268,9 +269,9 @@ export class TaskProcess {
     } catch {
       return this.#violation("a message that is not JSON");
     }
-    const parsed = HostEvent.safeParse(data);
+    const parsed = HostEvent.check(data);
     if (!parsed.success) {
-      return this.#violation(truncateUtf8(parsed.error.message.replace(/\s+/g, " "), 500));
+      return this.#violation(truncateUtf8(describeIssues(parsed.issues), 500));
     }
     const problem = this.#oversize(parsed.data);
     if (problem) return this.#violation(problem);
