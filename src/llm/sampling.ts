@@ -6,6 +6,7 @@ import type { McpServer, RequestId } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import { DEFAULT_MAX_TOKENS, type LlmRequest, type LlmResponse } from "../protocol.ts";
 import { KlymError } from "../errors.ts";
+import { linkedAbort } from "../abort.ts";
 
 export type Sampler =
   & ((request: LlmRequest, signal: AbortSignal, timeoutMs: number) => Promise<LlmResponse>)
@@ -18,9 +19,10 @@ export interface SamplerOptions {
   /**
    * The client request a sampling request belongs to, so it travels on that request's own stream
    * (a `tools/call` POST, or a `tasks/result` waiting on a task) rather than the standalone GET
-   * stream a client may not hold open. Asked at each call: a task's waiting request changes.
+   * stream a client may not hold open. Asked at each call: a task's waiting request changes. It may
+   * wait for one (until `signal` aborts: the wait counts against the sampling request's timeout).
    */
-  relatedRequestId?: () => RequestId | undefined;
+  relatedRequest?: (signal: AbortSignal) => RequestId | undefined | Promise<RequestId | undefined>;
   /** Told +1 when a sampling request goes out and -1 when it is answered (or fails). */
   onPending?: (delta: 1 | -1) => void;
 }
@@ -43,13 +45,14 @@ export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sam
     const params = samplingParams(request, withTools);
     // Tasks outlive their client's session; the client's model does not.
     if (!server.isConnected()) throw new KlymError("client_gone", CLIENT_GONE_MESSAGE);
-    const relatedRequestId = options.relatedRequestId?.();
     options.onPending?.(1);
+    const asked = Date.now();
     let result;
     try {
+      const relatedRequestId = await relatedRequest(options, signal, timeoutMs);
       result = await server.server.createMessage(params as never, {
         signal,
-        timeout: timeoutMs,
+        timeout: Math.max(1, timeoutMs - (Date.now() - asked)),
         ...(relatedRequestId === undefined ? {} : { relatedRequestId }),
       });
     } catch (error) {
@@ -61,6 +64,25 @@ export function samplerFor(server: McpServer, options: SamplerOptions = {}): Sam
     return fromSamplingResult(result);
   };
   return Object.assign(sample, { tools: withTools });
+}
+
+/** The request to send a sampling request with, waited for within `timeoutMs`. */
+async function relatedRequest(
+  options: SamplerOptions,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<RequestId | undefined> {
+  if (!options.relatedRequest) return undefined;
+  using wait = linkedAbort([signal], timeoutMs);
+  try {
+    return await options.relatedRequest(wait.signal);
+  } catch (error) {
+    if (!wait.timedOut) throw error;
+    throw new KlymError(
+      "model_error",
+      `The client did not send tasks/result for this task within ${timeoutMs} ms: a 2025-11-25 client receives a task's sampling requests on tasks/result, which it should send when the task is input_required`,
+    );
+  }
 }
 
 /**

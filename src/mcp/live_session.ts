@@ -135,7 +135,15 @@ export class LiveSession implements TaskToolsSession {
     // A 2026-07-28 server cannot send the client requests; its tasks ask in-band or not at all.
     if (!this.#canRequest) return undefined;
     return samplerFor(this.#server, {
-      relatedRequestId: () => this.#core.waitingRequest(holder.record, this.#server),
+      relatedRequest: (signal) => {
+        const task = holder.record;
+        if (!task) return undefined;
+        const now = this.#core.waitingRequest(task, this.#server);
+        if (now !== undefined || !this.#followed.get(task.id)?.native) return now;
+        // A task-augmented call was answered at once: its client, seeing input_required, sends
+        // tasks/result, whose stream carries the request.
+        return this.#core.whenWaiting(task, this.#server, signal);
+      },
       onPending: (delta) => {
         const task = holder.record;
         if (!task) return;

@@ -127,7 +127,7 @@ export function registerLlmTools(
           era === "modern"
             ? askInBand(ctx, asked)
             // On this call's own stream: a client need not hold the standalone GET stream open.
-            : samplerFor(server, { relatedRequestId: () => ctx.mcpReq.id }),
+            : samplerFor(server, { relatedRequest: () => ctx.mcpReq.id }),
         );
       } catch (error) {
         // A 2026-07-28 client answers the model request by calling again with inputResponses.

@@ -71,6 +71,8 @@ interface TaskLinks {
   readonly inputs: InputRequests;
   /** Requests waiting on the task (a plain `run_task` call, `tasks/result`), per session. */
   readonly waiting: Map<object, RequestId[]>;
+  /** Told each time a request starts waiting on the task (see `whenWaiting`). */
+  readonly onWaiting: Set<() => void>;
   resultOf: ResultOf;
   /** The log sequence number `tasks/get` has delivered as live messages (2026-07-28). */
   polledLogs: number;
@@ -151,6 +153,7 @@ export class McpTaskCore {
         ttl: this.#retentionMs,
         inputs: new InputRequests(),
         waiting: new Map(),
+        onWaiting: new Set(),
         resultOf: finalResult,
         polledLogs: 0,
       };
@@ -279,10 +282,12 @@ export class McpTaskCore {
    * task's sampling requests travel on that request's stream meanwhile.
    */
   markWaiting(task: TaskRecord, session: object, id: RequestId): () => void {
-    const waiting = this.#linksOf(task).waiting;
+    const links = this.#linksOf(task);
+    const waiting = links.waiting;
     const ids = waiting.get(session) ?? [];
     ids.push(id);
     waiting.set(session, ids);
+    for (const told of [...links.onWaiting]) told();
     return () => {
       const at = ids.indexOf(id);
       if (at !== -1) ids.splice(at, 1);
@@ -294,6 +299,32 @@ export class McpTaskCore {
   waitingRequest(task: TaskRecord | undefined, session: object): RequestId | undefined {
     if (!task) return undefined;
     return this.#links.get(task)?.waiting.get(session)?.at(-1);
+  }
+
+  /**
+   * The request of `session` waiting on `task`, once there is one, or a rejection when `signal`
+   * aborts first. A task-augmented call of 2025-11-25 is answered at once: its task's sampling
+   * requests have no stream of their own until the client, seeing `input_required`, sends
+   * `tasks/result` to receive them.
+   */
+  whenWaiting(task: TaskRecord, session: object, signal: AbortSignal): Promise<RequestId> {
+    const now = this.waitingRequest(task, session);
+    if (now !== undefined) return Promise.resolve(now);
+    const told = this.#linksOf(task).onWaiting;
+    const { promise, resolve, reject } = Promise.withResolvers<RequestId>();
+    const check = () => {
+      const id = this.waitingRequest(task, session);
+      if (id !== undefined) (stop(), resolve(id));
+    };
+    const onAbort = () => (stop(), reject(signal.reason ?? new Error("aborted")));
+    const stop = () => {
+      told.delete(check);
+      signal.removeEventListener("abort", onAbort);
+    };
+    told.add(check);
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    return promise;
   }
 
   /** Resolves when `task` is final, or rejects when `signal` aborts first. */

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { call, startKlym } from "../helpers/klym_process.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 import { ModernMcp, parseSse, RawMcp, type RpcMessage } from "../helpers/raw_mcp.ts";
 import { startScriptedModel, textOf } from "../helpers/scripted_openai.ts";
 
@@ -153,6 +154,14 @@ Deno.test("a generate task on the client's sampling is input_required while the 
     task: { ttl: 60_000 },
   });
   const { taskId } = created.result!.task as { taskId: string };
+
+  // The task asks before the client sends tasks/result (no stream carries the request yet): it is
+  // input_required, and the request waits for the stream the client opens on seeing that.
+  const deadline = Date.now() + PATIENCE_MS;
+  while ((await mcp.request("tasks/get", { taskId })).result!.status !== "input_required") {
+    assert.ok(Date.now() < deadline, "the task became input_required");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 
   // tasks/result waits on the task; the sampling request travels on its stream.
   const res = await mcp.post({ id: 900, method: "tasks/result", params: { taskId } });
