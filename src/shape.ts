@@ -22,6 +22,18 @@ export type Checked<T> = { success: true; data: T } | { success: false; issues: 
  */
 export const MAX_ISSUES = 20;
 
+/**
+ * How deep JSON data (`json()`) may nest: no task's data goes deeper, structured clone itself gives
+ * up at a few thousand levels, and the check walks it by recursion.
+ */
+export const MAX_JSON_DEPTH = 128;
+
+/**
+ * The objects the current check has walked as JSON data: structured clone carries an object that
+ * sits in many places once, so a walk that went into it each time could take 2^n steps.
+ */
+let walked = new WeakSet<object>();
+
 /** A value in a message: a scalar quoted (short), anything else by its kind only. */
 function quote(value: unknown): string {
   if (typeof value === "string") {
@@ -54,7 +66,9 @@ export abstract class Shape<T> {
 
   check(value: unknown): Checked<T> {
     const issues: Issue[] = [];
+    walked = new WeakSet();
     const data = this.read(value, [], issues);
+    walked = new WeakSet();
     return issues.length ? { success: false, issues } : { success: true, data };
   }
 
@@ -274,9 +288,13 @@ class Union<S extends readonly Shape<unknown>[]> extends Shape<Infer<S[number]>>
   }
   read(value: unknown, path: Path, issues: Issue[]): Infer<S[number]> {
     const failures: Issue[][] = [];
+    const outer = walked;
     for (const option of this.options) {
       const own: Issue[] = [];
+      // Each option walks the value anew: what one of them walked is no repeat for the next.
+      walked = new WeakSet();
       const data = option.read(value, path, own);
+      walked = outer;
       if (!own.length) return data as Infer<S[number]>;
       failures.push(own);
     }
@@ -287,6 +305,50 @@ class Union<S extends readonly Shape<unknown>[]> extends Shape<Infer<S[number]>>
     if (near.length === 1) issues.push(...near[0]!);
     else this.refuse(value, path, issues);
     return value as Infer<S[number]>;
+  }
+}
+
+/**
+ * JSON data, as a fresh copy: null, booleans, finite numbers, strings, and lists and plain objects
+ * of them, at most MAX_JSON_DEPTH deep, each object in one place only (a tree, as JSON writes it).
+ * What JSON.stringify would throw on (a BigInt, a cycle, a list of 2^32 − 1 holes), take 2^n steps
+ * for (one object in many places), or read later than its check (a SharedArrayBuffer the sender
+ * can still grow) is refused. A `__proto__` key is left out, as in a record.
+ */
+class JsonShape extends Shape<unknown> {
+  readonly expected = "JSON data";
+  read(value: unknown, path: Path, issues: Issue[]): unknown {
+    return this.#copy(value, path, issues, 1);
+  }
+  #copy(value: unknown, path: Path, issues: Issue[], depth: number): unknown {
+    if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+    if (typeof value === "number") {
+      return Number.isFinite(value) ? value : this.refuse(value, path, issues);
+    }
+    if (!Array.isArray(value) && !isPlainObject(value)) return this.refuse(value, path, issues);
+    if (depth > MAX_JSON_DEPTH) {
+      issues.push({ path, message: `nested deeper than ${MAX_JSON_DEPTH} levels` });
+      return value;
+    }
+    if (walked.has(value)) {
+      issues.push({ path, message: "an object also found elsewhere: JSON data is a tree" });
+      return value;
+    }
+    walked.add(value);
+    if (Array.isArray(value)) {
+      const out: unknown[] = [];
+      for (let i = 0; i < value.length && issues.length < MAX_ISSUES; i++) {
+        out.push(this.#copy(value[i], [...path, i], issues, depth + 1));
+      }
+      return out;
+    }
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value)) {
+      if (issues.length >= MAX_ISSUES) break;
+      if (key === "__proto__") continue;
+      out[key] = this.#copy(value[key], [...path, key], issues, depth + 1);
+    }
+    return out;
   }
 }
 
@@ -321,6 +383,8 @@ export const string = (): StringShape => new StringShape();
 export const number = (): NumberShape => new NumberShape();
 export const boolean = (): Shape<boolean> => new Is("boolean", (x) => typeof x === "boolean");
 export const unknown = (): Shape<unknown> => new Is("a value", () => true);
+/** JSON data, copied (see `JsonShape`): for what a sender's code puts in a message as it likes. */
+export const json = (): Shape<unknown> => new JsonShape();
 export const literal = <const V extends string | number | boolean>(value: V): Literal<V> =>
   new Literal(value);
 /** One of a few strings (`enum` is a reserved word: this is exported as `enum` too). */
