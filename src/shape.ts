@@ -34,6 +34,14 @@ export const MAX_JSON_DEPTH = 128;
  */
 let walked = new WeakSet<object>();
 
+/** A message names this many unknown keys of an object, then says how many more. */
+const NAMED_KEYS = 5;
+
+/** A key of a path in a message: cut like a quoted string (a record's keys are the sender's). */
+function segment(key: string | number): string | number {
+  return typeof key === "string" && key.length > 40 ? `${key.slice(0, 40)}…` : key;
+}
+
 /** A value in a message: a scalar quoted (short), anything else by its kind only. */
 function quote(value: unknown): string {
   if (typeof value === "string") {
@@ -212,7 +220,11 @@ export class ObjectShape<F extends Fields> extends Shape<ObjectOf<F>> {
     if (this.strict) {
       const unknown = Object.keys(value).filter((key) => !Object.hasOwn(this.fields, key));
       if (unknown.length) {
-        issues.push({ path, message: `unknown keys: ${unknown.map(quote).join(", ")}` });
+        const named = unknown.slice(0, NAMED_KEYS).map(quote).join(", ");
+        const more = unknown.length > NAMED_KEYS
+          ? `, … and ${unknown.length - NAMED_KEYS} more`
+          : "";
+        issues.push({ path, message: `unknown keys: ${named}${more}` });
       }
     }
     return out as ObjectOf<F>;
@@ -413,5 +425,6 @@ export const discriminatedUnion = <K extends string, const S extends readonly Ta
 
 /** Issues as one line, for a log or an error: `path: message; …` (the root is `(root)`). */
 export function describeIssues(issues: readonly Issue[]): string {
-  return issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+  return issues.map((i) => `${i.path.map(segment).join(".") || "(root)"}: ${i.message}`)
+    .join("; ");
 }

@@ -407,3 +407,15 @@ Deno.test("JSON data a task sends is a fresh copy, as deep as MAX_JSON_DEPTH, wi
   assert.equal(Object.getPrototypeOf(kept), Object.prototype);
   assert.equal(kept.polluted, undefined);
 });
+
+Deno.test("an issue's path shows a long key cut, and strict objects name a few unknown keys", () => {
+  const key = "k".repeat(1_000_000);
+  const found = issues(s.record(s.string()), { [key]: 1 });
+  const line = s.describeIssues(found);
+  assert.ok(line.length < 200, `${line.length} characters`);
+  assert.match(line, /^k{40}…: expected string, received 1$/);
+  const many = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`key${i}`, i]));
+  const strict = s.describeIssues(issues(s.strictObject({}), many));
+  assert.ok(strict.length < 200, `${strict.length} characters`);
+  assert.match(strict, /and 9995 more$/);
+});
