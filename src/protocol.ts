@@ -133,8 +133,12 @@ export const HostHello = s.object({
 });
 export type HostHello = s.Infer<typeof HostHello>;
 
-/** One turn of a model conversation, in Klym's own provider-neutral shape. */
-const ToolCall = s.object({ id: s.string(), name: s.string(), args: s.unknown() });
+/**
+ * One turn of a model conversation, in Klym's own provider-neutral shape. A task sends its tool
+ * calls' arguments as JSON data (`s.json()`, walked and copied); the server's answer is its own.
+ */
+const ToolCall = s.object({ id: s.string(), name: s.string(), args: s.json() });
+const AnsweredToolCall = s.object({ id: s.string(), name: s.string(), args: s.unknown() });
 export const LlmMessage = s.discriminatedUnion("role", [
   s.object({ role: s.literal("user"), text: s.string() }),
   s.object({ role: s.literal("assistant"), text: s.string(), toolCalls: s.array(ToolCall) }),
@@ -153,7 +157,7 @@ export type LlmMessage = s.Infer<typeof LlmMessage>;
 export const LlmTool = s.object({
   name: s.string(),
   description: s.string().optional(),
-  inputSchema: s.record(s.unknown()),
+  inputSchema: s.record(s.json()),
 });
 export type LlmTool = s.Infer<typeof LlmTool>;
 
@@ -174,7 +178,7 @@ export const DEFAULT_MAX_TOKENS = 4096;
 export const LlmResponse = s.object({
   model: s.string(),
   text: s.string(),
-  toolCalls: s.array(ToolCall),
+  toolCalls: s.array(AnsweredToolCall),
   usage: s.object({ inputTokens: s.number(), outputTokens: s.number() }),
   finishReason: s.string(),
 });
@@ -276,9 +280,9 @@ export const GrynyaCall = s.discriminatedUnion("op", [
   s.object({
     op: s.literal("call_tool"),
     name: s.string(),
-    args: s.record(s.unknown()),
+    args: s.record(s.json()),
   }),
-  s.object({ op: s.literal("save"), value: s.unknown() }),
+  s.object({ op: s.literal("save"), value: s.json() }),
   s.object({ op: s.literal("write_strategy") }),
 ]);
 export type GrynyaCall = s.Infer<typeof GrynyaCall>;

@@ -22,6 +22,26 @@ export type Checked<T> = { success: true; data: T } | { success: false; issues: 
  */
 export const MAX_ISSUES = 20;
 
+/**
+ * How deep JSON data (`json()`) may nest: no task's data goes deeper, structured clone itself gives
+ * up at a few thousand levels, and the check walks it by recursion.
+ */
+export const MAX_JSON_DEPTH = 128;
+
+/**
+ * The objects the current check has walked as JSON data: structured clone carries an object that
+ * sits in many places once, so a walk that went into it each time could take 2^n steps.
+ */
+let walked = new WeakSet<object>();
+
+/** A message names this many unknown keys of an object, then says how many more. */
+const NAMED_KEYS = 5;
+
+/** A key of a path in a message: cut like a quoted string (a record's keys are the sender's). */
+function segment(key: string | number): string | number {
+  return typeof key === "string" && key.length > 40 ? `${key.slice(0, 40)}…` : key;
+}
+
 /** A value in a message: a scalar quoted (short), anything else by its kind only. */
 function quote(value: unknown): string {
   if (typeof value === "string") {
@@ -54,7 +74,9 @@ export abstract class Shape<T> {
 
   check(value: unknown): Checked<T> {
     const issues: Issue[] = [];
+    walked = new WeakSet();
     const data = this.read(value, [], issues);
+    walked = new WeakSet();
     return issues.length ? { success: false, issues } : { success: true, data };
   }
 
@@ -198,7 +220,11 @@ export class ObjectShape<F extends Fields> extends Shape<ObjectOf<F>> {
     if (this.strict) {
       const unknown = Object.keys(value).filter((key) => !Object.hasOwn(this.fields, key));
       if (unknown.length) {
-        issues.push({ path, message: `unknown keys: ${unknown.map(quote).join(", ")}` });
+        const named = unknown.slice(0, NAMED_KEYS).map(quote).join(", ");
+        const more = unknown.length > NAMED_KEYS
+          ? `, … and ${unknown.length - NAMED_KEYS} more`
+          : "";
+        issues.push({ path, message: `unknown keys: ${named}${more}` });
       }
     }
     return out as ObjectOf<F>;
@@ -274,9 +300,13 @@ class Union<S extends readonly Shape<unknown>[]> extends Shape<Infer<S[number]>>
   }
   read(value: unknown, path: Path, issues: Issue[]): Infer<S[number]> {
     const failures: Issue[][] = [];
+    const outer = walked;
     for (const option of this.options) {
       const own: Issue[] = [];
+      // Each option walks the value anew: what one of them walked is no repeat for the next.
+      walked = new WeakSet();
       const data = option.read(value, path, own);
+      walked = outer;
       if (!own.length) return data as Infer<S[number]>;
       failures.push(own);
     }
@@ -287,6 +317,50 @@ class Union<S extends readonly Shape<unknown>[]> extends Shape<Infer<S[number]>>
     if (near.length === 1) issues.push(...near[0]!);
     else this.refuse(value, path, issues);
     return value as Infer<S[number]>;
+  }
+}
+
+/**
+ * JSON data, as a fresh copy: null, booleans, finite numbers, strings, and lists and plain objects
+ * of them, at most MAX_JSON_DEPTH deep, each object in one place only (a tree, as JSON writes it).
+ * What JSON.stringify would throw on (a BigInt, a cycle, a list of 2^32 − 1 holes), take 2^n steps
+ * for (one object in many places), or read later than its check (a SharedArrayBuffer the sender
+ * can still grow) is refused. A `__proto__` key is left out, as in a record.
+ */
+class JsonShape extends Shape<unknown> {
+  readonly expected = "JSON data";
+  read(value: unknown, path: Path, issues: Issue[]): unknown {
+    return this.#copy(value, path, issues, 1);
+  }
+  #copy(value: unknown, path: Path, issues: Issue[], depth: number): unknown {
+    if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+    if (typeof value === "number") {
+      return Number.isFinite(value) ? value : this.refuse(value, path, issues);
+    }
+    if (!Array.isArray(value) && !isPlainObject(value)) return this.refuse(value, path, issues);
+    if (depth > MAX_JSON_DEPTH) {
+      issues.push({ path, message: `nested deeper than ${MAX_JSON_DEPTH} levels` });
+      return value;
+    }
+    if (walked.has(value)) {
+      issues.push({ path, message: "an object also found elsewhere: JSON data is a tree" });
+      return value;
+    }
+    walked.add(value);
+    if (Array.isArray(value)) {
+      const out: unknown[] = [];
+      for (let i = 0; i < value.length && issues.length < MAX_ISSUES; i++) {
+        out.push(this.#copy(value[i], [...path, i], issues, depth + 1));
+      }
+      return out;
+    }
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value)) {
+      if (issues.length >= MAX_ISSUES) break;
+      if (key === "__proto__") continue;
+      out[key] = this.#copy(value[key], [...path, key], issues, depth + 1);
+    }
+    return out;
   }
 }
 
@@ -321,6 +395,8 @@ export const string = (): StringShape => new StringShape();
 export const number = (): NumberShape => new NumberShape();
 export const boolean = (): Shape<boolean> => new Is("boolean", (x) => typeof x === "boolean");
 export const unknown = (): Shape<unknown> => new Is("a value", () => true);
+/** JSON data, copied (see `JsonShape`): for what a sender's code puts in a message as it likes. */
+export const json = (): Shape<unknown> => new JsonShape();
 export const literal = <const V extends string | number | boolean>(value: V): Literal<V> =>
   new Literal(value);
 /** One of a few strings (`enum` is a reserved word: this is exported as `enum` too). */
@@ -349,5 +425,6 @@ export const discriminatedUnion = <K extends string, const S extends readonly Ta
 
 /** Issues as one line, for a log or an error: `path: message; …` (the root is `(root)`). */
 export function describeIssues(issues: readonly Issue[]): string {
-  return issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+  return issues.map((i) => `${i.path.map(segment).join(".") || "(root)"}: ${i.message}`)
+    .join("; ");
 }

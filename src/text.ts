@@ -18,6 +18,18 @@ export function utf8Length(text: string): number {
   return bytes;
 }
 
+/**
+ * The UTF-8 length of `value`'s JSON, or Infinity when that JSON is longer than a string can be: a
+ * task's string of 90 M control characters is written as 540 M, and JSON.stringify throws on it.
+ */
+export function jsonBytes(value: unknown): number {
+  try {
+    return utf8Length(JSON.stringify(value) ?? "");
+  } catch {
+    return Infinity;
+  }
+}
+
 /** Cuts `text` to at most `maxBytes` UTF-8 bytes, marking the cut. */
 export function truncateUtf8(text: string, maxBytes: number): string {
   if (text.length * 3 <= maxBytes) return text;

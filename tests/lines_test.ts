@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readLines } from "../src/lines.ts";
-import { truncateUtf8, utf8Length } from "../src/text.ts";
+import { jsonBytes, truncateUtf8, utf8Length } from "../src/text.ts";
 
 function streamOf(...chunks: string[]): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
@@ -29,4 +29,10 @@ Deno.test("truncateUtf8 keeps text within the byte limit and marks the cut", () 
   assert.ok(utf8Length(cut) <= 100, `${utf8Length(cut)} bytes`);
   assert.match(cut, /bytes cut\]$/);
   assert.equal(utf8Length("aя😀"), 1 + 2 + 4);
+});
+
+Deno.test("jsonBytes counts a value's JSON in UTF-8, and a JSON too long for a string as Infinity", () => {
+  assert.equal(jsonBytes({ a: "é" }), utf8Length('{"a":"é"}'));
+  // 90 M characters a task's Worker can hold, each written as \u0001: past V8's longest string.
+  assert.equal(jsonBytes({ text: "\u0001".repeat(90_000_000) }), Infinity);
 });

@@ -331,3 +331,91 @@ Deno.test("no value that JSON or structured clone can carry makes a check throw"
     }
   }
 });
+
+/** A task's events whose `unknown`-typed data is `value`, in each field that carries such data. */
+function carrying(value: unknown): unknown[] {
+  const request = (toolArgs: unknown, inputSchema: unknown) => ({
+    type: "llm_request",
+    id: 1,
+    request: {
+      messages: [{
+        role: "assistant",
+        text: "",
+        toolCalls: [{ id: "c", name: "n", args: toolArgs }],
+      }],
+      tools: [{ name: "t", inputSchema }],
+    },
+  });
+  return [
+    { type: "grynya", id: 1, call: { op: "save", value } },
+    { type: "grynya", id: 1, call: { op: "call_tool", name: "t", args: { a: value } } },
+    request(value, {}),
+    request({}, { a: value }),
+  ];
+}
+
+Deno.test("data a task sends for grynya or the model is JSON: what JSON.stringify would throw on or blow up is refused", () => {
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  // A list whose two items are one object, 40 times over: structured clone carries each object
+  // once, so a few hundred bytes would stand for 2^40 leaves.
+  let shared: unknown = ["leaf"];
+  for (let i = 0; i < 40; i++) shared = [shared, shared];
+  const growable = new SharedArrayBuffer(4, { maxByteLength: 1024 });
+  let deep: unknown = "bottom";
+  for (let i = 0; i <= s.MAX_JSON_DEPTH; i++) deep = [deep];
+  const hostile = [
+    1n,
+    cyclic,
+    new Array(2 ** 32 - 1),
+    shared,
+    // Shared with the Worker: it could grow after its host measured it.
+    new Uint8Array(growable),
+    growable,
+    new Map([["a", 1]]),
+    new Set([1]),
+    new Date(0),
+    NaN,
+    undefined,
+    deep,
+  ];
+  const started = performance.now();
+  for (const value of hostile) {
+    for (const event of carrying(value)) {
+      assert.ok(refused(WorkerEvent, event), `refused: ${Deno.inspect(event, { depth: 1 })}`);
+    }
+  }
+  assert.ok(performance.now() - started < 1000);
+});
+
+Deno.test("JSON data a task sends is a fresh copy, as deep as MAX_JSON_DEPTH, without __proto__ keys", () => {
+  let deep: unknown = "bottom";
+  for (let i = 0; i < s.MAX_JSON_DEPTH; i++) deep = [deep];
+  assert.equal(JSON.stringify(accepted(s.json(), deep)), JSON.stringify(deep));
+  const value = { a: [1, -0, "x", null, true, { b: "c" }], c: {}, d: [[], {}] };
+  for (const event of [...carrying(value), ...carrying(deep)]) {
+    const data = accepted(WorkerEvent, event);
+    assert.equal(JSON.stringify(data), JSON.stringify(event));
+  }
+  const save = { type: "grynya", id: 1, call: { op: "save", value } } as const;
+  const copy = accepted(WorkerEvent, save) as typeof save;
+  assert.notEqual(copy.call.value, value);
+  assert.notEqual(copy.call.value.a, value.a);
+  const polluted = JSON.parse('{"a": 1, "__proto__": {"polluted": true}}');
+  const kept = accepted(s.json(), polluted) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(kept), ["a"]);
+  assert.equal(Object.getPrototypeOf(kept), Object.prototype);
+  assert.equal(kept.polluted, undefined);
+});
+
+Deno.test("an issue's path shows a long key cut, and strict objects name a few unknown keys", () => {
+  const key = "k".repeat(1_000_000);
+  const found = issues(s.record(s.string()), { [key]: 1 });
+  const line = s.describeIssues(found);
+  assert.ok(line.length < 200, `${line.length} characters`);
+  assert.match(line, /^k{40}…: expected string, received 1$/);
+  const many = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`key${i}`, i]));
+  const strict = s.describeIssues(issues(s.strictObject({}), many));
+  assert.ok(strict.length < 200, `${strict.length} characters`);
+  assert.match(strict, /and 9995 more$/);
+});

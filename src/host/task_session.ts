@@ -23,7 +23,7 @@ import {
   WorkerEvent,
 } from "../protocol.ts";
 import { describeIssues } from "../shape.ts";
-import { truncateUtf8, utf8Length } from "../text.ts";
+import { jsonBytes, truncateUtf8, utf8Length } from "../text.ts";
 import { KlymError } from "../errors.ts";
 import type { GrynyaClient } from "./grynya_client.ts";
 import type { GraphWriter } from "./graph_writer.ts";
@@ -45,6 +45,11 @@ export interface SessionEnd {
   readonly idle: () => void;
   /** The last word and `idle` are written: the host may prepare its next Worker. */
   readonly ready: () => void;
+}
+
+/** A size in a message: `jsonBytes` says Infinity for JSON longer than a string can be. */
+function sizeOf(bytes: number): string {
+  return Number.isFinite(bytes) ? `${bytes} bytes` : "too long to write as JSON";
 }
 
 /** grynya's client and the writer of saves, made on the task's first grynya call. */
@@ -246,15 +251,16 @@ export class TaskSession {
       case "failure":
         return void this.end(event.error, true);
       case "llm_request": {
-        const bytes = utf8Length(JSON.stringify(event.request));
+        const bytes = jsonBytes(event.request);
         if (bytes <= this.limits.maxLlmRequestBytes) return this.out.send(event);
         return this.#post({
           type: "llm_error",
           id: event.id,
           error: {
             code: "llm_request_too_large",
-            message:
-              `The model request is ${bytes} bytes, the limit is ${this.limits.maxLlmRequestBytes} (KLYM_MAX_LLM_REQUEST_BYTES); send less history or shorter tool output`,
+            message: `The model request is ${
+              sizeOf(bytes)
+            }, the limit is ${this.limits.maxLlmRequestBytes} (KLYM_MAX_LLM_REQUEST_BYTES); send less history or shorter tool output`,
           },
         });
       }
@@ -294,7 +300,7 @@ export class TaskSession {
   }
 
   async #brokerGrynya(id: number, call: GrynyaCall): Promise<void> {
-    const bytes = utf8Length(JSON.stringify(call));
+    const bytes = jsonBytes(call);
     const started = performance.now();
     const done = (outcome: string) =>
       this.#report({ what: "call", op: call.op, outcome, ms: performance.now() - started });
@@ -302,7 +308,9 @@ export class TaskSession {
       if (bytes > this.limits.maxGrynyaCallBytes) {
         throw new KlymError(
           "grynya_request_too_large",
-          `The grynya call is ${bytes} bytes, the limit is ${this.limits.maxGrynyaCallBytes} (KLYM_MAX_GRYNYA_CALL_BYTES)`,
+          `The grynya call is ${
+            sizeOf(bytes)
+          }, the limit is ${this.limits.maxGrynyaCallBytes} (KLYM_MAX_GRYNYA_CALL_BYTES)`,
         );
       }
       const value = await this.#grynyaCall(call);

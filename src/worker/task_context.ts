@@ -85,7 +85,9 @@ export function createTaskContext(
       readResource: (uri) => op({ op: "read_resource", uri }),
       listPrompts: () => op({ op: "list_prompts" }),
       getPrompt: (name, args = {}) => op({ op: "get_prompt", name, args }),
-      callTool: (name, args = {}) => op({ op: "call_tool", name, args }),
+      // As JSON, as the host takes it: a Date becomes text, an object in two places two copies.
+      callTool: async (name, args = {}) =>
+        await op({ op: "call_tool", name, args: toJson(args) as Record<string, unknown> }),
       writeStrategy: () => op({ op: "write_strategy" }),
     };
   };
@@ -115,7 +117,10 @@ export function createTaskContext(
         value: typeof value === "string" ? value : toJson(value),
       });
     },
-    llm: { generate: (request, options) => link.generate(request, options) },
+    llm: {
+      generate: async (request, options) =>
+        await link.generate(toJson(request) as LlmRequest, options),
+    },
     budget: spec.budget,
   };
 }
