@@ -300,7 +300,13 @@ export class PgJournal implements Journal {
   readonly #wantLogs = new Set<string>();
   #syncing: Promise<void> | undefined;
   #syncAgain = false;
-  #maxRev = 0;
+  /**
+   * The change number up to which every other node's change has been notified here: read at start,
+   * then carried by this node's own beat (see `#renew`) each time its listener hears it. A catch-up
+   * after a reconnection reads from there, not from the newest row read here: rows read by other
+   * paths (a renewal's, a cancel's) are newer than changes whose notification was lost.
+   */
+  #heardRev = 0;
   #renewing = false;
   #lastRenewal = Date.now();
   /** The cluster's model spend as last read, plus this node's since; re-read at each renewal. */
@@ -414,7 +420,7 @@ export class PgJournal implements Journal {
       const list = this.#restoredLines.get(row.id) ?? [];
       const last = list.at(-1)?.seq ?? 0;
       this.#seenLogs.set(row.id, last);
-      this.#maxRev = Math.max(this.#maxRev, row.rev);
+      this.#heardRev = Math.max(this.#heardRev, row.rev);
       let bytes = 0;
       for (const line of list) bytes += line.text.length + LINE_OVERHEAD_BYTES;
       return {
@@ -569,7 +575,12 @@ export class PgJournal implements Journal {
     } catch {
       return;
     }
-    if (note.n === this.node || typeof note.id !== "string") return;
+    if (note.n === this.node) {
+      const rev = (note as { rev?: unknown }).rev;
+      if (note.t === "b" && typeof rev === "number") this.#heardRev = Math.max(this.#heardRev, rev);
+      return;
+    }
+    if (typeof note.id !== "string") return;
     // A change to a task this node ran (a cancel, its claim settled) is read at once: behind a
     // read of other tasks' lines under way, its process would run on meanwhile.
     if (note.t === "t" && this.#fences.has(note.id)) return void this.#readOwn(note.id);
@@ -622,7 +633,7 @@ export class PgJournal implements Journal {
       const rows = all
         ? await this.#sql.unsafe<TaskRow[]>(
           `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE rev > $1 OR status IN ('queued', 'running') ORDER BY no`,
-          [this.#maxRev - 64],
+          [this.#heardRev - 64],
         )
         : ids.size === 0
         ? []
@@ -645,7 +656,6 @@ export class PgJournal implements Journal {
   }
 
   #deliver(row: TaskRow): void {
-    this.#maxRev = Math.max(this.#maxRev, row.rev);
     // Reads run side by side: a row older than one handed over already is stale.
     if (row.rev <= (this.#revOf.get(row.id) ?? -Infinity)) return;
     // A status write of ours is still on its way: a live row read now is older than what we
@@ -717,6 +727,10 @@ export class PgJournal implements Journal {
           running = ${running.length}
         WHERE id = ${this.node}`;
       this.#answered();
+      // A beat to this node's own listener: notifications come in commit order, so once it is
+      // heard, every change numbered up to its `rev` (but those still being committed) was heard.
+      await this.#sql`SELECT pg_notify(${CHANNEL}, json_build_object('n', ${this.node}::text,
+        't', 'b', 'rev', (SELECT last_value FROM klym_rev))::text)`;
       // A renewal that came late (the database or this node stalled) starts the count again.
       if (Date.now() - this.#lastRenewal > this.#options.leaseMs / 2) {
         this.#reachableSince = asked;
