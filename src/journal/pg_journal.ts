@@ -334,6 +334,8 @@ export class PgJournal implements Journal {
       // other nodes' changes (a cancel) would go unheard that long after PostgreSQL is back.
       backoff: reconnectDelayS,
       onnotice: () => {},
+      // Names the node in pg_stat_activity, for operators (and tests) looking at its connections.
+      connection: { application_name: `klym ${options.node}` },
     });
     const journal = new PgJournal(url, sql, options);
     try {

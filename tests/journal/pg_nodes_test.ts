@@ -446,6 +446,46 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
   );
 
   await t.step(
+    "a node whose listener was cut reads back what it missed, however new the rows it read meanwhile",
+    async () => {
+      const url = await pg.database();
+      const slow = { leaseMs: 120_000, renewMs: 60_000 };
+      await using a = await node(url, "a", { KLYM_MAX_CONCURRENT: "1" }, slow);
+      await using v = await node(url, "v", { KLYM_MAX_CONCURRENT: "1" }, slow);
+      // Both slots held, so the two tasks below stay queued.
+      for (let i = 0; i < 2; i++) a.start({ kind: "sleep", params: { ms: 120_000 } });
+      await a.durable();
+      await polled(() => a.processCount === 1 && v.processCount === 1);
+      const missed = a.start({ kind: "hello" });
+      const seen = a.start({ kind: "hello" });
+      await a.durable();
+      await polled(() => statusOf(v, missed.id) === "queued" && statusOf(v, seen.id) === "queued");
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        // Another node cancels `missed`, and its notification is lost (none is sent) …
+        const error = JSON.stringify({ code: "cancelled", message: "cancelled elsewhere" });
+        await sql`UPDATE klym_tasks SET status = 'cancelled', finished_at = ${Date.now()},
+          error = ${error}, rev = nextval('klym_rev') WHERE id = ${missed.id}`;
+        // … then, 100 changes later, cancels `seen`, which `v` hears of: the newest row it read
+        // is far past `missed`'s change.
+        await sql`SELECT setval('klym_rev', (SELECT last_value FROM klym_rev) + 100)`;
+        await sql`UPDATE klym_tasks SET status = 'cancelled', finished_at = ${Date.now()},
+          error = ${error}, rev = nextval('klym_rev') WHERE id = ${seen.id}`;
+        await sql`SELECT pg_notify('klym', ${JSON.stringify({ n: "x", t: "t", id: seen.id })})`;
+        await polled(() => statusOf(v, seen.id) === "cancelled");
+        assert.equal(statusOf(v, missed.id), "queued", "nothing told v of `missed` yet");
+        // v's listener is cut: once it listens again, it reads back what it may have missed.
+        const [cut] = await sql<{ n: number }[]>`SELECT count(pg_terminate_backend(pid))::int AS n
+          FROM pg_stat_activity WHERE application_name = 'klym v' AND query ILIKE 'listen%'`;
+        assert.equal(cut?.n, 1, "v's listener");
+      } finally {
+        await sql.end();
+      }
+      await polled(() => statusOf(v, missed.id) === "cancelled");
+    },
+  );
+
+  await t.step(
     "a node whose connections are cut while PostgreSQL runs stays reachable and admits tasks",
     async () => {
       const url = await pg.database();
