@@ -557,7 +557,7 @@ export class PgJournal implements Journal {
     this.#side = side;
     void this.#sql.listen(CHANNEL, (payload) => this.#onNotify(payload), () => {
       // (Re)connected: what changed while the channel was down is read back by change number.
-      this.#wantAll = true;
+      this.#wantCatchUp();
       this.#scheduleSync();
     }).then((meta) => {
       if (this.#closed) return void meta.unlisten().catch(() => {});
@@ -568,7 +568,17 @@ export class PgJournal implements Journal {
     void this.#renew();
   }
 
-  #wantAll = false;
+  /**
+   * Set when a catch-up is wanted (a reconnection, a read given up): every unfinished row is read
+   * again, and every row changed after this change number (less 64, for writes still committing).
+   * Beats heard after it was set do not move it: changes made while the listener was away were
+   * never notified, whatever the beats heard since say.
+   */
+  #catchUpFrom: number | undefined;
+
+  #wantCatchUp(): void {
+    this.#catchUpFrom = Math.min(this.#catchUpFrom ?? Infinity, this.#heardRev);
+  }
 
   #onNotify(payload: string): void {
     let note: { n?: unknown; t?: unknown; id?: unknown };
@@ -626,35 +636,64 @@ export class PgJournal implements Journal {
     if (!side) return;
     const ids = new Set(this.#wantTasks);
     const logIds = new Set(this.#wantLogs);
-    const all = this.#wantAll;
+    const from = this.#catchUpFrom;
     this.#wantTasks.clear();
     this.#wantLogs.clear();
-    this.#wantAll = false;
+    this.#catchUpFrom = undefined;
     for (const id of logIds) if (!this.#seenLogs.has(id)) ids.add(id);
-    try {
-      const rows = all
-        ? await this.#sql.unsafe<TaskRow[]>(
-          `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE rev > $1 OR status IN ('queued', 'running') ORDER BY no`,
-          [this.#heardRev - 64],
-        )
-        : ids.size === 0
-        ? []
-        : await this.#sql.unsafe<TaskRow[]>(
-          `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE id = ANY($1) ORDER BY no`,
-          [[...ids]],
+    // A query on a connection the client lost while writing to it (see `guardClientErrors`) may
+    // never settle: a read is given up after three times KLYM_SHARED_WAIT_MS (10 s at least, for a
+    // large catch-up), and made again whole, rather than holding every later read behind it.
+    const giveUpMs = Math.max(3 * this.#options.waitMs, 10_000);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let gaveUp = false;
+    const givenUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        gaveUp = true;
+        reject(
+          new KlymError(
+            "STORE_UNAVAILABLE",
+            `A read of other nodes' changes did not settle within ${giveUpMs} ms: it is made again whole`,
+          ),
         );
-      for (const row of rows) {
-        this.#deliver(row);
-        if (all) logIds.add(row.id);
-      }
-      await this.#syncLogs(logIds);
+      }, giveUpMs);
+    });
+    try {
+      await Promise.race([this.#read(from, ids, logIds), givenUp]);
     } catch (error) {
       // Read again once PostgreSQL answers (the listener's reconnection asks for everything).
       for (const id of ids) this.#wantTasks.add(id);
       for (const id of logIds) this.#wantLogs.add(id);
-      if (all) this.#wantAll = true;
+      if (from !== undefined) this.#catchUpFrom = Math.min(this.#catchUpFrom ?? from, from);
+      else if (gaveUp) this.#wantCatchUp();
       if (!transient(error)) logger.warn("Cannot read other nodes' changes: {error}", { error });
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  /**
+   * Reads the rows of `ids` (with a catch-up `from`, those changed after it and the unfinished ones
+   * too) and the new lines of `logIds`.
+   */
+  async #read(from: number | undefined, ids: Set<string>, logIds: Set<string>): Promise<void> {
+    const all = from !== undefined;
+    const rows = all
+      ? await this.#sql.unsafe<TaskRow[]>(
+        `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE rev > $1 OR status IN ('queued', 'running') ORDER BY no`,
+        [from - 64],
+      )
+      : ids.size === 0
+      ? []
+      : await this.#sql.unsafe<TaskRow[]>(
+        `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE id = ANY($1) ORDER BY no`,
+        [[...ids]],
+      );
+    for (const row of rows) {
+      this.#deliver(row);
+      if (all) logIds.add(row.id);
+    }
+    await this.#syncLogs(logIds);
   }
 
   #deliver(row: TaskRow): void {
@@ -739,7 +778,7 @@ export class PgJournal implements Journal {
       }
       this.#lastRenewal = Date.now();
       // A read that failed (PostgreSQL away) left its ids wanted: this renewal asks again.
-      if (this.#wantTasks.size > 0 || this.#wantLogs.size > 0 || this.#wantAll) {
+      if (this.#wantTasks.size > 0 || this.#wantLogs.size > 0 || this.#catchUpFrom !== undefined) {
         this.#scheduleSync();
       }
       // Other nodes add to the current hour (and, just after it turns, the one before).
@@ -783,7 +822,7 @@ export class PgJournal implements Journal {
     });
     // Rows changed by this node are not notified back to it: read them now.
     if (count > 0) {
-      this.#wantAll = true;
+      this.#wantCatchUp();
       this.#scheduleSync();
     }
   }
@@ -1311,7 +1350,7 @@ export class PgJournal implements Journal {
     this.#reachableSince = Date.now();
     this.#lastProblem = undefined;
     logger.info("PostgreSQL answers again ({store}); waiting writes go on", { store: this.where });
-    this.#wantAll = true;
+    this.#wantCatchUp();
     this.#scheduleSync();
     // Writes waiting out a backoff go now: PostgreSQL has just answered.
     this.#retryTimer?.wake();
