@@ -202,6 +202,7 @@ for (const [id, make] of SHAPES) {
         assert.deepEqual(
           { name: result.write_strategy.name, source: result.write_strategy.source },
           { name: shape.preset, source: "auto" },
+          report.final.allLogs.map((l) => `${l.stream}: ${l.text}`).join("\n"),
         );
         assert.equal(result.saved.ok, true, JSON.stringify(result.saved));
         assert.ok(
