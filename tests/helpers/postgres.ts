@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import postgres from "postgres";
 import { postgresBin } from "./postgres_bin.ts";
+import { freePort } from "../peers/peers.ts";
 
 export interface TestPostgres {
   /** The server's port on 127.0.0.1. */
@@ -30,13 +31,6 @@ async function run(bin: string, args: string[]): Promise<string> {
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   if (!out.success) throw new Error(`${bin} ${args.join(" ")} failed: ${text}`);
   return text;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** Starts a PostgreSQL of its own (a few seconds: one per test file). */

@@ -54,12 +54,26 @@ export interface StartOptions {
   port?: number;
 }
 
+/**
+ * Ports below Linux's default ephemeral range (32768–60999): a port asked of the system (port 0)
+ * or taken by an outgoing connection never comes from here, so a port freed by a test that stops a
+ * server and starts it again on the same port is not handed to another test's server meanwhile.
+ */
+const PORT_RANGE = { from: 20_000, to: 32_767 };
+
 /** A TCP port that was free on 127.0.0.1 a moment ago. */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
+  for (let tries = 0; tries < 100; tries++) {
+    const port = PORT_RANGE.from +
+      Math.floor(Math.random() * (PORT_RANGE.to - PORT_RANGE.from + 1));
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    }
+  }
+  throw new Error(`No free port found in ${PORT_RANGE.from}–${PORT_RANGE.to} after 100 tries`);
 }
 
 /** `@modelcontextprotocol/server-memory` (stdio) behind the Python mcp-proxy. */
