@@ -51,6 +51,13 @@ const baseEnv = (env: Record<string, string>) => ({
   ...env,
 });
 
+/** This process's environment with `env` over it, less DENO_COVERAGE_DIR. */
+function withoutCoverage(env: Record<string, string>): Record<string, string> {
+  const all = { ...Deno.env.toObject(), ...env };
+  delete all.DENO_COVERAGE_DIR;
+  return all;
+}
+
 export interface StartOptions {
   /** The server's umask (e.g. "022"), set by a shell that then runs it. */
   readonly umask?: string;
@@ -58,6 +65,12 @@ export interface StartOptions {
   readonly port?: number;
   /** Flags for Deno before the script (e.g. `--inspect=…` for a bench that reads the heap). */
   readonly denoArgs?: readonly string[];
+  /**
+   * Runs the server (and so its task processes) without the coverage run's DENO_COVERAGE_DIR: a
+   * process collecting coverage writes it as it exits, which a bound on how soon a process is
+   * gone would count (hundreds of ms each on a loaded machine, seconds at worst).
+   */
+  readonly withoutCoverage?: boolean;
 }
 
 export async function startKlym(
@@ -79,6 +92,7 @@ export async function startKlym(
       ? args
       : ["-c", `umask ${umask} && exec "$0" "$@"`, Deno.execPath(), ...args],
     env: baseEnv(env),
+    ...(options.withoutCoverage ? { env: withoutCoverage(baseEnv(env)), clearEnv: true } : {}),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
