@@ -19,17 +19,36 @@ export function processStat(pid: number): { state: string; start: string } | und
 }
 
 export class GoneWatch {
-  readonly #worker = new Worker(new URL("./process_gone_worker.ts", import.meta.url), {
-    type: "module",
-  });
+  readonly #worker: Worker;
   readonly #waiting = new Map<number, (at: number) => void>();
 
-  constructor() {
+  private constructor(worker: Worker) {
+    this.#worker = worker;
     this.#worker.onmessage = (event: MessageEvent<{ pid: number; at: number }>) => {
       const { pid, at } = event.data;
       this.#waiting.get(pid)?.(at);
       this.#waiting.delete(pid);
     };
+  }
+
+  /**
+   * A watch whose thread is running. Its module is loaded (and type-checked) when the Worker is
+   * made, which takes seconds on a loaded machine: a process watched before that would be noted
+   * gone only when the thread first looks, long after it went.
+   */
+  static async start(): Promise<GoneWatch> {
+    const worker = new Worker(new URL("./process_gone_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    await new Promise<void>((resolve, reject) => {
+      worker.onmessage = () => resolve();
+      worker.onerror = (event) => {
+        event.preventDefault();
+        reject(new Error(`The process watch's thread failed: ${event.message}`));
+      };
+    });
+    worker.onerror = null;
+    return new GoneWatch(worker);
   }
 
   /** Resolves with the time (`Date.now()`) process `pid` was seen gone. */

@@ -18,3 +18,5 @@ function look(): void {
   setTimeout(look, 2);
 }
 look();
+// Running: GoneWatch.start waits for this.
+self.postMessage("ready");

@@ -26,10 +26,9 @@ export type Group = "unit" | "e2e";
 
 /**
  * End-to-end files that take minutes: their group starts them first, so that they run beside the
- * others rather than alone after them. (None today: the nodes' acceptance run is its own task,
- * `deno task test:nodes`, until it holds its cancel bound beside a coverage run of the suite.)
+ * others rather than alone after them.
  */
-export const LONG_FILES: readonly string[] = [];
+export const LONG_FILES: readonly string[] = ["tests/nodes/cluster_acceptance_test.ts"];
 
 /** Whether `path` or a file of tests/ it imports (at any depth) starts processes. */
 export function startsProcesses(path: string, seen = new Set<string>()): boolean {

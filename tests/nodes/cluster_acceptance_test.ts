@@ -102,9 +102,9 @@ const health = async (node: KlymProcess) =>
 
 Deno.test("three nodes on one PostgreSQL: a node killed, cancels across nodes, a database restart", async () => {
   const began = Date.now();
+  const gone = await GoneWatch.start();
   const pg = await startPostgres();
   const counter = startCounter();
-  const gone = new GoneWatch();
   const url = await pg.database();
   // Fixed ports: n3 comes back where its URL says. (Two free ports asked in a row can be one.)
   const ports: number[] = [];
