@@ -49,7 +49,8 @@ export interface TaskContext {
   /**
    * Stores an intermediate result in grynya's graph through its write tools. Resolves with the
    * save's record, `ok: false` (with grynya's reply, an error and maybe a hint) when grynya refused
-   * or no write strategy fits; rejects only when grynya is lost (`grynya_unreachable`, `grynya_timeout`).
+   * or no write strategy fits; rejects only when grynya is lost (`grynya_unreachable`, `grynya_timeout`)
+   * or, with a TypeError, when `value` is neither text nor JSON.
    */
   save(value: unknown): Promise<SaveRecord>;
   /** The model, reached through the server (keys never enter a task). */
