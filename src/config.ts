@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { type GrynyaSettings, WriteSetting, WriteTemplate } from "./protocol.ts";
+import { describeIssues } from "./shape.ts";
 import { PRESET_NAMES } from "./grynya/write_presets.ts";
 import { templateProblems } from "./grynya/write_template.ts";
 import { parseModelId } from "./llm/model_id.ts";
@@ -514,8 +515,7 @@ function parseWriteSetting(value: string, name: string): WriteSetting {
     throw new KlymError(
       "CONFIG_INVALID",
       `${name} is not a write template: ${
-        parsed.issues.map((i) => `${i.path.join(".") || "the template"}: ${i.message}`)
-          .join("; ")
+        describeIssues(parsed.issues, "the template")
       } (a template is {"create": {"tool", "arguments"} or a list of them, "append"?, "success"?, "failure"?})`,
     );
   }

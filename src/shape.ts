@@ -423,8 +423,7 @@ export const discriminatedUnion = <K extends string, const S extends readonly Ta
   options: S,
 ): DiscriminatedUnion<K, S> => new DiscriminatedUnion(key, options);
 
-/** Issues as one line, for a log or an error: `path: message; …` (the root is `(root)`). */
-export function describeIssues(issues: readonly Issue[]): string {
-  return issues.map((i) => `${i.path.map(segment).join(".") || "(root)"}: ${i.message}`)
-    .join("; ");
+/** Issues as one line, for a log or an error: `path: message; …` (the root is named `root`). */
+export function describeIssues(issues: readonly Issue[], root = "(root)"): string {
+  return issues.map((i) => `${i.path.map(segment).join(".") || root}: ${i.message}`).join("; ");
 }

@@ -267,7 +267,7 @@ Deno.test("5: no storage without a permission: no Cache API, no nested Workers, 
 });
 
 Deno.test("6: a task can neither listen on grynya's port nor see its token", async () => {
-  const port = await freePort();
+  const port = freePort();
   const token = "grynya-secret-token-4242";
   await using klym = await hostile({
     KLYM_GRYNYA_URL: `http://127.0.0.1:${port}/sse`,

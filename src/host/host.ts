@@ -9,7 +9,7 @@
  * one is made, and its session, output and grynya client are its own.
  */
 import { HostCommand, HostHello } from "../protocol.ts";
-import type { Checked, Shape } from "../shape.ts";
+import type { Shape } from "../shape.ts";
 import { readLines } from "../lines.ts";
 import { HostOutput } from "./host_output.ts";
 import { startMemoryWatchdog } from "./memory_watchdog.ts";
@@ -20,15 +20,14 @@ import { moduleUrlOf, PreparedWorker } from "./worker_entry.ts";
 const MAX_COMMAND_BYTES = 64 * 1024 * 1024;
 
 function parseLine<T>(shape: Shape<T>, line: string): T {
-  let checked: Checked<T> | undefined;
   try {
-    checked = shape.check(JSON.parse(line));
+    const checked = shape.check(JSON.parse(line));
+    if (checked.success) return checked.data;
   } catch {
-    // Not JSON: handled below.
+    // Not JSON.
   }
   // Only the server writes here; anything else means the server is not who we think.
-  if (!checked?.success) Deno.exit(3);
-  return checked.data;
+  Deno.exit(3);
 }
 
 export async function runHost(): Promise<void> {

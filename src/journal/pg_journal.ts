@@ -576,8 +576,8 @@ export class PgJournal implements Journal {
    */
   #catchUpFrom: number | undefined;
 
-  #wantCatchUp(): void {
-    this.#catchUpFrom = Math.min(this.#catchUpFrom ?? Infinity, this.#heardRev);
+  #wantCatchUp(from = this.#heardRev): void {
+    this.#catchUpFrom = Math.min(this.#catchUpFrom ?? Infinity, from);
   }
 
   #onNotify(payload: string): void {
@@ -661,11 +661,10 @@ export class PgJournal implements Journal {
     try {
       await Promise.race([this.#read(from, ids, logIds), givenUp]);
     } catch (error) {
-      // Read again once PostgreSQL answers (the listener's reconnection asks for everything).
+      // Read again once PostgreSQL answers (the listener's reconnection asks for a catch-up).
       for (const id of ids) this.#wantTasks.add(id);
       for (const id of logIds) this.#wantLogs.add(id);
-      if (from !== undefined) this.#catchUpFrom = Math.min(this.#catchUpFrom ?? from, from);
-      else if (gaveUp) this.#wantCatchUp();
+      if (from !== undefined || gaveUp) this.#wantCatchUp(from);
       if (!transient(error)) logger.warn("Cannot read other nodes' changes: {error}", { error });
     } finally {
       clearTimeout(timer);

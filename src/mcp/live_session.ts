@@ -138,11 +138,12 @@ export class LiveSession implements TaskToolsSession {
       relatedRequest: (signal) => {
         const task = holder.record;
         if (!task) return undefined;
-        const now = this.#core.waitingRequest(task, this.#server);
-        if (now !== undefined || !this.#followed.get(task.id)?.native) return now;
         // A task-augmented call was answered at once: its client, seeing input_required, sends
         // tasks/result, whose stream carries the request.
-        return this.#core.whenWaiting(task, this.#server, signal);
+        if (this.#followed.get(task.id)?.native) {
+          return this.#core.whenWaiting(task, this.#server, signal);
+        }
+        return this.#core.waitingRequest(task, this.#server);
       },
       onPending: (delta) => {
         const task = holder.record;

@@ -308,23 +308,11 @@ export class McpTaskCore {
    * `tasks/result` to receive them.
    */
   whenWaiting(task: TaskRecord, session: object, signal: AbortSignal): Promise<RequestId> {
-    const now = this.waitingRequest(task, session);
-    if (now !== undefined) return Promise.resolve(now);
     const told = this.#linksOf(task).onWaiting;
-    const { promise, resolve, reject } = Promise.withResolvers<RequestId>();
-    const check = () => {
-      const id = this.waitingRequest(task, session);
-      if (id !== undefined) (stop(), resolve(id));
-    };
-    const onAbort = () => (stop(), reject(signal.reason ?? new Error("aborted")));
-    const stop = () => {
-      told.delete(check);
-      signal.removeEventListener("abort", onAbort);
-    };
-    told.add(check);
-    signal.addEventListener("abort", onAbort, { once: true });
-    if (signal.aborted) onAbort();
-    return promise;
+    return settledWhen(() => this.waitingRequest(task, session), signal, (check) => {
+      told.add(check);
+      return () => told.delete(check);
+    });
   }
 
   /** Resolves when `task` is final, or rejects when `signal` aborts first. */
@@ -348,28 +336,39 @@ export class McpTaskCore {
         : asking && inputs.awaitedBy("modern")
         ? "asking"
         : undefined;
-    const now = settled();
-    if (now) return Promise.resolve(now);
-    const { promise, resolve, reject } = Promise.withResolvers<"final" | "asking">();
-    const check = () => {
-      const outcome = settled();
-      if (outcome) (stop(), resolve(outcome));
-    };
-    const stop = () => {
-      unsubscribe();
-      unpark();
-      signal.removeEventListener("abort", onAbort);
-    };
-    const onAbort = () => {
-      stop();
-      reject(signal.reason ?? new Error("aborted"));
-    };
-    const unsubscribe = this.#registry.events.subscribe((change) => {
-      if (change.type === "task" && change.id === task.id) check();
+    return settledWhen(settled, signal, (check) => {
+      const unsubscribe = this.#registry.events.subscribe((change) => {
+        if (change.type === "task" && change.id === task.id) check();
+      });
+      const unpark = asking ? inputs.onParked(check) : () => {};
+      return () => (unsubscribe(), unpark());
     });
-    const unpark = asking ? inputs.onParked(check) : () => {};
-    signal.addEventListener("abort", onAbort, { once: true });
-    if (signal.aborted) onAbort();
-    return promise;
   }
+}
+
+/**
+ * Resolves with what `settled` says once it says something: asked now, then each time `watch`
+ * calls back (`watch` returns how to stop watching). Rejects when `signal` aborts first.
+ */
+function settledWhen<T>(
+  settled: () => T | undefined,
+  signal: AbortSignal,
+  watch: (check: () => void) => () => void,
+): Promise<T> {
+  const now = settled();
+  if (now !== undefined) return Promise.resolve(now);
+  const { promise, resolve, reject } = Promise.withResolvers<T>();
+  const check = () => {
+    const outcome = settled();
+    if (outcome !== undefined) (stop(), resolve(outcome));
+  };
+  const onAbort = () => (stop(), reject(signal.reason ?? new Error("aborted")));
+  const unwatch = watch(check);
+  const stop = () => {
+    unwatch();
+    signal.removeEventListener("abort", onAbort);
+  };
+  signal.addEventListener("abort", onAbort, { once: true });
+  if (signal.aborted) onAbort();
+  return promise;
 }

@@ -49,7 +49,8 @@ export interface TaskContext {
   /**
    * Stores an intermediate result in grynya's graph through its write tools. Resolves with the
    * save's record, `ok: false` (with grynya's reply, an error and maybe a hint) when grynya refused
-   * or no write strategy fits; rejects only when grynya is lost (`grynya_unreachable`, `grynya_timeout`).
+   * or no write strategy fits; rejects only when grynya is lost (`grynya_unreachable`, `grynya_timeout`)
+   * or, with a TypeError, when `value` is neither text nor JSON.
    */
   save(value: unknown): Promise<SaveRecord>;
   /** The model, reached through the server (keys never enter a task). */
@@ -85,9 +86,12 @@ export function createTaskContext(
       readResource: (uri) => op({ op: "read_resource", uri }),
       listPrompts: () => op({ op: "list_prompts" }),
       getPrompt: (name, args = {}) => op({ op: "get_prompt", name, args }),
-      // As JSON, as the host takes it: a Date becomes text, an object in two places two copies.
       callTool: async (name, args = {}) =>
-        await op({ op: "call_tool", name, args: toJson(args) as Record<string, unknown> }),
+        await op({
+          op: "call_tool",
+          name,
+          args: toJson(args, "grynya.callTool needs JSON arguments") as Record<string, unknown>,
+        }),
       writeStrategy: () => op({ op: "write_strategy" }),
     };
   };
@@ -108,24 +112,32 @@ export function createTaskContext(
         handle = undefined;
         throw error;
       }),
-    save: (value) => {
-      if (typeof value !== "string" && JSON.stringify(value) === undefined) {
-        return Promise.reject(new TypeError("ctx.save needs text or a JSON value"));
-      }
-      return op<SaveRecord>({
+    save: async (value) =>
+      await op<SaveRecord>({
         op: "save",
-        value: typeof value === "string" ? value : toJson(value),
-      });
-    },
+        value: typeof value === "string"
+          ? value
+          : toJson(value, "ctx.save needs text or a JSON value"),
+      }),
     llm: {
       generate: async (request, options) =>
-        await link.generate(toJson(request) as LlmRequest, options),
+        await link.generate(
+          toJson(request, "ctx.llm.generate needs a JSON request") as LlmRequest,
+          options,
+        ),
     },
     budget: spec.budget,
   };
 }
 
-/** A JSON value as plain data (drops functions and class instances the way JSON does). */
-function toJson(value: unknown): unknown {
-  return JSON.parse(JSON.stringify(value));
+/**
+ * `value` as JSON data, as the host takes it: a Date becomes text, functions are dropped, an object
+ * in two places becomes two copies. Throws a TypeError (`refusal`) where JSON has nothing to write,
+ * and JSON.stringify's own on a BigInt or a cycle: the ctx methods calling it are async, so either
+ * is their promise's rejection, not a throw.
+ */
+function toJson(value: unknown, refusal: string): unknown {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new TypeError(refusal);
+  return JSON.parse(text);
 }

@@ -91,8 +91,9 @@ export async function startKlym(
     args: umask === undefined
       ? args
       : ["-c", `umask ${umask} && exec "$0" "$@"`, Deno.execPath(), ...args],
-    env: baseEnv(env),
-    ...(options.withoutCoverage ? { env: withoutCoverage(baseEnv(env)), clearEnv: true } : {}),
+    ...(options.withoutCoverage
+      ? { env: withoutCoverage(baseEnv(env)), clearEnv: true }
+      : { env: baseEnv(env) }),
     stdin: "null",
     stdout: "null",
     stderr: "piped",

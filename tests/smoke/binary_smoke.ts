@@ -16,6 +16,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { Client } from "@modelcontextprotocol/client";
 import { readLines } from "../../src/lines.ts";
 import { call, callError, type Status, waitFinal } from "../helpers/klym_process.ts";
+import { freePort } from "../peers/peers.ts";
 
 const encoder = new TextEncoder();
 const say = (text: string) => Deno.stdout.writeSync(encoder.encode(`${text}\n`));
@@ -67,13 +68,6 @@ async function runOnce(args: string[], env: Record<string, string>) {
   }).output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 // Files the tasks will be given, written now: TypeScript the binary never saw at compile time.

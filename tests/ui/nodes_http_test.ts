@@ -8,19 +8,13 @@ import { call, startKlym, type Status } from "../helpers/klym_process.ts";
 import { startPostgres } from "../helpers/postgres.ts";
 import { connectAs, uiLogin } from "../helpers/ui_client.ts";
 import { PATIENCE_MS } from "../helpers/patience.ts";
+import { freePort } from "../peers/peers.ts";
 import type { NodesView } from "../../src/ui/node_panel.ts";
 
 const ALICE = "alice-token-0123456789abcdef";
 const BOB = "bob-token-0123456789abcdef";
 const CAROL = "carol-token-0123456789abcdef";
 const TOKENS = `alice:${ALICE},bob:${BOB},carol:${CAROL}`;
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 async function panel(url: string, cookie: string): Promise<{ cluster?: NodesView }> {
   const response = await fetch(`${url}/ui/api/server`, { headers: { cookie } });
