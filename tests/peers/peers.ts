@@ -5,6 +5,9 @@
  * Each peer runs in its own process group (session), so stop() also reaches processes it spawned,
  * such as the stdio server behind mcp-proxy.
  */
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const DIR = new URL(".", import.meta.url).pathname;
 const NODE_MODULES = `${DIR}npm/node_modules`;
@@ -61,11 +64,48 @@ export interface StartOptions {
  */
 const PORT_RANGE = { from: 20_000, to: 32_767 };
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
+/**
+ * Where test processes note the ports they were handed, one file per port holding the pid: test
+ * files run in processes side by side, and a port one of them frees for a while (grynya stopped,
+ * then started again where its URL says) must not be handed to another meanwhile.
+ */
+const PORT_NOTES = join(tmpdir(), "klym-test-ports");
+
+/** Notes `port` as this process's; false when a live process (this one too) holds it already. */
+function reservePort(port: number): boolean {
+  const file = join(PORT_NOTES, String(port));
+  for (let tries = 0; tries < 2; tries++) {
+    try {
+      Deno.writeTextFileSync(file, String(Deno.pid), { createNew: true });
+      return true;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+    let holder = NaN;
+    try {
+      holder = Number(Deno.readTextFileSync(file));
+    } catch {
+      // Removed meanwhile by a process that found it stale: try again.
+      continue;
+    }
+    // Held by a live process, this one included (a port is handed out once per process).
+    if (existsSync(`/proc/${holder}`)) return false;
+    // Left by a process that has ended.
+    Deno.removeSync(file);
+  }
+  return false;
+}
+
+/**
+ * A TCP port that was free on 127.0.0.1 a moment ago, handed to no other live test process and
+ * never twice to this one.
+ */
 export function freePort(): number {
+  Deno.mkdirSync(PORT_NOTES, { recursive: true });
   for (let tries = 0; tries < 100; tries++) {
     const port = PORT_RANGE.from +
       Math.floor(Math.random() * (PORT_RANGE.to - PORT_RANGE.from + 1));
+    if (!reservePort(port)) continue;
     try {
       Deno.listen({ hostname: "127.0.0.1", port }).close();
       return port;
