@@ -3,6 +3,8 @@
  * dropped can reconnect with `Last-Event-ID` and get what it missed. It keeps the newest
  * `maxEvents` events and at most `maxBytes` of them; an event older than that is gone, and a
  * resume from it replays nothing (the client then re-reads state, as after any long outage).
+ * An event is measured without serializing it: an answer carrying a 1 MB result would otherwise
+ * build 2 MB of JSON only to count it, beside the copy the SDK builds to send it.
  */
 import type { EventId, EventStore, JSONRPCMessage, StreamId } from "@modelcontextprotocol/server";
 
@@ -32,7 +34,7 @@ export class BoundedEventStore implements EventStore {
 
   storeEvent(streamId: StreamId, message: JSONRPCMessage): Promise<EventId> {
     const id = `${streamId}|${++this.#seq}`;
-    const bytes = JSON.stringify(message).length;
+    const bytes = jsonLength(message);
     this.#events.push({ id, streamId, message, bytes });
     this.#bytes += bytes;
     while (
@@ -63,4 +65,29 @@ export class BoundedEventStore implements EventStore {
     }
     return streamId;
   }
+}
+
+/**
+ * The length of `value`'s JSON (as `JSON.stringify(value).length`), except that an escaped
+ * character counts once, walked without building the text. What an event holds is its strings.
+ */
+export function jsonLength(value: unknown): number {
+  let length = 0;
+  const stack: unknown[] = [value];
+  while (stack.length) {
+    const item = stack.pop();
+    if (typeof item === "string") length += item.length + 2;
+    else if (Array.isArray(item)) {
+      length += 2 + Math.max(0, item.length - 1);
+      for (const element of item) stack.push(element);
+    } else if (item !== null && typeof item === "object") {
+      const entries = Object.entries(item).filter(([, v]) => v !== undefined);
+      length += 2 + Math.max(0, entries.length - 1);
+      for (const [key, v] of entries) {
+        length += key.length + 3;
+        stack.push(v);
+      }
+    } else if (item !== undefined) length += String(item).length;
+  }
+  return length;
 }
