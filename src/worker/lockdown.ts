@@ -37,10 +37,15 @@ for (const name of ["createObjectURL", "revokeObjectURL"] as const) {
   delete (URL as unknown as Record<string, unknown>)[name];
 }
 
+let closedReadable: ReadableStream<Uint8Array> | undefined;
 const closedInput = {
   read: () => Promise.resolve(null),
   readSync: () => null,
-  readable: new ReadableStream<Uint8Array>({ start: (c) => c.close() }),
+  // Made on first use, as `console_capture.ts`'s streams: a stream costs a Worker the runtime's
+  // streams code.
+  get readable(): ReadableStream<Uint8Array> {
+    return closedReadable ??= new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+  },
   isTerminal: () => false,
   setRaw: () => {},
   close: () => {},

@@ -73,6 +73,16 @@ Deno.test("output written around console is captured as log lines", async () => 
   ]]);
 });
 
+Deno.test("the streams of a task's stdout, stderr and stdin work as the files do", async () => {
+  await using registry = makeRegistry();
+  const task = await settled(registry.start({ kind: "stream_output" }));
+  assert.deepEqual(resultOf(task), { stdinEnded: true, sameStream: true });
+  assert.deepEqual(task.logs.read(0, 10).lines.map((l) => [l.stream, l.text]), [
+    ["stdout", "streamed out"],
+    ["stderr", "streamed err"],
+  ]);
+});
+
 Deno.test("running tasks never exceed KLYM_MAX_CONCURRENT; the rest wait in FIFO order", async () => {
   await using registry = makeRegistry({ KLYM_MAX_CONCURRENT: "2" });
   // Every change is seen where it happens: the peak is exact, and the order of starts is the
