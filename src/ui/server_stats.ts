@@ -9,8 +9,8 @@ import type { TaskStatus } from "../tasks/task_state.ts";
 import type { Spend } from "../metrics/spend_ledger.ts";
 import { GRYNYA_PROBE_CACHE_MS, GRYNYA_PROBE_TIMEOUT_MS } from "./ui_limits.ts";
 import type { NodesView } from "./node_panel.ts";
-
-const CLOCK_TICKS_PER_S = 100;
+import { cpuTicks } from "../tasks/cpu_time.ts";
+import { AT_CLKTCK, auxvValue } from "../tasks/proc_files.ts";
 
 export interface ProcessFigures {
   readonly task_id: string;
@@ -44,18 +44,20 @@ export interface ServerStats {
  */
 export function readProcFigures(
   pid: number,
-): { ticks: number; ageS: number; rssBytes: number } | undefined {
+): { ticks: number; ticksPerS: number; ageS: number; rssBytes: number } | undefined {
+  // The kernel's clock ticks per second (USER_HZ), as it tells this process.
+  const ticksPerS = auxvValue(AT_CLKTCK);
+  if (!ticksPerS) return undefined;
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const ticks = cpuTicks(stat) ?? NaN;
     // The command name may hold spaces and parentheses: fields start after the last ")".
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    const startTicks = Number(fields[19]);
+    const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
     const uptimeS = Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]);
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
     const rssKb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1]);
     if (![ticks, startTicks, uptimeS, rssKb].every(Number.isFinite)) return undefined;
-    return { ticks, ageS: uptimeS - startTicks / CLOCK_TICKS_PER_S, rssBytes: rssKb * 1024 };
+    return { ticks, ticksPerS, ageS: uptimeS - startTicks / ticksPerS, rssBytes: rssKb * 1024 };
   } catch {
     return undefined;
   }
@@ -131,8 +133,8 @@ export class ServerStatsSource {
       if (figures) {
         // Since the previous sample; the first one averages over the process's life.
         const [usedS, spanS] = before && now > before.at
-          ? [(figures.ticks - before.ticks) / CLOCK_TICKS_PER_S, (now - before.at) / 1000]
-          : [figures.ticks / CLOCK_TICKS_PER_S, figures.ageS];
+          ? [(figures.ticks - before.ticks) / figures.ticksPerS, (now - before.at) / 1000]
+          : [figures.ticks / figures.ticksPerS, figures.ageS];
         if (spanS > 0) cpu = Math.max(0, Math.round((usedS / spanS) * 1000) / 10);
         this.#previous.set(pid, { ticks: figures.ticks, at: now });
       }

@@ -17,6 +17,28 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a process's age is read at the kernel's clock rate (USER_HZ)",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const before = Date.now();
+    const child = new Deno.Command("sleep", { args: ["60"] }).spawn();
+    try {
+      const figures = readProcFigures(child.pid)!;
+      const elapsedS = (Date.now() - before) / 1000;
+      // /proc counts in ticks (and /proc/uptime in hundredths): a tick of slack either way.
+      const tickS = 1 / figures.ticksPerS;
+      assert.ok(
+        figures.ageS >= -tickS - 0.01 && figures.ageS <= elapsedS + tickS + 0.01,
+        `${figures.ageS} s old at ${figures.ticksPerS} ticks/s, spawned ${elapsedS} s ago`,
+      );
+    } finally {
+      child.kill();
+      await child.status;
+    }
+  },
+});
+
 Deno.test("the grynya probe answers true for a listening port and false for a closed one", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
