@@ -11,7 +11,8 @@
  * - **Leases.** Each node renews its row in `klym_nodes` every renewal; any node that has itself
  *   been connected for a whole lease marks nodes silent for longer than the lease lost, and their
  *   running tasks `interrupted` (`node_lost`), or queued again when their kind is retryable and
- *   attempts remain. A restarted node does the same at start for its own tasks only.
+ *   attempts remain. A restarted node does the same at start for its own tasks only. A renewal
+ *   that does not settle within half the lease is given up, and the next one made as usual.
  * - **Changes elsewhere** come by `LISTEN/NOTIFY` (one channel, `klym`: a task's id or its new log
  *   lines), are read back and handed to the registry (`attach`), a row never older than one handed
  *   over before; a change to a task this node runs (a cancel) is read at once, beside any read
@@ -29,6 +30,7 @@ import type { Failure } from "../protocol.ts";
 import type { TaskState } from "../tasks/task_state.ts";
 import { LINE_OVERHEAD_BYTES } from "../tasks/log_buffer.ts";
 import { SpendSums } from "./spend_sums.ts";
+import { settleWithin } from "./settle_within.ts";
 import { CLUSTER_LOCK, PG_MIGRATIONS, PG_SCHEMA_VERSION } from "./pg_schema.ts";
 import {
   type Claim,
@@ -53,6 +55,18 @@ type Tx = postgres.TransactionSql;
 const FLUSH_MS = 50;
 /** Longest wait between two attempts to reach PostgreSQL again. */
 const MAX_BACKOFF_MS = 1000;
+/**
+ * Longest a read of other nodes' changes may take before it is given up and made again whole:
+ * three times KLYM_SHARED_WAIT_MS, and at least `READ_GIVE_UP_FLOOR_MS` for a large catch-up.
+ */
+const READ_GIVE_UP_FLOOR_MS = 10_000;
+export const readGiveUpMs = (waitMs: number) => Math.max(3 * waitMs, READ_GIVE_UP_FLOOR_MS);
+/**
+ * Longest a lease renewal may take before it is given up: half of KLYM_NODE_LEASE_MS. The next
+ * renewal (KLYM_NODE_RENEW_MS, at most half the lease) then still lands within the lease when
+ * renewals come often (with the defaults, 5 s given up, the next made within 1 s).
+ */
+export const renewalGiveUpMs = (leaseMs: number) => leaseMs / 2;
 const STREAMS = ["stdout", "stderr"] as const;
 const CHANNEL = "klym";
 
@@ -210,6 +224,9 @@ function socketBroke(
   // PostgreSQL ending the connection itself (shutdown, pg_terminate_backend, crash recovery): the
   // client rejects what it had in flight on it, awaited or not.
   if (/^57P0[1-3]$/.test(code)) return CLIENT_FRAME.test(stack);
+  // The client ending (the node closing) rejects what is still in flight on its connections, a
+  // query given up long before (on a connection that stopped answering) among them.
+  if (code === "CONNECTION_DESTROYED") return CLIENT_FRAME.test(stack);
   return /^(ECONNRESET|EPIPE)$/.test(code) &&
     (CLIENT_FRAME.test(stack) ||
       /^(read|write)$/.test(syscall) &&
@@ -641,33 +658,26 @@ export class PgJournal implements Journal {
     this.#wantLogs.clear();
     this.#catchUpFrom = undefined;
     for (const id of logIds) if (!this.#seenLogs.has(id)) ids.add(id);
-    // A query on a connection the client lost while writing to it (see `guardClientErrors`) may
-    // never settle: a read is given up after three times KLYM_SHARED_WAIT_MS (10 s at least, for a
-    // large catch-up), and made again whole, rather than holding every later read behind it.
-    const giveUpMs = Math.max(3 * this.#options.waitMs, 10_000);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let gaveUp = false;
-    const givenUp = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        gaveUp = true;
-        reject(
-          new KlymError(
-            "STORE_UNAVAILABLE",
-            `A read of other nodes' changes did not settle within ${giveUpMs} ms: it is made again whole`,
-          ),
-        );
-      }, giveUpMs);
-    });
+    // A query on a connection the client lost while writing to it (see `guardClientErrors`), or on
+    // one whose answers stopped coming, may never settle: the read is given up (`readGiveUpMs`)
+    // and made again whole, rather than holding every later read behind it.
+    const giveUpMs = readGiveUpMs(this.#options.waitMs);
     try {
-      await Promise.race([this.#read(from, ids, logIds), givenUp]);
+      await settleWithin(
+        this.#read(from, ids, logIds),
+        giveUpMs,
+        "A read of other nodes' changes",
+        "three times KLYM_SHARED_WAIT_MS, 10 s at least; it is made again whole",
+      );
     } catch (error) {
       // Read again once PostgreSQL answers (the listener's reconnection asks for a catch-up).
       for (const id of ids) this.#wantTasks.add(id);
       for (const id of logIds) this.#wantLogs.add(id);
+      const gaveUp = isKlymError(error, "STORE_UNAVAILABLE");
       if (from !== undefined || gaveUp) this.#wantCatchUp(from);
-      if (!transient(error)) logger.warn("Cannot read other nodes' changes: {error}", { error });
-    } finally {
-      clearTimeout(timer);
+      if (gaveUp || !transient(error)) {
+        logger.warn("Cannot read other nodes' changes: {error}", { error });
+      }
     }
   }
 
@@ -754,52 +764,70 @@ export class PgJournal implements Journal {
     }
   }
 
-  /** Renews this node's lease, re-reads the tasks it runs, and settles lost nodes' tasks. */
+  /**
+   * Renews this node's lease, re-reads the tasks it runs, and settles lost nodes' tasks. A renewal
+   * that does not settle within `renewalGiveUpMs` is given up, so that the next one is made: one
+   * query that never settles would otherwise stop this node's renewals for good, and the others
+   * would find it lost while it runs.
+   */
   async #renew(): Promise<void> {
     if (this.#renewing || this.#closed || !this.#side) return;
     this.#renewing = true;
-    const { slots, running } = this.#side.stats();
-    const asked = Date.now();
     const answers = this.#answers;
     try {
-      await this.#sql`
-        UPDATE klym_nodes SET renewed_at = now(), alive = true, slots = ${slots},
-          running = ${running.length}
-        WHERE id = ${this.node}`;
-      this.#answered();
-      // A beat to this node's own listener: notifications come in commit order, so once it is
-      // heard, every change numbered up to its `rev` (but those still being committed) was heard.
-      await this.#sql`SELECT pg_notify(${CHANNEL}, json_build_object('n', ${this.node}::text,
-        't', 'b', 'rev', (SELECT last_value FROM klym_rev))::text)`;
-      // A renewal that came late (the database or this node stalled) starts the count again.
-      if (Date.now() - this.#lastRenewal > this.#options.leaseMs / 2) {
-        this.#reachableSince = asked;
-      }
-      this.#lastRenewal = Date.now();
-      // A read that failed (PostgreSQL away) left its ids wanted: this renewal asks again.
-      if (this.#wantTasks.size > 0 || this.#wantLogs.size > 0 || this.#catchUpFrom !== undefined) {
-        this.#scheduleSync();
-      }
-      // Other nodes add to the current hour (and, just after it turns, the one before).
-      await this.#readSpend(currentHour(Date.now()) - HOUR_MS);
-      if (running.length > 0) {
-        const rows = await this.#sql.unsafe<TaskRow[]>(
-          `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE id = ANY($1)
-           AND (status <> 'running' OR node IS DISTINCT FROM $2)`,
-          [[...running], this.node],
-        );
-        for (const row of rows) this.#deliver(row);
-      }
-      await this.#putBackUnheardIdle();
-      // Only a node that has itself renewed on time for a whole lease, on a database up for a
-      // whole lease, judges others: after an outage every node's renewal is old, none is lost.
-      if (Date.now() - this.#reachableSince >= this.#options.leaseMs) await this.#reap();
+      await settleWithin(
+        this.#renewal(this.#side),
+        renewalGiveUpMs(this.#options.leaseMs),
+        "A renewal of this node's lease",
+        "half of KLYM_NODE_LEASE_MS; the next renewal is made as usual",
+      );
     } catch (error) {
-      if (transient(error)) this.#unreachable(error, answers);
+      // Given up, it says nothing of PostgreSQL as a whole (other connections may answer): like a
+      // connection cut under a query, it leaves `reachable` as it is; the next renewal tells.
+      if (isKlymError(error, "STORE_UNAVAILABLE")) {
+        logger.warn("{error}", { error: message(error) });
+      } else if (transient(error)) this.#unreachable(error, answers);
       else logger.warn("Cannot renew this node's lease: {error}", { error });
     } finally {
       this.#renewing = false;
     }
+  }
+
+  async #renewal(side: NodeSide): Promise<void> {
+    const { slots, running } = side.stats();
+    const asked = Date.now();
+    await this.#sql`
+      UPDATE klym_nodes SET renewed_at = now(), alive = true, slots = ${slots},
+        running = ${running.length}
+      WHERE id = ${this.node}`;
+    this.#answered();
+    // A beat to this node's own listener: notifications come in commit order, so once it is
+    // heard, every change numbered up to its `rev` (but those still being committed) was heard.
+    await this.#sql`SELECT pg_notify(${CHANNEL}, json_build_object('n', ${this.node}::text,
+      't', 'b', 'rev', (SELECT last_value FROM klym_rev))::text)`;
+    // A renewal that came late (the database or this node stalled) starts the count again.
+    if (Date.now() - this.#lastRenewal > this.#options.leaseMs / 2) {
+      this.#reachableSince = asked;
+    }
+    this.#lastRenewal = Date.now();
+    // A read that failed (PostgreSQL away) left its ids wanted: this renewal asks again.
+    if (this.#wantTasks.size > 0 || this.#wantLogs.size > 0 || this.#catchUpFrom !== undefined) {
+      this.#scheduleSync();
+    }
+    // Other nodes add to the current hour (and, just after it turns, the one before).
+    await this.#readSpend(currentHour(Date.now()) - HOUR_MS);
+    if (running.length > 0) {
+      const rows = await this.#sql.unsafe<TaskRow[]>(
+        `SELECT ${TASK_COLUMNS} FROM klym_tasks WHERE id = ANY($1)
+         AND (status <> 'running' OR node IS DISTINCT FROM $2)`,
+        [[...running], this.node],
+      );
+      for (const row of rows) this.#deliver(row);
+    }
+    await this.#putBackUnheardIdle();
+    // Only a node that has itself renewed on time for a whole lease, on a database up for a
+    // whole lease, judges others: after an outage every node's renewal is old, none is lost.
+    if (Date.now() - this.#reachableSince >= this.#options.leaseMs) await this.#reap();
   }
 
   async #reap(): Promise<void> {

@@ -1,0 +1,26 @@
+import assert from "node:assert/strict";
+import { settleWithin } from "../../src/journal/settle_within.ts";
+import { readGiveUpMs, renewalGiveUpMs } from "../../src/journal/pg_journal.ts";
+import { isKlymError } from "../../src/errors.ts";
+
+Deno.test("work that settles in time settles as it does", async () => {
+  assert.equal(await settleWithin(Promise.resolve(7), 1000, "A read", "a rule"), 7);
+  await assert.rejects(
+    settleWithin(Promise.reject(new Error("refused")), 1000, "A read", "a rule"),
+    /refused/,
+  );
+});
+
+Deno.test("work that never settles is given up with STORE_UNAVAILABLE naming it", async () => {
+  const never = new Promise<never>(() => {});
+  const error = await settleWithin(never, 20, "A renewal", "half of the lease").catch((e) => e);
+  assert(isKlymError(error, "STORE_UNAVAILABLE"), String(error));
+  assert.equal(error.message, "A renewal did not settle within 20 ms (half of the lease)");
+});
+
+Deno.test("the give-up bounds of the shared store follow their settings", () => {
+  assert.equal(renewalGiveUpMs(10_000), 5000);
+  assert.equal(readGiveUpMs(5000), 15_000);
+  assert.equal(readGiveUpMs(3333), 10_000, "10 s at least");
+  assert.equal(readGiveUpMs(3334), 10_002);
+});
