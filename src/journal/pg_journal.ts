@@ -11,8 +11,7 @@
  * - **Leases.** Each node renews its row in `klym_nodes` every renewal; any node that has itself
  *   been connected for a whole lease marks nodes silent for longer than the lease lost, and their
  *   running tasks `interrupted` (`node_lost`), or queued again when their kind is retryable and
- *   attempts remain. A restarted node does the same at start for its own tasks only. A renewal
- *   that does not settle within half the lease is given up, and the next one made as usual.
+ *   attempts remain. A restarted node does the same at start for its own tasks only.
  * - **Changes elsewhere** come by `LISTEN/NOTIFY` (one channel, `klym`: a task's id or its new log
  *   lines), are read back and handed to the registry (`attach`), a row never older than one handed
  *   over before; a change to a task this node runs (a cancel) is read at once, beside any read
@@ -61,12 +60,6 @@ const MAX_BACKOFF_MS = 1000;
  */
 const READ_GIVE_UP_FLOOR_MS = 10_000;
 export const readGiveUpMs = (waitMs: number) => Math.max(3 * waitMs, READ_GIVE_UP_FLOOR_MS);
-/**
- * Longest a lease renewal may take before it is given up: half of KLYM_NODE_LEASE_MS. The next
- * renewal (KLYM_NODE_RENEW_MS, at most half the lease) then still lands within the lease when
- * renewals come often (with the defaults, 5 s given up, the next made within 1 s).
- */
-export const renewalGiveUpMs = (leaseMs: number) => leaseMs / 2;
 const STREAMS = ["stdout", "stderr"] as const;
 const CHANNEL = "klym";
 
@@ -764,29 +757,15 @@ export class PgJournal implements Journal {
     }
   }
 
-  /**
-   * Renews this node's lease, re-reads the tasks it runs, and settles lost nodes' tasks. A renewal
-   * that does not settle within `renewalGiveUpMs` is given up, so that the next one is made: one
-   * query that never settles would otherwise stop this node's renewals for good, and the others
-   * would find it lost while it runs.
-   */
+  /** Renews this node's lease, re-reads the tasks it runs, and settles lost nodes' tasks. */
   async #renew(): Promise<void> {
     if (this.#renewing || this.#closed || !this.#side) return;
     this.#renewing = true;
     const answers = this.#answers;
     try {
-      await settleWithin(
-        this.#renewal(this.#side),
-        renewalGiveUpMs(this.#options.leaseMs),
-        "A renewal of this node's lease",
-        "half of KLYM_NODE_LEASE_MS; the next renewal is made as usual",
-      );
+      await this.#renewal(this.#side);
     } catch (error) {
-      // Given up, it says nothing of PostgreSQL as a whole (other connections may answer): like a
-      // connection cut under a query, it leaves `reachable` as it is; the next renewal tells.
-      if (isKlymError(error, "STORE_UNAVAILABLE")) {
-        logger.warn("{error}", { error: message(error) });
-      } else if (transient(error)) this.#unreachable(error, answers);
+      if (transient(error)) this.#unreachable(error, answers);
       else logger.warn("Cannot renew this node's lease: {error}", { error });
     } finally {
       this.#renewing = false;
