@@ -34,22 +34,13 @@ export async function withSilentPort<T>(fn: (port: number) => Promise<T>): Promi
   }
 }
 
-/** One connection through a `TcpRelay`: the client's side, the target's side, and its switch. */
-interface Relayed {
-  readonly client: Deno.Conn;
-  readonly server: Deno.Conn;
-  /** Blackholed: bytes read from either side are dropped, and both sockets stay open. */
-  held: boolean;
-}
-
 /**
  * A TCP relay to a local port that a test can cut (every connection dropped, new ones refused:
- * a network partition) and heal, or whose open connections it can blackhole (their bytes no longer
- * pass either way while their sockets stay open: a query sent on one never settles).
+ * a network partition) and heal.
  */
 export class TcpRelay {
   readonly #listener: Deno.Listener;
-  readonly #relayed = new Set<Relayed>();
+  readonly #conns = new Set<Deno.Conn>();
   readonly #accepting: Promise<void>;
   #cut = false;
 
@@ -80,30 +71,30 @@ export class TcpRelay {
       client.close();
       return;
     }
-    const relayed: Relayed = { client, server, held: false };
-    this.#relayed.add(relayed);
-    const close = () => this.#close(relayed);
+    this.#conns.add(client);
+    this.#conns.add(server);
+    const close = () => {
+      for (const c of [client, server]) {
+        if (this.#conns.delete(c)) {
+          try {
+            c.close();
+          } catch {
+            // Closed already.
+          }
+        }
+      }
+    };
     await Promise.allSettled([
-      this.#pass(relayed, client, server),
-      this.#pass(relayed, server, client),
+      client.readable.pipeTo(server.writable, { preventClose: true }),
+      server.readable.pipeTo(client.writable, { preventClose: true }),
     ].map((p) => p.finally(close)));
   }
 
-  /** Passes what `from` sends on to `to`, but drops it while `relayed` is held. */
-  async #pass(relayed: Relayed, from: Deno.Conn, to: Deno.Conn): Promise<void> {
-    const writer = to.writable.getWriter();
-    try {
-      for await (const chunk of from.readable) {
-        if (!relayed.held) await writer.write(chunk);
-      }
-    } finally {
-      writer.releaseLock();
-    }
-  }
-
-  #close(relayed: Relayed): void {
-    if (!this.#relayed.delete(relayed)) return;
-    for (const conn of [relayed.client, relayed.server]) {
+  /** Drops every connection and refuses new ones until `heal`. */
+  cut(): void {
+    this.#cut = true;
+    for (const conn of [...this.#conns]) {
+      this.#conns.delete(conn);
       try {
         conn.close();
       } catch {
@@ -112,30 +103,8 @@ export class TcpRelay {
     }
   }
 
-  /** Drops every connection and refuses new ones until `heal`. */
-  cut(): void {
-    this.#cut = true;
-    for (const relayed of [...this.#relayed]) this.#close(relayed);
-  }
-
   heal(): void {
     this.#cut = false;
-  }
-
-  /**
-   * Blackholes the connections open now whose port towards the target `which` picks (all by
-   * default; PostgreSQL shows that port as `client_port`): their bytes stop passing either way and
-   * their sockets stay open. Connections made later pass. Returns those ports.
-   */
-  blackhole(which: (targetSidePort: number) => boolean = () => true): number[] {
-    const ports: number[] = [];
-    for (const relayed of this.#relayed) {
-      const port = (relayed.server.localAddr as Deno.NetAddr).port;
-      if (relayed.held || !which(port)) continue;
-      relayed.held = true;
-      ports.push(port);
-    }
-    return ports;
   }
 
   async close(): Promise<void> {
