@@ -774,7 +774,6 @@ export class PgJournal implements Journal {
 
   async #renewal(side: NodeSide): Promise<void> {
     const { slots, running } = side.stats();
-    const asked = Date.now();
     await this.#sql`
       UPDATE klym_nodes SET renewed_at = now(), alive = true, slots = ${slots},
         running = ${running.length}
@@ -784,9 +783,11 @@ export class PgJournal implements Journal {
     // heard, every change numbered up to its `rev` (but those still being committed) was heard.
     await this.#sql`SELECT pg_notify(${CHANNEL}, json_build_object('n', ${this.node}::text,
       't', 'b', 'rev', (SELECT last_value FROM klym_rev))::text)`;
-    // A renewal that came late (the database or this node stalled) starts the count again.
+    // A renewal that came late (the database, the network or this node stalled) starts the count
+    // again from its answer: the other nodes were likely cut off too, and get a whole lease from
+    // now to renew before this one judges them.
     if (Date.now() - this.#lastRenewal > this.#options.leaseMs / 2) {
-      this.#reachableSince = asked;
+      this.#reachableSince = Date.now();
     }
     this.#lastRenewal = Date.now();
     // A read that failed (PostgreSQL away) left its ids wanted: this renewal asks again.

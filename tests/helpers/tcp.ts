@@ -36,13 +36,16 @@ export async function withSilentPort<T>(fn: (port: number) => Promise<T>): Promi
 
 /**
  * A TCP relay to a local port that a test can cut (every connection dropped, new ones refused:
- * a network partition) and heal.
+ * a network partition) and heal, or pause (every byte held, each connection kept: a partition
+ * its sockets never see) and resume (the held bytes delivered, late).
  */
 export class TcpRelay {
   readonly #listener: Deno.Listener;
   readonly #conns = new Set<Deno.Conn>();
   readonly #accepting: Promise<void>;
   #cut = false;
+  /** While paused, a promise that resume settles; bytes wait for it. */
+  #paused: PromiseWithResolvers<void> | undefined;
 
   constructor(readonly target: number) {
     this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -85,9 +88,31 @@ export class TcpRelay {
       }
     };
     await Promise.allSettled([
-      client.readable.pipeTo(server.writable, { preventClose: true }),
-      server.readable.pipeTo(client.writable, { preventClose: true }),
+      client.readable.pipeThrough(this.#gate()).pipeTo(server.writable, { preventClose: true }),
+      server.readable.pipeThrough(this.#gate()).pipeTo(client.writable, { preventClose: true }),
     ].map((p) => p.finally(close)));
+  }
+
+  /** Passes bytes on, holding each while the relay is paused. */
+  #gate(): TransformStream<Uint8Array, Uint8Array> {
+    return new TransformStream({
+      transform: async (chunk, controller) => {
+        while (this.#paused) await this.#paused.promise;
+        controller.enqueue(chunk);
+      },
+    });
+  }
+
+  /** Holds every byte either way, on every connection (new ones too), until `resume`. */
+  pause(): void {
+    this.#paused ??= Promise.withResolvers<void>();
+  }
+
+  /** Delivers what was held, and passes bytes on again. */
+  resume(): void {
+    const paused = this.#paused;
+    this.#paused = undefined;
+    paused?.resolve();
   }
 
   /** Drops every connection and refuses new ones until `heal`. */
@@ -108,6 +133,7 @@ export class TcpRelay {
   }
 
   async close(): Promise<void> {
+    this.resume();
     this.cut();
     this.#listener.close();
     await this.#accepting.catch(() => {});

@@ -239,6 +239,63 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
     },
   );
 
+  await t.step(
+    "after an outage of every node, a renewal answered late judges no node lost for a whole lease",
+    async () => {
+      const url = await pg.database();
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      // Each node reaches PostgreSQL through a relay the test pauses: a partition that keeps the
+      // connections, so that a renewal sent during it is answered after it, late.
+      const [ra, rb] = [new TcpRelay(pg.port), new TcpRelay(pg.port)];
+      const lease = { leaseMs: 4000, renewMs: 200, waitMs: 1000 };
+      const via = (relay: TcpRelay) => url.replace(`:${pg.port}/`, `:${relay.port}/`);
+      const a = await node(via(ra), "a", {}, lease);
+      const b = await node(via(rb), "b", {}, lease);
+      const row = async (id: string) => {
+        const [r] = await sql<{ at: number; alive: boolean }[]>`
+          SELECT (extract(epoch FROM renewed_at) * 1000)::float8 AS at, alive
+          FROM klym_nodes WHERE id = ${id}`;
+        return r!;
+      };
+      try {
+        // Both have renewed on time for a whole lease: each may judge the other.
+        await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 500));
+        assert.equal((await row("b")).alive, true);
+        ra.pause();
+        rb.pause();
+        // The outage outlasts a lease: every renewal sent during it is answered a lease late.
+        await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 1000));
+        const before = (await row("a")).at;
+        ra.resume();
+        // a's late renewal, then one more: the late one has run to its end (reaping included).
+        const seen = new Set<number>();
+        for (const deadline = Date.now() + PATIENCE_MS; seen.size < 2;) {
+          if (Date.now() > deadline) throw new Error("a did not renew twice after the outage");
+          const at = (await row("a")).at;
+          if (at > before) seen.add(at);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        // b has been silent for more than a lease, but a has been back for less than one: a
+        // leaves b be, and b, back in time, is not lost.
+        assert.equal((await row("b")).alive, true, "a judged b lost as soon as it was back");
+        rb.resume();
+        const back = (await row("b")).at;
+        for (const deadline = Date.now() + PATIENCE_MS;;) {
+          if ((await row("b")).at > back) break;
+          if (Date.now() > deadline) throw new Error("b did not renew after the outage");
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.equal((await row("b")).alive, true);
+      } finally {
+        await a.shutdown();
+        await b.shutdown();
+        await ra.close();
+        await rb.close();
+        await sql.end();
+      }
+    },
+  );
+
   await t.step("model spend added on two nodes reads the same on both", async () => {
     const url = await pg.database();
     const open = (id: string) =>
