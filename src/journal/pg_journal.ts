@@ -1208,14 +1208,13 @@ export class PgJournal implements Journal {
     this.#closed = true;
     this.#retryTimer?.wake();
     // Every step is bounded: a node stops even while PostgreSQL does not answer.
-    const bounded = async (work: Promise<unknown> | undefined) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.resolve(work).catch(() => {}),
-        new Promise((resolve) => timer = setTimeout(resolve, this.#options.waitMs)),
-      ]);
-      clearTimeout(timer);
-    };
+    const bounded = async (work: Promise<unknown> | undefined) =>
+      await settleWithin(
+        Promise.resolve(work),
+        this.#options.waitMs,
+        "A step of closing this node",
+        "KLYM_SHARED_WAIT_MS",
+      ).catch(() => {});
     await bounded(this.#syncing);
     await bounded(this.#listen?.unlisten());
     if (this.#reachable) {
