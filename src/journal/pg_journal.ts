@@ -17,7 +17,8 @@
  *   over before; a change to a task this node runs (a cancel) is read at once, beside any read
  *   under way. The lease renewal re-reads the tasks this node runs, so a lost notification still
  *   arrives within one renewal; the client reconnects within `MAX_BACKOFF_MS`, and its listener
- *   then reads back everything that changed meanwhile.
+ *   then reads back everything that changed meanwhile. Each renewal notifies the node itself (a
+ *   beat): a listener that hears none of `DEAF_AFTER_BEATS` in a row is made anew, and reads back.
  * - **Outages.** Writes go through one ordered queue, retried until PostgreSQL answers again; the
  *   queue is bounded (log lines beyond it are dropped and counted), `unavailable()` tells the
  *   registry to refuse admissions meanwhile, and `health()` says so.
@@ -62,6 +63,12 @@ const READ_GIVE_UP_FLOOR_MS = 10_000;
 export const readGiveUpMs = (waitMs: number) => Math.max(3 * waitMs, READ_GIVE_UP_FLOOR_MS);
 const STREAMS = ["stdout", "stderr"] as const;
 const CHANNEL = "klym";
+/**
+ * A node's own beats (one per lease renewal) sent and not heard back, in a row, after which its
+ * listener counts as deaf (its connection lost without the client knowing it, or its LISTEN never
+ * made again after a reconnection) and is made anew: about three KLYM_NODE_RENEW_MS.
+ */
+export const DEAF_AFTER_BEATS = 3;
 
 export interface PgJournalOptions {
   /** This node's id (KLYM_NODE_ID). */
@@ -131,6 +138,21 @@ const columns = (table = "") =>
     "pinned",
   ].join(", ").split(", ").map((c) => `${table}${c}`).join(", ") + `, ${table}rev::float8 AS rev`;
 const TASK_COLUMNS = columns();
+
+/** A PostgreSQL client of the node `node`, with `max` connections. */
+function client(url: string, node: string, { max, waitMs }: { max: number; waitMs: number }): Sql {
+  return postgres(url, {
+    max,
+    connect_timeout: Math.max(1, Math.ceil(waitMs / 1000)),
+    idle_timeout: 0,
+    // The client's own backoff grows to 20 s between attempts; the listener's follows it, and
+    // other nodes' changes (a cancel) would go unheard that long after PostgreSQL is back.
+    backoff: reconnectDelayS,
+    onnotice: () => {},
+    // Names the node in pg_stat_activity, for operators (and tests) looking at its connections.
+    connection: { application_name: `klym ${node}` },
+  });
+}
 
 /** A URL without its password, for logs and `/healthz`. */
 export function redactUrl(url: string): string {
@@ -297,7 +319,14 @@ export class PgJournal implements Journal {
   #droppedLines = 0;
   #closed = false;
   #side: NodeSide | undefined;
-  #listen: postgres.ListenMeta | undefined;
+  readonly #url: string;
+  /** The client of this node's listener: its own, so that a deaf one can be ended whole. */
+  #listener: Sql | undefined;
+  /** The number of this node's last beat, and of the last it heard back. */
+  #beat = 0;
+  #heardBeat = 0;
+  /** Beats sent (their notification committed) and not yet heard back, oldest first. */
+  #unheardBeats: number[] = [];
   /** Tasks the registry knows (rows handed over), and the last log line it has of each. */
   readonly #seenLogs = new Map<string, number>();
   /** The claim (this node, attempt) each task's lines and progress are written under. */
@@ -325,6 +354,7 @@ export class PgJournal implements Journal {
 
   private constructor(url: string, sql: Sql, options: PgJournalOptions) {
     this.where = redactUrl(url);
+    this.#url = url;
     this.node = options.node;
     this.#sql = sql;
     this.#options = options;
@@ -336,17 +366,7 @@ export class PgJournal implements Journal {
    */
   static async open(url: string, options: PgJournalOptions): Promise<PgJournal> {
     guardClientErrors();
-    const sql = postgres(url, {
-      max: 4,
-      connect_timeout: Math.max(1, Math.ceil(options.waitMs / 1000)),
-      idle_timeout: 0,
-      // The client's own backoff grows to 20 s between attempts; the listener shares it, and
-      // other nodes' changes (a cancel) would go unheard that long after PostgreSQL is back.
-      backoff: reconnectDelayS,
-      onnotice: () => {},
-      // Names the node in pg_stat_activity, for operators (and tests) looking at its connections.
-      connection: { application_name: `klym ${options.node}` },
-    });
+    const sql = client(url, options.node, { max: 4, waitMs: options.waitMs });
     const journal = new PgJournal(url, sql, options);
     try {
       await journal.#migrate();
@@ -565,17 +585,52 @@ export class PgJournal implements Journal {
 
   attach(side: NodeSide): void {
     this.#side = side;
-    void this.#sql.listen(CHANNEL, (payload) => this.#onNotify(payload), () => {
-      // (Re)connected: what changed while the channel was down is read back by change number.
-      this.#wantCatchUp();
-      this.#scheduleSync();
-    }).then((meta) => {
-      if (this.#closed) return void meta.unlisten().catch(() => {});
-      this.#listen = meta;
-    }, (error) => logger.warn("Cannot listen for other nodes' changes: {error}", { error }));
+    this.#listenAnew();
     this.#renewTimer = setInterval(() => void this.#renew(), this.#options.renewMs);
     // The row registered before the registry was attached says 0 slots until the first renewal.
     void this.#renew();
+  }
+
+  /**
+   * Listens for other nodes' changes on a client of its own, ending the one before (a deaf
+   * listener's connection may be held for good: only ending its client frees the channel).
+   */
+  #listenAnew(): void {
+    const old = this.#listener;
+    this.#unheardBeats = [];
+    if (this.#closed) return;
+    const sql = this.#listener = client(this.#url, this.node, {
+      max: 1,
+      waitMs: this.#options.waitMs,
+    });
+    void old?.end({ timeout: 0 }).catch(() => {});
+    void sql.listen(CHANNEL, (payload) => {
+      if (this.#listener === sql) this.#onNotify(payload);
+    }, () => {
+      // (Re)connected: what changed while the channel was down is read back by change number.
+      this.#wantCatchUp();
+      this.#scheduleSync();
+    }).catch((error) => {
+      // The next beats go unheard, and the listener is made anew once they count as deaf.
+      if (this.#listener === sql) {
+        logger.warn("Cannot listen for other nodes' changes: {error}", { error });
+      }
+    });
+  }
+
+  /**
+   * After `DEAF_AFTER_BEATS` of this node's own beats went unheard, its listener is made anew (and
+   * reads back, by change number, whatever it missed).
+   */
+  #checkHearing(): void {
+    this.#unheardBeats = this.#unheardBeats.filter((beat) => beat > this.#heardBeat);
+    if (this.#unheardBeats.length < DEAF_AFTER_BEATS) return;
+    logger.warn(
+      "This node's listener heard none of its last {count} beats: it listens anew and reads back what changed",
+      { count: this.#unheardBeats.length },
+    );
+    this.#wantCatchUp();
+    this.#listenAnew();
   }
 
   /**
@@ -598,8 +653,11 @@ export class PgJournal implements Journal {
       return;
     }
     if (note.n === this.node) {
-      const rev = (note as { rev?: unknown }).rev;
+      const { rev, beat } = note as { rev?: unknown; beat?: unknown };
       if (note.t === "b" && typeof rev === "number") this.#heardRev = Math.max(this.#heardRev, rev);
+      if (note.t === "b" && typeof beat === "number") {
+        this.#heardBeat = Math.max(this.#heardBeat, beat);
+      }
       return;
     }
     if (typeof note.id !== "string") return;
@@ -781,8 +839,11 @@ export class PgJournal implements Journal {
     this.#answered();
     // A beat to this node's own listener: notifications come in commit order, so once it is
     // heard, every change numbered up to its `rev` (but those still being committed) was heard.
+    this.#checkHearing();
+    const beat = ++this.#beat;
     await this.#sql`SELECT pg_notify(${CHANNEL}, json_build_object('n', ${this.node}::text,
-      't', 'b', 'rev', (SELECT last_value FROM klym_rev))::text)`;
+      't', 'b', 'beat', ${beat}::int, 'rev', (SELECT last_value FROM klym_rev))::text)`;
+    this.#unheardBeats.push(beat);
     // A renewal that came late (the database, the network or this node stalled) starts the count
     // again from its answer: the other nodes were likely cut off too, and get a whole lease from
     // now to renew before this one judges them.
@@ -1216,7 +1277,7 @@ export class PgJournal implements Journal {
         "KLYM_SHARED_WAIT_MS",
       ).catch(() => {});
     await bounded(this.#syncing);
-    await bounded(this.#listen?.unlisten());
+    await bounded(this.#listener?.end({ timeout: 0 }));
     if (this.#reachable) {
       await bounded(
         this.#sql`UPDATE klym_nodes SET alive = false, running = 0 WHERE id = ${this.node}`,

@@ -46,6 +46,8 @@ export class TcpRelay {
   #cut = false;
   /** While paused, a promise that resume settles; bytes wait for it. */
   #paused: PromiseWithResolvers<void> | undefined;
+  /** Connections held by `hold`, by the relay's own port towards the target. */
+  readonly #held = new Map<number, PromiseWithResolvers<void>>();
 
   constructor(readonly target: number) {
     this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -76,6 +78,7 @@ export class TcpRelay {
     }
     this.#conns.add(client);
     this.#conns.add(server);
+    const port = (server.localAddr as Deno.NetAddr).port;
     const close = () => {
       for (const c of [client, server]) {
         if (this.#conns.delete(c)) {
@@ -88,19 +91,32 @@ export class TcpRelay {
       }
     };
     await Promise.allSettled([
-      client.readable.pipeThrough(this.#gate()).pipeTo(server.writable, { preventClose: true }),
-      server.readable.pipeThrough(this.#gate()).pipeTo(client.writable, { preventClose: true }),
+      client.readable.pipeThrough(this.#gate(port)).pipeTo(server.writable, { preventClose: true }),
+      server.readable.pipeThrough(this.#gate(port)).pipeTo(client.writable, {
+        preventClose: true,
+      }),
     ].map((p) => p.finally(close)));
   }
 
-  /** Passes bytes on, holding each while the relay is paused. */
-  #gate(): TransformStream<Uint8Array, Uint8Array> {
+  /** Passes bytes on, holding each while the relay is paused or this connection is held. */
+  #gate(port: number): TransformStream<Uint8Array, Uint8Array> {
     return new TransformStream({
       transform: async (chunk, controller) => {
-        while (this.#paused) await this.#paused.promise;
+        while (this.#paused || this.#held.has(port)) {
+          await (this.#paused ?? this.#held.get(port)!).promise;
+        }
         controller.enqueue(chunk);
       },
     });
+  }
+
+  /**
+   * Holds every byte either way on the one connection the target sees coming from `port` (its
+   * `client_port` in PostgreSQL's `pg_stat_activity`), for good: a connection lost without a
+   * word, while every other one, and new ones, pass.
+   */
+  hold(port: number): void {
+    if (!this.#held.has(port)) this.#held.set(port, Promise.withResolvers<void>());
   }
 
   /** Holds every byte either way, on every connection (new ones too), until `resume`. */
@@ -134,6 +150,8 @@ export class TcpRelay {
 
   async close(): Promise<void> {
     this.resume();
+    for (const held of this.#held.values()) held.resolve();
+    this.#held.clear();
     this.cut();
     this.#listener.close();
     await this.#accepting.catch(() => {});

@@ -543,6 +543,45 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
   );
 
   await t.step(
+    "a node whose listener goes deaf (its connection held without a word) listens anew and reads back what it missed",
+    async () => {
+      const url = await pg.database();
+      const relay = new TcpRelay(pg.port);
+      // A beat at each renewal, a lease no node outlives here.
+      const beats = { leaseMs: 120_000, renewMs: 200 };
+      const one = { KLYM_MAX_CONCURRENT: "1" };
+      const a = await node(url, "a", one, beats);
+      const v = await node(url.replace(`:${pg.port}/`, `:${relay.port}/`), "v", one, beats);
+      const admin = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        // Both slots held, so the task below stays queued: only v's listener tells it of a change.
+        for (let i = 0; i < 2; i++) a.start({ kind: "sleep", params: { ms: 120_000 } });
+        await a.durable();
+        await polled(() => a.processCount === 1 && v.processCount === 1);
+        const missed = a.start({ kind: "hello" });
+        await a.durable();
+        await polled(() => statusOf(v, missed.id) === "queued");
+        const listening = () =>
+          admin<{ port: number }[]>`SELECT client_port AS port FROM pg_stat_activity
+            WHERE application_name = 'klym v' AND query ILIKE 'listen%'`;
+        const [deaf] = await listening();
+        assert(deaf, "v's listener");
+        relay.hold(deaf.port);
+        a.cancel(missed.id);
+        await a.durable();
+        await polled(() => statusOf(v, missed.id) === "cancelled");
+        // It listens on a new connection (PostgreSQL keeps the held one, as in a partition).
+        const now = await listening();
+        assert(now.some((l) => l.port !== deaf.port), "v listens anew");
+      } finally {
+        await admin.end();
+        await Promise.all([a.shutdown(), v.shutdown()]);
+        await relay.close();
+      }
+    },
+  );
+
+  await t.step(
     "a node whose connections are cut while PostgreSQL runs stays reachable and admits tasks",
     async () => {
       const url = await pg.database();
