@@ -69,6 +69,11 @@ const CHANNEL = "klym";
  * made again after a reconnection) and is made anew: about three KLYM_NODE_RENEW_MS.
  */
 export const DEAF_AFTER_BEATS = 3;
+/**
+ * Longest a new listener may take to begin listening (connect, then LISTEN) before it is made
+ * anew: twice KLYM_SHARED_WAIT_MS, counted at lease renewals, which PostgreSQL answered.
+ */
+export const listenDeadlineMs = (waitMs: number) => 2 * waitMs;
 
 export interface PgJournalOptions {
   /** This node's id (KLYM_NODE_ID). */
@@ -139,8 +144,8 @@ const columns = (table = "") =>
   ].join(", ").split(", ").map((c) => `${table}${c}`).join(", ") + `, ${table}rev::float8 AS rev`;
 const TASK_COLUMNS = columns();
 
-/** A PostgreSQL client of the node `node`, with `max` connections. */
-function client(url: string, node: string, { max, waitMs }: { max: number; waitMs: number }): Sql {
+/** A PostgreSQL client with `max` connections, named `name` in `pg_stat_activity`. */
+function client(url: string, name: string, { max, waitMs }: { max: number; waitMs: number }): Sql {
   return postgres(url, {
     max,
     connect_timeout: Math.max(1, Math.ceil(waitMs / 1000)),
@@ -150,7 +155,7 @@ function client(url: string, node: string, { max, waitMs }: { max: number; waitM
     backoff: reconnectDelayS,
     onnotice: () => {},
     // Names the node in pg_stat_activity, for operators (and tests) looking at its connections.
-    connection: { application_name: `klym ${node}` },
+    connection: { application_name: name },
   });
 }
 
@@ -322,10 +327,19 @@ export class PgJournal implements Journal {
   readonly #url: string;
   /** The client of this node's listener: its own, so that a deaf one can be ended whole. */
   #listener: Sql | undefined;
+  /** Names this journal's listeners apart from any other's, a restarted node's of the same id too. */
+  readonly #token = crypto.randomUUID().slice(0, 8);
+  /** Listeners made so far; each one's connection is named after its number. */
+  #listenerNo = 0;
+  /** Whether the current listener has begun listening, and when it was asked to. */
+  #listening = false;
+  #listenAskedAt = 0;
+  /** Until when renewals end the connections of listeners made before (0: none to end). */
+  #sweepUntil = 0;
   /** The number of this node's last beat, and of the last it heard back. */
   #beat = 0;
   #heardBeat = 0;
-  /** Beats sent (their notification committed) and not yet heard back, oldest first. */
+  /** Beats sent (their notification committed) while listening, not yet heard back, oldest first. */
   #unheardBeats: number[] = [];
   /** Tasks the registry knows (rows handed over), and the last log line it has of each. */
   readonly #seenLogs = new Map<string, number>();
@@ -366,7 +380,7 @@ export class PgJournal implements Journal {
    */
   static async open(url: string, options: PgJournalOptions): Promise<PgJournal> {
     guardClientErrors();
-    const sql = client(url, options.node, { max: 4, waitMs: options.waitMs });
+    const sql = client(url, `klym ${options.node}`, { max: 4, waitMs: options.waitMs });
     const journal = new PgJournal(url, sql, options);
     try {
       await journal.#migrate();
@@ -598,20 +612,32 @@ export class PgJournal implements Journal {
   #listenAnew(): void {
     const old = this.#listener;
     this.#unheardBeats = [];
+    this.#listening = false;
     if (this.#closed) return;
-    const sql = this.#listener = client(this.#url, this.node, {
+    const no = ++this.#listenerNo;
+    this.#listenAskedAt = Date.now();
+    const sql = this.#listener = client(this.#url, this.#listenerName(no), {
       max: 1,
       waitMs: this.#options.waitMs,
     });
-    void old?.end({ timeout: 0 }).catch(() => {});
+    if (old) {
+      void old.end({ timeout: 0 }).catch(() => {});
+      // An ended client can still open a connection it was about to retry, and a held one lives
+      // on in PostgreSQL: renewals end them by name for a while (`#sweepListeners`).
+      this.#sweepUntil = Date.now() + this.#options.waitMs + 2 * MAX_BACKOFF_MS;
+    }
     void sql.listen(CHANNEL, (payload) => {
       if (this.#listener === sql) this.#onNotify(payload);
     }, () => {
-      // (Re)connected: what changed while the channel was down is read back by change number.
+      if (this.#listener !== sql) return;
+      // (Re)connected: what changed while the channel was down is read back by change number,
+      // and beats sent before count no more.
+      this.#listening = true;
+      this.#unheardBeats = [];
       this.#wantCatchUp();
       this.#scheduleSync();
     }).catch((error) => {
-      // The next beats go unheard, and the listener is made anew once they count as deaf.
+      // Made anew at a renewal once `LISTEN_DEADLINE_MS` has passed.
       if (this.#listener === sql) {
         logger.warn("Cannot listen for other nodes' changes: {error}", { error });
       }
@@ -619,16 +645,47 @@ export class PgJournal implements Journal {
   }
 
   /**
-   * After `DEAF_AFTER_BEATS` of this node's own beats went unheard, its listener is made anew (and
-   * reads back, by change number, whatever it missed).
+   * The name of listener `no` in `pg_stat_activity`: `klym-listen <token>.<no> <node>` (cut to
+   * PostgreSQL's 63 bytes after the number, so a long node id never hides which listener it is).
+   */
+  #listenerName(no?: number): string {
+    return no === undefined
+      ? `klym-listen ${this.#token}.`
+      : `klym-listen ${this.#token}.${no} ${this.node}`;
+  }
+
+  /**
+   * Ends the connections of this journal's listeners but the current one (all of them once
+   * closed): those of ended clients that connected again, and deaf ones PostgreSQL still holds.
+   */
+  async #sweepListeners(): Promise<void> {
+    const keep = this.#closed ? null : `klym-listen ${this.#token}.${this.#listenerNo} `;
+    await this.#sql`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+      WHERE starts_with(application_name, ${this.#listenerName()})
+        AND (${keep}::text IS NULL OR NOT starts_with(application_name, ${keep}::text))`;
+  }
+
+  /**
+   * Makes the listener anew when it has not begun listening within `LISTEN_DEADLINE_MS`, or
+   * once `DEAF_AFTER_BEATS` of this node's own beats went unheard; it then reads back, by change
+   * number, whatever it missed.
    */
   #checkHearing(): void {
-    this.#unheardBeats = this.#unheardBeats.filter((beat) => beat > this.#heardBeat);
-    if (this.#unheardBeats.length < DEAF_AFTER_BEATS) return;
-    logger.warn(
-      "This node's listener heard none of its last {count} beats: it listens anew and reads back what changed",
-      { count: this.#unheardBeats.length },
-    );
+    if (!this.#listening) {
+      const waited = Date.now() - this.#listenAskedAt;
+      if (waited < listenDeadlineMs(this.#options.waitMs)) return;
+      logger.warn(
+        "This node's listener did not begin listening within {ms} ms: it listens anew",
+        { ms: waited },
+      );
+    } else {
+      this.#unheardBeats = this.#unheardBeats.filter((beat) => beat > this.#heardBeat);
+      if (this.#unheardBeats.length < DEAF_AFTER_BEATS) return;
+      logger.warn(
+        "This node's listener heard none of its last {count} beats: it listens anew and reads back what changed",
+        { count: this.#unheardBeats.length },
+      );
+    }
     this.#wantCatchUp();
     this.#listenAnew();
   }
@@ -653,9 +710,12 @@ export class PgJournal implements Journal {
       return;
     }
     if (note.n === this.node) {
-      const { rev, beat } = note as { rev?: unknown; beat?: unknown };
-      if (note.t === "b" && typeof rev === "number") this.#heardRev = Math.max(this.#heardRev, rev);
-      if (note.t === "b" && typeof beat === "number") {
+      const { rev, beat, k } = note as { rev?: unknown; beat?: unknown; k?: unknown };
+      // Before the listener has begun (its catch-up reads from `#heardRev`), a beat heard says
+      // nothing of the changes made before it began.
+      if (note.t !== "b" || !this.#listening) return;
+      if (typeof rev === "number") this.#heardRev = Math.max(this.#heardRev, rev);
+      if (k === this.#token && typeof beat === "number") {
         this.#heardBeat = Math.max(this.#heardBeat, beat);
       }
       return;
@@ -841,9 +901,16 @@ export class PgJournal implements Journal {
     // heard, every change numbered up to its `rev` (but those still being committed) was heard.
     this.#checkHearing();
     const beat = ++this.#beat;
+    const listening = this.#listening;
     await this.#sql`SELECT pg_notify(${CHANNEL}, json_build_object('n', ${this.node}::text,
-      't', 'b', 'beat', ${beat}::int, 'rev', (SELECT last_value FROM klym_rev))::text)`;
-    this.#unheardBeats.push(beat);
+      't', 'b', 'k', ${this.#token}::text, 'beat', ${beat}::int,
+      'rev', (SELECT last_value FROM klym_rev))::text)`;
+    if (listening && this.#listening) this.#unheardBeats.push(beat);
+    if (this.#sweepUntil > 0) {
+      const last = Date.now() > this.#sweepUntil;
+      await this.#sweepListeners();
+      if (last) this.#sweepUntil = 0;
+    }
     // A renewal that came late (the database, the network or this node stalled) starts the count
     // again from its answer: the other nodes were likely cut off too, and get a whole lease from
     // now to renew before this one judges them.
@@ -1278,6 +1345,7 @@ export class PgJournal implements Journal {
       ).catch(() => {});
     await bounded(this.#syncing);
     await bounded(this.#listener?.end({ timeout: 0 }));
+    if (this.#reachable) await bounded(this.#sweepListeners());
     if (this.#reachable) {
       await bounded(
         this.#sql`UPDATE klym_nodes SET alive = false, running = 0 WHERE id = ${this.node}`,
