@@ -52,6 +52,8 @@ const SETTINGS = {
   waiting: 8,
   holding: 4,
   retained: 40,
+  /** After them, seconds the server sits idle before the settled figure (no forced collection). */
+  retained_idle_s: envInt("PEERS_RETAINED_IDLE_S", 30),
   steady_s: 3,
   cancels: 10,
   /** A peer's CPU loop ends by itself after this long (a peer cannot stop it). */
@@ -309,6 +311,7 @@ async function drive(name: ServerName, server: Served): Promise<Done> {
     if (message.note) console.error(`  ${message.note}`);
     else if (message.done) done = message.done;
     else if (message.ask?.measure) await answer(await measure(server));
+    else if (message.ask?.resident) await answer(resident(server));
     else if (message.ask?.before) {
       before = tree(server.pid);
       await answer({ pids: before });
@@ -397,17 +400,30 @@ function rows(): Row[] {
     ],
     [
       "retained",
-      "server RSS per retained 1 MB result",
+      "server RSS per retained 1 MB result, at once (Klym: once its kept hosts exited, 3 s)",
       (d) => {
         const r = d.retained;
+        return `${f2((r.soon.rss - r.before.rss) / r.n)} MB (${f1(r.before.rss)} → ${
+          f1(r.soon.rss)
+        } MB over ${r.n})`;
+      },
+    ],
+    [
+      "retained",
+      `the same once idle ${SETTINGS.retained_idle_s} s (collected by the runtime, not forced)`,
+      (d) => {
+        const r = d.retained;
+        const fell = r.idle.findIndex((rss: number) =>
+          rss < r.soon.rss - 0.1 * (r.soon.rss - r.before.rss)
+        );
         const heap = r.after.heap === undefined
           ? ""
-          : `, heap ${f2(perTask(r, "heap") / r.n)} MB, RSS after a full GC ${
+          : `, heap ${f2(perTask(r, "heap") / r.n)} MB, RSS after a forced full GC ${
             f2(perTask(r, "rss_gc") / r.n)
           } MB`;
-        return `${f2(perTask(r, "rss") / r.n)} MB (${f1(r.before.rss)} → ${
-          f1(r.after.rss)
-        } MB over ${r.n}${heap})`;
+        return `${f2(perTask(r, "rss") / r.n)} MB (→ ${f1(r.after.rss)} MB; ${
+          fell < 0 ? "no fall" : `fell ${fell} s after the first reading`
+        }${heap})`;
       },
     ],
     ["status", "`check_task_status` server time (raw HTTP), p50 / p99", (d) => ms(d.status.raw)],
@@ -434,7 +450,7 @@ function print(all: Map<ServerName, Done>, loads: Map<ServerName, number[]>): vo
       first.first_line?.samples.length ?? 0
     } first lines (${SETTINGS.pace_ms} ms apart); ${SETTINGS.waiting} waiting and ${SETTINGS.holding} holding tasks at once (${SETTINGS.steady_s} s to settle); ${SETTINGS.retained} results; ${
       first.status?.raw.length ?? 0
-    } status calls each way; ${SETTINGS.cancels} cancels of Klym's loop, 2 of a peer's. Client: the Python MCP SDK, protocol ${first.protocol}.`,
+    } status calls each way; results read again after ${SETTINGS.retained_idle_s} s idle; ${SETTINGS.cancels} cancels of Klym's loop, 2 of a peer's. Client: the Python MCP SDK, protocol ${first.protocol}.`,
   );
   const load = names.map((n) => {
     const s = loads.get(n)!;

@@ -167,8 +167,15 @@ async def retained(d: Driver) -> dict[str, Any]:
         if not isinstance(status.get("result"), str) or len(status["result"]) != 1_000_000:
             raise RuntimeError(f"big_result came back as {str(status)[:200]}")
     await asyncio.sleep(SETTINGS.get("idle_wait_s", 0))
-    after = ask({"measure": "after results"})
-    return {"n": n, "before": before, "after": after}
+    # Then the server sits idle, read each second without forcing a collection: what it holds once
+    # its runtime has collected the garbage of making and reading the results on its own.
+    soon = ask({"resident": True})
+    idle = [soon["rss"]]
+    for _ in range(SETTINGS["retained_idle_s"]):
+        await asyncio.sleep(1)
+        idle.append(ask({"resident": True})["rss"])
+    after = ask({"measure": "after results, idle"})
+    return {"n": n, "before": before, "soon": soon, "idle": idle, "after": after}
 
 
 def raw_request(task_id: str, rpc_id: int) -> dict[str, Any]:

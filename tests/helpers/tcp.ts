@@ -46,6 +46,8 @@ export class TcpRelay {
   #cut = false;
   /** While paused, a promise that resume settles; bytes wait for it. */
   #paused: PromiseWithResolvers<void> | undefined;
+  /** Bytes whose next sender's connection is held from them on (`holdNextSending`). */
+  #holdNext: string | undefined;
   /** Connections held by `hold`, by the relay's own port towards the target. */
   readonly #held = new Map<number, PromiseWithResolvers<void>>();
 
@@ -91,7 +93,9 @@ export class TcpRelay {
       }
     };
     await Promise.allSettled([
-      client.readable.pipeThrough(this.#gate(port)).pipeTo(server.writable, { preventClose: true }),
+      client.readable.pipeThrough(this.#gate(port, true)).pipeTo(server.writable, {
+        preventClose: true,
+      }),
       server.readable.pipeThrough(this.#gate(port)).pipeTo(client.writable, {
         preventClose: true,
       }),
@@ -99,9 +103,15 @@ export class TcpRelay {
   }
 
   /** Passes bytes on, holding each while the relay is paused or this connection is held. */
-  #gate(port: number): TransformStream<Uint8Array, Uint8Array> {
+  #gate(port: number, fromClient = false): TransformStream<Uint8Array, Uint8Array> {
     return new TransformStream({
       transform: async (chunk, controller) => {
+        if (
+          fromClient && this.#holdNext && new TextDecoder().decode(chunk).includes(this.#holdNext)
+        ) {
+          this.#holdNext = undefined;
+          this.hold(port);
+        }
         while (this.#paused || this.#held.has(port)) {
           await (this.#paused ?? this.#held.get(port)!).promise;
         }
@@ -117,6 +127,14 @@ export class TcpRelay {
    */
   hold(port: number): void {
     if (!this.#held.has(port)) this.#held.set(port, Promise.withResolvers<void>());
+  }
+
+  /**
+   * Holds, from the chunk that carries `text` on, the next connection whose client sends it:
+   * a request that is neither answered nor failed.
+   */
+  holdNextSending(text: string): void {
+    this.#holdNext = text;
   }
 
   /** Holds every byte either way, on every connection (new ones too), until `resume`. */

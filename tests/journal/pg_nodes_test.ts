@@ -65,6 +65,8 @@ async function twoNodesRunning(tickMs: number) {
     const owns = (r: TaskRegistry) => r.pidOf(task.id) !== undefined;
     await polled(() => owns(a) || owns(b));
     const [owner, other] = owns(a) ? [a, b] : [b, a];
+    // The other node has heard of it running (its notification) before any step goes on.
+    await polled(() => statusOf(other, task.id) === "running");
     return { url, task, owner, other, [Symbol.asyncDispose]: stop };
   } catch (error) {
     await stop();
@@ -600,6 +602,35 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
         assert.deepEqual(await listeners(), [now], "still the same listener");
       } finally {
         await admin.end();
+        await Promise.all([a.shutdown(), v.shutdown()]);
+        await relay.close();
+      }
+    },
+  );
+
+  await t.step(
+    "a listener whose LISTEN is never answered is made anew after twice KLYM_SHARED_WAIT_MS",
+    async () => {
+      const url = await pg.database();
+      const relay = new TcpRelay(pg.port);
+      relay.holdNextSending('listen "klym"');
+      const one = { KLYM_MAX_CONCURRENT: "1" };
+      const a = await node(url, "a", one, { leaseMs: 120_000, renewMs: 60_000 });
+      const v = await node(url.replace(`:${pg.port}/`, `:${relay.port}/`), "v", one, {
+        leaseMs: 120_000,
+        renewMs: 200,
+        waitMs: 1000,
+      });
+      try {
+        // Both slots held, so the task below stays queued: only v's listener tells it of it.
+        for (let i = 0; i < 2; i++) a.start({ kind: "sleep", params: { ms: 120_000 } });
+        await a.durable();
+        await polled(() => a.processCount === 1 && v.processCount === 1);
+        const late = a.start({ kind: "hello" });
+        a.cancel(late.id);
+        await a.durable();
+        await polled(() => statusOf(v, late.id) === "cancelled");
+      } finally {
         await Promise.all([a.shutdown(), v.shutdown()]);
         await relay.close();
       }
