@@ -74,6 +74,12 @@ export const DEAF_AFTER_BEATS = 3;
  * anew: twice KLYM_SHARED_WAIT_MS, counted at lease renewals, which PostgreSQL answered.
  */
 export const listenDeadlineMs = (waitMs: number) => 2 * waitMs;
+/**
+ * Longest a node's session may sit idle inside a transaction before PostgreSQL ends it (and its
+ * locks): half of KLYM_NODE_LEASE_MS, so that a node cut off while it held the cluster's lock
+ * keeps no other node from judging it lost in time.
+ */
+export const idleInTransactionMs = (leaseMs: number) => Math.ceil(leaseMs / 2);
 
 export interface PgJournalOptions {
   /** This node's id (KLYM_NODE_ID). */
@@ -145,7 +151,11 @@ const columns = (table = "") =>
 const TASK_COLUMNS = columns();
 
 /** A PostgreSQL client with `max` connections, named `name` in `pg_stat_activity`. */
-function client(url: string, name: string, { max, waitMs }: { max: number; waitMs: number }): Sql {
+function client(url: string, name: string, { max, options }: {
+  max: number;
+  options: PgJournalOptions;
+}): Sql {
+  const { waitMs, leaseMs } = options;
   return postgres(url, {
     max,
     connect_timeout: Math.max(1, Math.ceil(waitMs / 1000)),
@@ -155,7 +165,13 @@ function client(url: string, name: string, { max, waitMs }: { max: number; waitM
     backoff: reconnectDelayS,
     onnotice: () => {},
     // Names the node in pg_stat_activity, for operators (and tests) looking at its connections.
-    connection: { application_name: name },
+    connection: {
+      application_name: name,
+      // A node cut off inside a transaction (a partition its socket never sees) would hold the
+      // cluster's lock, and with it every node's claims, renewals and reaps, for as long as the
+      // cut lasts: PostgreSQL ends such a session after half a lease instead.
+      idle_in_transaction_session_timeout: idleInTransactionMs(leaseMs),
+    },
   });
 }
 
@@ -380,7 +396,7 @@ export class PgJournal implements Journal {
    */
   static async open(url: string, options: PgJournalOptions): Promise<PgJournal> {
     guardClientErrors();
-    const sql = client(url, `klym ${options.node}`, { max: 4, waitMs: options.waitMs });
+    const sql = client(url, `klym ${options.node}`, { max: 4, options });
     const journal = new PgJournal(url, sql, options);
     try {
       await journal.#migrate();
@@ -618,7 +634,7 @@ export class PgJournal implements Journal {
     this.#listenAskedAt = Date.now();
     const sql = this.#listener = client(this.#url, this.#listenerName(no), {
       max: 1,
-      waitMs: this.#options.waitMs,
+      options: this.#options,
     });
     if (old) {
       void old.end({ timeout: 0 }).catch(() => {});

@@ -309,6 +309,45 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
     },
   );
 
+  await t.step(
+    "a node cut off inside a transaction holding the cluster's lock stalls the others for half a lease at most",
+    async () => {
+      const url = await pg.database();
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      const rb = new TcpRelay(pg.port);
+      const lease = { leaseMs: 4000, renewMs: 200, waitMs: 1000 };
+      const a = await node(url, "a", {}, lease);
+      const b = await node(url.replace(`:${pg.port}/`, `:${rb.port}/`), "b", {}, lease);
+      const renewedAt = async () =>
+        (await sql<{ at: number }[]>`SELECT (extract(epoch FROM renewed_at) * 1000)::float8 AS at
+          FROM klym_nodes WHERE id = 'a'`)[0]!.at;
+      try {
+        // b's next commit (each renewal ends a transaction under the cluster's lock) never
+        // reaches PostgreSQL: b holds the lock, and a's next renewal waits for it.
+        rb.holdNextSending("commit");
+        const [held] = await asked(
+          () =>
+            sql<{ pid: number }[]>`SELECT pid FROM pg_stat_activity
+            WHERE application_name = 'klym b' AND state = 'idle in transaction'`,
+          (rows) => rows.length === 1,
+        );
+        // PostgreSQL ends b's session after half a lease; a renews on, three times more.
+        const seen = new Set<number>();
+        await asked(async () => seen.add(await renewedAt()).size, (count) => count > 3);
+        // b's session held in its transaction was ended (its process exits just after its locks go).
+        await asked(
+          async () => (await sql`SELECT 1 FROM pg_stat_activity WHERE pid = ${held!.pid}`).length,
+          (rows) => rows === 0,
+        );
+      } finally {
+        await a.shutdown();
+        await b.shutdown();
+        await rb.close();
+        await sql.end();
+      }
+    },
+  );
+
   await t.step("model spend added on two nodes reads the same on both", async () => {
     const url = await pg.database();
     const open = (id: string) =>
