@@ -250,7 +250,9 @@ export class GrynyaClient {
     let lastError: unknown;
     for (let attempt = 1;; attempt++) {
       this.signal.throwIfAborted();
-      const left = budget - (performance.now() - budgetFrom);
+      // The first attempt of the first connect has the whole connect timeout: none of it has
+      // been spent on an attempt yet, whatever a loaded machine took to get here.
+      const left = attempt === 1 && !reconnect ? budget : budget - (performance.now() - budgetFrom);
       try {
         const client = await this.#connectOnce(
           Math.max(1, Math.min(this.settings.connectTimeoutMs, left)),
