@@ -164,6 +164,10 @@ function client(url: string, name: string, { max, options }: {
     // other nodes' changes (a cancel) would go unheard that long after PostgreSQL is back.
     backoff: reconnectDelayS,
     onnotice: () => {},
+    // Every statement goes as its text (no named prepared statements kept per connection): what
+    // the client's documentation asks for behind a pooler in transaction mode, and what lets a
+    // test relay hold a connection at a given statement.
+    prepare: false,
     // Names the node in pg_stat_activity, for operators (and tests) looking at its connections.
     connection: {
       application_name: name,
@@ -949,6 +953,11 @@ export class PgJournal implements Journal {
       for (const row of rows) this.#deliver(row);
     }
     await this.#putBackUnheardIdle();
+    // The steps after the lease's own write can come late too (held as it was not): such a
+    // renewal is late as a whole, and the others get a whole lease from now as well.
+    if (Date.now() - this.#lastRenewal > this.#options.leaseMs / 2) {
+      this.#reachableSince = Date.now();
+    }
     // Only a node that has itself renewed on time for a whole lease, on a database up for a
     // whole lease, judges others: after an outage every node's renewal is old, none is lost.
     if (Date.now() - this.#reachableSince >= this.#options.leaseMs) await this.#reap();

@@ -125,6 +125,17 @@ export class TcpRelay {
    * `client_port` in PostgreSQL's `pg_stat_activity`), for good: a connection lost without a
    * word, while every other one, and new ones, pass.
    */
+  /** Lets every held connection go on, with what it held delivered. */
+  release(): void {
+    for (const held of this.#held.values()) held.resolve();
+    this.#held.clear();
+  }
+
+  /** The ports of the connections held now (see `hold`). */
+  get held(): number[] {
+    return [...this.#held.keys()];
+  }
+
   hold(port: number): void {
     if (!this.#held.has(port)) this.#held.set(port, Promise.withResolvers<void>());
   }

@@ -310,6 +310,52 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
   );
 
   await t.step(
+    "a renewal whose later steps came late judges no node lost for a whole lease",
+    async () => {
+      const url = await pg.database();
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      const [ra, rb] = [new TcpRelay(pg.port), new TcpRelay(pg.port)];
+      const lease = { leaseMs: 4000, renewMs: 200, waitMs: 1000 };
+      const via = (relay: TcpRelay) => url.replace(`:${pg.port}/`, `:${relay.port}/`);
+      const a = await node(via(ra), "a", {}, lease);
+      const b = await node(via(rb), "b", {}, lease);
+      const alive = async (id: string) =>
+        (await sql<{ alive: boolean }[]>`SELECT alive FROM klym_nodes WHERE id = ${id}`)[0]!.alive;
+      const renewedAt = async () =>
+        (await sql<{ at: number }[]>`SELECT (extract(epoch FROM renewed_at) * 1000)::float8 AS at
+          FROM klym_nodes WHERE id = 'a'`)[0]!.at;
+      try {
+        // Both have renewed on time for a whole lease: each may judge the other.
+        await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 500));
+        assert.equal(await alive("b"), true);
+        // a's next renewal writes its lease, then its read of the model spend is held; b is cut
+        // off alike. The outage outlasts a lease.
+        ra.holdNextSending("FROM klym_model_spend");
+        rb.pause();
+        await asked(async () => ra.held, (ports) => ports.length === 1);
+        await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 1000));
+        const before = await renewedAt();
+        ra.release();
+        // The held renewal runs to its end (reaping included), then one more.
+        const seen = new Set<number>();
+        await asked(async () => {
+          const at = await renewedAt();
+          if (at > before) seen.add(at);
+          return seen.size;
+        }, (count) => count >= 2);
+        assert.equal(await alive("b"), true, "a judged b lost as soon as its renewal went on");
+      } finally {
+        rb.resume();
+        await a.shutdown();
+        await b.shutdown();
+        await ra.close();
+        await rb.close();
+        await sql.end();
+      }
+    },
+  );
+
+  await t.step(
     "a node cut off inside a transaction holding the cluster's lock stalls the others for half a lease at most",
     async () => {
       const url = await pg.database();
@@ -325,10 +371,12 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
         // b's next commit (each renewal ends a transaction under the cluster's lock) never
         // reaches PostgreSQL: b holds the lock, and a's next renewal waits for it.
         rb.holdNextSending("commit");
+        await asked(async () => rb.held, (ports) => ports.length === 1);
         const [held] = await asked(
           () =>
-            sql<{ pid: number }[]>`SELECT pid FROM pg_stat_activity
-            WHERE application_name = 'klym b' AND state = 'idle in transaction'`,
+            sql<{ pid: number }[]>`SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l
+              ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+              WHERE a.client_port = ${rb.held[0]!} AND a.state = 'idle in transaction'`,
           (rows) => rows.length === 1,
         );
         // PostgreSQL ends b's session after half a lease; a renews on, three times more.
