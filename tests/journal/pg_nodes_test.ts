@@ -74,6 +74,45 @@ async function twoNodesRunning(tickMs: number) {
   }
 }
 
+/**
+ * Nodes "a" and "b" on a short lease, each reaching PostgreSQL through a relay of its own (the
+ * direct URL for a node not in `relayed`), and the node rows as an admin reads them.
+ */
+async function relayedPair(relayed: readonly ("a" | "b")[] = ["a", "b"]) {
+  const url = await pg.database();
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const lease = { leaseMs: 4000, renewMs: 200, waitMs: 1000 };
+  const [ra, rb] = [new TcpRelay(pg.port), new TcpRelay(pg.port)];
+  const via = (id: "a" | "b", relay: TcpRelay) =>
+    relayed.includes(id) ? url.replace(`:${pg.port}/`, `:${relay.port}/`) : url;
+  const a = await node(via("a", ra), "a", {}, lease);
+  const b = await node(via("b", rb), "b", {}, lease);
+  const row = async (id: string) => {
+    const [r] = await sql<{ at: number; alive: boolean }[]>`
+      SELECT (extract(epoch FROM renewed_at) * 1000)::float8 AS at, alive
+      FROM klym_nodes WHERE id = ${id}`;
+    return r!;
+  };
+  return {
+    a,
+    b,
+    ra,
+    rb,
+    sql,
+    lease,
+    row,
+    [Symbol.asyncDispose]: async () => {
+      ra.resume();
+      rb.resume();
+      await a.shutdown();
+      await b.shutdown();
+      await ra.close();
+      await rb.close();
+      await sql.end();
+    },
+  };
+}
+
 /** Asks `ask` again and again until `done` holds of its answer; returns that answer. */
 async function asked<T>(ask: () => Promise<T>, done: (answer: T) => boolean): Promise<T> {
   const deadline = Date.now() + PATIENCE_MS;
@@ -255,144 +294,92 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
   await t.step(
     "after an outage of every node, a renewal answered late judges no node lost for a whole lease",
     async () => {
-      const url = await pg.database();
-      const sql = postgres(url, { max: 1, onnotice: () => {} });
       // Each node reaches PostgreSQL through a relay the test pauses: a partition that keeps the
       // connections, so that a renewal sent during it is answered after it, late.
-      const [ra, rb] = [new TcpRelay(pg.port), new TcpRelay(pg.port)];
-      const lease = { leaseMs: 4000, renewMs: 200, waitMs: 1000 };
-      const via = (relay: TcpRelay) => url.replace(`:${pg.port}/`, `:${relay.port}/`);
-      const a = await node(via(ra), "a", {}, lease);
-      const b = await node(via(rb), "b", {}, lease);
-      const row = async (id: string) => {
-        const [r] = await sql<{ at: number; alive: boolean }[]>`
-          SELECT (extract(epoch FROM renewed_at) * 1000)::float8 AS at, alive
-          FROM klym_nodes WHERE id = ${id}`;
-        return r!;
-      };
-      try {
-        // Both have renewed on time for a whole lease: each may judge the other.
-        await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 500));
-        assert.equal((await row("b")).alive, true);
-        ra.pause();
-        rb.pause();
-        // The outage outlasts a lease: every renewal sent during it is answered a lease late.
-        await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 1000));
-        const before = (await row("a")).at;
-        ra.resume();
-        // a's late renewal, then one more: the late one has run to its end (reaping included).
-        const seen = new Set<number>();
-        for (const deadline = Date.now() + PATIENCE_MS; seen.size < 2;) {
-          if (Date.now() > deadline) throw new Error("a did not renew twice after the outage");
-          const at = (await row("a")).at;
-          if (at > before) seen.add(at);
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-        // b has been silent for more than a lease, but a has been back for less than one: a
-        // leaves b be, and b, back in time, is not lost.
-        assert.equal((await row("b")).alive, true, "a judged b lost as soon as it was back");
-        rb.resume();
-        const back = (await row("b")).at;
-        for (const deadline = Date.now() + PATIENCE_MS;;) {
-          if ((await row("b")).at > back) break;
-          if (Date.now() > deadline) throw new Error("b did not renew after the outage");
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-        assert.equal((await row("b")).alive, true);
-      } finally {
-        await a.shutdown();
-        await b.shutdown();
-        await ra.close();
-        await rb.close();
-        await sql.end();
+      await using pair = await relayedPair();
+      const { ra, rb, lease, row } = pair;
+      // Both have renewed on time for a whole lease: each may judge the other.
+      await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 500));
+      assert.equal((await row("b")).alive, true);
+      ra.pause();
+      rb.pause();
+      // The outage outlasts a lease: every renewal sent during it is answered a lease late.
+      await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 1000));
+      const before = (await row("a")).at;
+      ra.resume();
+      // a's late renewal, then one more: the late one has run to its end (reaping included).
+      const seen = new Set<number>();
+      for (const deadline = Date.now() + PATIENCE_MS; seen.size < 2;) {
+        if (Date.now() > deadline) throw new Error("a did not renew twice after the outage");
+        const at = (await row("a")).at;
+        if (at > before) seen.add(at);
+        await new Promise((resolve) => setTimeout(resolve, 20));
       }
+      // b has been silent for more than a lease, but a has been back for less than one: a
+      // leaves b be, and b, back in time, is not lost.
+      assert.equal((await row("b")).alive, true, "a judged b lost as soon as it was back");
+      rb.resume();
+      const back = (await row("b")).at;
+      for (const deadline = Date.now() + PATIENCE_MS;;) {
+        if ((await row("b")).at > back) break;
+        if (Date.now() > deadline) throw new Error("b did not renew after the outage");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal((await row("b")).alive, true);
     },
   );
 
   await t.step(
     "a renewal whose later steps came late judges no node lost for a whole lease",
     async () => {
-      const url = await pg.database();
-      const sql = postgres(url, { max: 1, onnotice: () => {} });
-      const [ra, rb] = [new TcpRelay(pg.port), new TcpRelay(pg.port)];
-      const lease = { leaseMs: 4000, renewMs: 200, waitMs: 1000 };
-      const via = (relay: TcpRelay) => url.replace(`:${pg.port}/`, `:${relay.port}/`);
-      const a = await node(via(ra), "a", {}, lease);
-      const b = await node(via(rb), "b", {}, lease);
-      const alive = async (id: string) =>
-        (await sql<{ alive: boolean }[]>`SELECT alive FROM klym_nodes WHERE id = ${id}`)[0]!.alive;
-      const renewedAt = async () =>
-        (await sql<{ at: number }[]>`SELECT (extract(epoch FROM renewed_at) * 1000)::float8 AS at
-          FROM klym_nodes WHERE id = 'a'`)[0]!.at;
-      try {
-        // Both have renewed on time for a whole lease: each may judge the other.
-        await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 500));
-        assert.equal(await alive("b"), true);
-        // a's next renewal writes its lease, then its read of the model spend is held; b is cut
-        // off alike. The outage outlasts a lease.
-        ra.holdNextSending("FROM klym_model_spend");
-        rb.pause();
-        await asked(async () => ra.held, (ports) => ports.length === 1);
-        await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 1000));
-        const before = await renewedAt();
-        ra.release();
-        // The held renewal runs to its end (reaping included), then one more.
-        const seen = new Set<number>();
-        await asked(async () => {
-          const at = await renewedAt();
-          if (at > before) seen.add(at);
-          return seen.size;
-        }, (count) => count >= 2);
-        assert.equal(await alive("b"), true, "a judged b lost as soon as its renewal went on");
-      } finally {
-        rb.resume();
-        await a.shutdown();
-        await b.shutdown();
-        await ra.close();
-        await rb.close();
-        await sql.end();
-      }
+      await using pair = await relayedPair();
+      const { ra, rb, lease, row } = pair;
+      // Both have renewed on time for a whole lease: each may judge the other.
+      await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 500));
+      assert.equal((await row("b")).alive, true);
+      // a's next renewal writes its lease, then its read of the model spend is held; b is cut
+      // off alike. The outage outlasts a lease.
+      ra.holdNextSending("FROM klym_model_spend");
+      rb.pause();
+      await asked(() => Promise.resolve(ra.held), (ports) => ports.length === 1);
+      await new Promise((resolve) => setTimeout(resolve, lease.leaseMs + 1000));
+      const before = (await row("a")).at;
+      ra.release();
+      // The held renewal runs to its end (reaping included), then one more.
+      const seen = new Set<number>();
+      await asked(async () => {
+        const at = (await row("a")).at;
+        if (at > before) seen.add(at);
+        return seen.size;
+      }, (count) => count >= 2);
+      assert.equal((await row("b")).alive, true, "a judged b lost as soon as its renewal went on");
     },
   );
 
   await t.step(
     "a node cut off inside a transaction holding the cluster's lock stalls the others for half a lease at most",
     async () => {
-      const url = await pg.database();
-      const sql = postgres(url, { max: 1, onnotice: () => {} });
-      const rb = new TcpRelay(pg.port);
-      const lease = { leaseMs: 4000, renewMs: 200, waitMs: 1000 };
-      const a = await node(url, "a", {}, lease);
-      const b = await node(url.replace(`:${pg.port}/`, `:${rb.port}/`), "b", {}, lease);
-      const renewedAt = async () =>
-        (await sql<{ at: number }[]>`SELECT (extract(epoch FROM renewed_at) * 1000)::float8 AS at
-          FROM klym_nodes WHERE id = 'a'`)[0]!.at;
-      try {
-        // b's next commit (each renewal ends a transaction under the cluster's lock) never
-        // reaches PostgreSQL: b holds the lock, and a's next renewal waits for it.
-        rb.holdNextSending("commit");
-        await asked(async () => rb.held, (ports) => ports.length === 1);
-        const [held] = await asked(
-          () =>
-            sql<{ pid: number }[]>`SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l
-              ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
-              WHERE a.client_port = ${rb.held[0]!} AND a.state = 'idle in transaction'`,
-          (rows) => rows.length === 1,
-        );
-        // PostgreSQL ends b's session after half a lease; a renews on, three times more.
-        const seen = new Set<number>();
-        await asked(async () => seen.add(await renewedAt()).size, (count) => count > 3);
-        // b's session held in its transaction was ended (its process exits just after its locks go).
-        await asked(
-          async () => (await sql`SELECT 1 FROM pg_stat_activity WHERE pid = ${held!.pid}`).length,
-          (rows) => rows === 0,
-        );
-      } finally {
-        await a.shutdown();
-        await b.shutdown();
-        await rb.close();
-        await sql.end();
-      }
+      await using pair = await relayedPair(["b"]);
+      const { rb, sql, row } = pair;
+      // b's next commit (each renewal ends a transaction under the cluster's lock) never
+      // reaches PostgreSQL: b holds the lock, and a's next renewal waits for it.
+      rb.holdNextSending("commit");
+      await asked(() => Promise.resolve(rb.held), (ports) => ports.length === 1);
+      const [held] = await asked(
+        () =>
+          sql<{ pid: number }[]>`SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l
+            ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+            WHERE a.client_port = ${rb.held[0]!} AND a.state = 'idle in transaction'`,
+        (rows) => rows.length === 1,
+      );
+      // PostgreSQL ends b's session after half a lease; a renews on, three times more.
+      const seen = new Set<number>();
+      await asked(async () => seen.add((await row("a")).at).size, (count) => count > 3);
+      // b's session held in its transaction was ended (its process exits just after its locks go).
+      await asked(
+        async () => (await sql`SELECT 1 FROM pg_stat_activity WHERE pid = ${held!.pid}`).length,
+        (rows) => rows === 0,
+      );
     },
   );
 
