@@ -75,9 +75,9 @@ export const DEAF_AFTER_BEATS = 3;
  */
 export const listenDeadlineMs = (waitMs: number) => 2 * waitMs;
 /**
- * Longest a node's session may sit idle inside a transaction before PostgreSQL ends it (and its
- * locks): half of KLYM_NODE_LEASE_MS, so that a node cut off while it held the cluster's lock
- * keeps no other node from judging it lost in time.
+ * Longest a transaction that holds the cluster's lock may sit idle before PostgreSQL ends its
+ * session (and the lock): half of KLYM_NODE_LEASE_MS, so that a node cut off while it held the
+ * lock keeps no other node from judging it lost in time.
  */
 export const idleInTransactionMs = (leaseMs: number) => Math.ceil(leaseMs / 2);
 
@@ -155,7 +155,7 @@ function client(url: string, name: string, { max, options }: {
   max: number;
   options: PgJournalOptions;
 }): Sql {
-  const { waitMs, leaseMs } = options;
+  const { waitMs } = options;
   return postgres(url, {
     max,
     connect_timeout: Math.max(1, Math.ceil(waitMs / 1000)),
@@ -169,13 +169,7 @@ function client(url: string, name: string, { max, options }: {
     // test relay hold a connection at a given statement.
     prepare: false,
     // Names the node in pg_stat_activity, for operators (and tests) looking at its connections.
-    connection: {
-      application_name: name,
-      // A node cut off inside a transaction (a partition its socket never sees) would hold the
-      // cluster's lock, and with it every node's claims, renewals and reaps, for as long as the
-      // cut lasts: PostgreSQL ends such a session after half a lease instead.
-      idle_in_transaction_session_timeout: idleInTransactionMs(leaseMs),
-    },
+    connection: { application_name: name },
   });
 }
 
@@ -419,9 +413,22 @@ export class PgJournal implements Journal {
     return journal;
   }
 
+  /**
+   * Takes the cluster's lock for the rest of `sql`'s transaction. A node cut off while it holds it
+   * (a partition its socket never sees) would hold every node's claims, renewals and reaps for as
+   * long as the cut lasts: PostgreSQL ends the session once the transaction sits idle for
+   * `idleInTransactionMs` instead. Set for these transactions only, not for the node's sessions:
+   * a stall of the node itself in any other transaction (a write of many lines) loses nothing.
+   */
+  async #lockCluster(sql: Tx): Promise<void> {
+    const idleMs = String(idleInTransactionMs(this.#options.leaseMs));
+    await sql`SELECT set_config('idle_in_transaction_session_timeout', ${idleMs}, true),
+      pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+  }
+
   async #migrate(): Promise<void> {
     await this.#sql.begin(async (sql) => {
-      await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+      await this.#lockCluster(sql);
       await sql`CREATE TABLE IF NOT EXISTS klym_schema (version integer NOT NULL)`;
       const [row] = await sql<{ version: number }[]>`SELECT version FROM klym_schema`;
       const version = row?.version ?? 0;
@@ -967,7 +974,7 @@ export class PgJournal implements Journal {
     const lease = this.#options.leaseMs;
     const now = Date.now();
     const count = await this.#sql.begin(async (sql) => {
-      await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+      await this.#lockCluster(sql);
       const lost = await sql<{ id: string }[]>`
         UPDATE klym_nodes SET alive = false
         WHERE alive AND id <> ${this.node}
@@ -1002,7 +1009,7 @@ export class PgJournal implements Journal {
     const answers = this.#answers;
     let putBack: TaskRow[] = [];
     return this.#sql.begin(async (sql) => {
-      await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+      await this.#lockCluster(sql);
       // The registry asks one claim at a time: with no other under way, this is the moment.
       if (this.#claimsAsked === 1) putBack = await this.#putBackUnheard(sql, now);
       const rows = await sql.unsafe<TaskRow[]>(
@@ -1085,7 +1092,7 @@ export class PgJournal implements Journal {
   async #putBackUnheardIdle(): Promise<void> {
     if (this.#claimsAsked > 0) return;
     const rows = await this.#sql.begin(async (sql): Promise<TaskRow[]> => {
-      await sql`SELECT pg_advisory_xact_lock(${CLUSTER_LOCK})`;
+      await this.#lockCluster(sql);
       return this.#claimsAsked > 0 ? [] : await this.#putBackUnheard(sql, Date.now());
     });
     for (const row of rows as TaskRow[]) this.#deliver(row);

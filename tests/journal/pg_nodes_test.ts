@@ -5,7 +5,11 @@
 import assert from "node:assert/strict";
 import { makeRegistry, registryParts, until } from "../helpers/registry.ts";
 import { startPostgres, type TestPostgres } from "../helpers/postgres.ts";
-import { PgJournal, type PgJournalOptions } from "../../src/journal/pg_journal.ts";
+import {
+  idleInTransactionMs,
+  PgJournal,
+  type PgJournalOptions,
+} from "../../src/journal/pg_journal.ts";
 import type { TaskRegistry } from "../../src/tasks/task_registry.ts";
 import postgres from "postgres";
 import { TcpRelay } from "../helpers/tcp.ts";
@@ -380,6 +384,36 @@ Deno.test("nodes sharing PostgreSQL", async (t) => {
         async () => (await sql`SELECT 1 FROM pg_stat_activity WHERE pid = ${held!.pid}`).length,
         (rows) => rows === 0,
       );
+    },
+  );
+
+  await t.step(
+    "a node held inside a transaction that takes no lock (a write) keeps its session and its write",
+    async () => {
+      await using pair = await relayedPair(["b"]);
+      const { b, rb, sql, lease } = pair;
+      // b's admission of a task is held after its first statement: its session sits idle inside
+      // the write's transaction, as when the node stalls there. The task's row is not committed,
+      // so no claim (under the lock) can come first.
+      rb.holdNextSending("INSERT INTO klym_task_events");
+      const task = b.start({ kind: "hello", prompt: "hi", params: { n: 1 } });
+      await asked(() => Promise.resolve(rb.held), (ports) => ports.length === 1);
+      const bound = idleInTransactionMs(lease.leaseMs);
+      const idle = () =>
+        sql<{ ms: number; locks: number }[]>`
+          SELECT (extract(epoch FROM now() - a.state_change) * 1000)::float8 AS ms,
+            (SELECT count(*)::int FROM pg_locks l
+              WHERE l.pid = a.pid AND l.locktype = 'advisory') AS locks
+          FROM pg_stat_activity a
+          WHERE a.client_port = ${rb.held[0]!} AND a.state = 'idle in transaction'`;
+      // By PostgreSQL's own clock, twice the lock's bound passes with the session still there.
+      const [still] = await asked(idle, (rows) => rows.length === 0 || rows[0]!.ms > 2 * bound);
+      assert.ok(still, `b's session idle in its write was ended (bound ${bound} ms)`);
+      assert.equal(still.locks, 0, "the held transaction took no lock");
+      rb.release();
+      await b.durable();
+      const [row] = await sql<{ id: string }[]>`SELECT id FROM klym_tasks WHERE id = ${task.id}`;
+      assert.equal(row?.id, task.id);
     },
   );
 
