@@ -26,6 +26,7 @@ import { BearerGuard, HostOriginGuard, readJsonBody } from "./guards.ts";
 import { type Id, jsonRpcError, requestId, untilSent, withId } from "./responses.ts";
 import { type Session, type SessionClock, SessionTable } from "./session_table.ts";
 import { retryFieldsError, retryFieldsProblem } from "./retry_fields.ts";
+import { answersAtOnce, asJson } from "./instant_answers.ts";
 import { type SessionCluster, SessionForwarder } from "./session_forward.ts";
 
 const logger = getLogger(["klym", "http"]);
@@ -54,6 +55,17 @@ function withTaskName(req: Request, body: unknown): Request {
   headers.set("mcp-name", /^[\x20-\x7e]*$/.test(taskId) ? taskId : encodeSentinel(taskId));
   // The body was read already (the handler takes `parsedBody`): the copy carries none.
   return new Request(req.url, { method: req.method, headers, signal: req.signal });
+}
+
+/** A session transport's answer to `body`, as one JSON object when it is answered at once. */
+async function answered(
+  transport: WebStandardStreamableHTTPServerTransport,
+  req: Request,
+  body: unknown,
+  id: Id,
+): Promise<Response> {
+  const response = await transport.handleRequest(req, { parsedBody: body });
+  return answersAtOnce(body) ? await asJson(response, id) : response;
 }
 
 function encodeSentinel(value: string): string {
@@ -267,7 +279,7 @@ export class HttpApp {
       if (transport.sessionId) void this.#sessions.drop(transport.sessionId);
     };
     await server.connect(transport);
-    return await withId(await transport.handleRequest(req, { parsedBody: body }), id);
+    return await withId(await answered(transport, req, body, id), id);
   }
 
   /** A request of an open Streamable HTTP session; a POST is in flight until its answer is sent. */
@@ -298,7 +310,7 @@ export class HttpApp {
     const request = this.#sessions.request(session);
     let response: Response;
     try {
-      response = await withId(await transport.handleRequest(req, { parsedBody: body }), id);
+      response = await withId(await answered(transport, req, body, id), id);
     } catch (error) {
       request.done();
       throw error;

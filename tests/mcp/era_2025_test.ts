@@ -317,11 +317,16 @@ Deno.test("JSON-RPC error answers carry the request's id", async () => {
   assert.equal((await noSession.json()).id, 17);
 });
 
-Deno.test("SSE answers carry event ids and a retry hint, and a dropped stream can be replayed", async () => {
+Deno.test("a call that waits is answered on an SSE stream with event ids and a retry hint, and a dropped stream can be replayed", async () => {
   const klym = await shared.server();
   const mcp = new RawMcp(klym.url);
   await mcp.initialize();
-  const res = await mcp.post({ id: 5, method: "tools/list", params: {} });
+  const res = await mcp.post({
+    id: 5,
+    method: "tools/call",
+    params: { name: "run_task", arguments: { kind: "hello" } },
+  });
+  assert.equal(res.headers.get("content-type"), "text/event-stream");
   const events = parseSse(await res.text());
   assert.ok(events.some((e) => e.retry !== undefined), "a retry hint");
   const answer = events.find((e) => e.data.includes('"id":5'));
@@ -339,7 +344,68 @@ Deno.test("SSE answers carry event ids and a retry hint, and a dropped stream ca
     text += new TextDecoder().decode(value);
   }
   await reader.cancel();
-  assert.match(text, /"tools":/);
+  assert.match(text, /"structuredContent":\{"task_id"/);
+  await mcp.close();
+});
+
+Deno.test("requests answered at once get one JSON object, the same answer the stream carried", async () => {
+  const klym = await shared.server();
+  const mcp = new RawMcp(klym.url);
+  const init = await mcp.post({
+    id: 1,
+    method: "initialize",
+    params: {
+      protocolVersion: "2025-11-25",
+      capabilities: {},
+      clientInfo: { name: "klym-raw-test", version: "1.0.0" },
+    },
+  });
+  assert.equal(init.headers.get("content-type"), "application/json");
+  mcp.sessionId = init.headers.get("mcp-session-id") ?? "";
+  assert.ok(mcp.sessionId, "the session id travels with a JSON answer");
+  assert.equal((await init.json()).result.serverInfo.name, "klym");
+  await mcp.notify("notifications/initialized");
+  const asked = async (message: Record<string, unknown>) => {
+    const res = await mcp.post(message);
+    return { type: res.headers.get("content-type"), body: await res.json() };
+  };
+  const started = await asked({
+    id: "s",
+    method: "tools/call",
+    params: { name: "start_async_agent_task", arguments: { kind: "hello" } },
+  });
+  assert.equal(started.type, "application/json");
+  const taskId = started.body.result.structuredContent.task_id;
+  for (
+    const [id, method, params] of [
+      [2, "tools/list", {}],
+      [3, "ping", {}],
+      ["c", "tools/call", { name: "check_task_status", arguments: { task_id: taskId } }],
+      [4, "tools/call", { name: "list_tasks", arguments: {} }],
+      [5, "tasks/get", { taskId }],
+    ] as const
+  ) {
+    const answer = await asked({ id, method, params });
+    assert.equal(answer.type, "application/json", method);
+    assert.equal(answer.body.id, id, method);
+    assert.ok("result" in answer.body || "error" in answer.body, method);
+  }
+  // A refusal is an answer too; an unknown tool's is the SDK's.
+  const refused = await asked({
+    id: 6,
+    method: "tools/call",
+    params: { name: "check_task_status", arguments: { task_id: "t_none" } },
+  });
+  assert.equal(refused.type, "application/json");
+  assert.equal(refused.body.result.isError, true);
+  // A progress token asks for the stream, whatever the method.
+  const streamed = await mcp.post({
+    id: 7,
+    method: "tools/list",
+    params: { _meta: { progressToken: 1 } },
+  });
+  assert.equal(streamed.headers.get("content-type"), "text/event-stream");
+  assert.match(await streamed.text(), /"tools":/);
   await mcp.close();
 });
 

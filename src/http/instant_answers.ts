@@ -1,0 +1,136 @@
+/**
+ * A request answered at once gets its answer as one JSON object, not as an SSE stream. Streamable
+ * HTTP lets the server pick either for each request (a client must take both); the SDK's transport
+ * picks one for a whole session, and a Klym session needs streams for the calls that wait on a task
+ * (`run_task`, `llm_generate`, `tasks/result`: progress, log lines and sampling requests travel on
+ * the call's own stream). A stream costs an HTTP/1.1 client a connection per call (it stops reading
+ * at the answer, before the stream's end, so the connection cannot be kept) and a parse of its
+ * events: a quarter of a `check_task_status` through the Python SDK (docs/benchmarks.md).
+ *
+ * So the session's stream is read here until the answer, and the answer is passed on as JSON. Should
+ * anything else come first (nothing Klym sends does, but the stream is the SDK's), the client gets
+ * the whole stream as it was written.
+ */
+import type { Id } from "./responses.ts";
+
+/** Methods whose handlers answer without sending anything on the request's stream first. */
+const INSTANT_METHODS: ReadonlySet<string> = new Set([
+  "initialize",
+  "ping",
+  "tools/list",
+  "prompts/list",
+  "resources/list",
+  "resources/templates/list",
+  "logging/setLevel",
+  "completion/complete",
+  "tasks/get",
+  "tasks/list",
+  "tasks/cancel",
+]);
+
+/** Tools that answer at once; `run_task` and `llm_generate` wait, and speak while they do. */
+const INSTANT_TOOLS: ReadonlySet<string> = new Set([
+  "start_async_agent_task",
+  "check_task_status",
+  "cancel_task",
+  "list_tasks",
+  "list_models",
+]);
+
+/**
+ * Whether `body` is one request answered at once: an instant method or tool, without a progress
+ * token (progress would travel on its stream) and not task-augmented.
+ */
+export function answersAtOnce(body: unknown): boolean {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return false;
+  const { id, method, params } = body as { id?: unknown; method?: unknown; params?: unknown };
+  if (typeof id !== "string" && typeof id !== "number") return false;
+  const p = (typeof params === "object" && params !== null ? params : {}) as {
+    name?: unknown;
+    task?: unknown;
+    _meta?: { progressToken?: unknown } | null;
+  };
+  if (p._meta?.progressToken !== undefined || p.task !== undefined) return false;
+  if (method === "tools/call") return typeof p.name === "string" && INSTANT_TOOLS.has(p.name);
+  return typeof method === "string" && INSTANT_METHODS.has(method);
+}
+
+/**
+ * `response` with its answer to request `id` as JSON when the answer is the stream's first message;
+ * otherwise (not a stream, something else first, or the stream ended unanswered) the same response.
+ */
+export async function asJson(response: Response, id: Id): Promise<Response> {
+  if (!response.body || !isEventStream(response)) return response;
+  const reader = response.body.getReader();
+  const events = new EventReader();
+  const read: Uint8Array[] = [];
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    read.push(value);
+    for (const data of events.push(value)) {
+      if (data === "") continue; // a priming event, or a comment
+      if (!isAnswerTo(data, id)) return replayed(response, read, reader);
+      await reader.cancel();
+      const headers = new Headers({ "content-type": "application/json" });
+      const session = response.headers.get("mcp-session-id");
+      if (session) headers.set("mcp-session-id", session);
+      return new Response(data, { status: response.status, headers });
+    }
+  }
+  return replayed(response, read, reader);
+}
+
+function isEventStream(response: Response): boolean {
+  const type = response.headers.get("content-type") ?? "";
+  return type.split(";")[0]!.trim() === "text/event-stream";
+}
+
+function isAnswerTo(data: string, id: Id): boolean {
+  try {
+    const message = JSON.parse(data);
+    return typeof message === "object" && message !== null && message.id === id &&
+      ("result" in message || "error" in message);
+  } catch {
+    return false;
+  }
+}
+
+/** The stream as written: the chunks already read, then the rest. */
+function replayed(
+  response: Response,
+  read: Uint8Array[],
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Response {
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const chunk of read) controller.enqueue(chunk);
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+  return new Response(body, { status: response.status, headers: response.headers });
+}
+
+/** SSE events out of a byte stream: the data of each whole event (lines joined), in order. */
+class EventReader {
+  #decoder = new TextDecoder();
+  #pending = "";
+
+  push(chunk: Uint8Array): string[] {
+    const text = this.#pending + this.#decoder.decode(chunk, { stream: true });
+    this.#pending = text.replaceAll("\r\n", "\n");
+    const blocks = this.#pending.split("\n\n");
+    this.#pending = blocks.pop()!;
+    return blocks.map((block) =>
+      block.split("\n")
+        .filter((line) => line === "data" || line.startsWith("data:"))
+        .map((line) => line.slice(5).replace(/^ /, ""))
+        .join("\n")
+    );
+  }
+}
