@@ -8,8 +8,8 @@
  * events: a quarter of a `check_task_status` through the Python SDK (docs/benchmarks.md).
  *
  * So the session's stream is read here until the answer, and the answer is passed on as JSON. Should
- * anything else come first (nothing Klym sends does, but the stream is the SDK's), the client gets
- * the whole stream as it was written.
+ * anything else come first (nothing Klym sends does, but the stream is the SDK's), or the answer be
+ * large, the client gets the whole stream as it was written.
  */
 import type { Id } from "./responses.ts";
 
@@ -56,18 +56,29 @@ export function answersAtOnce(body: unknown): boolean {
 }
 
 /**
- * `response` with its answer to request `id` as JSON when the answer is the stream's first message;
- * otherwise (not a stream, something else first, or the stream ended unanswered) the same response.
+ * The stream's bytes read for a JSON answer, at most. A larger answer keeps its stream: its transfer
+ * outweighs a connection, and reading it into a string and out again would leave garbage of several
+ * times its size (a result of a megabyte).
+ */
+export const JSON_ANSWER_MAX_BYTES = 64 * 1024;
+
+/**
+ * `response` with its answer to request `id` as JSON when the answer is the stream's first message
+ * and fits in `JSON_ANSWER_MAX_BYTES`; otherwise (not a stream, something else first, a larger
+ * answer, or the stream ended unanswered) the same response.
  */
 export async function asJson(response: Response, id: Id): Promise<Response> {
   if (!response.body || !isEventStream(response)) return response;
   const reader = response.body.getReader();
   const events = new EventReader();
   const read: Uint8Array[] = [];
+  let bytes = 0;
   while (true) {
     const { done, value } = await reader.read();
     if (done) break;
     read.push(value);
+    bytes += value.byteLength;
+    if (bytes > JSON_ANSWER_MAX_BYTES) return replayed(response, read, reader);
     for (const data of events.push(value)) {
       if (data === "") continue; // a priming event, or a comment
       if (!isAnswerTo(data, id)) return replayed(response, read, reader);

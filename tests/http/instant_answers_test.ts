@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { answersAtOnce, asJson } from "../../src/http/instant_answers.ts";
+import { answersAtOnce, asJson, JSON_ANSWER_MAX_BYTES } from "../../src/http/instant_answers.ts";
 
 const SSE = { "content-type": "text/event-stream", "mcp-session-id": "s-1" };
 
@@ -86,4 +86,23 @@ Deno.test("a response that is not a stream is passed on untouched", async () => 
   assert.equal(res, json);
   const accepted = new Response(null, { status: 202 });
   assert.equal(await asJson(accepted, 1), accepted);
+});
+
+Deno.test("an answer whose stream fits in JSON_ANSWER_MAX_BYTES is JSON; one byte more keeps the stream", async () => {
+  const sized = (total: number) => {
+    const frame = answer(9).length - '{"ok":1}'.length + '{"pad":""}'.length;
+    const pad = "x".repeat(total - priming.length - frame);
+    const event = `event: message\nid: a|2\ndata: ${
+      JSON.stringify({ result: { pad }, jsonrpc: "2.0", id: 9 })
+    }\n\n`;
+    assert.equal(priming.length + event.length, total);
+    return [priming, event];
+  };
+  const fits = await asJson(stream(sized(JSON_ANSWER_MAX_BYTES)), 9);
+  assert.equal(fits.headers.get("content-type"), "application/json");
+  assert.equal((await fits.json()).id, 9);
+  const over = sized(JSON_ANSWER_MAX_BYTES + 1);
+  const kept = await asJson(stream(over), 9);
+  assert.equal(kept.headers.get("content-type"), "text/event-stream");
+  assert.equal(await kept.text(), over.join(""));
 });
