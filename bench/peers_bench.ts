@@ -23,6 +23,7 @@ import { startKlym } from "../tests/helpers/klym_process.ts";
 import { readLines } from "../src/lines.ts";
 import { percentile } from "./stats.ts";
 import { isolateSplit } from "./peers/isolate_split.ts";
+import { tsStatus } from "./peers/ts_status.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const PEERS = `${HERE}peers/`;
@@ -433,6 +434,7 @@ function rows(): Row[] {
       "of which the SDK's check against the tool's outputSchema, p50 / p99",
       (d) => d.status.validate?.length ? ms(d.status.validate) : "none (`tasks/get`)",
     ],
+    ["status", "the same through the TypeScript SDK, p50 / p99", (d) => ms(d.status.ts)],
   ] as Row[];
 }
 
@@ -450,7 +452,7 @@ function print(all: Map<ServerName, Done>, loads: Map<ServerName, number[]>): vo
       first.first_line?.samples.length ?? 0
     } first lines (${SETTINGS.pace_ms} ms apart); ${SETTINGS.waiting} waiting and ${SETTINGS.holding} holding tasks at once (${SETTINGS.steady_s} s to settle); ${SETTINGS.retained} results; ${
       first.status?.raw.length ?? 0
-    } status calls each way; results read again after ${SETTINGS.retained_idle_s} s idle; ${SETTINGS.cancels} cancels of Klym's loop, 2 of a peer's. Client: the Python MCP SDK, protocol ${first.protocol}.`,
+    } status calls each way; results read again after ${SETTINGS.retained_idle_s} s idle; ${SETTINGS.cancels} cancels of Klym's loop, 2 of a peer's. Client: the Python MCP SDK, protocol ${first.protocol} (and for the status figure, the TypeScript SDK's \`Client\`, FastMCP's tasks through \`@modelcontextprotocol/ext-tasks\`).`,
   );
   const load = names.map((n) => {
     const s = loads.get(n)!;
@@ -476,7 +478,12 @@ for (const name of splitOnly ? [] : only ?? SERVERS) {
   const load = new LoadSampler();
   try {
     await using server = await startServer(name, stateDir);
-    results.set(name, await drive(name, server));
+    const done = await drive(name, server);
+    if (done.status) {
+      const peer = name.startsWith("klym") ? "klym" : name as "fastmcp" | "seed";
+      done.status.ts = await tsStatus(server.url, peer, SETTINGS.status);
+    }
+    results.set(name, done);
   } finally {
     load.stop();
     loads.set(name, load.samples);
