@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { call, callError, OWN_SESSION, sharedKlym, startKlym } from "../helpers/klym_process.ts";
 import { PATIENCE_MS } from "../helpers/patience.ts";
-import { parseSse, RawMcp, type RpcMessage } from "../helpers/raw_mcp.ts";
+import { INITIALIZE, parseSse, RawMcp, type RpcMessage } from "../helpers/raw_mcp.ts";
 
 const RELATED = "io.modelcontextprotocol/related-task";
 /** The file's one server with no setting of its own: each test keeps to its own sessions. */
@@ -351,15 +351,7 @@ Deno.test("a call that waits is answered on an SSE stream with event ids and a r
 Deno.test("requests answered at once get one JSON object, the same answer the stream carried", async () => {
   const klym = await shared.server();
   const mcp = new RawMcp(klym.url);
-  const init = await mcp.post({
-    id: 1,
-    method: "initialize",
-    params: {
-      protocolVersion: "2025-11-25",
-      capabilities: {},
-      clientInfo: { name: "klym-raw-test", version: "1.0.0" },
-    },
-  });
+  const init = await mcp.post(INITIALIZE);
   assert.equal(init.headers.get("content-type"), "application/json");
   mcp.sessionId = init.headers.get("mcp-session-id") ?? "";
   assert.ok(mcp.sessionId, "the session id travels with a JSON answer");
