@@ -65,7 +65,7 @@ async function answered(
   id: Id,
 ): Promise<Response> {
   const response = await transport.handleRequest(req, { parsedBody: body });
-  return answersAtOnce(body) ? await asJson(response, id) : response;
+  return answersAtOnce(body) ? await asJson(response, id, req.signal) : response;
 }
 
 function encodeSentinel(value: string): string {

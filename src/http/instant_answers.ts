@@ -63,33 +63,66 @@ export function answersAtOnce(body: unknown): boolean {
 export const JSON_ANSWER_MAX_BYTES = 64 * 1024;
 
 /**
- * `response` with its answer to request `id` as JSON when the answer is the stream's first message
- * and fits in `JSON_ANSWER_MAX_BYTES`; otherwise (not a stream, something else first, a larger
- * answer, or the stream ended unanswered) the same response.
+ * How long an answer may take to come as JSON. Later, the stream is passed on as it is: its headers
+ * and keep-alive comments reach the client, and a node forwarding the request (which waits
+ * `KLYM_NODE_LEASE_MS`, 1 s at the least, for headers) gets them in time. An answer at once takes
+ * well under a millisecond; one waiting on the journal (a start, a cancel) can take
+ * `KLYM_SHARED_WAIT_MS`, and one the SDK drops (a request the client cancelled) never comes.
  */
-export async function asJson(response: Response, id: Id): Promise<Response> {
+export const JSON_ANSWER_WAIT_MS = 500;
+
+type Read = ReadableStreamReadResult<Uint8Array>;
+
+/**
+ * `response` with its answer to request `id` as JSON when the answer is the stream's first message,
+ * comes within `waitMs` and fits in `JSON_ANSWER_MAX_BYTES`; otherwise (not a stream, something else
+ * first, a late or larger answer, or the stream ended unanswered) the same response. Once `signal`
+ * aborts (the client went), the stream is cancelled, as the client's going would cancel it.
+ */
+export async function asJson(
+  response: Response,
+  id: Id,
+  signal?: AbortSignal,
+  waitMs = JSON_ANSWER_WAIT_MS,
+): Promise<Response> {
   if (!response.body || !isEventStream(response)) return response;
   const reader = response.body.getReader();
   const events = new EventReader();
   const read: Uint8Array[] = [];
   let bytes = 0;
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    read.push(value);
-    bytes += value.byteLength;
-    if (bytes > JSON_ANSWER_MAX_BYTES) return replayed(response, read, reader);
-    for (const data of events.push(value)) {
-      if (data === "") continue; // a priming event, or a comment
-      if (!isAnswerTo(data, id)) return replayed(response, read, reader);
-      await reader.cancel();
-      const headers = new Headers({ "content-type": "application/json" });
-      const session = response.headers.get("mcp-session-id");
-      if (session) headers.set("mcp-session-id", session);
-      return new Response(data, { status: response.status, headers });
+  const { promise: stop, resolve } = Promise.withResolvers<"late" | "gone">();
+  const timer = setTimeout(() => resolve("late"), waitMs);
+  const gone = () => resolve("gone");
+  if (signal?.aborted) gone();
+  signal?.addEventListener("abort", gone, { once: true });
+  try {
+    while (true) {
+      const next = reader.read();
+      const got = await Promise.race([next, stop]);
+      if (got === "late") return replayed(response, read, reader, next);
+      if (got === "gone") {
+        await reader.cancel();
+        return replayed(response, read, reader);
+      }
+      if (got.done) break;
+      read.push(got.value);
+      bytes += got.value.byteLength;
+      if (bytes > JSON_ANSWER_MAX_BYTES) return replayed(response, read, reader);
+      for (const data of events.push(got.value)) {
+        if (data === "") continue; // a priming event, or a comment
+        if (!isAnswerTo(data, id)) return replayed(response, read, reader);
+        await reader.cancel();
+        const headers = new Headers({ "content-type": "application/json" });
+        const session = response.headers.get("mcp-session-id");
+        if (session) headers.set("mcp-session-id", session);
+        return new Response(data, { status: response.status, headers });
+      }
     }
+    return replayed(response, read, reader);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", gone);
   }
-  return replayed(response, read, reader);
 }
 
 function isEventStream(response: Response): boolean {
@@ -107,18 +140,20 @@ function isAnswerTo(data: string, id: Id): boolean {
   }
 }
 
-/** The stream as written: the chunks already read, then the rest. */
+/** The stream as written: the chunks already read, a read under way, then the rest. */
 function replayed(
   response: Response,
   read: Uint8Array[],
   reader: ReadableStreamDefaultReader<Uint8Array>,
+  pending?: Promise<Read>,
 ): Response {
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       for (const chunk of read) controller.enqueue(chunk);
     },
     async pull(controller) {
-      const { done, value } = await reader.read();
+      const { done, value } = await (pending ?? reader.read());
+      pending = undefined;
       if (done) controller.close();
       else controller.enqueue(value);
     },

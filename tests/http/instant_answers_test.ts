@@ -106,3 +106,46 @@ Deno.test("an answer whose stream fits in JSON_ANSWER_MAX_BYTES is JSON; one byt
   assert.equal(kept.headers.get("content-type"), "text/event-stream");
   assert.equal(await kept.text(), over.join(""));
 });
+
+/** A stream that has sent `first` and waits for `rest` (or for its reader to cancel it). */
+function waiting(first: string[]) {
+  const encoder = new TextEncoder();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const cancelled = Promise.withResolvers<void>();
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+      for (const chunk of first) c.enqueue(encoder.encode(chunk));
+    },
+    cancel: () => cancelled.resolve(),
+  });
+  return {
+    response: new Response(body, { headers: SSE }),
+    send: (chunk: string) => controller.enqueue(encoder.encode(chunk)),
+    end: () => controller.close(),
+    cancelled: cancelled.promise,
+  };
+}
+
+Deno.test("an answer later than the wait keeps the stream, and the read under way is not lost", async () => {
+  const source = waiting([priming]);
+  const res = await asJson(source.response, 7, undefined, 0);
+  assert.equal(res.headers.get("content-type"), "text/event-stream");
+  source.send(answer(7));
+  source.end();
+  assert.equal(await res.text(), priming + answer(7));
+});
+
+Deno.test("a client that goes while the answer is awaited cancels the stream, as it would have", async () => {
+  const source = waiting([priming]);
+  const client = new AbortController();
+  const asked = asJson(source.response, 7, client.signal, 60_000);
+  client.abort();
+  await source.cancelled;
+  const res = await asked;
+  assert.equal(await res.text(), priming);
+  // Gone before it began: the same.
+  const early = waiting([priming]);
+  await asJson(early.response, 7, AbortSignal.abort(), 60_000);
+  await early.cancelled;
+});

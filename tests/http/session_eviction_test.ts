@@ -12,6 +12,7 @@ import {
   UNUSED_SESSION_IDLE_MS,
 } from "../../src/http/session_table.ts";
 import { RawMcp } from "../helpers/raw_mcp.ts";
+import { PATIENCE_MS } from "../helpers/patience.ts";
 
 /** A clock that moves only when told; `sweep` runs the sweeps the table scheduled on it. */
 class TestClock implements SessionClock {
@@ -33,10 +34,14 @@ class TestClock implements SessionClock {
 }
 
 /** The app on a local port with bare MCP servers and `clock`; `close` ends both. */
-async function serve(env: Record<string, string>, clock: TestClock) {
+async function serve(
+  env: Record<string, string>,
+  clock: TestClock,
+  createServer = () => new McpServer({ name: "bare", version: "1" }),
+) {
   const app = new HttpApp({
     config: loadConfig({ KLYM_STATE: "memory", ...env }, []),
-    createServer: () => new McpServer({ name: "bare", version: "1" }),
+    createServer,
     health: () => ({}),
     clock,
   });
@@ -129,6 +134,53 @@ Deno.test("a client listening on its GET stream keeps its session past the unuse
       id: 7,
     });
     await stream.body?.cancel();
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a request answered at once that never gets its answer (its client cancelled it, then went) does not hold its session", async () => {
+  const clock = new TestClock();
+  const entered = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const { app, url, close } = await serve({ KLYM_SESSION_IDLE_S: "60" }, clock, () => {
+    const server = new McpServer({ name: "bare", version: "1" });
+    // An instant tool held up (as a start waits on a slow journal): answered after its cancel,
+    // the SDK drops the answer.
+    server.registerTool("list_tasks", {}, async () => {
+      entered.resolve();
+      await release.promise;
+      return { content: [{ type: "text", text: "late" }] };
+    });
+    return server;
+  });
+  try {
+    const client = new RawMcp(url);
+    await client.initialize();
+    const going = new AbortController();
+    const call = fetch(`${url}/mcp`, {
+      method: "POST",
+      headers: client.headers(),
+      signal: going.signal,
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 5,
+        method: "tools/call",
+        params: { name: "list_tasks", arguments: {} },
+      }),
+    }).then((res) => res.body?.cancel(), () => {});
+    await entered.promise;
+    await client.notify("notifications/cancelled", { requestId: 5, reason: "client timeout" });
+    release.resolve();
+    going.abort();
+    await call;
+    const deadline = Date.now() + PATIENCE_MS;
+    while (app.sessionCount > 0 && Date.now() < deadline) {
+      clock.ms += 61_000;
+      clock.sweep();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(app.sessionCount, 0, "the idle sweep closed the session");
   } finally {
     await close();
   }
