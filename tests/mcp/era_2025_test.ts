@@ -348,8 +348,8 @@ Deno.test("a call that waits is answered on an SSE stream with event ids and a r
   await mcp.close();
 });
 
-Deno.test("requests answered at once get one JSON object, the same answer the stream carried", async () => {
-  const klym = await shared.server();
+Deno.test("requests answered at once get one JSON object, the same answer the stream carried, and the log stays JSON lines", async () => {
+  await using klym = await startKlym();
   const mcp = new RawMcp(klym.url);
   const init = await mcp.post(INITIALIZE);
   assert.equal(init.headers.get("content-type"), "application/json");
@@ -399,6 +399,11 @@ Deno.test("requests answered at once get one JSON object, the same answer the st
   assert.equal(streamed.headers.get("content-type"), "text/event-stream");
   assert.match(await streamed.text(), /"tools":/);
   await mcp.close();
+  // Reading a request's signal (to stop waiting once its client goes) must not make Deno print
+  // its plain-text notice on the JSON log.
+  klym.signal("SIGTERM");
+  await klym.exited;
+  for (const line of klym.logs) assert.doesNotThrow(() => JSON.parse(line), line);
 });
 
 Deno.test("an agent start is refused when the client's sampling does not take tools", async () => {
