@@ -11,6 +11,7 @@
  * anything else come first (nothing Klym sends does, but the stream is the SDK's), or the answer be
  * large, the client gets the whole stream as it was written.
  */
+import { linkedAbort } from "../abort.ts";
 import type { Id } from "./responses.ts";
 
 /** Methods whose handlers answer without sending anything on the request's stream first. */
@@ -90,39 +91,34 @@ export async function asJson(
   const events = new EventReader();
   const read: Uint8Array[] = [];
   let bytes = 0;
-  const { promise: stop, resolve } = Promise.withResolvers<"late" | "gone">();
-  const timer = setTimeout(() => resolve("late"), waitMs);
-  const gone = () => resolve("gone");
-  if (signal?.aborted) gone();
-  signal?.addEventListener("abort", gone, { once: true });
-  try {
-    while (true) {
-      const next = reader.read();
-      const got = await Promise.race([next, stop]);
-      if (got === "late") return replayed(response, read, reader, next);
-      if (got === "gone") {
-        await reader.cancel();
-        return replayed(response, read, reader);
-      }
-      if (got.done) break;
-      read.push(got.value);
-      bytes += got.value.byteLength;
-      if (bytes > JSON_ANSWER_MAX_BYTES) return replayed(response, read, reader);
-      for (const data of events.push(got.value)) {
-        if (data === "") continue; // a priming event, or a comment
-        if (!isAnswerTo(data, id)) return replayed(response, read, reader);
-        await reader.cancel();
-        const headers = new Headers({ "content-type": "application/json" });
-        const session = response.headers.get("mcp-session-id");
-        if (session) headers.set("mcp-session-id", session);
-        return new Response(data, { status: response.status, headers });
-      }
+  using wait = linkedAbort(signal ? [signal] : [], waitMs);
+  const stopped = new Promise<"stopped">((resolve) => {
+    if (wait.signal.aborted) resolve("stopped");
+    else wait.signal.addEventListener("abort", () => resolve("stopped"), { once: true });
+  });
+  while (true) {
+    const next = reader.read();
+    const got = await Promise.race([next, stopped]);
+    if (got === "stopped") {
+      if (wait.timedOut) return replayed(response, read, reader, next);
+      await reader.cancel(); // the client went
+      return replayed(response, read, reader);
     }
-    return replayed(response, read, reader);
-  } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener("abort", gone);
+    if (got.done) break;
+    read.push(got.value);
+    bytes += got.value.byteLength;
+    if (bytes > JSON_ANSWER_MAX_BYTES) return replayed(response, read, reader);
+    for (const data of events.push(got.value)) {
+      if (data === "") continue; // a priming event, or a comment
+      if (!isAnswerTo(data, id)) return replayed(response, read, reader);
+      await reader.cancel();
+      const headers = new Headers({ "content-type": "application/json" });
+      const session = response.headers.get("mcp-session-id");
+      if (session) headers.set("mcp-session-id", session);
+      return new Response(data, { status: response.status, headers });
+    }
   }
+  return replayed(response, read, reader);
 }
 
 function isEventStream(response: Response): boolean {
